@@ -1,0 +1,73 @@
+//! The element types the engine computes in: `f32` for training, `f64` for gradient checks.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// A floating-point element type of the engine (`f32` or `f64`).
+///
+/// Beyond ordinary arithmetic it names the few kernels whose best implementation differs by
+/// precision: `f32` uses a fast rational `tanh`, `f64` the exact library function (it is the
+/// precision in which gradients are checked against finite differences).
+pub trait Float:
+    num_traits::Float
+    + ndarray::ScalarOperand
+    + ndarray::LinalgScalar
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + Sum
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + 'static
+{
+    /// The type's name, `"f32"` or `"f64"`.
+    const NAME: &'static str;
+
+    /// Converts from `f64`, rounding to nearest.
+    fn of(v: f64) -> Self;
+
+    /// Converts to `f64` exactly.
+    fn as_f64(self) -> f64;
+
+    /// Writes `tanh(x)` for every element of `x` into `y` (same length).
+    fn tanh_slice(x: &[Self], y: &mut [Self]);
+}
+
+impl Float for f32 {
+    const NAME: &'static str = "f32";
+
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+
+    fn as_f64(self) -> f64 {
+        f64::from(self)
+    }
+
+    fn tanh_slice(x: &[Self], y: &mut [Self]) {
+        crate::kernels::tanh::tanh_f32(x, y);
+    }
+}
+
+impl Float for f64 {
+    const NAME: &'static str = "f64";
+
+    fn of(v: f64) -> Self {
+        v
+    }
+
+    fn as_f64(self) -> f64 {
+        self
+    }
+
+    fn tanh_slice(x: &[Self], y: &mut [Self]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x.tanh();
+        }
+    }
+}

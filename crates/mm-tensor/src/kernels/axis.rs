@@ -1,0 +1,131 @@
+//! Kernels along one axis of a row-major tensor, laid out as `(outer, n, inner)`: element
+//! `(o, k, i)` is at `(o * n + k) * inner + i`. Sums, their backward, softmax, log-softmax and the
+//! fused cross-entropy.
+
+use super::{Acc, zeros};
+use crate::Float;
+
+/// `(outer, n, inner)`: the layout around one axis.
+pub(crate) type Around = (usize, usize, usize);
+
+/// `out[o, i] = scale · Σ_k x[o, k, i]`, accumulated in `f64`.
+pub(crate) fn sum<T: Float>(x: &[T], (outer, n, inner): Around, scale: f64, out: &mut Vec<T>) {
+    out.clear();
+    for o in 0..outer {
+        let block = &x[o * n * inner..][..n * inner];
+        for i in 0..inner {
+            let s: f64 = (0..n).map(|k| block[k * inner + i].as_f64()).sum();
+            out.push(T::of(s * scale));
+        }
+    }
+}
+
+/// `dst[o, k, i] (+)= scale · g[o, i]`: the backward of [`sum`].
+pub(crate) fn spread<T: Float>(g: &[T], (outer, n, inner): Around, scale: T, dst: &mut Vec<T>, acc: Acc) {
+    if acc == Acc::Write {
+        zeros(dst, outer * n * inner);
+    }
+    for o in 0..outer {
+        let grow = &g[o * inner..][..inner];
+        for k in 0..n {
+            let d = &mut dst[(o * n + k) * inner..][..inner];
+            d.iter_mut().zip(grow).for_each(|(d, &g)| *d += scale * g);
+        }
+    }
+}
+
+/// Visits every line along the axis: calls `f` with the flat indices of its `n` elements.
+fn lines((outer, n, inner): Around, mut f: impl FnMut(&dyn Fn(usize) -> usize, usize)) {
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * n * inner + i;
+            f(&|k| base + k * inner, n);
+        }
+    }
+}
+
+/// `y = softmax(x)` along the axis (or `log_softmax` when `log`), stable: the maximum of each
+/// line is subtracted before `exp`.
+pub(crate) fn softmax<T: Float>(x: &[T], around: Around, log: bool, y: &mut Vec<T>) {
+    zeros(y, x.len());
+    lines(around, |at, n| {
+        let max = (0..n).fold(T::neg_infinity(), |m, k| m.max(x[at(k)]));
+        let sum = (0..n).fold(T::zero(), |s, k| s + (x[at(k)] - max).exp());
+        let lse = max + sum.ln();
+        for k in 0..n {
+            let j = at(k);
+            y[j] = if log { x[j] - lse } else { (x[j] - max).exp() / sum };
+        }
+    });
+}
+
+/// The backward of [`softmax`] from its output `y`: `dx = y · (g - Σ g·y)` for softmax,
+/// `dx = g - exp(y) · Σ g` for log-softmax.
+pub(crate) fn softmax_backward<T: Float>(
+    g: &[T],
+    y: &[T],
+    around: Around,
+    log: bool,
+    dst: &mut Vec<T>,
+    acc: Acc,
+) {
+    if acc == Acc::Write {
+        zeros(dst, y.len());
+    }
+    lines(around, |at, n| {
+        if log {
+            let gs = (0..n).fold(T::zero(), |s, k| s + g[at(k)]);
+            (0..n).map(at).for_each(|j| dst[j] += g[j] - y[j].exp() * gs);
+        } else {
+            let gy = (0..n).fold(T::zero(), |s, k| s + g[at(k)] * y[at(k)]);
+            (0..n).map(at).for_each(|j| dst[j] += y[j] * (g[j] - gy));
+        }
+    });
+}
+
+/// The fused, numerically stable cross-entropy of `logits` `[rows, classes]` against class ids:
+/// returns the mean over rows of `logsumexp(row) - row[target]`, accumulated in `f64`, and
+/// writes the softmax probabilities to `probs` for the backward pass.
+pub(crate) fn cross_entropy<T: Float>(logits: &[T], classes: usize, targets: &[u32], probs: &mut Vec<T>) -> f64 {
+    probs.clear();
+    let mut total = 0.0;
+    for (row, &t) in logits.chunks_exact(classes).zip(targets) {
+        let max = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
+        let start = probs.len();
+        probs.extend(row.iter().map(|&x| (x - max).exp()));
+        let p = &mut probs[start..];
+        let sum = p.iter().fold(T::zero(), |s, &e| s + e);
+        let inv = T::one() / sum;
+        p.iter_mut().for_each(|e| *e *= inv);
+        total += (max + sum.ln() - row[t as usize]).as_f64();
+    }
+    total / targets.len().max(1) as f64
+}
+
+/// The backward of [`cross_entropy`]: `dlogits (+)= (probs - onehot(targets)) · g / rows`.
+pub(crate) fn cross_entropy_backward<T: Float>(
+    probs: &[T],
+    classes: usize,
+    targets: &[u32],
+    g: T,
+    dst: &mut Vec<T>,
+    acc: Acc,
+) {
+    let scale = g / T::of(targets.len().max(1) as f64);
+    super::store(dst, acc, probs.iter().map(|&p| p * scale));
+    for (r, &t) in targets.iter().enumerate() {
+        dst[r * classes + t as usize] -= scale;
+    }
+}
+
+/// Transposes a row-major `[rows, cols]` matrix `x` into `out` (`[cols, rows]`), or adds it.
+pub(crate) fn transpose<T: Float>(x: &[T], rows: usize, cols: usize, out: &mut Vec<T>, acc: Acc) {
+    if acc == Acc::Write {
+        zeros(out, rows * cols);
+    }
+    for (r, row) in x.chunks_exact(cols.max(1)).take(rows).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] += v;
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! # mm-tensor
+//!
+//! A small tensor and reverse-mode autograd engine over [`ndarray`], sized for makemore:
+//! matrices like 32x30 and 200x27, hundreds of thousands of steps, where per-op overhead and
+//! allocation matter as much as arithmetic.
+//!
+//! - A [`Tape`] is an arena of nodes reused step after step; [`Tape::graph`] opens a [`Graph`]
+//!   for one step, and ops on its `Copy` handles ([`Var`]) are evaluated eagerly and recorded in
+//!   order, so backward is a single reverse loop with one gradient rule per op.
+//! - Parameters live outside the tape in a [`ParamStore`]; [`Graph::backward`] writes their
+//!   gradients into a reusable [`Grads`]; an [`Optimizer`] ([`Sgd`], [`AdamW`]) applies them.
+//! - Fused ops where makemore needs them: [`Var::cross_entropy`], [`Var::embedding`], and a fast
+//!   `tanh`. Errors are typed ([`TensorError`]) and sticky: maths reads without `?`, and
+//!   [`Graph::backward`] or [`Var::item`] returns the first error.
+//!
+//! Fitting `y = 2x + 1`:
+//!
+//! ```
+//! use mm_tensor::{Grads, Optimizer, ParamStore, Sgd, Tape};
+//! use ndarray::{ArrayD, IxDyn};
+//!
+//! let mut params = ParamStore::<f64>::new();
+//! let w = params.add("w", ArrayD::zeros(IxDyn(&[1, 1])))?;
+//! let b = params.add("b", ArrayD::zeros(IxDyn(&[1])))?;
+//! let xs = [-1.0, 0.0, 1.0, 2.0];
+//! let ys = xs.map(|x| 2.0 * x + 1.0);
+//! let (mut tape, mut grads, mut opt) = (Tape::new(), Grads::new(&params), Sgd::new(0.1));
+//! for _ in 0..500 {
+//!     let g = tape.graph(&params);
+//!     let x = g.input(&[4, 1], &xs);
+//!     let y = g.input(&[4, 1], &ys);
+//!     let pred = x.matmul(g.param(w)) + g.param(b);
+//!     let loss = (pred - y).pow(2.0).mean();
+//!     g.backward(loss, &mut grads)?;
+//!     opt.step(&mut params, &grads)?;
+//! }
+//! assert!((params.data(w)[0] - 2.0).abs() < 1e-6 && (params.data(b)[0] - 1.0).abs() < 1e-6);
+//! # Ok::<(), mm_tensor::TensorError>(())
+//! ```
+
+mod backward;
+mod error;
+mod float;
+pub mod init;
+mod kernels;
+mod op;
+mod ops;
+mod optim;
+mod param;
+mod shape;
+mod tape;
+
+pub use error::{Result, TensorError};
+pub use float::Float;
+pub use ops::AsIds;
+pub use optim::{AdamW, Optimizer, Sgd};
+pub use param::{Grads, ParamId, ParamStore};
+pub use shape::{MAX_RANK, Shape};
+pub use tape::{Graph, Tape, Var};
+
+/// `tanh` of one `f32` with the engine's fast kernel (exposed for tests and benchmarks).
+pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
+    kernels::tanh::tanh_f32(x, y);
+}

@@ -1,0 +1,137 @@
+//! Optimizers: plain SGD (optionally with weight decay) and AdamW, each updating a
+//! [`ParamStore`] from [`Grads`], with a settable learning rate for schedules.
+
+use crate::param::{Buf, check_like};
+use crate::{Float, Grads, ParamStore, Result};
+
+/// Updates parameters from their gradients.
+pub trait Optimizer<T: Float> {
+    /// Applies one update to every parameter.
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()>;
+    /// The current learning rate.
+    fn lr(&self) -> T;
+    /// Sets the learning rate (for a schedule such as the lecture's 0.1 then 0.01).
+    fn set_lr(&mut self, lr: T);
+}
+
+/// Stochastic gradient descent: `p -= lr * (grad + weight_decay * p)`, as the lectures' loop
+/// `p.data += -lr * p.grad`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sgd<T> {
+    /// The learning rate.
+    pub lr: T,
+    /// L2 weight decay added to the gradient (0 for none).
+    pub weight_decay: T,
+}
+
+impl<T: Float> Sgd<T> {
+    /// SGD with learning rate `lr` and no weight decay.
+    pub fn new(lr: T) -> Self {
+        Sgd { lr, weight_decay: T::zero() }
+    }
+
+    /// The same optimizer with L2 weight decay.
+    pub fn with_weight_decay(self, weight_decay: T) -> Self {
+        Sgd { weight_decay, ..self }
+    }
+}
+
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        grads.check(params)?;
+        let (lr, wd) = (self.lr, self.weight_decay);
+        for id in params.ids() {
+            let p = params.data_mut(id);
+            let g = grads.data(id);
+            if wd == T::zero() {
+                p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * g);
+            } else {
+                p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * (g + wd * *p));
+            }
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+}
+
+/// Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's `AdamW` and makemore's
+/// transformer training use it. Defaults are PyTorch's: betas (0.9, 0.999), eps 1e-8, weight
+/// decay 0.01.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamW<T> {
+    /// The learning rate.
+    pub lr: T,
+    /// Decay of the first-moment (mean) estimate.
+    pub beta1: T,
+    /// Decay of the second-moment (uncentred variance) estimate.
+    pub beta2: T,
+    /// Added to the root of the second moment, for stability.
+    pub eps: T,
+    /// Decoupled weight decay: `p -= lr * weight_decay * p` before the Adam update.
+    pub weight_decay: T,
+    t: u64,
+    m: Vec<Buf<T>>,
+    v: Vec<Buf<T>>,
+}
+
+impl<T: Float> AdamW<T> {
+    /// AdamW with learning rate `lr` and PyTorch's other defaults.
+    pub fn new(lr: T) -> Self {
+        AdamW {
+            lr,
+            beta1: T::of(0.9),
+            beta2: T::of(0.999),
+            eps: T::of(1e-8),
+            weight_decay: T::of(0.01),
+            t: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    /// The number of updates applied so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+}
+
+impl<T: Float> Optimizer<T> for AdamW<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        grads.check(params)?;
+        if self.m.is_empty() {
+            self.m = params.ids().map(|id| Buf::zeros(params.shape(id))).collect();
+            self.v = self.m.clone();
+        }
+        check_like(&self.m, params, "adamw")?;
+        self.t += 1;
+        let (b1, b2, one) = (self.beta1, self.beta2, T::one());
+        let c1 = one - b1.powi(self.t as i32);
+        let c2 = one - b2.powi(self.t as i32);
+        let decay = one - self.lr * self.weight_decay;
+        for id in params.ids() {
+            let (m, v) = (&mut self.m[id.index()].data, &mut self.v[id.index()].data);
+            for (((p, &g), m), v) in params.data_mut(id).iter_mut().zip(grads.data(id)).zip(m).zip(v) {
+                *p *= decay;
+                *m = b1 * *m + (one - b1) * g;
+                *v = b2 * *v + (one - b2) * g * g;
+                *p -= self.lr * (*m / c1) / ((*v / c2).sqrt() + self.eps);
+            }
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+}

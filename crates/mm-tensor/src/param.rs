@@ -1,0 +1,188 @@
+//! Parameters live outside the tape: a [`ParamStore`] of named tensors with dense ids, and the
+//! reusable [`Grads`] that a backward pass writes their gradients into.
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::{Float, Result, Shape, TensorError};
+
+/// The dense id of a parameter in its [`ParamStore`]: `Copy`, cheap to keep in a model struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub(crate) u32);
+
+impl ParamId {
+    /// The position of the parameter in its store (0, 1, 2, ... in order of registration).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A row-major buffer with its shape: how the engine keeps parameters, gradients and state.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Buf<T> {
+    pub(crate) shape: Shape,
+    pub(crate) data: Vec<T>,
+}
+
+impl<T: Float> Buf<T> {
+    pub(crate) fn zeros(shape: Shape) -> Buf<T> {
+        Buf { shape, data: vec![T::zero(); shape.numel()] }
+    }
+
+    pub(crate) fn view(&self) -> ArrayViewD<'_, T> {
+        ArrayViewD::from_shape(IxDyn(self.shape.dims()), &self.data)
+            .expect("a Buf's data always fills its shape")
+    }
+
+    pub(crate) fn view_mut(&mut self) -> ArrayViewMutD<'_, T> {
+        ArrayViewMutD::from_shape(IxDyn(self.shape.dims()), &mut self.data)
+            .expect("a Buf's data always fills its shape")
+    }
+}
+
+/// Named parameters, e.g. the MLP's `C`, `W1`, `b1`, `W2`, `b2`, in order of registration.
+///
+/// ```
+/// use mm_tensor::ParamStore;
+/// use ndarray::ArrayD;
+/// let mut params = ParamStore::<f32>::new();
+/// let w = params.add("W", ArrayD::zeros(vec![27, 27])).unwrap();
+/// assert_eq!((params.name(w), params.numel()), ("W", 729));
+/// assert!(params.add("W", ArrayD::zeros(vec![1])).is_err()); // names are unique
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamStore<T> {
+    names: Vec<String>,
+    bufs: Vec<Buf<T>>,
+}
+
+impl<T: Float> ParamStore<T> {
+    /// An empty store.
+    pub fn new() -> Self {
+        ParamStore { names: Vec::new(), bufs: Vec::new() }
+    }
+
+    /// Registers a parameter under a unique `name` with an initial value (any memory layout; it
+    /// is stored row-major). Errors on a duplicate name or a rank above [`crate::MAX_RANK`].
+    pub fn add(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
+        if self.id(name).is_some() {
+            return Err(TensorError::DuplicateParam { name: name.to_string() });
+        }
+        let shape = Shape::new(value.shape())?;
+        let data = value.as_standard_layout().iter().copied().collect();
+        self.names.push(name.to_string());
+        self.bufs.push(Buf { shape, data });
+        Ok(ParamId(self.bufs.len() as u32 - 1))
+    }
+
+    /// The id of the parameter called `name`, if there is one.
+    pub fn id(&self, name: &str) -> Option<ParamId> {
+        self.names.iter().position(|n| n == name).map(|i| ParamId(i as u32))
+    }
+
+    /// The parameter's name.
+    pub fn name(&self, id: ParamId) -> &str {
+        &self.names[id.index()]
+    }
+
+    /// The parameter's shape.
+    pub fn shape(&self, id: ParamId) -> Shape {
+        self.bufs[id.index()].shape
+    }
+
+    /// The parameter's value.
+    pub fn get(&self, id: ParamId) -> ArrayViewD<'_, T> {
+        self.bufs[id.index()].view()
+    }
+
+    /// The parameter's value, writable (e.g. to load a checkpoint or apply an update).
+    pub fn get_mut(&mut self, id: ParamId) -> ArrayViewMutD<'_, T> {
+        self.bufs[id.index()].view_mut()
+    }
+
+    /// The parameter's elements in row-major order.
+    pub fn data(&self, id: ParamId) -> &[T] {
+        &self.bufs[id.index()].data
+    }
+
+    /// The parameter's elements in row-major order, writable.
+    pub fn data_mut(&mut self, id: ParamId) -> &mut [T] {
+        &mut self.bufs[id.index()].data
+    }
+
+    /// The number of parameters (tensors).
+    pub fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Whether the store holds no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// The total number of scalar parameters (the MLP of the lecture has 11,897).
+    pub fn numel(&self) -> usize {
+        self.bufs.iter().map(|b| b.data.len()).sum()
+    }
+
+    /// The ids of all parameters, in order of registration.
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> + use<T> {
+        (0..self.bufs.len() as u32).map(ParamId)
+    }
+}
+
+/// The gradients of a [`ParamStore`]'s parameters, one buffer each, reused across steps.
+///
+/// A backward pass overwrites every gradient: a parameter that the loss does not depend on gets
+/// zeros, so stale values never reach the optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grads<T> {
+    pub(crate) bufs: Vec<Buf<T>>,
+    /// Whether `bufs[i]` holds a contribution from the current backward pass.
+    pub(crate) live: Vec<bool>,
+}
+
+impl<T: Float> Grads<T> {
+    /// Zero gradients shaped like the parameters of `params`.
+    pub fn new(params: &ParamStore<T>) -> Self {
+        let bufs: Vec<_> = params.bufs.iter().map(|b| Buf::zeros(b.shape)).collect();
+        Grads { live: vec![false; bufs.len()], bufs }
+    }
+
+    /// The gradient of parameter `id`.
+    pub fn get(&self, id: ParamId) -> ArrayViewD<'_, T> {
+        self.bufs[id.index()].view()
+    }
+
+    /// The gradient of parameter `id`, row-major.
+    pub fn data(&self, id: ParamId) -> &[T] {
+        &self.bufs[id.index()].data
+    }
+
+    /// The number of gradient tensors.
+    pub fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Whether there are no gradient tensors.
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// Checks that these gradients were made for `params` (same count and shapes).
+    pub fn check(&self, params: &ParamStore<T>) -> Result<()> {
+        check_like(&self.bufs, params, "grads")
+    }
+}
+
+/// Checks that `bufs` are shaped like the parameters of `params`.
+pub(crate) fn check_like<T: Float>(bufs: &[Buf<T>], params: &ParamStore<T>, op: &'static str) -> Result<()> {
+    if bufs.len() != params.len() {
+        return Err(TensorError::ParamCount { op, expected: bufs.len(), got: params.len() });
+    }
+    for (b, p) in bufs.iter().zip(&params.bufs) {
+        if b.shape != p.shape {
+            return Err(TensorError::ShapeMismatch { op, expected: b.shape, got: p.shape });
+        }
+    }
+    Ok(())
+}

@@ -41,6 +41,8 @@
 mod backward;
 mod error;
 mod float;
+#[cfg(feature = "golden")]
+pub mod golden;
 pub mod init;
 mod kernels;
 mod op;

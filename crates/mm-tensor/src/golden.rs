@@ -1,0 +1,275 @@
+//! Runs reference cases in the `mm-golden/1` format (PyTorch forward values and gradients) through
+//! the engine. Enabled by the `golden` feature; used by the crate's tests and by
+//! `cargo xtask golden FILE...`.
+//!
+//! A case names an op, its float inputs and integer indices, the expected output, an `upstream`
+//! tensor and the expected gradients of `L = sum(output * upstream)` with respect to each input.
+//! An element passes when `|got - want| <= atol + rtol * |want|`.
+
+use std::collections::BTreeMap;
+
+use ndarray::{ArrayD, IxDyn};
+use serde::Deserialize;
+
+use crate::{Float, Grads, ParamStore, Tape, TensorError, Var};
+
+/// A file of golden cases.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldenFile {
+    /// The format tag, `mm-golden/1`.
+    pub format: String,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+/// A float tensor of a case: shape and row-major data.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FloatTensor {
+    /// The dimensions (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// The elements, row-major.
+    pub data: Vec<f64>,
+}
+
+/// An integer tensor of a case (ids or targets).
+#[derive(Debug, Clone, Deserialize)]
+pub struct IndexTensor {
+    /// The dimensions.
+    pub shape: Vec<usize>,
+    /// The elements, row-major.
+    pub data: Vec<i64>,
+}
+
+/// One reference case.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    /// A unique name, e.g. `matmul/32x30@30x200`.
+    pub name: String,
+    /// The op, e.g. `matmul`, `cross_entropy`, `mlp`.
+    pub op: String,
+    /// Attributes: `axis`, `keepdim`, `exponent`, `shape`, `reg`, `block_size`, ...
+    #[serde(default)]
+    pub attrs: BTreeMap<String, serde_json::Value>,
+    /// The float inputs (the tensors differentiated against).
+    pub inputs: Vec<FloatTensor>,
+    /// Integer inputs: ids, targets.
+    #[serde(default)]
+    pub indices: Vec<IndexTensor>,
+    /// The expected forward value.
+    pub output: FloatTensor,
+    /// The upstream gradient, shaped like the output.
+    pub upstream: FloatTensor,
+    /// The expected gradient of each input.
+    pub grads: Vec<FloatTensor>,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+}
+
+/// The worst element of a failing comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch {
+    /// What was compared: `output` or `grad[i]`.
+    pub what: String,
+    /// The flat index of the worst element (or `None` for a shape mismatch).
+    pub index: Option<usize>,
+    /// The engine's value.
+    pub got: f64,
+    /// The reference value.
+    pub want: f64,
+    /// How many elements failed.
+    pub failed: usize,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every element of the output and every gradient is within tolerance.
+    Pass,
+    /// Some comparison failed; the worst element of each failing comparison.
+    Fail(Vec<Mismatch>),
+    /// The case could not be run: an unknown op, a missing attribute, or an engine error.
+    Error(String),
+}
+
+/// Parses a golden file (any file of the `mm-golden/1` format).
+pub fn parse(text: &str) -> Result<GoldenFile, String> {
+    let file: GoldenFile = serde_json::from_str(text).map_err(|e| format!("not a golden file: {e}"))?;
+    if file.format != "mm-golden/1" {
+        return Err(format!("unknown format {:?} (expected \"mm-golden/1\")", file.format));
+    }
+    Ok(file)
+}
+
+/// Runs one case in precision `T`.
+pub fn run<T: Float>(case: &Case) -> Outcome {
+    match evaluate::<T>(case) {
+        Ok((output, grads)) => {
+            let mut fails = Vec::new();
+            fails.extend(compare("output", &output, &case.output, case));
+            if grads.len() != case.grads.len() {
+                return Outcome::Error(format!("{} gradients expected, {} computed", case.grads.len(), grads.len()));
+            }
+            for (i, (got, want)) in grads.iter().zip(&case.grads).enumerate() {
+                fails.extend(compare(&format!("grad[{i}]"), got, want, case));
+            }
+            if fails.is_empty() { Outcome::Pass } else { Outcome::Fail(fails) }
+        }
+        Err(e) => Outcome::Error(e),
+    }
+}
+
+fn compare(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Option<Mismatch> {
+    if got.shape() != want.shape.as_slice() || want.data.len() != got.len() {
+        let got_shape = format!("{:?}", got.shape());
+        return Some(Mismatch {
+            what: format!("{what} shape {got_shape} vs {:?}", want.shape),
+            index: None,
+            got: f64::NAN,
+            want: f64::NAN,
+            failed: want.data.len().max(got.len()),
+        });
+    }
+    let mut worst: Option<(usize, f64)> = None;
+    let mut failed = 0;
+    for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
+        let excess = (g - w).abs() - (case.atol + case.rtol * w.abs());
+        if excess > 0.0 || excess.is_nan() {
+            failed += 1;
+            let score = if excess.is_nan() { f64::INFINITY } else { excess };
+            if worst.is_none_or(|(_, s)| score > s) {
+                worst = Some((i, score));
+            }
+        }
+    }
+    worst.map(|(i, _)| Mismatch { what: what.to_string(), index: Some(i), got: got.as_slice().map_or(f64::NAN, |s| s[i]), want: want.data[i], failed })
+}
+
+fn to_array<T: Float>(t: &FloatTensor) -> Result<ArrayD<T>, String> {
+    ArrayD::from_shape_vec(IxDyn(&t.shape), t.data.iter().map(|&x| T::of(x)).collect())
+        .map_err(|e| format!("tensor of shape {:?}: {e}", t.shape))
+}
+
+fn ids(case: &Case, i: usize) -> Result<ArrayD<u32>, String> {
+    let t = case.indices.get(i).ok_or_else(|| format!("{}: index tensor {i} is missing", case.op))?;
+    let data = t
+        .data
+        .iter()
+        .map(|&x| u32::try_from(x).map_err(|_| format!("{}: index {x} is negative or too large", case.op)))
+        .collect::<Result<Vec<_>, _>>()?;
+    ArrayD::from_shape_vec(IxDyn(&t.shape), data).map_err(|e| e.to_string())
+}
+
+fn attr_f64(case: &Case, key: &str) -> Result<f64, String> {
+    case.attrs.get(key).and_then(|v| v.as_f64()).ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
+}
+
+fn attr_usize(case: &Case, key: &str) -> Result<usize, String> {
+    case.attrs.get(key).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
+}
+
+/// `attrs.axis` resolved against a rank (negative axes count from the end); `None` for null.
+fn attr_axis(case: &Case, rank: usize) -> Result<Option<usize>, String> {
+    match case.attrs.get("axis") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => {
+            let a = v.as_i64().ok_or_else(|| format!("{}: axis {v} is not an integer", case.op))?;
+            let a = if a < 0 { a + rank as i64 } else { a };
+            usize::try_from(a).map(Some).map_err(|_| format!("{}: axis {v} out of range", case.op))
+        }
+    }
+}
+
+/// Builds the case's computation on `g` from its inputs `x`.
+fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, String> {
+    let arity = match case.op.as_str() {
+        "add" | "sub" | "mul" | "div" | "matmul" => 2,
+        "mlp" => 5,
+        "pow" | "neg" | "exp" | "log" | "tanh" | "relu" | "sigmoid" | "sum" | "mean" | "softmax"
+        | "log_softmax" | "reshape" | "transpose" | "embedding" | "cross_entropy" | "bigram_nn" => 1,
+        other => return Err(format!("unknown op {other:?}")),
+    };
+    if x.len() != arity {
+        return Err(format!("{}: expected {arity} inputs, got {}", case.op, x.len()));
+    }
+    let e = |r: Result<Var<'g, T>, TensorError>| r.map_err(|e| e.to_string());
+    let a = x[0];
+    let rank = a.shape().rank();
+    Ok(match case.op.as_str() {
+        "add" => e(a.try_add(x[1]))?,
+        "sub" => e(a.try_sub(x[1]))?,
+        "mul" => e(a.try_mul(x[1]))?,
+        "div" => e(a.try_div(x[1]))?,
+        "matmul" => e(a.try_matmul(x[1]))?,
+        "pow" => a.pow(attr_f64(case, "exponent")?),
+        "neg" => -a,
+        "exp" => a.exp(),
+        "log" => a.log(),
+        "tanh" => a.tanh(),
+        "relu" => a.relu(),
+        "sigmoid" => a.sigmoid(),
+        "sum" | "mean" => {
+            let keepdim = case.attrs.get("keepdim").and_then(|v| v.as_bool()).unwrap_or(false);
+            let mean = case.op == "mean";
+            match attr_axis(case, rank)? {
+                None if mean => a.mean(),
+                None => a.sum(),
+                Some(ax) if mean => e(a.try_mean_axis(ax, keepdim))?,
+                Some(ax) => e(a.try_sum_axis(ax, keepdim))?,
+            }
+        }
+        "softmax" | "log_softmax" => {
+            let ax = attr_axis(case, rank)?.ok_or_else(|| format!("{}: axis is required", case.op))?;
+            if case.op == "softmax" { e(a.try_softmax(ax))? } else { e(a.try_log_softmax(ax))? }
+        }
+        "reshape" => {
+            let shape: Vec<usize> = case
+                .attrs
+                .get("shape")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .ok_or("reshape: attribute \"shape\" is missing")?;
+            e(a.try_reshape(&shape))?
+        }
+        "transpose" => e(a.try_t())?,
+        "embedding" => e(a.try_embedding(&ids(case, 0)?))?,
+        "cross_entropy" => e(a.try_cross_entropy(&ids(case, 0)?))?,
+        "bigram_nn" => {
+            let (xs, ys) = (ids(case, 0)?, ids(case, 1)?);
+            let reg = attr_f64(case, "reg")?;
+            e(a.try_embedding(&xs).and_then(|logits| logits.try_cross_entropy(&ys)))? + a.pow(2.0).mean() * T::of(reg)
+        }
+        "mlp" => {
+            let (xb, yb) = (ids(case, 0)?, ids(case, 1)?);
+            let (bs, ne) = (attr_usize(case, "block_size")?, attr_usize(case, "n_embd")?);
+            let (c, w1, b1, w2, b2) = (x[0], x[1], x[2], x[3], x[4]);
+            let emb = e(c.try_embedding(&xb))?;
+            let h = (e(emb.try_reshape(&[xb.shape()[0], bs * ne]))?.matmul(w1) + b1).tanh();
+            let logits = h.matmul(w2) + b2;
+            e(logits.try_cross_entropy(&yb))?
+        }
+        other => return Err(format!("unknown op {other:?}")),
+    })
+}
+
+/// The case's output and the gradients of its inputs, as `f64` arrays.
+fn evaluate<T: Float>(case: &Case) -> Result<(ArrayD<f64>, Vec<ArrayD<f64>>), String> {
+    let mut params = ParamStore::<T>::new();
+    let ids = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| params.add(&format!("x{i}"), to_array(t)?).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(&params);
+    let g = tape.graph(&params);
+    let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
+    let out = build(case, &x)?;
+    g.check().map_err(|e| e.to_string())?;
+    let upstream = to_array::<T>(&case.upstream)?;
+    g.backward_from(out, upstream.view(), &mut grads).map_err(|e| e.to_string())?;
+    let output = out.to_array().mapv(|v| v.as_f64());
+    let grads = ids.iter().map(|&id| grads.get(id).mapv(|v| v.as_f64())).collect();
+    Ok((output, grads))
+}

@@ -1,0 +1,204 @@
+//! Every op's gradient against central finite differences in `f64`, on random values: the
+//! analytic gradient of `L = sum(f(x) * u)` for a random upstream `u` must match
+//! `(L(x + h) - L(x - h)) / 2h` element by element.
+
+use mm_tensor::{Grads, Graph, ParamStore, Tape, Var, init};
+use ndarray::ArrayD;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// How inputs are drawn.
+#[derive(Clone, Copy)]
+enum Dist {
+    /// Standard normal.
+    Normal,
+    /// Positive, away from zero (for `log`, fractional `pow`, divisors).
+    Positive,
+}
+
+/// Checks the gradient of `f` with respect to inputs of the given shapes.
+fn check(name: &str, shapes: &[(&[usize], Dist)], f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>) {
+    let mut rng = StdRng::seed_from_u64(name.len() as u64 * 7919 + shapes.len() as u64);
+    let mut params = ParamStore::<f64>::new();
+    for (i, (shape, dist)) in shapes.iter().enumerate() {
+        let mut x = init::randn::<f64, _>(shape, &mut rng);
+        if let Dist::Positive = dist {
+            x.mapv_inplace(|v| v.abs() + 0.5);
+        }
+        params.add(&format!("x{i}"), x).unwrap();
+    }
+    let ids: Vec<_> = params.ids().collect();
+    let mut tape = Tape::new();
+
+    // Analytic gradients of sum(f(x) * u).
+    let mut grads = Grads::new(&params);
+    let upstream = {
+        let g = tape.graph(&params);
+        let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
+        let out = f(&g, &x);
+        g.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let u: ArrayD<f64> = init::randn(out.shape().dims(), &mut rng);
+        g.backward_from(out, u.view(), &mut grads).unwrap();
+        u
+    };
+    let loss = |params: &ParamStore<f64>, tape: &mut Tape<f64>| {
+        let g = tape.no_grad(params);
+        let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
+        let out = f(&g, &x).to_array();
+        (out * &upstream).sum()
+    };
+
+    // Central differences, element by element.
+    let h = 1e-6;
+    for &id in &ids {
+        let numel = params.data(id).len();
+        for k in 0..numel {
+            let x0 = params.data(id)[k];
+            params.data_mut(id)[k] = x0 + h;
+            let up = loss(&params, &mut tape);
+            params.data_mut(id)[k] = x0 - h;
+            let down = loss(&params, &mut tape);
+            params.data_mut(id)[k] = x0;
+            let numeric = (up - down) / (2.0 * h);
+            let analytic = grads.data(id)[k];
+            let tol = 1e-6 + 1e-5 * numeric.abs();
+            assert!(
+                (analytic - numeric).abs() <= tol,
+                "{name}: d/d{}[{k}]: analytic {analytic} vs numeric {numeric}",
+                params.name(id)
+            );
+        }
+    }
+}
+
+const N: Dist = Dist::Normal;
+const P: Dist = Dist::Positive;
+
+#[test]
+fn add_sub_mul_div_in_every_broadcast_form() {
+    let forms: &[(&[usize], &[usize])] = &[
+        (&[4, 5], &[4, 5]), // same shape
+        (&[4, 5], &[5]),    // a row over rows
+        (&[5], &[4, 5]),    // on the left
+        (&[4, 5], &[1, 5]), // a row with its leading 1
+        (&[4, 5], &[4, 1]), // a column over columns
+        (&[4, 1], &[1, 5]), // outer broadcast of both
+        (&[4, 5], &[]),     // a scalar
+        (&[], &[4, 5]),
+        (&[2, 3, 4], &[3, 1]), // 3-D
+    ];
+    for (a, b) in forms {
+        let tag = format!("{a:?}{b:?}");
+        check(&format!("add{tag}"), &[(a, N), (b, N)], |_, x| x[0] + x[1]);
+        check(&format!("sub{tag}"), &[(a, N), (b, N)], |_, x| x[0] - x[1]);
+        check(&format!("mul{tag}"), &[(a, N), (b, N)], |_, x| x[0] * x[1]);
+        check(&format!("div{tag}"), &[(a, N), (b, P)], |_, x| x[0] / x[1]);
+    }
+}
+
+#[test]
+fn node_reuse_accumulates() {
+    check("a*a+a", &[(&[3, 4], N)], |_, x| x[0] * x[0] + x[0]);
+    check("(a*b)/(a+b*b)", &[(&[3, 4], P), (&[4], P)], |_, x| (x[0] * x[1]) / (x[0] + x[1] * x[1]));
+    check("tanh(a)@a^T", &[(&[3, 4], N)], |_, x| x[0].tanh().matmul(x[0].t()));
+}
+
+#[test]
+fn scalar_operators() {
+    check("x*2+1", &[(&[3, 4], N)], |_, x| x[0] * 2.0 + 1.0);
+    check("x/3-1", &[(&[3, 4], N)], |_, x| x[0] / 3.0 - 1.0);
+}
+
+#[test]
+fn unary_ops() {
+    let s: &[usize] = &[3, 5];
+    check("neg", &[(s, N)], |_, x| -x[0]);
+    check("exp", &[(s, N)], |_, x| x[0].exp());
+    check("log", &[(s, P)], |_, x| x[0].log());
+    check("tanh", &[(s, N)], |_, x| x[0].tanh());
+    check("relu", &[(s, N)], |_, x| x[0].relu());
+    check("sigmoid", &[(s, N)], |_, x| x[0].sigmoid());
+    check("pow2", &[(s, N)], |_, x| x[0].pow(2.0));
+    check("pow3", &[(s, N)], |_, x| x[0].pow(3.0));
+    check("pow-0.5", &[(s, P)], |_, x| x[0].pow(-0.5));
+    check("pow1.7", &[(s, P)], |_, x| x[0].pow(1.7));
+}
+
+#[test]
+fn reductions() {
+    for shape in [&[4, 5][..], &[2, 3, 4]] {
+        check("sum", &[(shape, N)], |_, x| x[0].sum());
+        check("mean", &[(shape, N)], |_, x| x[0].mean());
+        for axis in 0..shape.len() {
+            for keepdim in [false, true] {
+                check("sum_axis", &[(shape, N)], |_, x| x[0].sum_axis(axis, keepdim));
+                check("mean_axis", &[(shape, N)], |_, x| x[0].mean_axis(axis, keepdim));
+            }
+        }
+    }
+    // The lecture's normalisation P = N / N.sum(1, keepdim=True).
+    check("normalise", &[(&[4, 5], P)], |_, x| x[0] / x[0].sum_axis(1, true));
+}
+
+#[test]
+fn softmax_and_log_softmax_along_each_axis() {
+    for shape in [&[4, 5][..], &[2, 3, 4]] {
+        for axis in 0..shape.len() {
+            check("softmax", &[(shape, N)], |_, x| x[0].softmax(axis));
+            check("log_softmax", &[(shape, N)], |_, x| x[0].log_softmax(axis));
+        }
+    }
+}
+
+#[test]
+fn shape_ops() {
+    check("reshape", &[(&[4, 3, 5], N)], |_, x| x[0].reshape(&[4, 15]).tanh());
+    check("reshape-3d", &[(&[6, 10], N)], |_, x| x[0].reshape(&[2, 3, 10]) * x[0].reshape(&[2, 3, 10]));
+    check("transpose", &[(&[4, 5], N)], |_, x| x[0].t());
+    check("concat-0", &[(&[2, 5], N), (&[3, 5], N)], |g, x| g.concat(&[x[0], x[1]], 0));
+    check("concat-1", &[(&[4, 2], N), (&[4, 3], N), (&[4, 1], N)], |g, x| g.concat(&[x[0], x[1], x[2]], 1));
+    check("concat-3d", &[(&[2, 3, 4], N), (&[2, 1, 4], N)], |g, x| g.concat(&[x[0], x[1]], 1));
+    check("concat-reuse", &[(&[2, 3], N)], |g, x| g.concat(&[x[0], x[0].exp()], 1));
+}
+
+#[test]
+fn matmul_at_several_shapes() {
+    for (m, k, n) in [(1, 1, 1), (4, 3, 5), (7, 17, 33), (5, 40, 3), (32, 30, 20)] {
+        check(&format!("matmul{m}x{k}x{n}"), &[(&[m, k], N), (&[k, n], N)], |_, x| x[0].matmul(x[1]));
+    }
+}
+
+#[test]
+fn embedding_scatters_repeated_ids() {
+    // Ids repeat (0 and 3 several times): their row gradients accumulate.
+    let ids = ndarray::array![[0u32, 3, 0], [3, 3, 1]];
+    check("embedding", &[(&[5, 4], N)], |_, x| x[0].embedding(&ids));
+    check("embedding-1d", &[(&[5, 4], N)], |_, x| x[0].embedding(&[4u32, 0, 4][..]));
+}
+
+#[test]
+fn cross_entropy_and_one_hot() {
+    let targets = [2u32, 0, 4, 4];
+    check("cross_entropy", &[(&[4, 5], N)], |_, x| x[0].cross_entropy(&targets[..]));
+    // The same loss written out with one_hot and log_softmax.
+    check("one_hot-nll", &[(&[4, 5], N)], |g, x| -(x[0].log_softmax(1) * g.one_hot(&targets[..], 5)).sum() / 4.0);
+    // The whole bigram-NN loss: W[xs], cross-entropy, plus L2 regularisation.
+    let xs = [0u32, 1, 1, 2, 0];
+    let ys = [1u32, 2, 0, 0, 2];
+    check("bigram_nn", &[(&[3, 3], N)], |_, x| x[0].embedding(&xs[..]).cross_entropy(&ys[..]) + x[0].pow(2.0).mean() * 0.01);
+}
+
+#[test]
+fn the_whole_mlp_loss() {
+    let xb = ndarray::array![[0u32, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 0]];
+    let yb = [1u32, 2, 3, 0];
+    check(
+        "mlp",
+        &[(&[4, 2], N), (&[6, 8], N), (&[8], N), (&[8, 4], N), (&[4], N)],
+        |_, x| {
+            let (c, w1, b1, w2, b2) = (x[0], x[1], x[2], x[3], x[4]);
+            let h = (c.embedding(&xb).reshape(&[4, 6]).matmul(w1) + b1).tanh();
+            (h.matmul(w2) + b2).cross_entropy(&yb[..])
+        },
+    );
+}

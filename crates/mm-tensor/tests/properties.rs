@@ -1,0 +1,190 @@
+//! Invariants that hold for any input (proptest), and the engine's behaviour on bad input.
+
+use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Sgd, Tape, TensorError};
+use ndarray::{ArrayD, IxDyn};
+use proptest::prelude::*;
+
+/// A `[rows, cols]` matrix of moderate values.
+fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f64>)> {
+    (1usize..8, 1usize..30).prop_flat_map(|(r, c)| (Just(r), Just(c), prop::collection::vec(-30.0f64..30.0, r * c)))
+}
+
+fn store(name: &str, dims: &[usize], data: Vec<f64>) -> (ParamStore<f64>, mm_tensor::ParamId) {
+    let mut p = ParamStore::new();
+    let id = p.add(name, ArrayD::from_shape_vec(IxDyn(dims), data).unwrap()).unwrap();
+    (p, id)
+}
+
+proptest! {
+    #[test]
+    fn softmax_rows_sum_to_one((r, c, data) in matrix()) {
+        let (params, x) = store("x", &[r, c], data);
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let y = g.param(x).softmax(1).to_array();
+        for row in y.rows() {
+            prop_assert!((row.sum() - 1.0).abs() < 1e-12);
+            prop_assert!(row.iter().all(|&p| (0.0..=1.0).contains(&p)));
+        }
+    }
+
+    #[test]
+    fn cross_entropy_of_zero_logits_is_ln_v(rows in 1usize..40, classes in 2usize..60, seed in 0u32..1000) {
+        let targets: Vec<u32> = (0..rows as u32).map(|i| (i * 7 + seed) % classes as u32).collect();
+        let params = ParamStore::<f32>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let loss = g.input(&[rows, classes], &vec![0.0; rows * classes]).cross_entropy(&targets[..]);
+        prop_assert!((loss.item().unwrap() - (classes as f32).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gradient_shapes_equal_input_shapes((r, c, data) in matrix(), k in 1usize..6) {
+        let mut params = ParamStore::new();
+        let a = params.add("a", ArrayD::from_shape_vec(IxDyn(&[r, c]), data).unwrap()).unwrap();
+        let w = params.add("w", ArrayD::ones(IxDyn(&[c, k]))).unwrap();
+        let b = params.add("b", ArrayD::ones(IxDyn(&[k]))).unwrap();
+        let mut grads = Grads::new(&params);
+        let mut tape = Tape::new();
+        let g = tape.graph(&params);
+        let loss = (g.param(a).tanh().matmul(g.param(w)) + g.param(b)).sum_axis(0, true).mean();
+        g.backward(loss, &mut grads).unwrap();
+        for id in params.ids() {
+            prop_assert_eq!(grads.get(id).shape().to_vec(), params.get(id).shape().to_vec());
+        }
+    }
+
+    #[test]
+    fn tanh_f32_is_within_5e7_of_f64(x in -30.0f32..30.0) {
+        let mut y = [0.0f32];
+        mm_tensor::tanh_f32(&[x], &mut y);
+        prop_assert!((f64::from(y[0]) - f64::from(x).tanh()).abs() < 5e-7);
+    }
+}
+
+#[test]
+fn tanh_f32_max_error_over_a_dense_grid() {
+    // Every 1e-4 over [-12, 12], plus the extremes and special values.
+    let xs: Vec<f32> = (-120_000..=120_000).map(|i| i as f32 * 1e-4).chain([1e-30, -1e-30, 1e30, -1e30, f32::MAX, f32::MIN]).collect();
+    let mut ys = vec![0.0; xs.len()];
+    mm_tensor::tanh_f32(&xs, &mut ys);
+    let worst = xs.iter().zip(&ys).map(|(&x, &y)| (f64::from(y) - f64::from(x).tanh()).abs()).fold(0.0, f64::max);
+    assert!(worst < 5e-7, "max abs error {worst:e}");
+    let mut special = [0.0; 4];
+    mm_tensor::tanh_f32(&[0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN], &mut special);
+    assert_eq!(&special[..3], &[0.0, 1.0, -1.0]);
+    assert!(special[3].is_nan());
+}
+
+#[test]
+fn errors_name_the_op_and_shapes() {
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    let a = g.input(&[32, 30], &[0.0; 960]);
+    let b = g.input(&[20, 200], &vec![0.0; 4000]);
+    let err = a.try_matmul(b).unwrap_err();
+    assert_eq!(err.to_string(), "matmul: cannot multiply [32, 30] by [20, 200]");
+    let c = g.input(&[4, 5], &[0.0; 20]);
+    let d = g.input(&[4, 3], &[0.0; 12]);
+    assert_eq!(c.try_add(d).unwrap_err().to_string(), "add: shapes [4, 5] and [4, 3] do not broadcast together");
+    assert_eq!(c.try_reshape(&[3, 7]).unwrap_err().to_string(), "reshape: cannot reshape [4, 5] (20 elements) into [3, 7] (21 elements)");
+    assert_eq!(c.try_softmax(2).unwrap_err().to_string(), "softmax: axis 2 is out of range for shape [4, 5]");
+    assert_eq!(c.try_embedding(&[0u32, 4][..]).unwrap_err().to_string(), "embedding: index 4 is out of range for 4 rows or classes");
+    assert_eq!(c.try_cross_entropy(&[0u32, 5, 1, 1][..]).unwrap_err().to_string(), "cross_entropy: index 5 is out of range for 5 rows or classes");
+    assert_eq!(c.try_cross_entropy(&[0u32][..]).unwrap_err().to_string(), "cross_entropy: 1 targets for logits of shape [4, 5]");
+    assert!(matches!(g.try_one_hot(&[3u32][..], 3), Err(TensorError::Index { op: "one_hot", .. })));
+    assert!(matches!(g.try_input(&[2, 2], &[1.0]), Err(TensorError::DataLength { .. })));
+}
+
+#[test]
+fn errors_are_sticky_and_returned_by_backward_and_item() {
+    let mut params = ParamStore::<f32>::new();
+    let w = params.add("w", ArrayD::zeros(IxDyn(&[3, 4]))).unwrap();
+    let mut grads = Grads::new(&params);
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    let x = g.input(&[2, 5], &[1.0; 10]);
+    // The first error (a bad matmul) is kept; later ops on the placeholder are skipped.
+    let loss = (x.matmul(g.param(w)).tanh() + 1.0).reshape(&[99]).mean();
+    let first = TensorError::MatMul { lhs: x.shape(), rhs: g.param(w).shape() };
+    assert_eq!(loss.item(), Err(first.clone()));
+    assert_eq!(g.backward(loss, &mut grads), Err(first.clone()));
+    assert_eq!(g.check(), Err(first.clone()));
+    // The try_ form of a later op returns the same first error.
+    assert_eq!(loss.try_matmul(loss).unwrap_err(), first);
+    // A new graph on the same tape starts clean.
+    let g = tape.graph(&params);
+    assert_eq!(g.param(w).sum().item(), Ok(0.0));
+}
+
+#[test]
+fn backward_refuses_what_it_cannot_do() {
+    let mut params = ParamStore::<f32>::new();
+    let w = params.add("w", ArrayD::ones(IxDyn(&[2, 2]))).unwrap();
+    let mut grads = Grads::new(&params);
+    let mut tape = Tape::new();
+    {
+        let g = tape.graph(&params);
+        let err = g.backward(g.param(w).exp(), &mut grads).unwrap_err();
+        assert_eq!(err.to_string(), "item: expected a one-element tensor (a loss), got shape [2, 2]");
+    }
+    {
+        let g = tape.no_grad(&params);
+        assert_eq!(g.backward(g.param(w).sum(), &mut grads), Err(TensorError::NoGrad));
+    }
+    let mut other = ParamStore::<f32>::new();
+    other.add("v", ArrayD::ones(IxDyn(&[3]))).unwrap();
+    let g = tape.graph(&params);
+    let loss = g.param(w).sum();
+    assert!(matches!(g.backward(loss, &mut Grads::new(&other)), Err(TensorError::ShapeMismatch { .. })));
+}
+
+#[test]
+fn unused_parameters_get_zero_gradients() {
+    let mut params = ParamStore::<f64>::new();
+    let a = params.add("a", ArrayD::ones(IxDyn(&[2]))).unwrap();
+    let b = params.add("b", ArrayD::ones(IxDyn(&[2]))).unwrap();
+    let mut grads = Grads::new(&params);
+    let mut tape = Tape::new();
+    for use_b in [true, false] {
+        let g = tape.graph(&params);
+        let loss = if use_b { (g.param(a) * g.param(b)).sum() } else { g.param(a).sum() };
+        g.backward(loss, &mut grads).unwrap();
+    }
+    assert_eq!(grads.data(b), &[0.0, 0.0], "no stale gradient from the previous step");
+    assert_eq!(grads.data(a), &[1.0, 1.0]);
+}
+
+#[test]
+fn sgd_and_adamw_updates() {
+    let mut params = ParamStore::<f64>::new();
+    let p = params.add("p", ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, -2.0, 0.5]).unwrap()).unwrap();
+    let mut grads = Grads::new(&params);
+    let mut tape = Tape::new();
+    {
+        let g = tape.graph(&params);
+        let loss = (g.param(p) * g.param(p)).sum() * 0.5; // gradient = p
+        g.backward(loss, &mut grads).unwrap();
+    }
+    assert_eq!(grads.data(p), &[1.0, -2.0, 0.5]);
+
+    let mut sgd_params = params.clone();
+    let mut sgd = Sgd::new(0.1).with_weight_decay(0.5);
+    sgd.step(&mut sgd_params, &grads).unwrap();
+    // p - lr * (g + wd * p) = p * (1 - 0.1 * 1.5)
+    for (got, want) in sgd_params.data(p).iter().zip([0.85, -1.7, 0.425]) {
+        assert!((got - want).abs() < 1e-15);
+    }
+
+    // AdamW's first step: decay, then m̂ = g, v̂ = g², so p -= lr * g / (|g| + eps).
+    let mut adam = AdamW::new(0.01);
+    adam.step(&mut params, &grads).unwrap();
+    for ((&got, x0), g) in params.data(p).iter().zip([1.0, -2.0, 0.5]).zip([1.0f64, -2.0, 0.5]) {
+        let want = x0 * (1.0 - 0.01 * 0.01) - 0.01 * g / (g.abs() + 1e-8);
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+    assert_eq!(adam.steps(), 1);
+    adam.set_lr(0.5);
+    assert_eq!(adam.lr(), 0.5);
+}

@@ -1,0 +1,103 @@
+//! Criterion benches of the engine at makemore's shapes: each op (forward, and forward plus
+//! backward from an upstream gradient of ones) on a warm tape, and one whole MLP training step of the lecture (block 3, n_embd 10,
+//! n_hidden 200, batch 32: forward, backward, SGD update).
+//!
+//! `cargo bench -p mm-tensor --bench kernels`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mm_tensor::{Grads, Optimizer, ParamId, ParamStore, Sgd, Tape, init};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(2147483647)
+}
+
+/// Ids `[rows, cols]` spread over a vocabulary of 27.
+fn ids(rows: usize, cols: usize) -> Array2<u32> {
+    Array2::from_shape_fn((rows, cols), |(r, c)| ((r * 7 + c * 13) % 27) as u32)
+}
+
+/// Benches `op` on parameters of the given shapes: forward only, then forward + backward.
+fn bench_op(c: &mut Criterion, name: &str, shapes: &[&[usize]], op: impl for<'g> Fn(&[mm_tensor::Var<'g, f32>]) -> mm_tensor::Var<'g, f32>) {
+    let mut rng = rng();
+    let mut params = ParamStore::<f32>::new();
+    let pids: Vec<ParamId> = shapes.iter().enumerate().map(|(i, s)| params.add(&format!("x{i}"), init::randn(s, &mut rng)).unwrap()).collect();
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(&params);
+    c.bench_function(&format!("{name}/forward"), |b| {
+        b.iter(|| {
+            let g = tape.no_grad(&params);
+            let x: Vec<_> = pids.iter().map(|&p| g.param(p)).collect();
+            black_box(op(&x).with_data(|d| d[0]));
+        })
+    });
+    let upstream = {
+        let g = tape.no_grad(&params);
+        let x: Vec<_> = pids.iter().map(|&p| g.param(p)).collect();
+        ndarray::ArrayD::ones(op(&x).shape().dims())
+    };
+    c.bench_function(&format!("{name}/forward+backward"), |b| {
+        b.iter(|| {
+            let g = tape.graph(&params);
+            let x: Vec<_> = pids.iter().map(|&p| g.param(p)).collect();
+            g.backward_from(op(&x), upstream.view(), &mut grads).unwrap();
+            black_box(grads.data(pids[0])[0]);
+        })
+    });
+}
+
+fn kernels(c: &mut Criterion) {
+    bench_op(c, "matmul 32x30@30x200", &[&[32, 30], &[30, 200]], |x| x[0].matmul(x[1]));
+    bench_op(c, "matmul 32x200@200x27", &[&[32, 200], &[200, 27]], |x| x[0].matmul(x[1]));
+    bench_op(c, "tanh 32x200", &[&[32, 200]], |x| x[0].tanh());
+    bench_op(c, "add 32x200+200", &[&[32, 200], &[200]], |x| x[0] + x[1]);
+    let yb: Vec<u32> = (0..32).map(|i| (i * 5 % 27) as u32).collect();
+    bench_op(c, "cross_entropy 32x27", &[&[32, 27]], |x| x[0].cross_entropy(&yb[..]));
+    let xb = ids(32, 3);
+    bench_op(c, "embedding 27x10[32x3]", &[&[27, 10]], |x| x[0].embedding(&xb));
+}
+
+/// The lecture's MLP: parameters and one minibatch.
+pub struct Mlp {
+    params: ParamStore<f32>,
+    ids: [ParamId; 5],
+    xb: Array2<u32>,
+    yb: Vec<u32>,
+}
+
+fn mlp() -> Mlp {
+    let mut rng = rng();
+    let mut params = ParamStore::new();
+    let mut add = |name: &str, shape: &[usize]| params.add(name, init::randn(shape, &mut rng)).unwrap();
+    let ids = [add("C", &[27, 10]), add("W1", &[30, 200]), add("b1", &[200]), add("W2", &[200, 27]), add("b2", &[27])];
+    Mlp { params, ids, xb: ids_batch(), yb: (0..32).map(|i| (i * 5 % 27) as u32).collect() }
+}
+
+fn ids_batch() -> Array2<u32> {
+    ids(32, 3)
+}
+
+fn mlp_step(c: &mut Criterion) {
+    let Mlp { mut params, ids: [cid, w1, b1, w2, b2], xb, yb } = mlp();
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(&params);
+    let mut opt = Sgd::new(0.01f32);
+    c.bench_function("mlp step (block 3, n_embd 10, n_hidden 200, batch 32)", |b| {
+        b.iter(|| {
+            let g = tape.graph(&params);
+            let emb = g.param(cid).embedding(&xb);
+            let h = (emb.reshape(&[32, 30]).matmul(g.param(w1)) + g.param(b1)).tanh();
+            let logits = h.matmul(g.param(w2)) + g.param(b2);
+            let loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads).unwrap();
+            opt.step(&mut params, &grads).unwrap();
+            black_box(loss)
+        })
+    });
+}
+
+criterion_group!(benches, kernels, mlp_step);
+criterion_main!(benches);

@@ -73,7 +73,10 @@ impl<'a, T: Float> Graph<'a, T> {
         let mut sinks =
             Sinks { ops: &n.ops, needs_grad: &n.needs_grad, grads: &mut n.grads, live: &mut n.grad_live, params: grads };
         if let Some((seed, acc)) = sinks.get(output.id) {
-            store(seed, acc, upstream.iter().copied());
+            match upstream.as_slice() {
+                Some(u) => store(seed, acc, u.iter().copied()),
+                None => store(seed, acc, upstream.iter().copied()),
+            }
         }
         for i in (0..=output.id as usize).rev() {
             if !n.needs_grad[i] || !sinks.live[i] || matches!(n.ops[i], Op::Param(_)) {
@@ -81,7 +84,7 @@ impl<'a, T: Float> Graph<'a, T> {
             }
             let g = std::mem::take(&mut sinks.grads[i]);
             let ctx = Ctx { values: &values, shapes: &n.shapes, links: &n.links, y: values.get(i as NodeId), aux: &n.aux[i] };
-            ctx.rule(n.ops[i], n.shapes[i], &g, &mut sinks);
+            ctx.rule(n.ops[i], n.shapes[i], &g, &mut sinks, &mut n.scratch);
             sinks.grads[i] = g;
         }
         drop(sinks);
@@ -122,7 +125,7 @@ impl<T: Float> Ctx<'_, T> {
     }
 
     /// The gradient rule of one op: adds `g`'s contribution to each input's gradient.
-    fn rule(&self, op: Op, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>) {
+    fn rule(&self, op: Op, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>, scratch: &mut Vec<T>) {
         match op {
             Op::Input | Op::Param(_) | Op::Poison => {}
             Op::Add(a, b) | Op::Sub(a, b) => {
@@ -215,12 +218,12 @@ impl<T: Float> Ctx<'_, T> {
                 // dA = G · Bᵀ  ([m, n] · [n, k])
                 if let Some((dst, acc)) = sinks.get(a) {
                     sized(dst, m * k);
-                    matmul::gemm_nt((m, n, k), g, bv, dst, acc);
+                    matmul::gemm((m, n, k), Strided::rows(g, n), Strided::transposed(bv, n), dst, acc, scratch);
                 }
                 // dB = Aᵀ · G  ([k, m] · [m, n])
                 if let Some((dst, acc)) = sinks.get(b) {
                     sized(dst, k * n);
-                    matmul::gemm_nn((k, m, n), Strided::transposed(av, k), g, dst, acc);
+                    matmul::gemm((k, m, n), Strided::transposed(av, k), Strided::rows(g, n), dst, acc, scratch);
                 }
             }
             Op::Embedding { table, ids } => {

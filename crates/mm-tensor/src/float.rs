@@ -7,8 +7,9 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 /// A floating-point element type of the engine (`f32` or `f64`).
 ///
 /// Beyond ordinary arithmetic it names the few kernels whose best implementation differs by
-/// precision: `f32` uses a fast rational `tanh`, `f64` the exact library function (it is the
-/// precision in which gradients are checked against finite differences).
+/// precision: `f32` uses a fast rational `tanh` and a fast polynomial `exp`, `f64` the exact
+/// library functions (it is the precision in which gradients are checked against finite
+/// differences).
 pub trait Float:
     num_traits::Float
     + ndarray::ScalarOperand
@@ -36,6 +37,9 @@ pub trait Float:
 
     /// Writes `tanh(x)` for every element of `x` into `y` (same length).
     fn tanh_slice(x: &[Self], y: &mut [Self]);
+
+    /// Replaces every element of `x` by its `exp`.
+    fn exp_slice(x: &mut [Self]);
 }
 
 impl Float for f32 {
@@ -51,6 +55,10 @@ impl Float for f32 {
 
     fn tanh_slice(x: &[Self], y: &mut [Self]) {
         crate::kernels::tanh::tanh_f32(x, y);
+    }
+
+    fn exp_slice(x: &mut [Self]) {
+        crate::kernels::exp::exp_f32(x);
     }
 }
 
@@ -69,5 +77,9 @@ impl Float for f64 {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = x.tanh();
         }
+    }
+
+    fn exp_slice(x: &mut [Self]) {
+        x.iter_mut().for_each(|v| *v = v.exp());
     }
 }

@@ -60,7 +60,14 @@ pub use param::{Grads, ParamId, ParamStore};
 pub use shape::{MAX_RANK, Shape};
 pub use tape::{Graph, Tape, Var};
 
-/// `tanh` of one `f32` with the engine's fast kernel (exposed for tests and benchmarks).
+/// `y = tanh(x)` elementwise with the engine's fast `f32` kernel (exposed for tests and
+/// benchmarks; [`Var::tanh`] uses it).
 pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
     kernels::tanh::tanh_f32(x, y);
+}
+
+/// `x = exp(x)` elementwise with the engine's fast `f32` kernel (exposed for tests and
+/// benchmarks; [`Var::exp`] and the softmax of [`Var::cross_entropy`] use it).
+pub fn exp_f32(x: &mut [f32]) {
+    kernels::exp::exp_f32(x);
 }

@@ -43,7 +43,7 @@ macro_rules! or_poisoned {
 }
 
 impl<'g, T: Float> Var<'g, T> {
-    fn binary(self, rhs: Self, name: &'static str, op: fn(NodeId, NodeId) -> Op, f: fn(T, T) -> T) -> Result<Self> {
+    fn binary(self, rhs: Self, name: &'static str, op: fn(NodeId, NodeId) -> Op, f: impl Fn(T, T) -> T) -> Result<Self> {
         self.g.live(&[self.id, rhs.id])?;
         let bc = Broadcast::new(name, self.shape(), rhs.shape())?;
         let (a, b) = (self.id, rhs.id);
@@ -87,7 +87,12 @@ impl<'g, T: Float> Var<'g, T> {
 
     /// `exp(self)` elementwise.
     pub fn exp(self) -> Self {
-        self.unary(Op::Exp(self.id), T::exp)
+        or_poisoned!(self);
+        let x = self.id;
+        self.g.push(Op::Exp(x), self.shape(), false, &[x], |v, out, _| {
+            out.extend_from_slice(v.get(x));
+            T::exp_slice(out);
+        })
     }
 
     /// `ln(self)` elementwise.
@@ -244,9 +249,9 @@ impl<'g, T: Float> Var<'g, T> {
             return Err(TensorError::MatMul { lhs: sa, rhs: sb });
         }
         let (a, b) = (self.id, rhs.id);
-        Ok(self.g.push(Op::MatMul(a, b), Shape::new(&[m, n])?, false, &[a, b], |v, out, _| {
+        Ok(self.g.push(Op::MatMul(a, b), Shape::new(&[m, n])?, false, &[a, b], |v, out, pack| {
             sized(out, m * n);
-            matmul::gemm_nn((m, k, n), Strided::rows(v.get(a), k), v.get(b), out, Acc::Write);
+            matmul::gemm((m, k, n), Strided::rows(v.get(a), k), Strided::rows(v.get(b), n), out, Acc::Write, pack);
         }))
     }
 

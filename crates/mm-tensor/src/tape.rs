@@ -27,6 +27,8 @@ pub(crate) struct Nodes<T> {
     pub(crate) ids: Vec<u32>,
     /// The input lists of variadic ops (`concat`).
     pub(crate) links: Vec<NodeId>,
+    /// Scratch space for kernels (a transposed operand), reused.
+    pub(crate) scratch: Vec<T>,
     /// The first error of this graph (sticky).
     pub(crate) error: Option<TensorError>,
 }

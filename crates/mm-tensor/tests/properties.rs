@@ -188,3 +188,27 @@ fn sgd_and_adamw_updates() {
     adam.set_lr(0.5);
     assert_eq!(adam.lr(), 0.5);
 }
+
+#[test]
+fn exp_f32_is_within_3_ulp_of_f64() {
+    // Every 1e-4 over [-87, 88.7], where the result is a normal f32.
+    let xs: Vec<f32> = (-870_000..=887_000).map(|i| i as f32 * 1e-4).collect();
+    let mut ys = xs.clone();
+    mm_tensor::exp_f32(&mut ys);
+    let worst = xs
+        .iter()
+        .zip(&ys)
+        .map(|(&x, &y)| {
+            let want = f64::from(x).exp();
+            (f64::from(y) - want).abs() / (want * f64::from(f32::EPSILON))
+        })
+        .fold(0.0, f64::max);
+    assert!(worst <= 3.0, "max error {worst:.2} ulp");
+    let mut special = [0.0, -200.0, 100.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    mm_tensor::exp_f32(&mut special);
+    assert_eq!(special[0], 1.0);
+    assert_eq!(special[1], 0.0);
+    assert_eq!(&special[2..4], &[f32::INFINITY, f32::INFINITY]);
+    assert_eq!(special[4], 0.0);
+    assert!(special[5].is_nan());
+}

@@ -11,13 +11,29 @@ pub(crate) type Around = (usize, usize, usize);
 /// `out[o, i] = scale · Σ_k x[o, k, i]`, accumulated in `f64`.
 pub(crate) fn sum<T: Float>(x: &[T], (outer, n, inner): Around, scale: f64, out: &mut Vec<T>) {
     out.clear();
-    for o in 0..outer {
-        let block = &x[o * n * inner..][..n * inner];
-        for i in 0..inner {
-            let s: f64 = (0..n).map(|k| block[k * inner + i].as_f64()).sum();
-            out.push(T::of(s * scale));
+    for block in x.chunks_exact((n * inner).max(1)).take(outer) {
+        if inner == 1 {
+            out.push(T::of(sum_f64(block) * scale));
+        } else {
+            for i in 0..inner {
+                let s: f64 = (0..n).map(|k| block[k * inner + i].as_f64()).sum();
+                out.push(T::of(s * scale));
+            }
         }
     }
+}
+
+/// The sum of a contiguous run in `f64`, in 8 independent lanes so that it vectorizes.
+pub(crate) fn sum_f64<T: Float>(x: &[T]) -> f64 {
+    const LANES: usize = 8;
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    let mut lanes = [0.0f64; LANES];
+    for c in chunks {
+        for l in 0..LANES {
+            lanes[l] += c[l].as_f64();
+        }
+    }
+    lanes.iter().sum::<f64>() + rest.iter().map(|v| v.as_f64()).sum::<f64>()
 }
 
 /// `dst[o, k, i] (+)= scale · g[o, i]`: the backward of [`sum`].
@@ -92,8 +108,9 @@ pub(crate) fn cross_entropy<T: Float>(logits: &[T], classes: usize, targets: &[u
     for (row, &t) in logits.chunks_exact(classes).zip(targets) {
         let max = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
         let start = probs.len();
-        probs.extend(row.iter().map(|&x| (x - max).exp()));
+        probs.extend(row.iter().map(|&x| x - max));
         let p = &mut probs[start..];
+        T::exp_slice(p);
         let sum = p.iter().fold(T::zero(), |s, &e| s + e);
         let inv = T::one() / sum;
         p.iter_mut().for_each(|e| *e *= inv);
@@ -120,12 +137,20 @@ pub(crate) fn cross_entropy_backward<T: Float>(
 
 /// Transposes a row-major `[rows, cols]` matrix `x` into `out` (`[cols, rows]`), or adds it.
 pub(crate) fn transpose<T: Float>(x: &[T], rows: usize, cols: usize, out: &mut Vec<T>, acc: Acc) {
-    if acc == Acc::Write {
-        zeros(out, rows * cols);
-    }
-    for (r, row) in x.chunks_exact(cols.max(1)).take(rows).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            out[c * rows + r] += v;
+    super::sized(out, rows * cols);
+    // Tiles of 8 rows: 8 strided reads give 8 contiguous writes.
+    const TILE: usize = 8;
+    for r0 in (0..rows).step_by(TILE) {
+        let tr = TILE.min(rows - r0);
+        for c in 0..cols {
+            let dst = &mut out[c * rows + r0..][..tr];
+            for (t, d) in dst.iter_mut().enumerate() {
+                let v = x[(r0 + t) * cols + c];
+                match acc {
+                    Acc::Write => *d = v,
+                    Acc::Add => *d += v,
+                }
+            }
         }
     }
 }

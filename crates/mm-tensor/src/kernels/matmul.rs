@@ -2,22 +2,25 @@
 //! and their backward forms), written for small sizes: register-blocked, no packing, and no
 //! allocation (general-purpose GEMMs allocate packing buffers on every call).
 //!
-//! Two forms cover the forward pass and both gradients, with `C` always row-major contiguous:
-//! - [`gemm_nn`]: `C (+)= A · B` where B's rows are contiguous and `A` may be strided (so `Aᵀ · G`,
-//!   the weight gradient, needs no transpose copy);
-//! - [`gemm_nt`]: `C (+)= A · Bᵀ` with both `A` and `B` row-contiguous (the input gradient
-//!   `G · Wᵀ`), as blocked dot products.
+//! One kernel, [`gemm`], computes `C (+)= A · B` with `C` row-major and `A`, `B` each row-major or
+//! transposed, so the forward product, the weight gradient `Aᵀ · G` and the input gradient
+//! `G · Wᵀ` all run without a transpose copy.
+//!
+//! `C` is computed in blocks of `MR` rows by `NR` columns held in registers (8 vector
+//! accumulators), looping over `k` with one broadcast of `A` and one row of `B` per step. The
+//! `NR` columns of `B` are first packed into a contiguous, zero-padded panel (reused scratch),
+//! so a block at the right edge (`n = 27` is one block of 32 lanes) needs no scalar tail, and a
+//! transposed `B` is read in the same way.
 
 use multiversion::multiversion;
 
 use super::Acc;
 use crate::Float;
 
-/// Rows of `C` computed together.
-const MR: usize = 4;
-/// Columns of `C` computed together (one AVX-512 register of `f32`).
-const NR: usize = 16;
-
+/// Rows of `C` computed together: 6 rows by 2 vector registers is 12 accumulators, enough to
+/// hide the FMA latency on two ports, and with the row of `B` and a broadcast of `A` it still
+/// fits AVX2's 16 registers.
+const MR: usize = 6;
 /// A matrix operand read element by element: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Strided<'a, T> {
@@ -37,9 +40,51 @@ impl<'a, T: Copy> Strided<'a, T> {
         Strided { data, rs: 1, cs: cols }
     }
 
+    /// Copies columns `j0..j0 + nr` of this `[k, _]` operand into `pack` as `k` rows of `NR`
+    /// lanes, zero-padded past `nr`.
+    fn pack_panel<const NR: usize>(&self, j0: usize, nr: usize, k: usize, pack: &mut Vec<T>)
+    where
+        T: Float,
+    {
+        super::sized(pack, k * NR);
+        let panel = pack.as_chunks_mut::<NR>().0;
+        if nr < NR {
+            panel.iter_mut().for_each(|row| row[nr..].fill(T::zero()));
+        }
+        if self.cs == 1 {
+            for (p, dst) in panel.iter_mut().enumerate() {
+                let src = &self.data[p * self.rs + j0..];
+                if nr == NR {
+                    *dst = src[..NR].try_into().expect("NR elements");
+                } else {
+                    dst[..nr].copy_from_slice(&src[..nr]);
+                }
+            }
+        } else {
+            // Transposed: column j of the operand is a contiguous row of the stored matrix. Rows
+            // of the panel are written whole, reading one element from each of `nr` rows.
+            let rows = &self.data[j0 * self.cs..];
+            for (p, dst) in panel.iter_mut().enumerate() {
+                for (l, d) in dst[..nr].iter_mut().enumerate() {
+                    *d = rows[l * self.cs + p];
+                }
+            }
+        }
+    }
+
+    /// Column `p` of rows `i0..i0 + R` of a row-major operand (`cs == 1`): the rows are cut to
+    /// length `k` up front, so indexing them by `p < k` needs no bounds checks.
     #[inline(always)]
-    fn at(&self, i: usize, j: usize) -> T {
-        self.data[i * self.rs + j * self.cs]
+    fn row_major<const R: usize>(&self, i0: usize, k: usize) -> impl Fn(usize) -> [T; R] + 'a {
+        let rows: [&'a [T]; R] = std::array::from_fn(|r| &self.data[(i0 + r) * self.rs..][..k]);
+        move |p| std::array::from_fn(|r| rows[r][p])
+    }
+
+    /// Column `p` of rows `i0..i0 + R` of a transposed operand (`rs == 1`): `R` adjacent elements.
+    #[inline(always)]
+    fn column_major<const R: usize>(&self, i0: usize) -> impl Fn(usize) -> [T; R] + 'a {
+        let (data, cs) = (self.data, self.cs);
+        move |p| data[p * cs + i0..][..R].try_into().expect("R elements")
     }
 }
 
@@ -49,103 +94,92 @@ fn madd<T: Float>(x: T, y: T, z: T, fma: bool) -> T {
     if fma { x.mul_add(y, z) } else { x * y + z }
 }
 
-/// `C[m×n] (+)= A[m×k] · B[k×n]`, `B` and `C` row-major contiguous.
+/// `C[m×n] (+)= A[m×k] · B[k×n]`, `C` row-major contiguous, `A` and `B` row-major or transposed.
+/// `pack` is scratch space for one column panel of `B` (reused: no allocation once grown).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn gemm_nn<T: Float>(
+pub(crate) fn gemm<T: Float>(
     (m, k, n): (usize, usize, usize),
     a: Strided<'_, T>,
-    b: &[T],
+    b: Strided<'_, T>,
     c: &mut [T],
     acc: Acc,
+    pack: &mut Vec<T>,
 ) {
     const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
+    const WIDE: bool = multiversion::target::selected_target!().supports_feature_str("avx512f");
+    /// Columns of `C` per block: two vector registers of `f32`.
+    const NR: usize = if WIDE { 32 } else { 16 };
     let c = &mut c[..m * n];
-    let b = &b[..k * n];
-    let mut i0 = 0;
-    while i0 < m {
-        let mr = MR.min(m - i0);
-        let mut j0 = 0;
-        while j0 < n {
-            let nr = NR.min(n - j0);
-            let mut sum = [[T::zero(); NR]; MR];
-            if mr == MR && nr == NR {
-                for p in 0..k {
-                    let brow: &[T; NR] = b[p * n + j0..][..NR].try_into().expect("NR elements");
-                    for (r, sum) in sum.iter_mut().enumerate() {
-                        let av = a.at(i0 + r, p);
-                        for (s, &bv) in sum.iter_mut().zip(brow) {
-                            *s = madd(av, bv, *s, FMA);
-                        }
+    for j0 in (0..n).step_by(NR) {
+        let nr = NR.min(n - j0);
+        b.pack_panel::<NR>(j0, nr, k, pack);
+        let panel = pack.as_chunks::<NR>().0;
+        for i0 in (0..m).step_by(MR) {
+            let at = (i0, j0, nr);
+            // A full block of MR rows, or the last rows of `C` in one block of their exact count.
+            macro_rules! rows {
+                ($r:literal) => {
+                    if a.cs == 1 {
+                        write_block(&block::<T, $r, NR>(a.row_major(i0, k), panel, FMA), c, at, n, acc)
+                    } else {
+                        write_block(&block::<T, $r, NR>(a.column_major(i0), panel, FMA), c, at, n, acc)
                     }
-                }
-            } else {
-                for p in 0..k {
-                    let brow = &b[p * n + j0..][..nr];
-                    for (r, sum) in sum.iter_mut().enumerate().take(mr) {
-                        let av = a.at(i0 + r, p);
-                        for (s, &bv) in sum.iter_mut().zip(brow) {
-                            *s = madd(av, bv, *s, FMA);
-                        }
-                    }
-                }
+                };
             }
-            for (r, sum) in sum.iter().enumerate().take(mr) {
-                let crow = &mut c[(i0 + r) * n + j0..][..nr];
-                match acc {
-                    Acc::Write => crow.copy_from_slice(&sum[..nr]),
-                    Acc::Add => crow.iter_mut().zip(sum).for_each(|(c, &s)| *c += s),
-                }
+            match (m - i0).min(MR) {
+                1 => rows!(1),
+                2 => rows!(2),
+                3 => rows!(3),
+                4 => rows!(4),
+                5 => rows!(5),
+                _ => rows!(6),
             }
-            j0 += NR;
         }
-        i0 += MR;
     }
 }
 
-/// Dot products computed together by [`gemm_nt`]: one row of `A` against this many rows of `B`.
-const NB: usize = 4;
-/// Lanes of each dot product's partial sums.
-const LANES: usize = 16;
+/// An `R × NR` block of `A · B` from a packed panel of `B`, kept in registers: `R` and `NR` are
+/// constants, so every loop over them unrolls. `a(p)` gives the `R` elements of column `p` of
+/// the block's rows of `A`.
+#[inline(always)]
+fn block<T: Float, const R: usize, const NR: usize>(
+    a: impl Fn(usize) -> [T; R],
+    panel: &[[T; NR]],
+    fma: bool,
+) -> [[T; NR]; R] {
+    let mut sum = [[T::zero(); NR]; R];
+    for (p, brow) in panel.iter().enumerate() {
+        let av = a(p);
+        for r in 0..R {
+            for l in 0..NR {
+                sum[r][l] = madd(av[r], brow[l], sum[r][l], fma);
+            }
+        }
+    }
+    sum
+}
 
-/// `C[m×n] (+)= A[m×k] · B[n×k]ᵀ`, all row-major contiguous.
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn gemm_nt<T: Float>(
-    (m, k, n): (usize, usize, usize),
-    a: &[T],
-    b: &[T],
+/// Writes (or adds) the first `nr` columns of a block into `C`; a full block (`nr == NR`) with
+/// fixed-size vector stores rather than a `memcpy` call per row.
+#[inline(always)]
+fn write_block<T: Float, const R: usize, const NR: usize>(
+    sum: &[[T; NR]; R],
     c: &mut [T],
+    (i0, j0, nr): (usize, usize, usize),
+    n: usize,
     acc: Acc,
 ) {
-    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
-    let c = &mut c[..m * n];
-    let full = k / LANES * LANES;
-    for i in 0..m {
-        let arow = &a[i * k..][..k];
-        let mut j0 = 0;
-        while j0 < n {
-            let nb = NB.min(n - j0);
-            let mut lanes = [[T::zero(); LANES]; NB];
-            let mut tail = [T::zero(); NB];
-            for (q, (lanes, tail)) in lanes.iter_mut().zip(&mut tail).enumerate().take(nb) {
-                let brow = &b[(j0 + q) * k..][..k];
-                for (ac, bc) in arow[..full].chunks_exact(LANES).zip(brow[..full].chunks_exact(LANES)) {
-                    for l in 0..LANES {
-                        lanes[l] = madd(ac[l], bc[l], lanes[l], FMA);
-                    }
-                }
-                for (&x, &y) in arow[full..].iter().zip(&brow[full..]) {
-                    *tail = madd(x, y, *tail, FMA);
-                }
+    for (r, sum) in sum.iter().enumerate() {
+        let start = (i0 + r) * n + j0;
+        if let Some(crow) = c.get_mut(start..start + NR).filter(|_| nr == NR) {
+            let crow: &mut [T; NR] = crow.try_into().expect("NR elements");
+            for l in 0..NR {
+                crow[l] = if acc == Acc::Add { crow[l] + sum[l] } else { sum[l] };
             }
-            let crow = &mut c[i * n + j0..][..nb];
-            for (q, cv) in crow.iter_mut().enumerate() {
-                let dot = lanes[q].iter().fold(tail[q], |s, &x| s + x);
-                match acc {
-                    Acc::Write => *cv = dot,
-                    Acc::Add => *cv += dot,
-                }
+        } else {
+            for (c, &s) in c[start..start + nr].iter_mut().zip(sum) {
+                *c = if acc == Acc::Add { *c + s } else { s };
             }
-            j0 += NB;
         }
     }
 }

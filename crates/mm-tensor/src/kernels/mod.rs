@@ -6,6 +6,7 @@
 
 pub(crate) mod axis;
 pub(crate) mod broadcast;
+pub(crate) mod exp;
 pub(crate) mod matmul;
 pub(crate) mod tanh;
 

@@ -1,0 +1,38 @@
+//! Runs the lecture's MLP training step in a loop and prints the time per step (the best of 40
+//! trials, the figure least disturbed by other work on the machine): a quick stand-alone target
+//! for profilers (`perf record`), beside the criterion benches.
+//!
+//! `cargo run --release -p mm-tensor --example mlp_step [steps per trial]`
+
+use mm_tensor::{Grads, Optimizer, ParamStore, Sgd, Tape, init};
+use rand::SeedableRng;
+
+fn main() -> Result<(), mm_tensor::TensorError> {
+    let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2147483647);
+    let mut params = ParamStore::<f32>::new();
+    let c = params.add("C", init::randn(&[27, 10], &mut rng))?;
+    let w1 = params.add("W1", init::randn(&[30, 200], &mut rng))?;
+    let b1 = params.add("b1", init::randn(&[200], &mut rng))?;
+    let w2 = params.add("W2", init::randn(&[200, 27], &mut rng))?;
+    let b2 = params.add("b2", init::randn(&[27], &mut rng))?;
+    let xb = ndarray::Array2::from_shape_fn((32, 3), |(r, k)| ((r * 7 + k * 13) % 27) as u32);
+    let yb: Vec<u32> = (0..32).map(|i| (i * 5 % 27) as u32).collect();
+    let (mut tape, mut grads, mut opt) = (Tape::new(), Grads::new(&params), Sgd::new(0.01f32));
+    let mut loss = 0.0;
+    let mut best = f64::INFINITY;
+    for _ in 0..40 {
+        let start = std::time::Instant::now();
+        for _ in 0..steps {
+            let g = tape.graph(&params);
+            let emb = g.param(c).embedding(&xb);
+            let h = (emb.reshape(&[32, 30]).matmul(g.param(w1)) + g.param(b1)).tanh();
+            let logits = h.matmul(g.param(w2)) + g.param(b2);
+            loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads)?;
+            opt.step(&mut params, &grads)?;
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e6 / steps as f64);
+    }
+    println!("best of 40 trials of {steps} steps: {best:.2} us/step, final loss {loss:.4}");
+    Ok(())
+}

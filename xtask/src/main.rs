@@ -1,1 +1,36 @@
-fn main(){}
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! - `cargo xtask golden FILE...`: runs golden files (`mm-golden/1`, PyTorch reference values)
+//!   through the engine.
+
+mod golden;
+
+use clap::{Parser, Subcommand};
+
+/// Project tasks for makemore-rs.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    Golden(golden::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Golden(args) => golden::run(&args),
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -22,10 +22,19 @@ fn ids(rows: usize, cols: usize) -> Array2<u32> {
 }
 
 /// Benches `op` on parameters of the given shapes: forward only, then forward + backward.
-fn bench_op(c: &mut Criterion, name: &str, shapes: &[&[usize]], op: impl for<'g> Fn(&[mm_tensor::Var<'g, f32>]) -> mm_tensor::Var<'g, f32>) {
+fn bench_op(
+    c: &mut Criterion,
+    name: &str,
+    shapes: &[&[usize]],
+    op: impl for<'g> Fn(&[mm_tensor::Var<'g, f32>]) -> mm_tensor::Var<'g, f32>,
+) {
     let mut rng = rng();
     let mut params = ParamStore::<f32>::new();
-    let pids: Vec<ParamId> = shapes.iter().enumerate().map(|(i, s)| params.add(&format!("x{i}"), init::randn(s, &mut rng)).unwrap()).collect();
+    let pids: Vec<ParamId> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| params.add(&format!("x{i}"), init::randn(s, &mut rng)).unwrap())
+        .collect();
     let mut tape = Tape::new();
     let mut grads = Grads::new(&params);
     c.bench_function(&format!("{name}/forward"), |b| {
@@ -73,7 +82,13 @@ fn mlp() -> Mlp {
     let mut rng = rng();
     let mut params = ParamStore::new();
     let mut add = |name: &str, shape: &[usize]| params.add(name, init::randn(shape, &mut rng)).unwrap();
-    let ids = [add("C", &[27, 10]), add("W1", &[30, 200]), add("b1", &[200]), add("W2", &[200, 27]), add("b2", &[27])];
+    let ids = [
+        add("C", &[27, 10]),
+        add("W1", &[30, 200]),
+        add("b1", &[200]),
+        add("W2", &[200, 27]),
+        add("b2", &[27]),
+    ];
     Mlp { params, ids, xb: ids_batch(), yb: (0..32).map(|i| (i * 5 % 27) as u32).collect() }
 }
 

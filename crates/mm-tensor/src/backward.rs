@@ -37,6 +37,16 @@ impl<T: Float> Sinks<'_, T> {
         *live = true;
         Some((buf, acc))
     }
+
+    /// Zeroes the gradients of the parameters the backward pass did not reach, so that no stale
+    /// gradient from an earlier step reaches the optimizer.
+    fn zero_unreached_params(self) {
+        for (buf, live) in self.params.bufs.iter_mut().zip(&self.params.live) {
+            if !live {
+                buf.data.iter_mut().for_each(|x| *x = T::zero());
+            }
+        }
+    }
 }
 
 impl<'a, T: Float> Graph<'a, T> {
@@ -52,7 +62,12 @@ impl<'a, T: Float> Graph<'a, T> {
 
     /// Back-propagates the gradient `upstream` (shaped like `output`) from any node: the
     /// vector-Jacobian product, i.e. the gradients of `sum(output * upstream)`.
-    pub fn backward_from(&self, output: Var<'_, T>, upstream: ArrayViewD<'_, T>, grads: &mut Grads<T>) -> Result<()> {
+    pub fn backward_from(
+        &self,
+        output: Var<'_, T>,
+        upstream: ArrayViewD<'_, T>,
+        grads: &mut Grads<T>,
+    ) -> Result<()> {
         self.check()?;
         if !self.grad {
             return Err(TensorError::NoGrad);
@@ -70,8 +85,13 @@ impl<'a, T: Float> Graph<'a, T> {
         n.grad_live.clear();
         n.grad_live.resize(count, false);
         let values = Values { ops: &n.ops, values: &n.values, params: self.params, ids: &n.ids };
-        let mut sinks =
-            Sinks { ops: &n.ops, needs_grad: &n.needs_grad, grads: &mut n.grads, live: &mut n.grad_live, params: grads };
+        let mut sinks = Sinks {
+            ops: &n.ops,
+            needs_grad: &n.needs_grad,
+            grads: &mut n.grads,
+            live: &mut n.grad_live,
+            params: grads,
+        };
         if let Some((seed, acc)) = sinks.get(output.id) {
             match upstream.as_slice() {
                 Some(u) => store(seed, acc, u.iter().copied()),
@@ -83,16 +103,17 @@ impl<'a, T: Float> Graph<'a, T> {
                 continue;
             }
             let g = std::mem::take(&mut sinks.grads[i]);
-            let ctx = Ctx { values: &values, shapes: &n.shapes, links: &n.links, y: values.get(i as NodeId), aux: &n.aux[i] };
+            let ctx = Ctx {
+                values: &values,
+                shapes: &n.shapes,
+                links: &n.links,
+                y: values.get(i as NodeId),
+                aux: &n.aux[i],
+            };
             ctx.rule(n.ops[i], n.shapes[i], &g, &mut sinks, &mut n.scratch);
             sinks.grads[i] = g;
         }
-        drop(sinks);
-        for (buf, live) in grads.bufs.iter_mut().zip(&grads.live) {
-            if !live {
-                buf.data.iter_mut().for_each(|x| *x = T::zero());
-            }
-        }
+        sinks.zero_unreached_params();
         Ok(())
     }
 }
@@ -218,12 +239,26 @@ impl<T: Float> Ctx<'_, T> {
                 // dA = G · Bᵀ  ([m, n] · [n, k])
                 if let Some((dst, acc)) = sinks.get(a) {
                     sized(dst, m * k);
-                    matmul::gemm((m, n, k), Strided::rows(g, n), Strided::transposed(bv, n), dst, acc, scratch);
+                    matmul::gemm(
+                        (m, n, k),
+                        Strided::rows(g, n),
+                        Strided::transposed(bv, n),
+                        dst,
+                        acc,
+                        scratch,
+                    );
                 }
                 // dB = Aᵀ · G  ([k, m] · [m, n])
                 if let Some((dst, acc)) = sinks.get(b) {
                     sized(dst, k * n);
-                    matmul::gemm((k, m, n), Strided::transposed(av, k), Strided::rows(g, n), dst, acc, scratch);
+                    matmul::gemm(
+                        (k, m, n),
+                        Strided::transposed(av, k),
+                        Strided::rows(g, n),
+                        dst,
+                        acc,
+                        scratch,
+                    );
                 }
             }
             Op::Embedding { table, ids } => {

@@ -109,7 +109,11 @@ pub fn run<T: Float>(case: &Case) -> Outcome {
             let mut fails = Vec::new();
             fails.extend(compare("output", &output, &case.output, case));
             if grads.len() != case.grads.len() {
-                return Outcome::Error(format!("{} gradients expected, {} computed", case.grads.len(), grads.len()));
+                return Outcome::Error(format!(
+                    "{} gradients expected, {} computed",
+                    case.grads.len(),
+                    grads.len()
+                ));
             }
             for (i, (got, want)) in grads.iter().zip(&case.grads).enumerate() {
                 fails.extend(compare(&format!("grad[{i}]"), got, want, case));
@@ -143,7 +147,13 @@ fn compare(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Op
             }
         }
     }
-    worst.map(|(i, _)| Mismatch { what: what.to_string(), index: Some(i), got: got.as_slice().map_or(f64::NAN, |s| s[i]), want: want.data[i], failed })
+    worst.map(|(i, _)| Mismatch {
+        what: what.to_string(),
+        index: Some(i),
+        got: got.as_slice().map_or(f64::NAN, |s| s[i]),
+        want: want.data[i],
+        failed,
+    })
 }
 
 fn to_array<T: Float>(t: &FloatTensor) -> Result<ArrayD<T>, String> {
@@ -162,11 +172,18 @@ fn ids(case: &Case, i: usize) -> Result<ArrayD<u32>, String> {
 }
 
 fn attr_f64(case: &Case, key: &str) -> Result<f64, String> {
-    case.attrs.get(key).and_then(|v| v.as_f64()).ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
+    case.attrs
+        .get(key)
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
 }
 
 fn attr_usize(case: &Case, key: &str) -> Result<usize, String> {
-    case.attrs.get(key).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
+    case.attrs
+        .get(key)
+        .and_then(|v| v.as_u64())
+        .map(|v| v as usize)
+        .ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
 }
 
 /// `attrs.axis` resolved against a rank (negative axes count from the end); `None` for null.
@@ -237,7 +254,8 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
         "bigram_nn" => {
             let (xs, ys) = (ids(case, 0)?, ids(case, 1)?);
             let reg = attr_f64(case, "reg")?;
-            e(a.try_embedding(&xs).and_then(|logits| logits.try_cross_entropy(&ys)))? + a.pow(2.0).mean() * T::of(reg)
+            e(a.try_embedding(&xs).and_then(|logits| logits.try_cross_entropy(&ys)))?
+                + a.pow(2.0).mean() * T::of(reg)
         }
         "mlp" => {
             let (xb, yb) = (ids(case, 0)?, ids(case, 1)?);

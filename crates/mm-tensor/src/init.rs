@@ -24,9 +24,9 @@ where
 }
 
 /// Samples uniformly from `[low, high)`; `low < high` is required, else all elements are `low`.
-pub fn uniform<T: Float, R: Rng + ?Sized>(shape: &[usize], low: T, high: T, rng: &mut R) -> ArrayD<T>
+pub fn uniform<T, R: Rng + ?Sized>(shape: &[usize], low: T, high: T, rng: &mut R) -> ArrayD<T>
 where
-    T: rand_distr::uniform::SampleUniform,
+    T: Float + rand_distr::uniform::SampleUniform,
 {
     match Uniform::new(low, high) {
         Ok(dist) => ArrayD::random_using(IxDyn(shape), dist, rng),

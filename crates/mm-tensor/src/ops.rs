@@ -43,7 +43,13 @@ macro_rules! or_poisoned {
 }
 
 impl<'g, T: Float> Var<'g, T> {
-    fn binary(self, rhs: Self, name: &'static str, op: fn(NodeId, NodeId) -> Op, f: impl Fn(T, T) -> T) -> Result<Self> {
+    fn binary(
+        self,
+        rhs: Self,
+        name: &'static str,
+        op: fn(NodeId, NodeId) -> Op,
+        f: impl Fn(T, T) -> T,
+    ) -> Result<Self> {
         self.g.live(&[self.id, rhs.id])?;
         let bc = Broadcast::new(name, self.shape(), rhs.shape())?;
         let (a, b) = (self.id, rhs.id);
@@ -180,7 +186,9 @@ impl<'g, T: Float> Var<'g, T> {
         }
         let (x, ax) = (self.id, axis as u8);
         let op = if log { Op::LogSoftmax { x, axis: ax } } else { Op::Softmax { x, axis: ax } };
-        Ok(self.g.push(op, shape, false, &[x], |v, out, _| axis::softmax(v.get(x), shape.around(axis), log, out)))
+        Ok(self
+            .g
+            .push(op, shape, false, &[x], |v, out, _| axis::softmax(v.get(x), shape.around(axis), log, out)))
     }
 
     /// Softmax along `axis`, or the error.
@@ -251,7 +259,14 @@ impl<'g, T: Float> Var<'g, T> {
         let (a, b) = (self.id, rhs.id);
         Ok(self.g.push(Op::MatMul(a, b), Shape::new(&[m, n])?, false, &[a, b], |v, out, pack| {
             sized(out, m * n);
-            matmul::gemm((m, k, n), Strided::rows(v.get(a), k), Strided::rows(v.get(b), n), out, Acc::Write, pack);
+            matmul::gemm(
+                (m, k, n),
+                Strided::rows(v.get(a), k),
+                Strided::rows(v.get(b), n),
+                out,
+                Acc::Write,
+                pack,
+            );
         }))
     }
 
@@ -270,7 +285,8 @@ impl<'g, T: Float> Var<'g, T> {
             return Err(TensorError::Rank { op: "embedding", expected: 2, got: table });
         };
         let ids = ids.as_ids();
-        let out = Shape::new(ids.shape())?.push(d).ok_or(TensorError::RankTooLarge { rank: ids.ndim() + 1 })?;
+        let out =
+            Shape::new(ids.shape())?.push(d).ok_or(TensorError::RankTooLarge { rank: ids.ndim() + 1 })?;
         let span = self.g.push_ids("embedding", ids.iter().copied(), rows)?;
         let t = self.id;
         Ok(self.g.push(Op::Embedding { table: t, ids: span }, out, false, &[t], |v, out, _| {
@@ -300,9 +316,15 @@ impl<'g, T: Float> Var<'g, T> {
         }
         let span = self.g.push_ids("cross_entropy", targets.iter().copied(), classes)?;
         let x = self.id;
-        Ok(self.g.push(Op::CrossEntropy { logits: x, targets: span }, Shape::SCALAR, false, &[x], |v, out, probs| {
-            out.push(T::of(axis::cross_entropy(v.get(x), classes, v.ids(span), probs)));
-        }))
+        Ok(self.g.push(
+            Op::CrossEntropy { logits: x, targets: span },
+            Shape::SCALAR,
+            false,
+            &[x],
+            |v, out, probs| {
+                out.push(T::of(axis::cross_entropy(v.get(x), classes, v.ids(span), probs)));
+            },
+        ))
     }
 
     /// The mean cross-entropy of these logits `[B, V]` against class ids `targets`.
@@ -316,7 +338,9 @@ impl<'a, T: Float> Graph<'a, T> {
     /// (`F.one_hot(xs, num_classes=27).float()`), or the error.
     pub fn try_one_hot(&self, ids: &(impl AsIds + ?Sized), classes: usize) -> Result<Var<'_, T>> {
         let ids = ids.as_ids();
-        let out = Shape::new(ids.shape())?.push(classes).ok_or(TensorError::RankTooLarge { rank: ids.ndim() + 1 })?;
+        let out = Shape::new(ids.shape())?
+            .push(classes)
+            .ok_or(TensorError::RankTooLarge { rank: ids.ndim() + 1 })?;
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= classes) {
             return Err(TensorError::Index { op: "one_hot", index: bad as usize, len: classes });
         }

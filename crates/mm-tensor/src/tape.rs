@@ -178,9 +178,11 @@ impl<'a, T: Float> Graph<'a, T> {
 
     /// A constant copied from an ndarray array of any layout.
     pub fn array<D: ndarray::Dimension>(&self, a: ndarray::ArrayView<'_, T, D>) -> Var<'_, T> {
-        self.sticky(Shape::new(a.shape()).map(|shape| {
-            self.push(Op::Input, shape, false, &[], |_, out, _| out.extend(a.iter().copied()))
-        }))
+        self.sticky(
+            Shape::new(a.shape()).map(|shape| {
+                self.push(Op::Input, shape, false, &[], |_, out, _| out.extend(a.iter().copied()))
+            }),
+        )
     }
 
     /// A scalar constant.

@@ -33,7 +33,9 @@ fn a_wrong_reference_value_fails() {
     let case = file.cases.iter_mut().find(|c| c.op == "matmul").unwrap();
     case.grads[1].data[3] += 0.5;
     match golden::run::<f64>(case) {
-        Outcome::Fail(m) => assert_eq!((m[0].what.as_str(), m[0].index, m[0].failed), ("grad[1]", Some(3), 1)),
+        Outcome::Fail(m) => {
+            assert_eq!((m[0].what.as_str(), m[0].index, m[0].failed), ("grad[1]", Some(3), 1))
+        }
         other => panic!("expected a failure, got {other:?}"),
     }
 }

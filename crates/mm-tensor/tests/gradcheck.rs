@@ -17,7 +17,11 @@ enum Dist {
 }
 
 /// Checks the gradient of `f` with respect to inputs of the given shapes.
-fn check(name: &str, shapes: &[(&[usize], Dist)], f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>) {
+fn check(
+    name: &str,
+    shapes: &[(&[usize], Dist)],
+    f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>,
+) {
     let mut rng = StdRng::seed_from_u64(name.len() as u64 * 7919 + shapes.len() as u64);
     let mut params = ParamStore::<f64>::new();
     for (i, (shape, dist)) in shapes.iter().enumerate() {
@@ -181,24 +185,24 @@ fn cross_entropy_and_one_hot() {
     let targets = [2u32, 0, 4, 4];
     check("cross_entropy", &[(&[4, 5], N)], |_, x| x[0].cross_entropy(&targets[..]));
     // The same loss written out with one_hot and log_softmax.
-    check("one_hot-nll", &[(&[4, 5], N)], |g, x| -(x[0].log_softmax(1) * g.one_hot(&targets[..], 5)).sum() / 4.0);
+    check("one_hot-nll", &[(&[4, 5], N)], |g, x| {
+        -(x[0].log_softmax(1) * g.one_hot(&targets[..], 5)).sum() / 4.0
+    });
     // The whole bigram-NN loss: W[xs], cross-entropy, plus L2 regularisation.
     let xs = [0u32, 1, 1, 2, 0];
     let ys = [1u32, 2, 0, 0, 2];
-    check("bigram_nn", &[(&[3, 3], N)], |_, x| x[0].embedding(&xs[..]).cross_entropy(&ys[..]) + x[0].pow(2.0).mean() * 0.01);
+    check("bigram_nn", &[(&[3, 3], N)], |_, x| {
+        x[0].embedding(&xs[..]).cross_entropy(&ys[..]) + x[0].pow(2.0).mean() * 0.01
+    });
 }
 
 #[test]
 fn the_whole_mlp_loss() {
     let xb = ndarray::array![[0u32, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 0]];
     let yb = [1u32, 2, 3, 0];
-    check(
-        "mlp",
-        &[(&[4, 2], N), (&[6, 8], N), (&[8], N), (&[8, 4], N), (&[4], N)],
-        |_, x| {
-            let (c, w1, b1, w2, b2) = (x[0], x[1], x[2], x[3], x[4]);
-            let h = (c.embedding(&xb).reshape(&[4, 6]).matmul(w1) + b1).tanh();
-            (h.matmul(w2) + b2).cross_entropy(&yb[..])
-        },
-    );
+    check("mlp", &[(&[4, 2], N), (&[6, 8], N), (&[8], N), (&[8, 4], N), (&[4], N)], |_, x| {
+        let (c, w1, b1, w2, b2) = (x[0], x[1], x[2], x[3], x[4]);
+        let h = (c.embedding(&xb).reshape(&[4, 6]).matmul(w1) + b1).tanh();
+        (h.matmul(w2) + b2).cross_entropy(&yb[..])
+    });
 }

@@ -53,7 +53,11 @@ fn an_mlp_training_step_allocates_nothing_once_warm() {
         let h = (emb.reshape(&[32, 30]).matmul(g.param(w1)) + g.param(b1)).tanh();
         let logits = h.matmul(g.param(w2)) + g.param(b2);
         let loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads).unwrap();
-        if use_adam { adam.step(params, &grads).unwrap() } else { sgd.step(params, &grads).unwrap() }
+        if use_adam {
+            adam.step(params, &grads).unwrap()
+        } else {
+            sgd.step(params, &grads).unwrap()
+        }
         loss
     };
     for _ in 0..2 {

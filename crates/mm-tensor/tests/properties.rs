@@ -6,7 +6,8 @@ use proptest::prelude::*;
 
 /// A `[rows, cols]` matrix of moderate values.
 fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f64>)> {
-    (1usize..8, 1usize..30).prop_flat_map(|(r, c)| (Just(r), Just(c), prop::collection::vec(-30.0f64..30.0, r * c)))
+    (1usize..8, 1usize..30)
+        .prop_flat_map(|(r, c)| (Just(r), Just(c), prop::collection::vec(-30.0f64..30.0, r * c)))
 }
 
 fn store(name: &str, dims: &[usize], data: Vec<f64>) -> (ParamStore<f64>, mm_tensor::ParamId) {
@@ -65,10 +66,14 @@ proptest! {
 #[test]
 fn tanh_f32_max_error_over_a_dense_grid() {
     // Every 1e-4 over [-12, 12], plus the extremes and special values.
-    let xs: Vec<f32> = (-120_000..=120_000).map(|i| i as f32 * 1e-4).chain([1e-30, -1e-30, 1e30, -1e30, f32::MAX, f32::MIN]).collect();
+    let xs: Vec<f32> = (-120_000..=120_000)
+        .map(|i| i as f32 * 1e-4)
+        .chain([1e-30, -1e-30, 1e30, -1e30, f32::MAX, f32::MIN])
+        .collect();
     let mut ys = vec![0.0; xs.len()];
     mm_tensor::tanh_f32(&xs, &mut ys);
-    let worst = xs.iter().zip(&ys).map(|(&x, &y)| (f64::from(y) - f64::from(x).tanh()).abs()).fold(0.0, f64::max);
+    let worst =
+        xs.iter().zip(&ys).map(|(&x, &y)| (f64::from(y) - f64::from(x).tanh()).abs()).fold(0.0, f64::max);
     assert!(worst < 5e-7, "max abs error {worst:e}");
     let mut special = [0.0; 4];
     mm_tensor::tanh_f32(&[0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN], &mut special);
@@ -87,12 +92,27 @@ fn errors_name_the_op_and_shapes() {
     assert_eq!(err.to_string(), "matmul: cannot multiply [32, 30] by [20, 200]");
     let c = g.input(&[4, 5], &[0.0; 20]);
     let d = g.input(&[4, 3], &[0.0; 12]);
-    assert_eq!(c.try_add(d).unwrap_err().to_string(), "add: shapes [4, 5] and [4, 3] do not broadcast together");
-    assert_eq!(c.try_reshape(&[3, 7]).unwrap_err().to_string(), "reshape: cannot reshape [4, 5] (20 elements) into [3, 7] (21 elements)");
+    assert_eq!(
+        c.try_add(d).unwrap_err().to_string(),
+        "add: shapes [4, 5] and [4, 3] do not broadcast together"
+    );
+    assert_eq!(
+        c.try_reshape(&[3, 7]).unwrap_err().to_string(),
+        "reshape: cannot reshape [4, 5] (20 elements) into [3, 7] (21 elements)"
+    );
     assert_eq!(c.try_softmax(2).unwrap_err().to_string(), "softmax: axis 2 is out of range for shape [4, 5]");
-    assert_eq!(c.try_embedding(&[0u32, 4][..]).unwrap_err().to_string(), "embedding: index 4 is out of range for 4 rows or classes");
-    assert_eq!(c.try_cross_entropy(&[0u32, 5, 1, 1][..]).unwrap_err().to_string(), "cross_entropy: index 5 is out of range for 5 rows or classes");
-    assert_eq!(c.try_cross_entropy(&[0u32][..]).unwrap_err().to_string(), "cross_entropy: 1 targets for logits of shape [4, 5]");
+    assert_eq!(
+        c.try_embedding(&[0u32, 4][..]).unwrap_err().to_string(),
+        "embedding: index 4 is out of range for 4 rows or classes"
+    );
+    assert_eq!(
+        c.try_cross_entropy(&[0u32, 5, 1, 1][..]).unwrap_err().to_string(),
+        "cross_entropy: index 5 is out of range for 5 rows or classes"
+    );
+    assert_eq!(
+        c.try_cross_entropy(&[0u32][..]).unwrap_err().to_string(),
+        "cross_entropy: 1 targets for logits of shape [4, 5]"
+    );
     assert!(matches!(g.try_one_hot(&[3u32][..], 3), Err(TensorError::Index { op: "one_hot", .. })));
     assert!(matches!(g.try_input(&[2, 2], &[1.0]), Err(TensorError::DataLength { .. })));
 }

@@ -102,7 +102,12 @@ pub(crate) fn softmax_backward<T: Float>(
 /// The fused, numerically stable cross-entropy of `logits` `[rows, classes]` against class ids:
 /// returns the mean over rows of `logsumexp(row) - row[target]`, accumulated in `f64`, and
 /// writes the softmax probabilities to `probs` for the backward pass.
-pub(crate) fn cross_entropy<T: Float>(logits: &[T], classes: usize, targets: &[u32], probs: &mut Vec<T>) -> f64 {
+pub(crate) fn cross_entropy<T: Float>(
+    logits: &[T],
+    classes: usize,
+    targets: &[u32],
+    probs: &mut Vec<T>,
+) -> f64 {
     probs.clear();
     let mut total = 0.0;
     for (row, &t) in logits.chunks_exact(classes).zip(targets) {

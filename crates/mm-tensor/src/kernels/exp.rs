@@ -20,14 +20,7 @@ const LN2_LO: f32 = 1.428_606_8e-6;
 /// `exp` of one value (the scalar form of [`exp_f32`]).
 #[inline(always)]
 pub(crate) fn exp1(x: f32) -> f32 {
-    // Comparisons rather than `clamp`: NaN stays NaN.
-    let z = if x > 89.0 {
-        89.0
-    } else if x < -104.0 {
-        -104.0
-    } else {
-        x
-    };
+    let z = x.clamp(-104.0, 89.0); // NaN stays NaN
     let n = (z * LOG2E).round();
     let r = (z - n * LN2_HI) - n * LN2_LO;
     // 1 + r + r²/2! + ... + r⁷/7!, by Horner.

@@ -11,15 +11,8 @@
 use multiversion::multiversion;
 
 /// Numerator coefficients of `P(y)`, constant term first (integers of the exact convergent).
-const P: [f32; 7] = [
-    7_905_853_580_625.0,
-    1_159_525_191_825.0,
-    41_247_931_725.0,
-    523_783_260.0,
-    2_552_550.0,
-    4_095.0,
-    1.0,
-];
+const P: [f32; 7] =
+    [7_905_853_580_625.0, 1_159_525_191_825.0, 41_247_931_725.0, 523_783_260.0, 2_552_550.0, 4_095.0, 1.0];
 /// Denominator coefficients of `Q(y)`, constant term first.
 const Q: [f32; 7] = [
     7_905_853_580_625.0,
@@ -36,14 +29,7 @@ const CLAMP: f32 = 9.0;
 /// `tanh` of one value (the scalar form of [`tanh_f32`]).
 #[inline(always)]
 pub(crate) fn tanh1(x: f32) -> f32 {
-    // Comparisons rather than `clamp`/`min`/`max`: NaN stays NaN.
-    let z = if x > CLAMP {
-        CLAMP
-    } else if x < -CLAMP {
-        -CLAMP
-    } else {
-        x
-    };
+    let z = x.clamp(-CLAMP, CLAMP); // NaN stays NaN
     let y = z * z;
     let mut p = P[6];
     let mut q = Q[6];

@@ -27,6 +27,18 @@ impl AsIds for [u32] {
     }
 }
 
+impl AsIds for Vec<u32> {
+    fn as_ids(&self) -> ArrayViewD<'_, u32> {
+        self.as_slice().as_ids()
+    }
+}
+
+impl<const N: usize> AsIds for [u32; N] {
+    fn as_ids(&self) -> ArrayViewD<'_, u32> {
+        self.as_slice().as_ids()
+    }
+}
+
 impl<S: Data<Elem = u32>, D: Dimension> AsIds for ArrayBase<S, D> {
     fn as_ids(&self) -> ArrayViewD<'_, u32> {
         self.view().into_dyn()

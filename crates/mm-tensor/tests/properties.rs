@@ -232,3 +232,19 @@ fn exp_f32_is_within_3_ulp_of_f64() {
     assert_eq!(special[4], 0.0);
     assert!(special[5].is_nan());
 }
+
+#[test]
+fn ids_come_as_slices_vecs_arrays_and_ndarrays() {
+    let mut params = ParamStore::<f32>::new();
+    let c = params.add("C", ArrayD::from_shape_fn(IxDyn(&[3, 2]), |i| (i[0] * 2 + i[1]) as f32)).unwrap();
+    let mut tape = Tape::new();
+    let g = tape.no_grad(&params);
+    let table = g.param(c);
+    let want = vec![4.0, 5.0, 0.0, 1.0];
+    assert_eq!(table.embedding(&vec![2u32, 0]).to_array().into_raw_vec_and_offset().0, want);
+    assert_eq!(table.embedding(&[2u32, 0]).to_array().into_raw_vec_and_offset().0, want);
+    assert_eq!(table.embedding(&[2u32, 0][..]).to_array().into_raw_vec_and_offset().0, want);
+    let x = ndarray::array![[2u32], [0]];
+    assert_eq!(table.embedding(&x).shape().dims(), &[2, 1, 2]);
+    assert_eq!(table.embedding(&x.t()).shape().dims(), &[1, 2, 2]);
+}

@@ -108,18 +108,21 @@ pub(crate) fn cross_entropy<T: Float>(
     targets: &[u32],
     probs: &mut Vec<T>,
 ) -> f64 {
+    // Loss of a row: ln Σ exp(row - max) - (row[t] - max). Shift every row by its maximum, take
+    // one `exp` over the whole batch (one vectorized call, not one per row), then normalise.
     probs.clear();
     let mut total = 0.0;
     for (row, &t) in logits.chunks_exact(classes).zip(targets) {
         let max = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
-        let start = probs.len();
         probs.extend(row.iter().map(|&x| x - max));
-        let p = &mut probs[start..];
-        T::exp_slice(p);
+        total -= (row[t as usize] - max).as_f64();
+    }
+    T::exp_slice(probs);
+    for p in probs.chunks_exact_mut(classes) {
         let sum = p.iter().fold(T::zero(), |s, &e| s + e);
         let inv = T::one() / sum;
         p.iter_mut().for_each(|e| *e *= inv);
-        total += (max + sum.ln() - row[t as usize]).as_f64();
+        total += sum.ln().as_f64();
     }
     total / targets.len().max(1) as f64
 }

@@ -42,12 +42,21 @@ impl<'a, T: Copy> Strided<'a, T> {
 
     /// Copies columns `j0..j0 + nr` of this `[k, _]` operand into `pack` as `k` rows of `NR`
     /// lanes, zero-padded past `nr`.
-    fn pack_panel<const NR: usize>(&self, j0: usize, nr: usize, k: usize, pack: &mut Vec<T>)
+    fn pack_panel<'p, const NR: usize>(
+        &self,
+        j0: usize,
+        nr: usize,
+        k: usize,
+        pack: &'p mut Vec<T>,
+    ) -> &'p [[T; NR]]
     where
         T: Float,
     {
-        super::sized(pack, k * NR);
-        let panel = pack.as_chunks_mut::<NR>().0;
+        // The scratch only grows: a call with a smaller `k` uses a prefix (no clearing, no fill).
+        if pack.len() < k * NR {
+            pack.resize(k * NR, T::zero());
+        }
+        let panel = &mut pack.as_chunks_mut::<NR>().0[..k];
         if nr < NR {
             panel.iter_mut().for_each(|row| row[nr..].fill(T::zero()));
         }
@@ -61,15 +70,24 @@ impl<'a, T: Copy> Strided<'a, T> {
                 }
             }
         } else {
-            // Transposed: column j of the operand is a contiguous row of the stored matrix. Rows
-            // of the panel are written whole, reading one element from each of `nr` rows.
-            let rows = &self.data[j0 * self.cs..];
-            for (p, dst) in panel.iter_mut().enumerate() {
-                for (l, d) in dst[..nr].iter_mut().enumerate() {
-                    *d = rows[l * self.cs + p];
+            // Transposed: column `j0 + l` of the operand is a contiguous row of the stored
+            // matrix. Read it 16 elements at a time (one vector load) and store them down column
+            // `l` of the panel.
+            const CHUNK: usize = 16;
+            for l in 0..nr {
+                let src = &self.data[(j0 + l) * self.cs..][..k];
+                let (chunks, rest) = src.as_chunks::<CHUNK>();
+                for (dst, chunk) in panel.chunks_exact_mut(CHUNK).zip(chunks) {
+                    for q in 0..CHUNK {
+                        dst[q][l] = chunk[q];
+                    }
+                }
+                for (dst, &v) in panel[k - rest.len()..].iter_mut().zip(rest) {
+                    dst[l] = v;
                 }
             }
         }
+        panel
     }
 
     /// Column `p` of rows `i0..i0 + R` of a row-major operand (`cs == 1`): the rows are cut to
@@ -112,8 +130,7 @@ pub(crate) fn gemm<T: Float>(
     let c = &mut c[..m * n];
     for j0 in (0..n).step_by(NR) {
         let nr = NR.min(n - j0);
-        b.pack_panel::<NR>(j0, nr, k, pack);
-        let panel = pack.as_chunks::<NR>().0;
+        let panel = b.pack_panel::<NR>(j0, nr, k, pack);
         for i0 in (0..m).step_by(MR) {
             let at = (i0, j0, nr);
             // A full block of MR rows, or the last rows of `C` in one block of their exact count.

@@ -9,7 +9,7 @@ use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
 use crate::kernels::axis;
 use crate::kernels::broadcast::Broadcast;
 use crate::kernels::matmul::{self, Strided};
-use crate::kernels::{Acc, sized};
+use crate::kernels::{self, Acc, sized};
 use crate::op::{NodeId, Op, Span};
 use crate::tape::{Graph, Var};
 use crate::{Float, Result, Shape, TensorError};
@@ -71,7 +71,9 @@ impl<'g, T: Float> Var<'g, T> {
     fn unary(self, op: Op, f: impl Fn(T) -> T) -> Self {
         or_poisoned!(self);
         let x = self.id;
-        self.g.push(op, self.shape(), false, &[x], |v, out, _| out.extend(v.get(x).iter().map(|&x| f(x))))
+        self.g.push(op, self.shape(), false, &[x], |v, out, _| {
+            kernels::store(out, Acc::Write, v.get(x).iter().map(|&x| f(x)))
+        })
     }
 
     /// `self + rhs` with broadcasting, or the error.
@@ -108,6 +110,7 @@ impl<'g, T: Float> Var<'g, T> {
         or_poisoned!(self);
         let x = self.id;
         self.g.push(Op::Exp(x), self.shape(), false, &[x], |v, out, _| {
+            out.clear();
             out.extend_from_slice(v.get(x));
             T::exp_slice(out);
         })
@@ -303,6 +306,7 @@ impl<'g, T: Float> Var<'g, T> {
         let t = self.id;
         Ok(self.g.push(Op::Embedding { table: t, ids: span }, out, false, &[t], |v, out, _| {
             let table = v.get(t);
+            out.clear();
             for &i in v.ids(span) {
                 out.extend_from_slice(&table[i as usize * d..][..d]);
             }
@@ -334,6 +338,7 @@ impl<'g, T: Float> Var<'g, T> {
             false,
             &[x],
             |v, out, probs| {
+                out.clear();
                 out.push(T::of(axis::cross_entropy(v.get(x), classes, v.ids(span), probs)));
             },
         ))
@@ -396,6 +401,7 @@ impl<'a, T: Float> Graph<'a, T> {
         };
         let (outer, _, inner) = out.around(axis);
         Ok(self.push(Op::Concat { inputs, axis: axis as u8 }, out, false, &ids, |v, out, _| {
+            out.clear();
             for o in 0..outer {
                 for &x in &ids {
                     let chunk = v.get(x).len() / outer.max(1);

@@ -168,7 +168,10 @@ impl<'a, T: Float> Graph<'a, T> {
         if data.len() != shape.numel() {
             return Err(TensorError::DataLength { op: "input", len: data.len(), shape });
         }
-        Ok(self.push(Op::Input, shape, false, &[], |_, out, _| out.extend_from_slice(data)))
+        Ok(self.push(Op::Input, shape, false, &[], |_, out, _| {
+            out.clear();
+            out.extend_from_slice(data)
+        }))
     }
 
     /// A constant of the given shape (sticky-error form of [`Graph::try_input`]).
@@ -178,20 +181,26 @@ impl<'a, T: Float> Graph<'a, T> {
 
     /// A constant copied from an ndarray array of any layout.
     pub fn array<D: ndarray::Dimension>(&self, a: ndarray::ArrayView<'_, T, D>) -> Var<'_, T> {
-        self.sticky(
-            Shape::new(a.shape()).map(|shape| {
-                self.push(Op::Input, shape, false, &[], |_, out, _| out.extend(a.iter().copied()))
-            }),
-        )
+        self.sticky(Shape::new(a.shape()).map(|shape| {
+            self.push(Op::Input, shape, false, &[], |_, out, _| {
+                out.clear();
+                out.extend(a.iter().copied())
+            })
+        }))
     }
 
     /// A scalar constant.
     pub fn scalar(&self, v: T) -> Var<'_, T> {
-        self.push(Op::Input, Shape::SCALAR, false, &[], |_, out, _| out.push(v))
+        self.push(Op::Input, Shape::SCALAR, false, &[], |_, out, _| {
+            out.clear();
+            out.push(v)
+        })
     }
 
-    /// Appends a node: `compute` writes its value (into a reused buffer) and, for fused ops, an
-    /// auxiliary buffer for the backward pass. `leaf_grad` says whether a leaf needs a gradient.
+    /// Appends a node: `compute` writes its value and, for fused ops, an auxiliary buffer for the
+    /// backward pass. Both are the slot's reused buffers *with their old contents*: `compute` must
+    /// clear them or overwrite them whole (a kernel that overwrites need not zero them first).
+    /// `leaf_grad` says whether a leaf needs a gradient.
     pub(crate) fn push(
         &self,
         op: Op,
@@ -210,7 +219,6 @@ impl<'a, T: Float> Graph<'a, T> {
         }
         let mut out = std::mem::take(&mut n.values[id]);
         let mut aux = std::mem::take(&mut n.aux[id]);
-        out.clear();
         let values = Values { ops: &n.ops, values: &n.values, params: self.params, ids: &n.ids };
         compute(&values, &mut out, &mut aux);
         debug_assert!(matches!(op, Op::Param(_) | Op::Reshape(_)) || out.len() == shape.numel());
@@ -256,7 +264,10 @@ impl<'a, T: Float> Graph<'a, T> {
             let mut n = self.nodes.borrow_mut();
             n.error.get_or_insert(e);
             drop(n);
-            self.push(Op::Poison, Shape::SCALAR, false, &[], |_, out, _| out.push(T::nan()))
+            self.push(Op::Poison, Shape::SCALAR, false, &[], |_, out, _| {
+                out.clear();
+                out.push(T::nan())
+            })
         })
     }
 }

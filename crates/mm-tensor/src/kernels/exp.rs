@@ -17,26 +17,35 @@ const LN2_HI: f32 = 0.693_145_75;
 /// The rest of `ln 2`.
 const LN2_LO: f32 = 1.428_606_8e-6;
 
-/// `exp` of one value (the scalar form of [`exp_f32`]).
+/// `1.5 · 2²³`: adding it to a float of magnitude below 2²² rounds it to an integer (ties to
+/// even) held in the low mantissa bits, so the integer can be read from the bits without a
+/// float-to-int conversion (which Rust's saturating `as` would build lane by lane).
+const ROUND: f32 = 12_582_912.0;
+
+/// `exp` of one value (the scalar form of [`exp_f32`]); `FMA` says whether to fuse multiply-adds.
 #[inline(always)]
-pub(crate) fn exp1(x: f32) -> f32 {
+pub(crate) fn exp1<const FMA: bool>(x: f32) -> f32 {
+    let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     let z = x.clamp(-104.0, 89.0); // NaN stays NaN
-    let n = (z * LOG2E).round_ties_even(); // one instruction, unlike `round`
-    let r = (z - n * LN2_HI) - n * LN2_LO;
+    let t = z * LOG2E + ROUND;
+    let n = t - ROUND; // round(z / ln 2)
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32; // the same, as an integer
+    let r = madd(-n, LN2_LO, madd(-n, LN2_HI, z));
     // 1 + r + r²/2! + ... + r⁷/7!, by Horner.
     let mut p = 1.0 / 5040.0;
     for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = p * r + c;
+        p = madd(p, r, c);
     }
-    let n = n as i32;
     let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
-    p * pow2(n / 2) * pow2(n - n / 2)
+    let half = ni >> 1;
+    p * pow2(half) * pow2(ni - half)
 }
 
 /// `x[i] = exp(x[i])` in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn exp_f32(x: &mut [f32]) {
+    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
     for v in x.iter_mut() {
-        *v = exp1(*v);
+        *v = exp1::<FMA>(*v);
     }
 }

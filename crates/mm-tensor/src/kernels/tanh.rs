@@ -26,16 +26,18 @@ const Q: [f32; 7] = [
 /// Beyond this magnitude `tanh` rounds to ±1 in `f32`.
 const CLAMP: f32 = 9.0;
 
-/// `tanh` of one value (the scalar form of [`tanh_f32`]).
+/// `tanh` of one value (the scalar form of [`tanh_f32`]); `FMA` says whether to fuse
+/// multiply-adds.
 #[inline(always)]
-pub(crate) fn tanh1(x: f32) -> f32 {
+pub(crate) fn tanh1<const FMA: bool>(x: f32) -> f32 {
+    let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     let z = x.clamp(-CLAMP, CLAMP); // NaN stays NaN
     let y = z * z;
     let mut p = P[6];
     let mut q = Q[6];
     for i in (0..6).rev() {
-        p = p * y + P[i];
-        q = q * y + Q[i];
+        p = madd(p, y, P[i]);
+        q = madd(q, y, Q[i]);
     }
     // Saturated inputs give exactly ±1 (the rational alone gives 0.99999994 at the clamp).
     if x >= CLAMP {
@@ -50,7 +52,8 @@ pub(crate) fn tanh1(x: f32) -> f32 {
 /// `y[i] = tanh(x[i])` for slices of equal length.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn tanh_f32(x: &[f32], y: &mut [f32]) {
+    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
     for (y, &x) in y.iter_mut().zip(x) {
-        *y = tanh1(x);
+        *y = tanh1::<FMA>(x);
     }
 }

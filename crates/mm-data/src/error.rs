@@ -1,0 +1,92 @@
+//! `DataError`: what is wrong with a dataset or a request, and where.
+
+use std::path::PathBuf;
+
+/// An error of mm-data. Messages say what is wrong and where (file, line, text).
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file cannot be read (missing, a directory, no permission).
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A line is not valid UTF-8.
+    #[error("{path}: line {line} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// The file (or `<text>` for text given directly).
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+    },
+    /// No items: the file is empty or holds only blank lines.
+    #[error("{path}: the dataset has no items (the file is empty or all its lines are blank)")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A line contains `.`, the reserved start/end token.
+    #[error("{path}: line {line} ({text:?}) contains '.', which is reserved as the start and end token")]
+    ReservedChar {
+        /// The file.
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// The line's text.
+        text: String,
+    },
+    /// A line contains a control character (a tab, a NUL, ...).
+    #[error("{path}: line {line} ({text:?}) contains the control character {ch:?}")]
+    ControlChar {
+        /// The file.
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// The line's text.
+        text: String,
+        /// The control character.
+        ch: char,
+    },
+    /// A character that is not in the vocabulary.
+    #[error("the character {ch:?} is not in the vocabulary ({vocab})")]
+    UnknownChar {
+        /// The character.
+        ch: char,
+        /// The vocabulary, as its characters.
+        vocab: String,
+    },
+    /// An id that is not in the vocabulary.
+    #[error("id {id} is not in the vocabulary of {size} tokens")]
+    UnknownId {
+        /// The id.
+        id: u32,
+        /// The vocabulary's size.
+        size: usize,
+    },
+    /// A vocabulary string that is not one (no leading `.`, or a repeated character).
+    #[error("not a vocabulary: {0}")]
+    BadVocab(String),
+    /// Split cut points that are not `0 <= train_end <= dev_end <= 1`.
+    #[error("split cut points must satisfy 0 <= train_end <= dev_end <= 1, got {train_end} and {dev_end}")]
+    BadSplit {
+        /// Where train ends, as a fraction.
+        train_end: f64,
+        /// Where dev ends, as a fraction.
+        dev_end: f64,
+    },
+    /// A context length of 0.
+    #[error("block_size must be at least 1")]
+    ZeroBlockSize,
+    /// Sampling a batch from a set with no examples.
+    #[error("cannot sample a batch from an empty set of examples")]
+    NoExamples,
+    /// A download failed (see [`crate::download`]).
+    #[cfg(feature = "download")]
+    #[error(transparent)]
+    Download(#[from] crate::download::DownloadError),
+}
+
+/// mm-data's `Result`.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

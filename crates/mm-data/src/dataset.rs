@@ -52,7 +52,8 @@ impl Dataset {
     /// Loads a dataset file with options.
     pub fn load_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Dataset> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
         Self::parse(&bytes, path, options)
     }
 
@@ -77,7 +78,8 @@ impl Dataset {
         let mut words = Vec::new();
         for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = i + 1;
-            let text = std::str::from_utf8(raw).map_err(|_| DataError::InvalidUtf8 { path: path.into(), line })?;
+            let text =
+                std::str::from_utf8(raw).map_err(|_| DataError::InvalidUtf8 { path: path.into(), line })?;
             let word = text.trim();
             if word.is_empty() {
                 continue;

@@ -44,7 +44,9 @@ pub enum DownloadError {
         reason: String,
     },
     /// The data does not have the expected checksum.
-    #[error("checksum mismatch for {source_name}: expected sha256 {expected}, got {actual}; the file was not saved")]
+    #[error(
+        "checksum mismatch for {source_name}: expected sha256 {expected}, got {actual}; the file was not saved"
+    )]
     Checksum {
         /// The source.
         source_name: String,
@@ -154,7 +156,10 @@ fn open_source(req: &Request) -> Result<(Box<dyn Read>, Option<u64>), DownloadEr
     if req.is_url() {
         let url = req.source.clone();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        let response = agent.get(&url).call().map_err(|e| DownloadError::Network { url: url.clone(), reason: e.to_string() })?;
+        let response = agent
+            .get(&url)
+            .call()
+            .map_err(|e| DownloadError::Network { url: url.clone(), reason: e.to_string() })?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(DownloadError::Status { url, status });
@@ -163,7 +168,8 @@ fn open_source(req: &Request) -> Result<(Box<dyn Read>, Option<u64>), DownloadEr
         Ok((Box::new(response.into_body().into_reader()), total))
     } else {
         let path = PathBuf::from(&req.source);
-        let file = File::open(&path).map_err(|source| DownloadError::Source { path: path.clone(), source })?;
+        let file =
+            File::open(&path).map_err(|source| DownloadError::Source { path: path.clone(), source })?;
         let total = file.metadata().ok().map(|m| m.len());
         Ok((Box::new(file), total))
     }
@@ -189,7 +195,11 @@ fn copy_checked(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if req.is_url() => {
-                return Err(DownloadError::Interrupted { url: req.source.clone(), bytes, reason: e.to_string() });
+                return Err(DownloadError::Interrupted {
+                    url: req.source.clone(),
+                    bytes,
+                    reason: e.to_string(),
+                });
             }
             Err(source) => return Err(DownloadError::Source { path: req.source.clone().into(), source }),
         };
@@ -205,7 +215,11 @@ fn copy_checked(
     out.into_inner().map_err(|e| target_err(e.into_error()))?.sync_all().map_err(target_err)?;
     let actual = hex(&hasher.finalize());
     if actual != expected {
-        return Err(DownloadError::Checksum { source_name: req.source.clone(), expected: expected.into(), actual });
+        return Err(DownloadError::Checksum {
+            source_name: req.source.clone(),
+            expected: expected.into(),
+            actual,
+        });
     }
     Ok(bytes)
 }

@@ -28,7 +28,8 @@ impl PyRandom {
     /// ```
     pub fn seed(seed: u64) -> Self {
         // CPython: the absolute value's 32-bit words, least significant first; 0 gives [0].
-        let key: Vec<u32> = if seed >> 32 == 0 { vec![seed as u32] } else { vec![seed as u32, (seed >> 32) as u32] };
+        let key: Vec<u32> =
+            if seed >> 32 == 0 { vec![seed as u32] } else { vec![seed as u32, (seed >> 32) as u32] };
         let mut r = PyRandom { mt: [0; N], index: N };
         r.init_by_array(&key);
         r
@@ -63,7 +64,8 @@ impl PyRandom {
         }
         for _ in 0..N - 1 {
             let prev = self.mt[i - 1];
-            self.mt[i] = (self.mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            self.mt[i] =
+                (self.mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
             i += 1;
             if i >= N {
                 self.mt[0] = self.mt[N - 1];

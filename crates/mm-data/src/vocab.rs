@@ -28,7 +28,8 @@ pub struct Vocab {
 impl Vocab {
     /// The vocabulary of the characters in `words`.
     pub fn from_words<S: AsRef<str>>(words: &[S]) -> Vocab {
-        let chars: BTreeSet<char> = words.iter().flat_map(|w| w.as_ref().chars()).filter(|&c| c != DOT).collect();
+        let chars: BTreeSet<char> =
+            words.iter().flat_map(|w| w.as_ref().chars()).filter(|&c| c != DOT).collect();
         Self::from_itos(std::iter::once(DOT).chain(chars).collect())
     }
 
@@ -83,7 +84,9 @@ impl Vocab {
     /// The word of a sequence of ids.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         ids.iter()
-            .map(|&i| self.itos.get(i as usize).copied().ok_or(DataError::UnknownId { id: i, size: self.len() }))
+            .map(|&i| {
+                self.itos.get(i as usize).copied().ok_or(DataError::UnknownId { id: i, size: self.len() })
+            })
             .collect()
     }
 }

@@ -34,9 +34,23 @@ fn serve() -> (String, Arc<AtomicUsize>) {
             }
             let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
             let response: Vec<u8> = match path.as_str() {
-                "/ok" => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", BODY.len()).as_bytes(), BODY].concat(),
-                "/short" => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", BODY.len() + 100).as_bytes(), BODY].concat(),
-                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found".to_vec(),
+                "/ok" => [
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", BODY.len())
+                        .as_bytes(),
+                    BODY,
+                ]
+                .concat(),
+                "/short" => [
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        BODY.len() + 100
+                    )
+                    .as_bytes(),
+                    BODY,
+                ]
+                .concat(),
+                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"
+                    .to_vec(),
             };
             let _ = stream.write_all(&response);
         }
@@ -46,14 +60,16 @@ fn serve() -> (String, Arc<AtomicUsize>) {
 
 /// A fresh empty directory.
 fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mm-download-{}-{}", std::process::id(), rand::random::<u64>()));
+    let d =
+        std::env::temp_dir().join(format!("mm-download-{}-{}", std::process::id(), rand::random::<u64>()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 /// The names of the files in `d`.
 fn files(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     v.sort();
     v
 }
@@ -149,7 +165,8 @@ fn a_local_path_is_a_source_too() {
     let got = fetch(&request(src.to_string_lossy().into(), &target), |_| {}).unwrap();
     assert_eq!(got, Fetched::Downloaded { bytes: BODY.len() as u64 });
     assert_eq!(std::fs::read(&target).unwrap(), BODY);
-    let err = fetch(&request(d.join("nope.txt").to_string_lossy().into(), &d.join("x.txt")), |_| {}).unwrap_err();
+    let err =
+        fetch(&request(d.join("nope.txt").to_string_lossy().into(), &d.join("x.txt")), |_| {}).unwrap_err();
     assert!(matches!(err, DownloadError::Source { .. }), "{err:?}");
     assert_eq!(files(&d), ["copy.txt", "names.txt"]);
 }
@@ -159,7 +176,8 @@ fn no_server_is_a_network_error() {
     // A port that was just free: nothing listens there.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let d = dir();
-    let err = fetch(&request(format!("http://127.0.0.1:{port}/ok"), &d.join("names.txt")), |_| {}).unwrap_err();
+    let err =
+        fetch(&request(format!("http://127.0.0.1:{port}/ok"), &d.join("names.txt")), |_| {}).unwrap_err();
     assert!(matches!(err, DownloadError::Network { .. }), "{err:?}");
     assert!(err.to_string().contains("--from PATH"), "{err}");
     assert!(files(&d).is_empty());

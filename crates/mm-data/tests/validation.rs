@@ -46,7 +46,10 @@ fn an_empty_dataset_is_an_error() {
 #[test]
 fn the_reserved_dot_names_line_and_text() {
     let err = load_bytes(b"emma\nj.r. tolkien\n").unwrap_err();
-    assert!(matches!(&err, DataError::ReservedChar { line: 2, text, .. } if text == "j.r. tolkien"), "{err:?}");
+    assert!(
+        matches!(&err, DataError::ReservedChar { line: 2, text, .. } if text == "j.r. tolkien"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("line 2 (\"j.r. tolkien\") contains '.'"), "{err}");
 }
 

@@ -1,0 +1,18 @@
+//! `ModelError`: what went wrong in a model, its training or its sampling.
+
+/// An error of mm-models.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An error of the data (an unknown character, a bad split, ...).
+    #[error(transparent)]
+    Data(#[from] mm_data::DataError),
+    /// An error of the engine (shapes, ids).
+    #[error(transparent)]
+    Tensor(#[from] mm_tensor::TensorError),
+    /// A configuration value out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// mm-models' `Result`.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! The counting model's figures of the lecture, on the real `names.txt`.
+
+use mm_data::{Dataset, default_dataset_path};
+use mm_models::BigramCounts;
+
+fn names() -> Dataset {
+    let path = default_dataset_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask download` (offline: --from PATH)",
+        path.display()
+    );
+    Dataset::load(&path).unwrap()
+}
+
+#[test]
+fn the_lectures_nll_with_and_without_smoothing() {
+    let data = names();
+    let m = BigramCounts::fit(data.words(), &data.vocab()).unwrap();
+    // python: -sum(log P[a, b]) / n over the 228,146 bigrams, in float64.
+    assert!((m.nll(data.words(), 1.0).unwrap() - 2.454_576_820_116_076).abs() < 1e-6);
+    assert!((m.nll(data.words(), 0.0).unwrap() - 2.454_014_489_154_366_7).abs() < 1e-6);
+    assert_eq!(m.counts().sum(), 228_146);
+}
+
+#[test]
+fn the_lectures_top_counts() {
+    let data = names();
+    let m = BigramCounts::fit(data.words(), &data.vocab()).unwrap();
+    assert_eq!(m.top(4), [('n', '.', 6763), ('a', '.', 6640), ('a', 'n', 5438), ('.', 'a', 4410)]);
+}
+
+#[test]
+fn an_unseen_pair_without_smoothing_is_infinite_nll_not_a_crash() {
+    let data = names();
+    let m = BigramCounts::fit(data.words(), &data.vocab()).unwrap();
+    // "jq" never occurs in names.txt (the lecture's example of an infinite loss).
+    assert_eq!(m.counts()[[10, 17]], 0);
+    assert_eq!(m.nll(&["andrejq"], 0.0).unwrap(), f64::INFINITY);
+    assert!(m.nll(&["andrejq"], 1.0).unwrap().is_finite());
+    let p = m.probs(1.0);
+    for row in p.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,15 +1,26 @@
 //! # mm-models
 //!
 //! The models of the makemore lectures on the mm-tensor engine, as a library: no printing, no
-//! exiting; progress goes to callbacks the caller owns.
+//! exiting; progress goes to an observer the caller owns.
 //!
 //! - [`BigramCounts`]: the counting model of part 1 (`N`, smoothing, NLL).
+//! - [`BigramNet`]: the bigram neural net of part 1 (`W`, L2 regularisation).
+//! - [`Mlp`]: the MLP of part 2 (`C`, `W1`, `b1`, `W2`, `b2`), with part 3's initialisation as an
+//!   option.
+//! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
 //!
-//! Still to come (the mm-models issue): the bigram neural net, the MLP, the training loop,
-//! sampling and checkpoints.
+//! Still to come (the mm-models issue): sampling and checkpoints.
 
 mod bigram;
+mod bigram_nn;
 mod error;
+mod mlp;
+mod model;
+mod train;
 
 pub use bigram::BigramCounts;
+pub use bigram_nn::BigramNet;
 pub use error::{ModelError, Result};
+pub use mlp::{Init, Mlp, MlpConfig};
+pub use model::Model;
+pub use train::{Best, OptimizerKind, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate, train};

@@ -1,0 +1,35 @@
+//! Trains the lecture's MLP on names.txt with the lecture's split and schedule, and prints the
+//! loss on each split.
+//!
+//! `cargo run --release -p mm-models --example mlp [-- kaiming]` (after `cargo xtask download`)
+
+use std::sync::atomic::AtomicBool;
+
+use mm_data::{Dataset, Examples, Split, SplitSpec, default_dataset_path};
+use mm_models::{Init, Mlp, MlpConfig, Model, TrainConfig, evaluate, train};
+use rand::SeedableRng;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let init = if std::env::args().any(|a| a == "kaiming") { Init::Kaiming } else { Init::Lecture };
+    let data = Dataset::load(default_dataset_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))?;
+    let vocab = data.vocab();
+    let split = Split::new(data.words(), SplitSpec::default())?;
+    let config = MlpConfig { init, ..MlpConfig::default() };
+    let [tr, dev, test] =
+        [&split.train, &split.dev, &split.test].map(|w| Examples::windows(w, &vocab, config.block_size));
+    let (tr, dev, test) = (tr?, dev?, test?);
+    let mut model = Mlp::new(config, &vocab, &mut rand::rngs::StdRng::seed_from_u64(2147483647))?;
+    println!("{} parameters, init {init:?}", model.num_params());
+    let start = std::time::Instant::now();
+    let report = train(&mut model, &tr, Some(&dev), &TrainConfig::mlp(), &AtomicBool::new(false), |m| {
+        if let Some(d) = m.dev_loss {
+            println!("step {:>6}  lr {:.3}  loss {:.4}  dev {:.4}", m.step + 1, m.lr, m.loss, d);
+        }
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    println!("{} steps in {secs:.1} s", report.steps);
+    for (name, ex) in [("train", &tr), ("dev", &dev), ("test", &test)] {
+        println!("{name:5} loss {:.4}", evaluate(&model, ex)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! The training loop (one loop for every model, as makemore's), the learning-rate schedule, and
+//! the loss over a whole split.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mm_data::{Batch, Examples};
+use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Sgd, Tape};
+use ndarray::s;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::{Model, ModelError, Result};
+
+/// The learning rate as a function of the step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant(f32),
+    /// `lr` before step `at`, `then` from it on: the lecture's 0.1, then 0.01 from step 100,000.
+    Step {
+        /// The initial rate.
+        lr: f32,
+        /// The first step of the decayed rate.
+        at: usize,
+        /// The decayed rate.
+        then: f32,
+    },
+    /// Piecewise constant: `(first step, rate)` pairs in increasing order of step; before the
+    /// first pair, the first rate.
+    Piecewise(Vec<(usize, f32)>),
+}
+
+impl Schedule {
+    /// The rate at `step`.
+    ///
+    /// ```
+    /// use mm_models::Schedule;
+    /// let s = Schedule::Step { lr: 0.1, at: 100_000, then: 0.01 };
+    /// assert_eq!((s.lr(99_999), s.lr(100_000)), (0.1, 0.01));
+    /// let p = Schedule::Piecewise(vec![(0, 1.0), (10, 0.5), (20, 0.25)]);
+    /// assert_eq!((p.lr(5), p.lr(10), p.lr(25)), (1.0, 0.5, 0.25));
+    /// ```
+    pub fn lr(&self, step: usize) -> f32 {
+        match self {
+            Schedule::Constant(lr) => *lr,
+            Schedule::Step { lr, at, then } => {
+                if step < *at {
+                    *lr
+                } else {
+                    *then
+                }
+            }
+            Schedule::Piecewise(points) => points
+                .iter()
+                .take_while(|(from, _)| *from <= step)
+                .last()
+                .or(points.first())
+                .map_or(0.0, |p| p.1),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let rates: Vec<f32> = match self {
+            Schedule::Constant(lr) => vec![*lr],
+            Schedule::Step { lr, then, .. } => vec![*lr, *then],
+            Schedule::Piecewise(p) if p.is_empty() => {
+                return Err(ModelError::Config("an empty schedule".into()));
+            }
+            Schedule::Piecewise(p) => p.iter().map(|x| x.1).collect(),
+        };
+        match rates.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+            Some(r) => {
+                Err(ModelError::Config(format!("learning rate {r} is not a finite, non-negative number")))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Which optimizer to train with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent, as the lectures.
+    #[default]
+    Sgd,
+    /// AdamW (betas 0.9, 0.999; eps 1e-8).
+    AdamW,
+}
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Examples per step, drawn with replacement; `None` for the whole training set every step
+    /// (full-batch gradient descent, as the bigram net of part 1).
+    pub batch_size: Option<usize>,
+    /// The learning rate over the steps.
+    pub schedule: Schedule,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Weight decay (L2 for SGD, decoupled for AdamW); 0 for none.
+    pub weight_decay: f32,
+    /// Evaluate on the dev set every this many steps (and after the last); 0 for never.
+    pub eval_every: usize,
+    /// The seed of the minibatch sampling.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// The lecture's MLP training: 200,000 SGD steps of 32 examples, learning rate 0.1 then 0.01
+    /// from step 100,000.
+    pub fn mlp() -> TrainConfig {
+        TrainConfig {
+            steps: 200_000,
+            batch_size: Some(32),
+            schedule: Schedule::Step { lr: 0.1, at: 100_000, then: 0.01 },
+            optimizer: OptimizerKind::Sgd,
+            weight_decay: 0.0,
+            eval_every: 10_000,
+            seed: 42,
+        }
+    }
+
+    /// The lecture's bigram-net training: full-batch gradient descent at learning rate 50.
+    pub fn bigram_nn() -> TrainConfig {
+        TrainConfig {
+            steps: 200,
+            batch_size: None,
+            schedule: Schedule::Constant(50.0),
+            optimizer: OptimizerKind::Sgd,
+            weight_decay: 0.0,
+            eval_every: 0,
+            seed: 42,
+        }
+    }
+}
+
+/// What one step did, for observers (progress bars, logs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// The step, from 0.
+    pub step: usize,
+    /// The learning rate used.
+    pub lr: f32,
+    /// The minibatch loss before the update.
+    pub loss: f32,
+    /// The loss on the dev set after the update, on evaluation steps.
+    pub dev_loss: Option<f32>,
+    /// Time since training started.
+    pub elapsed: Duration,
+}
+
+/// The parameters with the lowest dev loss seen.
+#[derive(Clone, Debug)]
+pub struct Best {
+    /// The step after which they were evaluated.
+    pub step: usize,
+    /// Their dev loss.
+    pub dev_loss: f32,
+    /// The parameters.
+    pub params: ParamStore<f32>,
+}
+
+/// The outcome of training.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    /// Steps completed.
+    pub steps: usize,
+    /// Whether the stop flag ended training early.
+    pub stopped: bool,
+    /// The last minibatch loss.
+    pub last_loss: f32,
+    /// The best parameters by dev loss, when there was a dev set and an evaluation.
+    pub best: Option<Best>,
+}
+
+/// Trains `model` on `train`, evaluating on `dev` every `cfg.eval_every` steps. Checks `stop`
+/// before each step (set it from another thread, e.g. on Ctrl-C) and calls `observe` after each.
+/// The same seed gives bit-identical losses and weights on the same machine.
+pub fn train<M: Model>(
+    model: &mut M,
+    train: &Examples,
+    dev: Option<&Examples>,
+    cfg: &TrainConfig,
+    stop: &AtomicBool,
+    mut observe: impl FnMut(&StepMetrics),
+) -> Result<TrainReport> {
+    cfg.schedule.check()?;
+    if train.is_empty() {
+        return Err(ModelError::Config("no training examples".into()));
+    }
+    if train.block_size() != model.block_size() {
+        let msg =
+            format!("examples of block_size {} for a model of {}", train.block_size(), model.block_size());
+        return Err(ModelError::Config(msg));
+    }
+    if cfg.batch_size == Some(0) {
+        return Err(ModelError::Config("batch_size must be at least 1".into()));
+    }
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut batch = Batch::new(cfg.batch_size.unwrap_or(0), model.block_size());
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(model.params());
+    let mut opt: Box<dyn Optimizer<f32>> = match cfg.optimizer {
+        OptimizerKind::Sgd => Box::new(Sgd::new(cfg.schedule.lr(0)).with_weight_decay(cfg.weight_decay)),
+        OptimizerKind::AdamW => {
+            let mut a = AdamW::new(cfg.schedule.lr(0));
+            a.weight_decay = cfg.weight_decay;
+            Box::new(a)
+        }
+    };
+    let start = Instant::now();
+    let mut report = TrainReport { steps: 0, stopped: false, last_loss: f32::NAN, best: None };
+    for step in 0..cfg.steps {
+        if stop.load(Ordering::Relaxed) {
+            report.stopped = true;
+            break;
+        }
+        let lr = cfg.schedule.lr(step);
+        opt.set_lr(lr);
+        let (x, y) = match cfg.batch_size {
+            None => (train.x.view(), train.y.as_slice().expect("examples are contiguous")),
+            Some(_) => {
+                train.sample_into(&mut rng, &mut batch)?;
+                (batch.x.view(), batch.y.as_slice().expect("a batch is contiguous"))
+            }
+        };
+        let loss = {
+            let g = tape.graph(model.params());
+            let loss = model.loss(&g, x, y);
+            g.backward(loss, &mut grads)?
+        };
+        opt.step(model.params_mut(), &grads)?;
+        report.steps = step + 1;
+        report.last_loss = loss;
+        let last = step + 1 == cfg.steps;
+        let dev_loss = match dev {
+            Some(dev) if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) => {
+                let d = evaluate(model, dev)? as f32;
+                if report.best.as_ref().is_none_or(|b| d < b.dev_loss) {
+                    report.best = Some(Best { step, dev_loss: d, params: model.params().clone() });
+                }
+                Some(d)
+            }
+            _ => None,
+        };
+        observe(&StepMetrics { step, lr, loss, dev_loss, elapsed: start.elapsed() });
+    }
+    Ok(report)
+}
+
+/// The mean cross-entropy of `model` over all of `examples` (a whole split), in batches and
+/// without gradient machinery, accumulated in `f64`. Perplexity is its `exp`.
+pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64> {
+    const CHUNK: usize = 8192;
+    if examples.is_empty() {
+        return Err(ModelError::Config("no examples to evaluate".into()));
+    }
+    let mut tape = Tape::new();
+    let y = examples.y.as_slice().expect("examples are contiguous");
+    let mut total = 0.0;
+    for start in (0..examples.len()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(examples.len());
+        let g = tape.no_grad(model.params());
+        let loss = model.forward(&g, examples.x.slice(s![start..end, ..])).cross_entropy(&y[start..end]);
+        total += f64::from(loss.item()?) * (end - start) as f64;
+    }
+    Ok(total / examples.len() as f64)
+}

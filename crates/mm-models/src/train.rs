@@ -123,10 +123,11 @@ impl TrainConfig {
         }
     }
 
-    /// The lecture's bigram-net training: full-batch gradient descent at learning rate 50.
+    /// The lecture's bigram-net training: full-batch gradient descent at learning rate 50, for
+    /// 500 steps (the data NLL is then within 0.01 of the smoothed counting model's).
     pub fn bigram_nn() -> TrainConfig {
         TrainConfig {
-            steps: 200,
+            steps: 500,
             batch_size: None,
             schedule: Schedule::Constant(50.0),
             optimizer: OptimizerKind::Sgd,

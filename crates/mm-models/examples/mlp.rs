@@ -1,12 +1,14 @@
-//! Trains the lecture's MLP on names.txt with the lecture's split and schedule, and prints the
-//! loss on each split.
+//! Trains the lecture's MLP on names.txt with the lecture's split and schedule, prints the loss on
+//! each split and 20 samples, each marked new, in train, or in dev/test.
 //!
 //! `cargo run --release -p mm-models --example mlp [-- kaiming]` (after `cargo xtask download`)
 
 use std::sync::atomic::AtomicBool;
 
 use mm_data::{Dataset, Examples, Split, SplitSpec, default_dataset_path};
-use mm_models::{Init, Mlp, MlpConfig, Model, TrainConfig, evaluate, train};
+use mm_models::{
+    Init, Mlp, MlpConfig, Model, Novelty, Origin, SampleConfig, TrainConfig, evaluate, sample, train,
+};
 use rand::SeedableRng;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{} steps in {secs:.1} s", report.steps);
     for (name, ex) in [("train", &tr), ("dev", &dev), ("test", &test)] {
         println!("{name:5} loss {:.4}", evaluate(&model, ex)?);
+    }
+    let novelty = Novelty::new(&split);
+    for name in sample(&model, &SampleConfig::default())? {
+        let mark = match novelty.origin(&name) {
+            Origin::Train => "in train",
+            Origin::Held => "in dev/test",
+            Origin::New => "new",
+        };
+        println!("{name:16} {mark}");
     }
     Ok(())
 }

@@ -8,14 +8,17 @@
 //! - [`Mlp`]: the MLP of part 2 (`C`, `W1`, `b1`, `W2`, `b2`), with part 3's initialisation as an
 //!   option.
 //! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
+//! - [`sample`] and [`sample_counts`]: new items, batched, with temperature, top-k and a prefix;
+//!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
 //!
-//! Still to come (the mm-models issue): sampling and checkpoints.
+//! Still to come (the mm-models issue): checkpoints.
 
 mod bigram;
 mod bigram_nn;
 mod error;
 mod mlp;
 mod model;
+mod sample;
 mod train;
 
 pub use bigram::BigramCounts;
@@ -23,4 +26,5 @@ pub use bigram_nn::BigramNet;
 pub use error::{ModelError, Result};
 pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::Model;
+pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
 pub use train::{Best, OptimizerKind, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate, train};

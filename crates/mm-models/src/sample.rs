@@ -1,0 +1,194 @@
+//! Sampling new items from a trained model: batched across names (one forward pass per character
+//! position for all unfinished names), with temperature, top-k, a prefix to continue and a length
+//! guard; and telling each sample apart as in the training set, in dev/test, or new.
+
+use std::collections::HashSet;
+
+use mm_data::{Split, Vocab};
+use mm_tensor::Tape;
+use ndarray::{Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{BigramCounts, Model, ModelError, Result};
+
+/// How to sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleConfig {
+    /// How many samples.
+    pub n: usize,
+    /// The seed: the same seed gives the same samples.
+    pub seed: u64,
+    /// Divides the logits: below 1 is more conservative, above 1 more adventurous.
+    pub temperature: f32,
+    /// Sample only among the `k` likeliest characters (`None` for all).
+    pub top_k: Option<usize>,
+    /// Characters every sample starts with (each must be in the vocabulary).
+    pub prefix: String,
+    /// The most characters a sample may have (a guard against a model that never ends).
+    pub max_len: usize,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig { n: 20, seed: 42, temperature: 1.0, top_k: None, prefix: String::new(), max_len: 64 }
+    }
+}
+
+/// Samples `cfg.n` items from a neural model.
+///
+/// ```no_run
+/// # fn demo(model: &mm_models::Mlp) -> mm_models::Result<()> {
+/// let cfg = mm_models::SampleConfig { n: 5, prefix: "an".into(), ..Default::default() };
+/// for name in mm_models::sample(model, &cfg)? {
+///     println!("{name}"); // anaya, andrin, ...
+/// }
+/// # Ok(()) }
+/// ```
+pub fn sample<M: Model + ?Sized>(model: &M, cfg: &SampleConfig) -> Result<Vec<String>> {
+    let mut tape = Tape::new();
+    sample_with(model.vocab(), model.block_size(), cfg, |x| {
+        let g = tape.no_grad(model.params());
+        let logits = model.forward(&g, x);
+        g.check()?;
+        Ok(logits.to_array().into_dimensionality().map_err(mm_tensor::TensorError::from)?)
+    })
+}
+
+/// Samples `cfg.n` items from the counting model, its probabilities smoothed by `alpha`.
+pub fn sample_counts(model: &BigramCounts, alpha: f64, cfg: &SampleConfig) -> Result<Vec<String>> {
+    let logp = model.probs(alpha).mapv(|p| p.ln() as f32);
+    sample_with(model.vocab(), 1, cfg, |x| {
+        Ok(Array2::from_shape_fn((x.nrows(), logp.ncols()), |(r, c)| logp[[x[[r, 0]] as usize, c]]))
+    })
+}
+
+/// The sampling loop over any model that maps contexts `[B, block_size]` to logits `[B, V]`.
+fn sample_with(
+    vocab: &Vocab,
+    block_size: usize,
+    cfg: &SampleConfig,
+    mut logits: impl FnMut(ArrayView2<'_, u32>) -> Result<Array2<f32>>,
+) -> Result<Vec<String>> {
+    if !(cfg.temperature.is_finite() && cfg.temperature > 0.0) {
+        return Err(ModelError::Config(format!(
+            "temperature must be a positive number, got {}",
+            cfg.temperature
+        )));
+    }
+    if cfg.top_k == Some(0) {
+        return Err(ModelError::Config("top_k must be at least 1".into()));
+    }
+    if cfg.prefix.contains(mm_data::DOT) {
+        return Err(ModelError::Config(format!("the prefix {:?} contains '.', the end token", cfg.prefix)));
+    }
+    let prefix = vocab.encode(&cfg.prefix)?;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    // Each sample's ids so far, and whether it has ended.
+    let mut out: Vec<Vec<u32>> = vec![prefix.clone(); cfg.n];
+    let mut done = vec![prefix.len() >= cfg.max_len; cfg.n];
+    let mut probs = Vec::with_capacity(vocab.len());
+    loop {
+        let active: Vec<usize> = (0..cfg.n).filter(|&i| !done[i]).collect();
+        if active.is_empty() {
+            break;
+        }
+        let x = Array2::from_shape_fn((active.len(), block_size), |(r, k)| {
+            let ids = &out[active[r]];
+            // The last block_size ids, with dots before the start.
+            let pos = ids.len() as isize - block_size as isize + k as isize;
+            if pos < 0 { 0 } else { ids[pos as usize] }
+        });
+        let l = logits(x.view())?;
+        for (r, &i) in active.iter().enumerate() {
+            next_probs(l.row(r).as_slice().expect("logits are contiguous"), cfg, &mut probs);
+            let id = draw(&probs, &mut rng);
+            if id == 0 {
+                done[i] = true;
+            } else {
+                out[i].push(id);
+                done[i] = out[i].len() >= cfg.max_len;
+            }
+        }
+    }
+    out.iter().map(|ids| Ok(vocab.decode(ids)?)).collect()
+}
+
+/// Softmax of `logits / temperature`, restricted to the top `k`, into `probs`.
+fn next_probs(logits: &[f32], cfg: &SampleConfig, probs: &mut Vec<f64>) {
+    let t = f64::from(cfg.temperature);
+    probs.clear();
+    probs.extend(logits.iter().map(|&l| f64::from(l) / t));
+    if let Some(k) = cfg.top_k.filter(|&k| k < probs.len()) {
+        let mut sorted = probs.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let kth = sorted[k - 1];
+        let mut kept = 0;
+        for p in probs.iter_mut() {
+            // Ties at the k-th value: keep the first ones, up to k.
+            if *p >= kth && kept < k {
+                kept += 1;
+            } else {
+                *p = f64::NEG_INFINITY;
+            }
+        }
+    }
+    let max = probs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    probs.iter_mut().for_each(|p| *p = (*p - max).exp());
+    let sum: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= sum);
+}
+
+/// Draws an index from a distribution (`torch.multinomial(p, 1)`).
+fn draw(probs: &[f64], rng: &mut StdRng) -> u32 {
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    for (i, &p) in probs.iter().enumerate() {
+        acc += p;
+        if u < acc {
+            return i as u32;
+        }
+    }
+    // Rounding left `u` above the total: the last character with any probability.
+    probs.iter().rposition(|&p| p > 0.0).unwrap_or(0) as u32
+}
+
+/// Where a sample stands relative to the dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// It is in the training split: the model reproduced it.
+    Train,
+    /// It is in the dev or test split: the model generalised to it.
+    Held,
+    /// It is in no split: new.
+    New,
+}
+
+/// Tells samples apart as in the training set, in dev/test, or new, as makemore does, in
+/// constant time per sample (hash sets, not a scan of the dataset).
+#[derive(Clone, Debug)]
+pub struct Novelty {
+    train: HashSet<String>,
+    held: HashSet<String>,
+}
+
+impl Novelty {
+    /// The sets of a split.
+    pub fn new(split: &Split) -> Novelty {
+        Novelty {
+            train: split.train.iter().cloned().collect(),
+            held: split.dev.iter().chain(&split.test).cloned().collect(),
+        }
+    }
+
+    /// Where `sample` stands.
+    pub fn origin(&self, sample: &str) -> Origin {
+        if self.train.contains(sample) {
+            Origin::Train
+        } else if self.held.contains(sample) {
+            Origin::Held
+        } else {
+            Origin::New
+        }
+    }
+}

@@ -23,7 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = Mlp::new(config, &vocab, &mut rand::rngs::StdRng::seed_from_u64(2147483647))?;
     println!("{} parameters, init {init:?}", model.num_params());
     let start = std::time::Instant::now();
-    let report = train(&mut model, &tr, Some(&dev), &TrainConfig::mlp(), &AtomicBool::new(false), |m| {
+    let cfg = TrainConfig::mlp();
+    let report = train(&mut model, &tr, Some(&dev), &cfg, &AtomicBool::new(false), |m| {
         if let Some(d) = m.dev_loss {
             println!("step {:>6}  lr {:.3}  loss {:.4}  dev {:.4}", m.step + 1, m.lr, m.loss, d);
         }
@@ -33,6 +34,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, ex) in [("train", &tr), ("dev", &dev), ("test", &test)] {
         println!("{name:5} loss {:.4}", evaluate(&model, ex)?);
     }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs/example-mlp");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("model.safetensors");
+    let meta = CheckpointMeta { step: report.steps as u64, seed: cfg.seed, dataset_sha256: mm_data::download::NAMES_SHA256.into() };
+    save(&path, &AnyModel::Mlp(model.clone()), &meta)?;
+    println!("saved {}", path.canonicalize()?.display());
     let novelty = Novelty::new(&split);
     for name in sample(&model, &SampleConfig::default())? {
         let mark = match novelty.origin(&name) {

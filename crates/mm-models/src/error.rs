@@ -9,6 +9,9 @@ pub enum ModelError {
     /// An error of the engine (shapes, ids).
     #[error(transparent)]
     Tensor(#[from] mm_tensor::TensorError),
+    /// A checkpoint that cannot be read, written or trusted.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

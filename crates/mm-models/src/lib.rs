@@ -10,11 +10,11 @@
 //! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
 //! - [`sample`] and [`sample_counts`]: new items, batched, with temperature, top-k and a prefix;
 //!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
-//!
-//! Still to come (the mm-models issue): checkpoints.
+//! - [`checkpoint`]: safetensors files with the lectures' tensor names, readable by PyTorch.
 
 mod bigram;
 mod bigram_nn;
+pub mod checkpoint;
 mod error;
 mod mlp;
 mod model;

@@ -1,0 +1,306 @@
+//! Checkpoints as safetensors files, readable by PyTorch (`safetensors.torch.load_file`) and other
+//! tools: float32 tensors named as in the lectures (`N` for the counts, `W` for the bigram net,
+//! `C`, `W1`, `b1`, `W2`, `b2` for the MLP), row-major in the lectures' shapes, and string
+//! metadata for the model's kind, configuration and vocabulary, the training step, the seed and
+//! the dataset's sha256. See `docs/checkpoints.md`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use mm_data::Vocab;
+use ndarray::Array2;
+use rand::SeedableRng;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::{BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, ModelError, Result};
+
+/// The format tag in every checkpoint's metadata.
+pub const FORMAT: &str = "makemore-rs/1";
+
+/// A model of any kind, as a checkpoint holds it.
+#[derive(Clone, Debug)]
+pub enum AnyModel {
+    /// The bigram counting model.
+    Counts(BigramCounts),
+    /// The bigram neural net.
+    BigramNet(BigramNet),
+    /// The MLP.
+    Mlp(Mlp),
+}
+
+impl AnyModel {
+    /// The kind, as recorded: `bigram`, `bigram-nn` or `mlp`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyModel::Counts(_) => "bigram",
+            AnyModel::BigramNet(m) => m.kind(),
+            AnyModel::Mlp(m) => m.kind(),
+        }
+    }
+
+    /// The vocabulary.
+    pub fn vocab(&self) -> &Vocab {
+        match self {
+            AnyModel::Counts(m) => m.vocab(),
+            AnyModel::BigramNet(m) => m.vocab(),
+            AnyModel::Mlp(m) => m.vocab(),
+        }
+    }
+}
+
+/// What a checkpoint records besides the model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    /// Training steps done.
+    pub step: u64,
+    /// The seed of the run.
+    pub seed: u64,
+    /// The sha256 of the dataset trained on (hex), or empty if unknown.
+    pub dataset_sha256: String,
+}
+
+/// What is wrong with a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Not a safetensors file, or a truncated one.
+    #[error("{path}: not a valid checkpoint ({reason})")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A metadata entry is missing or malformed.
+    #[error("{path}: metadata {key:?} is {problem}")]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// Missing, or what is wrong with its value.
+        problem: String,
+    },
+    /// A kind of model this version does not know.
+    #[error("{path}: unknown model kind {kind:?} (expected bigram, bigram-nn or mlp)")]
+    UnknownKind {
+        /// The file.
+        path: PathBuf,
+        /// The kind.
+        kind: String,
+    },
+    /// A tensor the model needs is missing.
+    #[error("{path}: tensor {name:?} is missing")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+    },
+    /// A tensor has the wrong shape or type.
+    #[error("{path}: tensor {name:?} is {got}, expected float32 {expected:?}")]
+    BadTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// What it is.
+        got: String,
+    },
+}
+
+/// Saves `model` to `path` atomically: the file is written beside it under a temporary name and
+/// renamed over it, so an interrupted save never destroys the previous checkpoint.
+pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> {
+    let mut info: HashMap<String, String> = HashMap::new();
+    info.insert("format".into(), FORMAT.into());
+    info.insert("kind".into(), model.kind().into());
+    info.insert("vocab".into(), model.vocab().to_string());
+    info.insert("step".into(), meta.step.to_string());
+    info.insert("seed".into(), meta.seed.to_string());
+    info.insert("dataset_sha256".into(), meta.dataset_sha256.clone());
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = match model {
+        AnyModel::Counts(m) => {
+            let n = m.counts();
+            vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
+        }
+        AnyModel::BigramNet(m) => {
+            info.insert("reg".into(), m.reg.to_string());
+            params_bytes(m)
+        }
+        AnyModel::Mlp(m) => {
+            let c = m.config();
+            info.insert("block_size".into(), c.block_size.to_string());
+            info.insert("n_embd".into(), c.n_embd.to_string());
+            info.insert("n_hidden".into(), c.n_hidden.to_string());
+            info.insert("init".into(), if c.init == Init::Kaiming { "kaiming" } else { "lecture" }.into());
+            params_bytes(m)
+        }
+    };
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| Ok((name.as_str(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
+        .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| corrupt(path, e))?;
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(path, e))?;
+    write_atomically(path, &bytes)
+}
+
+/// The parameters of a neural model as (name, shape, little-endian f32 bytes).
+fn params_bytes(m: &dyn Model) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let p = m.params();
+    p.ids()
+        .map(|id| {
+            (
+                p.name(id).to_string(),
+                p.shape(id).dims().to_vec(),
+                p.data(id).iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| ModelError::Checkpoint(CheckpointError::Io { path: path.to_path_buf(), source });
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::Checkpoint(CheckpointError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Loads a checkpoint, checking its format, kind, metadata and every tensor's name, type and
+/// shape. A model saved and loaded gives bit-identical logits.
+pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| ModelError::Checkpoint(CheckpointError::Io { path: path.to_path_buf(), source }))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
+    let info = header.metadata().clone().unwrap_or_default();
+    let ck = Reader { path, info: &info, st: &st };
+    let format = ck.meta("format")?;
+    if format != FORMAT {
+        return Err(ck.bad("format", &format!("{format:?}, expected {FORMAT:?}")));
+    }
+    let vocab = Vocab::parse(&ck.meta("vocab")?).map_err(|e| ck.bad("vocab", &e.to_string()))?;
+    let meta = CheckpointMeta {
+        step: ck.number("step")?,
+        seed: ck.number("seed")?,
+        dataset_sha256: ck.meta("dataset_sha256")?,
+    };
+    let v = vocab.len();
+    let kind = ck.meta("kind")?;
+    let model = match kind.as_str() {
+        "bigram" => {
+            let n = ck.tensor("N", &[v, v])?;
+            let counts =
+                Array2::from_shape_vec((v, v), n.iter().map(|&c| c as u32).collect()).expect("checked shape");
+            AnyModel::Counts(BigramCounts::from_counts(vocab, counts)?)
+        }
+        "bigram-nn" => {
+            let reg: f32 = ck.meta("reg")?.parse().map_err(|_| ck.bad("reg", "not a number"))?;
+            let mut m = BigramNet::new(&vocab, reg, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+            ck.fill(m.params_mut())?;
+            AnyModel::BigramNet(m)
+        }
+        "mlp" => {
+            let init = match ck.meta("init")?.as_str() {
+                "lecture" => Init::Lecture,
+                "kaiming" => Init::Kaiming,
+                other => return Err(ck.bad("init", &format!("{other:?}, expected lecture or kaiming"))),
+            };
+            let config = MlpConfig {
+                block_size: ck.number("block_size")? as usize,
+                n_embd: ck.number("n_embd")? as usize,
+                n_hidden: ck.number("n_hidden")? as usize,
+                init,
+            };
+            let mut m = Mlp::new(config, &vocab, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+            ck.fill(m.params_mut())?;
+            AnyModel::Mlp(m)
+        }
+        _ => {
+            return Err(ModelError::Checkpoint(CheckpointError::UnknownKind {
+                path: path.to_path_buf(),
+                kind,
+            }));
+        }
+    };
+    Ok((model, meta))
+}
+
+/// Reads a checkpoint's metadata and tensors with errors that name the file.
+struct Reader<'a> {
+    path: &'a Path,
+    info: &'a HashMap<String, String>,
+    st: &'a SafeTensors<'a>,
+}
+
+impl Reader<'_> {
+    fn bad(&self, key: &str, problem: &str) -> ModelError {
+        ModelError::Checkpoint(CheckpointError::Meta {
+            path: self.path.into(),
+            key: key.into(),
+            problem: problem.into(),
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<String> {
+        self.info.get(key).cloned().ok_or_else(|| self.bad(key, "missing"))
+    }
+
+    fn number(&self, key: &str) -> Result<u64> {
+        let v = self.meta(key)?;
+        v.parse().map_err(|_| self.bad(key, &format!("{v:?}, not a whole number")))
+    }
+
+    /// Tensor `name` as f32 values, checked to be float32 of `shape`.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.st.tensor(name).map_err(|_| {
+            ModelError::Checkpoint(CheckpointError::MissingTensor {
+                path: self.path.into(),
+                name: name.into(),
+            })
+        })?;
+        if t.dtype() != Dtype::F32 || t.shape() != shape {
+            return Err(ModelError::Checkpoint(CheckpointError::BadTensor {
+                path: self.path.into(),
+                name: name.into(),
+                expected: shape.to_vec(),
+                got: format!("{:?} {:?}", t.dtype(), t.shape()),
+            }));
+        }
+        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    /// Overwrites every parameter of `params` with the tensor of its name.
+    fn fill(&self, params: &mut mm_tensor::ParamStore<f32>) -> Result<()> {
+        for id in params.ids().collect::<Vec<_>>() {
+            let values = self.tensor(params.name(id), params.shape(id).dims())?;
+            params.data_mut(id).copy_from_slice(&values);
+        }
+        Ok(())
+    }
+}

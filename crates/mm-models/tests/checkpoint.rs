@@ -1,0 +1,189 @@
+//! Checkpoints: a model saved and loaded gives bit-identical logits; a bad file gives a typed error.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use mm_data::Vocab;
+use mm_models::checkpoint::{AnyModel, CheckpointError, CheckpointMeta, load, save};
+use mm_models::{BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, ModelError};
+use mm_tensor::Tape;
+use ndarray::Array2;
+use rand::SeedableRng;
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mm-ckpt-{}-{}", std::process::id(), rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn vocab() -> Vocab {
+    Vocab::from_words(&["abcdefghijklmnopqrstuvwxyz"])
+}
+
+fn meta() -> CheckpointMeta {
+    CheckpointMeta { step: 1234, seed: 42, dataset_sha256: "0a30b555".into() }
+}
+
+/// The logits of `model` for a fixed batch, as raw bits.
+fn logits_bits(model: &dyn Model) -> Vec<u32> {
+    let x = Array2::from_shape_fn((8, model.block_size()), |(r, k)| ((r * 3 + k * 5) % 27) as u32);
+    let mut tape = Tape::new();
+    let g = tape.no_grad(model.params());
+    model.forward(&g, x.view()).to_array().iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn an_mlp_round_trips_bit_for_bit() {
+    let d = dir();
+    let path = d.join("model.safetensors");
+    let cfg = MlpConfig { block_size: 4, n_embd: 6, n_hidden: 50, init: Init::Kaiming };
+    let m = Mlp::new(cfg, &vocab(), &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
+    save(&path, &AnyModel::Mlp(m.clone()), &meta()).unwrap();
+    let (loaded, got_meta) = load(&path).unwrap();
+    assert_eq!(got_meta, meta());
+    let AnyModel::Mlp(l) = loaded else { panic!("an mlp") };
+    assert_eq!(l.config(), cfg);
+    assert_eq!(l.vocab(), m.vocab());
+    assert_eq!(logits_bits(&l), logits_bits(&m));
+    let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["model.safetensors"], "no temporary file left");
+}
+
+#[test]
+fn a_bigram_net_and_counts_round_trip() {
+    let d = dir();
+    let net = BigramNet::new(&vocab(), 0.01, &mut rand::rngs::StdRng::seed_from_u64(4)).unwrap();
+    save(&d.join("nn.safetensors"), &AnyModel::BigramNet(net.clone()), &meta()).unwrap();
+    let AnyModel::BigramNet(l) = load(&d.join("nn.safetensors")).unwrap().0 else { panic!("a bigram net") };
+    assert_eq!((logits_bits(&l), l.reg), (logits_bits(&net), 0.01));
+
+    let counts =
+        BigramCounts::fit(&["emma", "olivia", "ava"], &Vocab::from_words(&["emma", "olivia", "ava"]))
+            .unwrap();
+    save(&d.join("n.safetensors"), &AnyModel::Counts(counts.clone()), &meta()).unwrap();
+    let AnyModel::Counts(l) = load(&d.join("n.safetensors")).unwrap().0 else { panic!("counts") };
+    assert_eq!(l, counts);
+}
+
+/// Writes a safetensors file with the given f32 tensors and metadata.
+fn write(path: &Path, tensors: &[(&str, Vec<usize>)], info: &[(&str, &str)]) {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, s)| vec![0u8; s.iter().product::<usize>() * 4]).collect();
+    let views: Vec<_> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s), b)| (*n, TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    let info: HashMap<String, String> = info.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    std::fs::write(path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+}
+
+const MLP_META: &[(&str, &str)] = &[
+    ("format", "makemore-rs/1"),
+    ("kind", "mlp"),
+    ("vocab", ".abcdefghijklmnopqrstuvwxyz"),
+    ("step", "1"),
+    ("seed", "1"),
+    ("dataset_sha256", ""),
+    ("block_size", "3"),
+    ("n_embd", "10"),
+    ("n_hidden", "200"),
+    ("init", "lecture"),
+];
+
+fn mlp_tensors() -> Vec<(&'static str, Vec<usize>)> {
+    vec![
+        ("C", vec![27, 10]),
+        ("W1", vec![30, 200]),
+        ("b1", vec![200]),
+        ("W2", vec![200, 27]),
+        ("b2", vec![27]),
+    ]
+}
+
+fn checkpoint_err(path: &Path) -> CheckpointError {
+    match load(path) {
+        Err(ModelError::Checkpoint(e)) => e,
+        other => panic!("expected a checkpoint error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_handwritten_lecture_checkpoint_loads() {
+    let path = dir().join("ok.safetensors");
+    write(&path, &mlp_tensors(), MLP_META);
+    let (m, _) = load(&path).unwrap();
+    assert_eq!((m.kind(), m.vocab().len()), ("mlp", 27));
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let path = dir().join("m.safetensors");
+    let mut t = mlp_tensors();
+    t.retain(|(n, _)| *n != "W2");
+    write(&path, &t, MLP_META);
+    assert!(matches!(checkpoint_err(&path), CheckpointError::MissingTensor { name, .. } if name == "W2"));
+}
+
+#[test]
+fn a_wrong_shape_is_named() {
+    let path = dir().join("s.safetensors");
+    let mut t = mlp_tensors();
+    t[1] = ("W1", vec![20, 200]);
+    write(&path, &t, MLP_META);
+    let e = checkpoint_err(&path);
+    assert!(
+        matches!(&e, CheckpointError::BadTensor { name, expected, .. } if name == "W1" && expected == &[30, 200])
+    );
+    assert!(e.to_string().contains("tensor \"W1\" is F32 [20, 200], expected float32 [30, 200]"), "{e}");
+}
+
+#[test]
+fn an_unknown_kind_and_bad_metadata_are_errors() {
+    let d = dir();
+    let mut meta: Vec<_> = MLP_META.to_vec();
+    meta[1] = ("kind", "transformer");
+    write(&d.join("k.safetensors"), &mlp_tensors(), &meta);
+    assert!(
+        matches!(checkpoint_err(&d.join("k.safetensors")), CheckpointError::UnknownKind { kind, .. } if kind == "transformer")
+    );
+    let mut meta: Vec<_> = MLP_META.to_vec();
+    meta[6] = ("block_size", "three");
+    write(&d.join("b.safetensors"), &mlp_tensors(), &meta);
+    assert!(
+        matches!(checkpoint_err(&d.join("b.safetensors")), CheckpointError::Meta { key, .. } if key == "block_size")
+    );
+    write(&d.join("f.safetensors"), &mlp_tensors(), &MLP_META[1..]);
+    assert!(
+        matches!(checkpoint_err(&d.join("f.safetensors")), CheckpointError::Meta { key, .. } if key == "format")
+    );
+}
+
+#[test]
+fn a_corrupt_or_truncated_file_is_an_error() {
+    let d = dir();
+    std::fs::write(d.join("junk.safetensors"), b"definitely not safetensors").unwrap();
+    assert!(matches!(checkpoint_err(&d.join("junk.safetensors")), CheckpointError::Corrupt { .. }));
+    let path = d.join("t.safetensors");
+    write(&path, &mlp_tensors(), MLP_META);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    assert!(matches!(checkpoint_err(&path), CheckpointError::Corrupt { .. }));
+    assert!(matches!(checkpoint_err(&d.join("none.safetensors")), CheckpointError::Io { .. }));
+}
+
+#[test]
+fn a_failed_save_keeps_the_previous_checkpoint() {
+    let d = dir();
+    let m = Mlp::new(MlpConfig::default(), &vocab(), &mut rand::rngs::StdRng::seed_from_u64(5)).unwrap();
+    // The target is a directory holding a file: the rename fails, and nothing is lost or left.
+    let target = d.join("busy");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep"), b"x").unwrap();
+    assert!(save(&target, &AnyModel::Mlp(m), &meta()).is_err());
+    assert!(target.join("keep").is_file());
+    let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["busy"], "no temporary file left");
+}

@@ -1,11 +1,13 @@
 //! Trains the lecture's MLP on names.txt with the lecture's split and schedule, prints the loss on
-//! each split and 20 samples, each marked new, in train, or in dev/test.
+//! each split and 20 samples, each marked new, in train, or in dev/test, and saves the model to
+//! runs/example-mlp/model.safetensors.
 //!
 //! `cargo run --release -p mm-models --example mlp [-- kaiming]` (after `cargo xtask download`)
 
 use std::sync::atomic::AtomicBool;
 
 use mm_data::{Dataset, Examples, Split, SplitSpec, default_dataset_path};
+use mm_models::checkpoint::{AnyModel, CheckpointMeta, save};
 use mm_models::{
     Init, Mlp, MlpConfig, Model, Novelty, Origin, SampleConfig, TrainConfig, evaluate, sample, train,
 };
@@ -37,7 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs/example-mlp");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("model.safetensors");
-    let meta = CheckpointMeta { step: report.steps as u64, seed: cfg.seed, dataset_sha256: mm_data::download::NAMES_SHA256.into() };
+    let meta = CheckpointMeta {
+        step: report.steps as u64,
+        seed: cfg.seed,
+        dataset_sha256: mm_data::download::NAMES_SHA256.into(),
+    };
     save(&path, &AnyModel::Mlp(model.clone()), &meta)?;
     println!("saved {}", path.canonicalize()?.display());
     let novelty = Novelty::new(&split);

@@ -47,6 +47,10 @@ impl Model for BigramNet {
         1
     }
 
+    fn config(&self) -> Vec<(&'static str, String)> {
+        vec![("reg", self.reg.to_string())]
+    }
+
     fn params(&self) -> &ParamStore<f32> {
         &self.params
     }

@@ -134,18 +134,8 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
             let n = m.counts();
             vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
         }
-        AnyModel::BigramNet(m) => {
-            info.insert("reg".into(), m.reg.to_string());
-            params_bytes(m)
-        }
-        AnyModel::Mlp(m) => {
-            let c = m.config();
-            info.insert("block_size".into(), c.block_size.to_string());
-            info.insert("n_embd".into(), c.n_embd.to_string());
-            info.insert("n_hidden".into(), c.n_hidden.to_string());
-            info.insert("init".into(), if c.init == Init::Kaiming { "kaiming" } else { "lecture" }.into());
-            params_bytes(m)
-        }
+        AnyModel::BigramNet(m) => neural(m, &mut info),
+        AnyModel::Mlp(m) => neural(m, &mut info),
     };
     let views = tensors
         .iter()
@@ -156,8 +146,10 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
     write_atomically(path, &bytes)
 }
 
-/// The parameters of a neural model as (name, shape, little-endian f32 bytes).
-fn params_bytes(m: &dyn Model) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+/// A neural model's configuration into the metadata, and its parameters as (name, shape,
+/// little-endian f32 bytes).
+fn neural(m: &dyn Model, info: &mut HashMap<String, String>) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    info.extend(m.config().into_iter().map(|(k, v)| (k.to_string(), v)));
     let p = m.params();
     p.ids()
         .map(|id| {

@@ -27,4 +27,6 @@ pub use error::{ModelError, Result};
 pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::Model;
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
-pub use train::{Best, OptimizerKind, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate, train};
+pub use train::{
+    Best, OptimizerKind, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate, perplexity, train,
+};

@@ -99,6 +99,17 @@ impl Model for Mlp {
         self.config.block_size
     }
 
+    fn config(&self) -> Vec<(&'static str, String)> {
+        let c = self.config;
+        let init = if c.init == Init::Kaiming { "kaiming" } else { "lecture" };
+        vec![
+            ("block_size", c.block_size.to_string()),
+            ("n_embd", c.n_embd.to_string()),
+            ("n_hidden", c.n_hidden.to_string()),
+            ("init", init.to_string()),
+        ]
+    }
+
     fn params(&self) -> &ParamStore<f32> {
         &self.params
     }

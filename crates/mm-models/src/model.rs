@@ -15,6 +15,9 @@ pub trait Model {
     /// How many previous characters the model sees.
     fn block_size(&self) -> usize;
 
+    /// The hyperparameters, as `(name, value)` pairs (checkpoints record them as metadata).
+    fn config(&self) -> Vec<(&'static str, String)>;
+
     /// The named parameters.
     fn params(&self) -> &ParamStore<f32>;
 

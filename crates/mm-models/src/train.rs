@@ -252,8 +252,14 @@ pub fn train<M: Model>(
     Ok(report)
 }
 
+/// The perplexity of a mean cross-entropy: `exp(loss)`, the effective number of equally likely
+/// next characters (27 for a uniform guess over `names.txt`'s vocabulary).
+pub fn perplexity(loss: f64) -> f64 {
+    loss.exp()
+}
+
 /// The mean cross-entropy of `model` over all of `examples` (a whole split), in batches and
-/// without gradient machinery, accumulated in `f64`. Perplexity is its `exp`.
+/// without gradient machinery, accumulated in `f64`. [`perplexity`] turns it into a perplexity.
 pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64> {
     const CHUNK: usize = 8192;
     if examples.is_empty() {

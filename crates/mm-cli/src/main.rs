@@ -1,9 +1,32 @@
-//! `makemore`: the command line of makemore-rs.
-//!
-//! The commands (`train`, `sample`, `eval`, `info`, `plot`) arrive with the mm-cli issue; until
-//! then this binary says so and exits with a failure code, so that nothing pretends to work.
+//! `makemore`: the command line of makemore-rs. Thin: parsing, progress, files; the logic is in
+//! the libraries (mm-data, mm-models).
 
-fn main() {
-    eprintln!("error: makemore's commands are not implemented yet; the engine lives in crates/mm-tensor");
-    std::process::exit(1);
+mod cli;
+mod data;
+mod eval;
+mod info;
+mod sample;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Usage errors: clap prints `error: ...` and exits with code 2.
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        cli::Command::Train(args) => train::run(args),
+        cli::Command::Sample(args) => sample::run(args),
+        cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Info(args) => info::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what went wrong, with its causes.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

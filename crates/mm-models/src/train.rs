@@ -180,7 +180,7 @@ pub struct TrainReport {
 /// Trains `model` on `train`, evaluating on `dev` every `cfg.eval_every` steps. Checks `stop`
 /// before each step (set it from another thread, e.g. on Ctrl-C) and calls `observe` after each.
 /// The same seed gives bit-identical losses and weights on the same machine.
-pub fn train<M: Model>(
+pub fn train<M: Model + ?Sized>(
     model: &mut M,
     train: &Examples,
     dev: Option<&Examples>,

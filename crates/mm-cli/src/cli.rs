@@ -1,0 +1,236 @@
+//! The command line: every command and flag, with its help text and default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// makemore: make more of the things in a text file (new names from a list of names), with the
+/// models of Karpathy's makemore lectures: bigram counts, a bigram neural net, and an MLP.
+#[derive(Parser, Debug)]
+#[command(name = "makemore", version)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model, report its loss on each split, print samples, and save the run.
+    Train(Box<TrainArgs>),
+    /// Print names sampled from a checkpoint.
+    Sample(SampleArgs),
+    /// Print a checkpoint's loss on the splits of a dataset.
+    Eval(EvalArgs),
+    /// Print a dataset's statistics and split sizes.
+    Info(InfoArgs),
+}
+
+/// The kind of model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// The bigram counting model (makemore part 1).
+    Bigram,
+    /// The bigram neural net (makemore part 1).
+    BigramNn,
+    /// The MLP of Bengio et al. 2003 (makemore part 2).
+    Mlp,
+}
+
+/// The MLP's initialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitKind {
+    /// Every weight from a standard normal (part 2).
+    Lecture,
+    /// Part 3's fix: W1 scaled by (5/3)/sqrt(fan_in), W2 by 0.01, b2 zero.
+    Kaiming,
+}
+
+/// The optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    /// Stochastic gradient descent.
+    Sgd,
+    /// AdamW.
+    Adamw,
+}
+
+/// Which split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The training split (80% of the words).
+    Train,
+    /// The dev split (10%).
+    Dev,
+    /// The test split (10%).
+    Test,
+    /// All three.
+    All,
+}
+
+/// The dataset flag shared by commands.
+#[derive(Args, Debug)]
+pub struct DataArg {
+    /// The dataset: a UTF-8 text file, one item per line. When the default file is missing it is
+    /// downloaded (and checked) first.
+    #[arg(long, value_name = "PATH", default_value = mm_data::DEFAULT_DATASET)]
+    pub data: PathBuf,
+}
+
+/// `makemore train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The model to train.
+    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
+    pub model: ModelKind,
+
+    #[command(flatten)]
+    pub data: DataArg,
+
+    /// The run directory for the checkpoint, metrics.csv and summary.json [default: runs/<model>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Overwrite a run directory that already holds a run.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The seed of the initialisation and of the minibatches.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// MLP: characters of context.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub block_size: u64,
+
+    /// MLP: dimensions of each character's embedding.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub n_embd: u64,
+
+    /// MLP: units of the hidden layer.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub n_hidden: u64,
+
+    /// MLP: the initialisation.
+    #[arg(long, value_enum, default_value_t = InitKind::Lecture)]
+    pub init: InitKind,
+
+    /// Examples per step (the bigram net always uses the whole training set).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: u64,
+
+    /// Optimisation steps [default: 200000 for the MLP, 500 for the bigram net].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub steps: Option<u64>,
+
+    /// The learning rate [default: 0.1 for the MLP, 50 for the bigram net].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub lr: Option<f32>,
+
+    /// The step from which the learning rate decays to --lr-decayed [default: half of --steps].
+    #[arg(long, value_name = "STEP")]
+    pub decay_step: Option<u64>,
+
+    /// The learning rate after --decay-step [default: --lr / 10 for the MLP, --lr for the bigram net].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub lr_decayed: Option<f32>,
+
+    /// The optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    pub optimizer: OptimizerArg,
+
+    /// Weight decay (L2 for SGD, decoupled for AdamW).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub weight_decay: f32,
+
+    /// Bigram net: the strength of the regularisation reg * mean(W²).
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub reg: f32,
+
+    /// Bigram counts: the smoothing added to every count.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub alpha: f32,
+
+    /// Evaluate on the dev split every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 10_000)]
+    pub eval_every: u64,
+
+    /// Print the run's summary as one JSON object on stdout, and nothing else there.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `makemore sample`.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// The checkpoint to sample from (a model.safetensors of a run).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+
+    /// How many names.
+    #[arg(short, long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub n: u64,
+
+    /// The seed: the same seed gives the same names.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Below 1 more conservative, above 1 more adventurous.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_positive)]
+    pub temperature: f32,
+
+    /// Sample only among the k likeliest characters.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: Option<u64>,
+
+    /// Characters every name starts with.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+
+    /// The longest name to produce.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_len: u64,
+
+    /// Bigram counts: the smoothing.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub alpha: f32,
+}
+
+/// `makemore eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+
+    #[command(flatten)]
+    pub data: DataArg,
+
+    /// Which split to evaluate (the lectures' split: seed 42, 80/10/10).
+    #[arg(long, value_enum, default_value_t = SplitArg::All)]
+    pub split: SplitArg,
+
+    /// Bigram counts: the smoothing.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub alpha: f32,
+}
+
+/// `makemore info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+/// A finite, non-negative number.
+fn parse_rate(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(format!("{s} must be a finite number >= 0")) }
+}
+
+/// A finite, positive number.
+fn parse_positive(s: &str) -> Result<f32, String> {
+    let v = parse_rate(s)?;
+    if v > 0.0 { Ok(v) } else { Err(format!("{s} must be greater than 0")) }
+}

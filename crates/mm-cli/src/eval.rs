@@ -1,0 +1,34 @@
+//! `makemore eval`: a checkpoint's loss on the lectures' splits of a dataset.
+
+use mm_data::{Examples, Split, SplitSpec};
+use mm_models::checkpoint::{AnyModel, load};
+use mm_models::{Model, evaluate, perplexity};
+
+use crate::cli::{EvalArgs, SplitArg};
+
+/// Runs `makemore eval`.
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let (model, _) = load(&args.checkpoint)?;
+    let data = crate::data::load(&args.data.data)?;
+    let split = Split::new(data.words(), SplitSpec::default())?;
+    let wanted: &[(&str, &Vec<String>)] =
+        &[("train", &split.train), ("dev", &split.dev), ("test", &split.test)];
+    for (name, words) in wanted {
+        let take = match args.split {
+            SplitArg::All => true,
+            SplitArg::Train => *name == "train",
+            SplitArg::Dev => *name == "dev",
+            SplitArg::Test => *name == "test",
+        };
+        if !take {
+            continue;
+        }
+        let loss = match &model {
+            AnyModel::Counts(m) => m.nll(words, f64::from(args.alpha))?,
+            AnyModel::BigramNet(m) => evaluate(m, &Examples::windows(words, m.vocab(), m.block_size())?)?,
+            AnyModel::Mlp(m) => evaluate(m, &Examples::windows(words, m.vocab(), m.block_size())?)?,
+        };
+        println!("{name:5} loss {loss:.4}  perplexity {:.2}", perplexity(loss));
+    }
+    Ok(())
+}

@@ -99,7 +99,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 metrics.push((m.step + 1, m.lr, m.loss, m.dev_loss, m.elapsed.as_secs_f64()));
                 if m.step % 100 == 0 || m.dev_loss.is_some() {
                     bar.set_position(m.step as u64 + 1);
-                    bar.set_message(format!("loss {:.4}  lr {:.4}", m.loss, m.lr));
+                    let rate = (m.step + 1) as f64 / m.elapsed.as_secs_f64().max(1e-9);
+                    bar.set_message(format!("loss {:.4}  lr {:.4}  {rate:.0} steps/s", m.loss, m.lr));
                 }
             })?;
             bar.finish_and_clear();
@@ -207,7 +208,7 @@ impl NeuralModel for BigramNet {
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {human_pos}/{human_len} steps  {msg}  {per_sec}  ETA {eta}")
+        ProgressStyle::with_template("{bar:30} {human_pos}/{human_len} steps  {msg}  ETA {eta}")
             .expect("a valid template")
             .progress_chars("=> "),
     );

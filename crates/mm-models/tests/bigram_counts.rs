@@ -1,17 +1,9 @@
 //! The counting model's figures of the lecture, on the real `names.txt`.
 
-use mm_data::{Dataset, default_dataset_path};
-use mm_models::BigramCounts;
+mod common;
 
-fn names() -> Dataset {
-    let path = default_dataset_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask download` (offline: --from PATH)",
-        path.display()
-    );
-    Dataset::load(&path).unwrap()
-}
+use common::names;
+use mm_models::BigramCounts;
 
 #[test]
 fn the_lectures_nll_with_and_without_smoothing() {

@@ -2,19 +2,15 @@
 
 use std::sync::atomic::AtomicBool;
 
-use mm_data::{Dataset, Examples, default_dataset_path};
+mod common;
+
+use mm_data::Examples;
 use mm_models::{BigramCounts, BigramNet, Model, TrainConfig, evaluate, train};
 use rand::SeedableRng;
 
 #[test]
 fn the_bigram_net_converges_to_the_counting_model() {
-    let path = default_dataset_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask download` (offline: --from PATH)",
-        path.display()
-    );
-    let data = Dataset::load(&path).unwrap();
+    let data = common::names();
     let vocab = data.vocab();
     let examples = Examples::windows(data.words(), &vocab, 1).unwrap();
     let mut net = BigramNet::new(&vocab, 0.01, &mut rand::rngs::StdRng::seed_from_u64(2147483647)).unwrap();

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mm_data::{Dataset, Examples, Split, SplitSpec, Vocab, default_dataset_path};
+mod common;
+
+use mm_data::{Examples, Split, SplitSpec, Vocab};
 use mm_models::{
     Init, Mlp, MlpConfig, Model, ModelError, OptimizerKind, Schedule, TrainConfig, evaluate, train,
 };
@@ -12,13 +14,7 @@ use rand::rngs::StdRng;
 
 /// The vocabulary and the train and dev examples of the lecture's split.
 fn data(block_size: usize) -> (Vocab, Examples, Examples) {
-    let path = default_dataset_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask download` (offline: --from PATH)",
-        path.display()
-    );
-    let data = Dataset::load(&path).unwrap();
+    let data = common::names();
     let vocab = data.vocab();
     let split = Split::new(data.words(), SplitSpec::default()).unwrap();
     let tr = Examples::windows(&split.train, &vocab, block_size).unwrap();

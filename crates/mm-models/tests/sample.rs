@@ -1,20 +1,13 @@
 //! Sampling: deterministic per seed, prefixes, temperature and top-k, the length guard, novelty.
 
-use mm_data::{Dataset, Split, SplitSpec, default_dataset_path};
+mod common;
+
+use common::names;
+use mm_data::{Split, SplitSpec};
 use mm_models::{
     BigramCounts, Mlp, MlpConfig, ModelError, Novelty, Origin, SampleConfig, sample, sample_counts,
 };
 use rand::SeedableRng;
-
-fn names() -> Dataset {
-    let path = default_dataset_path(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask download` (offline: --from PATH)",
-        path.display()
-    );
-    Dataset::load(&path).unwrap()
-}
 
 #[test]
 fn samples_are_deterministic_per_seed() {

@@ -25,6 +25,41 @@ pub enum Command {
     Eval(EvalArgs),
     /// Print a dataset's statistics and split sizes.
     Info(InfoArgs),
+    /// Draw the lectures' pictures, as PNG or SVG (by the output's extension).
+    #[command(subcommand)]
+    Plot(PlotCommand),
+}
+
+/// `makemore plot`.
+#[derive(Subcommand, Debug)]
+pub enum PlotCommand {
+    /// The 27x27 grid of bigram counts, each cell labelled with its pair and count.
+    Bigram {
+        #[command(flatten)]
+        data: DataArg,
+        /// The picture to write (.png or .svg).
+        #[arg(long, value_name = "PATH", default_value = "bigram.png")]
+        out: PathBuf,
+    },
+    /// The learnt embeddings C of an MLP checkpoint, labelled by character (two principal
+    /// components when n_embd > 2).
+    Embeddings {
+        /// An MLP checkpoint.
+        #[arg(long, value_name = "PATH")]
+        checkpoint: PathBuf,
+        /// The picture to write (.png or .svg).
+        #[arg(long, value_name = "PATH", default_value = "embeddings.png")]
+        out: PathBuf,
+    },
+    /// Training and dev loss over steps (log scale), from a run's metrics.csv.
+    Loss {
+        /// The run directory.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// The picture to write (.png or .svg) [default: <run>/loss.png].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The kind of model.

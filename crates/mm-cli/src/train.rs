@@ -142,6 +142,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         &CheckpointMeta { step: steps as u64, seed: args.seed, dataset_sha256: sha.clone() },
     )?;
     write_metrics(&out.join("metrics.csv"), &metrics)?;
+    if !metrics.is_empty() {
+        let points: Vec<_> = metrics.iter().map(|m| (m.0, m.2, m.3)).collect();
+        crate::plot::loss(&points, &out.join("loss.png"))?;
+    }
     let summary = json!({
         "model": kind,
         "parameters": match &model { AnyModel::Counts(_) => vocab.len() * vocab.len(), AnyModel::BigramNet(m) => m.num_params(), AnyModel::Mlp(m) => m.num_params() },
@@ -160,7 +164,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!("saved {} (and metrics.csv, summary.json)", checkpoint.display());
+        let plot = if metrics.is_empty() { "" } else { ", loss.png" };
+        println!("saved {} (and metrics.csv, summary.json{plot})", checkpoint.display());
     }
     Ok(())
 }

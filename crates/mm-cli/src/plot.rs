@@ -1,0 +1,239 @@
+//! `makemore plot`: the lectures' pictures, as PNG or SVG (by the output's extension), with an
+//! embedded font so that text renders on a machine without system fonts.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+/// DejaVu Sans (Bitstream Vera license, see assets/DejaVuSans-LICENSE.txt).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() -> anyhow::Result<()> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded font is invalid"))
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing failed: {e}")
+}
+
+/// Draws with `draw` on a PNG or SVG of `size` at `path`.
+macro_rules! render {
+    ($path:expr, $size:expr, $draw:ident ( $($arg:expr),* )) => {{
+        register_font()?;
+        let path: &Path = $path;
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("svg") => {
+                let root = SVGBackend::new(path, $size).into_drawing_area();
+                $draw(&root, $($arg),*)?;
+                root.present().map_err(err)
+            }
+            Some("png") => {
+                let root = BitMapBackend::new(path, $size).into_drawing_area();
+                $draw(&root, $($arg),*)?;
+                root.present().map_err(err)
+            }
+            _ => bail!("{}: the output must end in .png or .svg", path.display()),
+        }
+        .with_context(|| format!("cannot write {}", path.display()))
+    }};
+}
+
+/// One line of metrics.csv: (step, train loss, dev loss where evaluated).
+pub type Metric = (usize, f32, Option<f32>);
+
+/// The training loss (averaged over windows, so the curve is readable) and the dev loss over
+/// steps, log scale.
+pub fn loss(metrics: &[Metric], path: &Path) -> anyhow::Result<()> {
+    if metrics.is_empty() {
+        bail!("no metrics to plot");
+    }
+    render!(path, (900, 560), draw_loss(metrics))
+}
+
+fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metric]) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let window = (metrics.len() / 400).max(1);
+    let train: Vec<(f64, f64)> = metrics
+        .chunks(window)
+        .map(|c| (c[c.len() - 1].0 as f64, c.iter().map(|m| f64::from(m.1)).sum::<f64>() / c.len() as f64))
+        .filter(|(_, l)| l.is_finite() && *l > 0.0)
+        .map(|(s, l)| (s, l.log10()))
+        .collect();
+    let dev: Vec<(f64, f64)> = metrics
+        .iter()
+        .filter_map(|m| m.2.filter(|d| *d > 0.0).map(|d| (m.0 as f64, f64::from(d).log10())))
+        .collect();
+    let all = train.iter().chain(&dev).map(|p| p.1);
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| (lo.min(l), hi.max(l)));
+    let pad = ((hi - lo) * 0.04).max(0.01);
+    let last = metrics[metrics.len() - 1].0 as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption("loss", ("sans-serif", 24))
+        .margin(12)
+        .margin_right(40)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        // log10 of the loss on a linear axis, labelled with the loss itself: a log scale.
+        .build_cartesian_2d(0.0..last.max(1.0), (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss (log scale)")
+        .x_labels(6)
+        .y_labels(12)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{:.2}", 10f64.powf(*y)))
+        .draw()
+        .map_err(err)?;
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    chart
+        .draw_series(LineSeries::new(train, blue.stroke_width(2)))
+        .map_err(err)?
+        .label(format!("train (mean of {window} steps)"))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
+    chart
+        .draw_series(dev.iter().map(|&p| Circle::new(p, 4, orange.filled())))
+        .map_err(err)?
+        .label("dev")
+        .legend(move |(x, y)| Circle::new((x + 10, y), 4, orange.filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Reads a run's metrics.csv.
+pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Metric>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let bad =
+            || anyhow!("{}: line {} is not step,lr,train_loss,dev_loss,elapsed_s", path.display(), i + 1);
+        if f.len() != 5 {
+            return Err(bad());
+        }
+        let step = f[0].parse().map_err(|_| bad())?;
+        let train = f[2].parse().map_err(|_| bad())?;
+        let dev = if f[3].is_empty() { None } else { Some(f[3].parse().map_err(|_| bad())?) };
+        out.push((step, train, dev));
+    }
+    Ok(out)
+}
+
+/// The lecture's 27x27 grid of bigram counts: each cell labelled with its pair and count, shaded
+/// by count.
+pub fn bigram(itos: &[char], counts: &ndarray::Array2<u32>, path: &Path) -> anyhow::Result<()> {
+    let v = itos.len() as u32;
+    let cell = 44;
+    render!(path, (v * cell + 20, v * cell + 20), draw_bigram(itos, counts, cell))
+}
+
+fn draw_bigram<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    itos: &[char],
+    counts: &ndarray::Array2<u32>,
+    cell: u32,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let (c, label) = (cell as i32, ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)));
+    for ((a, b), &n) in counts.indexed_iter() {
+        let (x, y) = (10 + b as i32 * c, 10 + a as i32 * c);
+        // White to the lecture's dark blue, by count.
+        let t = (n as f64 / max).sqrt();
+        let shade = |lo: f64, hi: f64| (lo + (hi - lo) * t) as u8;
+        let color = RGBColor(shade(247.0, 8.0), shade(251.0, 48.0), shade(255.0, 107.0));
+        root.draw(&Rectangle::new([(x, y), (x + c, y + c)], color.filled())).map_err(err)?;
+        let ink = if t > 0.5 { label.clone().color(&WHITE) } else { label.clone() };
+        root.draw(&Text::new(format!("{}{}", itos[a], itos[b]), (x + 4, y + 6), ink.clone())).map_err(err)?;
+        root.draw(&Text::new(n.to_string(), (x + 4, y + 24), ink)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The rows of `C` as points labelled by character: the lecture's picture of learnt embeddings.
+/// With more than two dimensions, the first two principal components.
+pub fn embeddings(itos: &[char], c: &ndarray::Array2<f32>, path: &Path) -> anyhow::Result<()> {
+    let points = project_2d(c);
+    render!(path, (700, 700), draw_embeddings(itos, &points, c.ncols()))
+}
+
+fn draw_embeddings<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    itos: &[char],
+    points: &[(f64, f64)],
+    dims: usize,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let range = |f: fn(&(f64, f64)) -> f64| {
+        let (lo, hi) =
+            points.iter().map(f).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        (lo - pad)..(hi + pad)
+    };
+    let caption = if dims > 2 {
+        format!("embeddings C ({dims}-D, first two principal components)")
+    } else {
+        "embeddings C".into()
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(40)
+        .build_cartesian_2d(range(|p| p.0), range(|p| p.1))
+        .map_err(err)?;
+    chart.configure_mesh().draw().map_err(err)?;
+    let purple = RGBColor(120, 60, 160);
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 11, purple.filled()))).map_err(err)?;
+    let white = ("sans-serif", 14).into_font().color(&WHITE);
+    chart
+        .draw_series(
+            points
+                .iter()
+                .zip(itos)
+                .map(|(&p, ch)| EmptyElement::at(p) + Text::new(ch.to_string(), (-4, -7), white.clone())),
+        )
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Each row of `c` projected on the first two principal components (or its two columns).
+fn project_2d(c: &ndarray::Array2<f32>) -> Vec<(f64, f64)> {
+    let x = c.mapv(f64::from);
+    if x.ncols() <= 2 {
+        return x.rows().into_iter().map(|r| (r[0], if r.len() > 1 { r[1] } else { 0.0 })).collect();
+    }
+    let mean = x.mean_axis(ndarray::Axis(0)).expect("rows");
+    let centred = &x - &mean;
+    let cov = centred.t().dot(&centred);
+    // Power iteration for the top two eigenvectors of the covariance (deflating the first).
+    let top = |m: &ndarray::Array2<f64>| {
+        let mut v = ndarray::Array1::from_elem(m.nrows(), 1.0);
+        for _ in 0..200 {
+            let w = m.dot(&v);
+            let norm = w.dot(&w).sqrt().max(1e-12);
+            v = w / norm;
+        }
+        v
+    };
+    let v1 = top(&cov);
+    let lambda = v1.dot(&cov.dot(&v1));
+    let deflated = &cov - &(lambda * outer(&v1));
+    let v2 = top(&deflated);
+    centred.rows().into_iter().map(|r| (r.dot(&v1), r.dot(&v2))).collect()
+}
+
+fn outer(v: &ndarray::Array1<f64>) -> ndarray::Array2<f64> {
+    ndarray::Array2::from_shape_fn((v.len(), v.len()), |(i, j)| v[i] * v[j])
+}

@@ -63,6 +63,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let start = Instant::now();
     let mut metrics = Vec::new();
+    let mut best = None;
     let (model, steps, stopped, losses, names) = match args.model {
         ModelKind::Bigram => {
             let counts = BigramCounts::fit(&split.train, &vocab)?;
@@ -107,6 +108,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             if report.stopped {
                 eprintln!("stopped by Ctrl-C after {} steps; saving the run", report.steps);
             }
+            best = report.best.map(|b| (model.snapshot(&b.params), b.step + 1, b.dev_loss));
             let losses = [evaluate(&*model, &tr)?, evaluate(&*model, &dev)?, evaluate(&*model, &test)?];
             let names = sample(&*model, &SampleConfig { seed: args.seed, ..SampleConfig::default() })?;
             (model.into_any(), report.steps, report.stopped, losses, names)
@@ -141,6 +143,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         &model,
         &CheckpointMeta { step: steps as u64, seed: args.seed, dataset_sha256: sha.clone() },
     )?;
+    // The parameters with the lowest dev loss seen, when there were evaluations.
+    let best_json = match &best {
+        Some((best_model, step, dev_loss)) => {
+            let path = out.join("best.safetensors");
+            let meta = CheckpointMeta { step: *step as u64, seed: args.seed, dataset_sha256: sha.clone() };
+            save(&path, best_model, &meta)?;
+            json!({ "step": step, "dev_loss": dev_loss, "checkpoint": path })
+        }
+        None => serde_json::Value::Null,
+    };
     write_metrics(&out.join("metrics.csv"), &metrics)?;
     if !metrics.is_empty() {
         let points: Vec<_> = metrics.iter().map(|m| (m.0, m.2, m.3)).collect();
@@ -156,6 +168,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         "loss": { "train": losses[0], "dev": losses[1], "test": losses[2] },
         "dataset": { "path": args.data.data, "sha256": sha, "items": stats.items, "vocab": vocab.to_string() },
         "checkpoint": checkpoint,
+        "best": best_json,
         "samples": samples.iter().map(|(n, o)| json!({ "name": n, "origin": o })).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&summary)?;
@@ -165,7 +178,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         let plot = if metrics.is_empty() { "" } else { ", loss.png" };
-        println!("saved {} (and metrics.csv, summary.json{plot})", checkpoint.display());
+        let best = if best.is_some() { ", best.safetensors" } else { "" };
+        println!("saved {} (and metrics.csv, summary.json{plot}{best})", checkpoint.display());
     }
     Ok(())
 }
@@ -194,18 +208,31 @@ fn train_config(args: &TrainArgs) -> TrainConfig {
 
 /// A neural model behind a box: the trait object the train command works with.
 trait NeuralModel: Model {
+    /// The model, for saving.
     fn into_any(self: Box<Self>) -> AnyModel;
+    /// A copy of the model with other parameters (of the same shapes), e.g. the best by dev loss.
+    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel;
 }
 
 impl NeuralModel for Mlp {
     fn into_any(self: Box<Self>) -> AnyModel {
         AnyModel::Mlp(*self)
     }
+    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
+        let mut m = self.clone();
+        *m.params_mut() = params.clone();
+        AnyModel::Mlp(m)
+    }
 }
 
 impl NeuralModel for BigramNet {
     fn into_any(self: Box<Self>) -> AnyModel {
         AnyModel::BigramNet(*self)
+    }
+    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
+        let mut m = self.clone();
+        *m.params_mut() = params.clone();
+        AnyModel::BigramNet(m)
     }
 }
 

@@ -92,6 +92,11 @@ fn each_model_trains_on_a_small_dataset_then_samples_and_evaluates() {
         assert!(e.status.success(), "{}", stderr(&e));
         assert_eq!(String::from_utf8_lossy(&e.stdout).lines().filter(|l| l.contains("loss")).count(), 3);
     }
+    // The best parameters by dev loss are saved beside the final ones, and loadable.
+    let best = d.join("mlp/best.safetensors");
+    assert!(best.is_file());
+    let e = makemore().arg("eval").arg("--checkpoint").arg(&best).arg("--data").arg(&data).output().unwrap();
+    assert!(e.status.success(), "{}", stderr(&e));
     let metrics = std::fs::read_to_string(d.join("mlp/metrics.csv")).unwrap();
     assert!(metrics.starts_with("step,lr,train_loss,dev_loss,elapsed_s\n"));
     assert_eq!(metrics.lines().count(), 51);

@@ -69,15 +69,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             let counts = BigramCounts::fit(&split.train, &vocab)?;
             say(format!("{} parameters (the counts N)", vocab.len() * vocab.len()));
             let alpha = f64::from(args.alpha);
-            let losses = [&split.train, &split.dev, &split.test].map(|w| counts.nll(w, alpha));
             let losses = [
-                losses[0].as_ref().ok().copied(),
-                losses[1].as_ref().ok().copied(),
-                losses[2].as_ref().ok().copied(),
+                counts.nll(&split.train, alpha)?,
+                counts.nll(&split.dev, alpha)?,
+                counts.nll(&split.test, alpha)?,
             ];
             let cfg = SampleConfig { seed: args.seed, ..SampleConfig::default() };
             let names = sample_counts(&counts, alpha, &cfg)?;
-            (AnyModel::Counts(counts), 0, false, losses.map(|l| l.unwrap_or(f64::NAN)), names)
+            (AnyModel::Counts(counts), 0, false, losses, names)
         }
         ModelKind::BigramNn | ModelKind::Mlp => {
             let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
@@ -219,9 +218,7 @@ impl NeuralModel for Mlp {
         AnyModel::Mlp(*self)
     }
     fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        let mut m = self.clone();
-        *m.params_mut() = params.clone();
-        AnyModel::Mlp(m)
+        AnyModel::Mlp(with_params(self, params))
     }
 }
 
@@ -230,10 +227,15 @@ impl NeuralModel for BigramNet {
         AnyModel::BigramNet(*self)
     }
     fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        let mut m = self.clone();
-        *m.params_mut() = params.clone();
-        AnyModel::BigramNet(m)
+        AnyModel::BigramNet(with_params(self, params))
     }
+}
+
+/// A copy of `model` with `params` in place of its own.
+fn with_params<M: Model + Clone>(model: &M, params: &mm_tensor::ParamStore<f32>) -> M {
+    let mut m = model.clone();
+    *m.params_mut() = params.clone();
+    m
 }
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).

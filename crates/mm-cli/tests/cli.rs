@@ -3,21 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+mod common;
 
-fn makemore() -> Command {
-    Command::cargo_bin("makemore").unwrap()
-}
-
-/// A fresh directory holding a small dataset `names.txt`.
-fn workdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mm-cli-{}-{}", std::process::id(), rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    let names =
-        ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"];
-    std::fs::write(d.join("names.txt"), names.join("\n")).unwrap();
-    d
-}
+use common::{makemore, workdir};
 
 /// The real names.txt at the workspace root.
 fn real_names() -> PathBuf {

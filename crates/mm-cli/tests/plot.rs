@@ -1,22 +1,11 @@
 //! Every plot command writes a picture that decodes as an image of the expected size with more
 //! than one colour (PNG), or a well-formed SVG with text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
+mod common;
 
-fn makemore() -> Command {
-    Command::cargo_bin("makemore").unwrap()
-}
-
-fn workdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mm-plot-{}-{}", std::process::id(), rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    let names =
-        ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"];
-    std::fs::write(d.join("names.txt"), names.join("\n")).unwrap();
-    d
-}
+use common::{makemore, workdir};
 
 /// Decodes a PNG: (width, height, number of distinct colours).
 fn png_facts(path: &Path) -> (u32, u32, usize) {

@@ -229,6 +229,14 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
                 n_hidden: ck.number("n_hidden")? as usize,
                 init,
             };
+            // The file's tensors must fit the configuration before anything is allocated for it:
+            // absurd metadata gets an error, not an overflow or a huge allocation.
+            let fan_in = config
+                .block_size
+                .checked_mul(config.n_embd)
+                .ok_or_else(|| ck.bad("block_size", "too large"))?;
+            ck.view("C", &[v, config.n_embd])?;
+            ck.view("W1", &[fan_in, config.n_hidden])?;
             let mut m = Mlp::new(config, &vocab, &mut rand::rngs::StdRng::seed_from_u64(0))?;
             ck.fill(m.params_mut())?;
             AnyModel::Mlp(m)
@@ -270,6 +278,12 @@ impl Reader<'_> {
 
     /// Tensor `name` as f32 values, checked to be float32 of `shape`.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.view(name, shape)?;
+        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    /// Tensor `name`, checked to be present and float32 of `shape`.
+    fn view(&self, name: &str, shape: &[usize]) -> Result<TensorView<'_>> {
         let t = self.st.tensor(name).map_err(|_| {
             ModelError::Checkpoint(CheckpointError::MissingTensor {
                 path: self.path.into(),
@@ -284,7 +298,7 @@ impl Reader<'_> {
                 got: format!("{:?} {:?}", t.dtype(), t.shape()),
             }));
         }
-        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Ok(t)
     }
 
     /// Overwrites every parameter of `params` with the tensor of its name.

@@ -63,7 +63,9 @@ impl Mlp {
             )));
         }
         let v = vocab.len();
-        let fan_in = block_size * n_embd;
+        let fan_in = block_size.checked_mul(n_embd).ok_or_else(|| {
+            ModelError::Config(format!("block_size {block_size} x n_embd {n_embd} is too large"))
+        })?;
         let (w1_scale, b1_scale, w2_scale, b2_scale) = match init {
             Init::Lecture => (1.0, 1.0, 1.0, 1.0),
             Init::Kaiming => ((5.0 / 3.0) / (fan_in as f32).sqrt(), 0.01, 0.01, 0.0),

@@ -155,6 +155,19 @@ fn an_unknown_kind_and_bad_metadata_are_errors() {
     assert!(
         matches!(checkpoint_err(&d.join("b.safetensors")), CheckpointError::Meta { key, .. } if key == "block_size")
     );
+    // Metadata that does not fit the tensors is refused before anything is allocated for it.
+    let mut meta: Vec<_> = MLP_META.to_vec();
+    meta[8] = ("n_hidden", "100000000000");
+    write(&d.join("h.safetensors"), &mlp_tensors(), &meta);
+    assert!(
+        matches!(checkpoint_err(&d.join("h.safetensors")), CheckpointError::BadTensor { name, .. } if name == "W1")
+    );
+    let mut meta: Vec<_> = MLP_META.to_vec();
+    meta[6] = ("block_size", "18446744073709551615");
+    write(&d.join("o.safetensors"), &mlp_tensors(), &meta);
+    assert!(
+        matches!(checkpoint_err(&d.join("o.safetensors")), CheckpointError::Meta { key, .. } if key == "block_size")
+    );
     write(&d.join("f.safetensors"), &mlp_tensors(), &MLP_META[1..]);
     assert!(
         matches!(checkpoint_err(&d.join("f.safetensors")), CheckpointError::Meta { key, .. } if key == "format")

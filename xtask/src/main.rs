@@ -4,9 +4,12 @@
 //!   sha256.
 //! - `cargo xtask golden FILE...`: runs golden files (`mm-golden/1`, PyTorch reference values)
 //!   through the engine.
+//! - `cargo xtask lr-sweep`: finds the learning rate (the lecture's sweep, smoothed and repeated,
+//!   or a grid of short runs), with sweep.csv and a plot.
 
 mod download;
 mod golden;
+mod lr_sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +25,7 @@ struct Cli {
 enum Task {
     Download(download::Args),
     Golden(golden::Args),
+    LrSweep(lr_sweep::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.task {
         Task::Download(args) => download::run(&args).map(|()| true),
         Task::Golden(args) => golden::run(&args),
+        Task::LrSweep(args) => lr_sweep::run(&args).map(|()| true),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -60,6 +60,16 @@ pub enum PlotCommand {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
+    /// A learning-rate sweep's loss against log10(rate), with the suggested rate marked, from the
+    /// sweep.csv of `cargo xtask lr-sweep`.
+    LrSweep {
+        /// The sweep's CSV.
+        #[arg(value_name = "CSV")]
+        csv: PathBuf,
+        /// The picture to write (.png or .svg) [default: the CSV's path with .png].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The kind of model.

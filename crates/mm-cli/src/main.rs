@@ -5,13 +5,15 @@ mod cli;
 mod data;
 mod eval;
 mod info;
-mod plot;
 mod sample;
 mod train;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use clap::Parser;
+use mm_cli::plot;
 
 /// Runs `makemore plot ...`.
 fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
@@ -40,6 +42,20 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
         cli::PlotCommand::Loss { run, out } => {
             let out = out.clone().unwrap_or_else(|| run.join("loss.png"));
             plot::loss(&plot::read_metrics(&run.join("metrics.csv"))?, &out)?;
+            out
+        }
+        cli::PlotCommand::LrSweep { csv, out } => {
+            let out = out.clone().unwrap_or_else(|| csv.with_extension("png"));
+            let file = std::fs::File::open(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+            let sweep = mm_models::LrSweep::read_csv(std::io::BufReader::new(file))
+                .with_context(|| csv.display().to_string())?;
+            plot::lr_sweep(&sweep, &out)?;
+            if let Some(s) = sweep.suggest() {
+                println!("suggested learning rate: {:.4} (10^{:.2}), by {}", s.lr, s.exp, s.rule);
+                if s.at_edge {
+                    eprintln!("warning: the loss was still falling at the largest rate; sweep higher");
+                }
+            }
             out
         }
     };

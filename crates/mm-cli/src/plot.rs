@@ -1,9 +1,10 @@
-//! `makemore plot`: the lectures' pictures, as PNG or SVG (by the output's extension), with an
-//! embedded font so that text renders on a machine without system fonts.
+//! The lectures' pictures, as PNG or SVG (by the output's extension), with an embedded font so
+//! that text renders on a machine without system fonts. Used by `makemore plot` and by
+//! `cargo xtask lr-sweep`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use mm_models::LrSweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -11,13 +12,53 @@ use plotters::style::FontStyle;
 /// DejaVu Sans (Bitstream Vera license, see assets/DejaVuSans-LICENSE.txt).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-fn register_font() -> anyhow::Result<()> {
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the embedded font is invalid"))
+/// Why a picture could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The output's extension is neither `.png` nor `.svg`.
+    #[error("{0}: the output must end in .png or .svg")]
+    Extension(PathBuf),
+    /// There is nothing to draw.
+    #[error("nothing to plot: {0}")]
+    Empty(&'static str),
+    /// The drawing backend failed (e.g. the directory does not exist).
+    #[error("cannot write {path}: {msg}")]
+    Draw {
+        /// The picture.
+        path: PathBuf,
+        /// The backend's message.
+        msg: String,
+    },
+    /// An input file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line of a run's metrics.csv is malformed.
+    #[error("{path}: line {line} is not step,lr,train_loss,dev_loss,elapsed_s")]
+    Metrics {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// The embedded font is invalid (a build defect).
+    #[error("the embedded font is invalid")]
+    Font,
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!("drawing failed: {e}")
+fn register_font() -> Result<(), PlotError> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| PlotError::Font)
+}
+
+/// Drawing functions fail with the backend's message; [`render!`] adds the path.
+type Drawn = Result<(), String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    format!("drawing failed: {e}")
 }
 
 /// Draws with `draw` on a PNG or SVG of `size` at `path`.
@@ -25,20 +66,18 @@ macro_rules! render {
     ($path:expr, $size:expr, $draw:ident ( $($arg:expr),* )) => {{
         register_font()?;
         let path: &Path = $path;
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        let drawn: Drawn = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("svg") => {
                 let root = SVGBackend::new(path, $size).into_drawing_area();
-                $draw(&root, $($arg),*)?;
-                root.present().map_err(err)
+                $draw(&root, $($arg),*).and_then(|()| root.present().map_err(err))
             }
             Some("png") => {
                 let root = BitMapBackend::new(path, $size).into_drawing_area();
-                $draw(&root, $($arg),*)?;
-                root.present().map_err(err)
+                $draw(&root, $($arg),*).and_then(|()| root.present().map_err(err))
             }
-            _ => bail!("{}: the output must end in .png or .svg", path.display()),
-        }
-        .with_context(|| format!("cannot write {}", path.display()))
+            _ => return Err(PlotError::Extension(path.to_path_buf())),
+        };
+        drawn.map_err(|msg| PlotError::Draw { path: path.to_path_buf(), msg })
     }};
 }
 
@@ -47,14 +86,14 @@ pub type Metric = (usize, f32, Option<f32>);
 
 /// The training loss (averaged over windows, so the curve is readable) and the dev loss over
 /// steps, log scale.
-pub fn loss(metrics: &[Metric], path: &Path) -> anyhow::Result<()> {
+pub fn loss(metrics: &[Metric], path: &Path) -> Result<(), PlotError> {
     if metrics.is_empty() {
-        bail!("no metrics to plot");
+        return Err(PlotError::Empty("no metrics"));
     }
     render!(path, (900, 560), draw_loss(metrics))
 }
 
-fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metric]) -> anyhow::Result<()> {
+fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metric]) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let window = (metrics.len() / 400).max(1);
     let train: Vec<(f64, f64)> = metrics
@@ -112,13 +151,13 @@ fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metri
 }
 
 /// Reads a run's metrics.csv.
-pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Metric>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub fn read_metrics(path: &Path) -> Result<Vec<Metric>, PlotError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PlotError::Read { path: path.to_path_buf(), source })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let bad =
-            || anyhow!("{}: line {} is not step,lr,train_loss,dev_loss,elapsed_s", path.display(), i + 1);
+        let bad = || PlotError::Metrics { path: path.to_path_buf(), line: i + 1 };
         if f.len() != 5 {
             return Err(bad());
         }
@@ -132,7 +171,7 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Metric>> {
 
 /// The lecture's 27x27 grid of bigram counts: each cell labelled with its pair and count, shaded
 /// by count.
-pub fn bigram(itos: &[char], counts: &ndarray::Array2<u32>, path: &Path) -> anyhow::Result<()> {
+pub fn bigram(itos: &[char], counts: &ndarray::Array2<u32>, path: &Path) -> Result<(), PlotError> {
     let v = itos.len() as u32;
     let cell = 44;
     render!(path, (v * cell + 20, v * cell + 20), draw_bigram(itos, counts, cell))
@@ -143,7 +182,7 @@ fn draw_bigram<DB: DrawingBackend>(
     itos: &[char],
     counts: &ndarray::Array2<u32>,
     cell: u32,
-) -> anyhow::Result<()> {
+) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let (c, label) = (cell as i32, ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)));
@@ -163,7 +202,7 @@ fn draw_bigram<DB: DrawingBackend>(
 
 /// The rows of `C` as points labelled by character: the lecture's picture of learnt embeddings.
 /// With more than two dimensions, the first two principal components.
-pub fn embeddings(itos: &[char], c: &ndarray::Array2<f32>, path: &Path) -> anyhow::Result<()> {
+pub fn embeddings(itos: &[char], c: &ndarray::Array2<f32>, path: &Path) -> Result<(), PlotError> {
     let points = project_2d(c);
     render!(path, (700, 700), draw_embeddings(itos, &points, c.ncols()))
 }
@@ -173,7 +212,7 @@ fn draw_embeddings<DB: DrawingBackend>(
     itos: &[char],
     points: &[(f64, f64)],
     dims: usize,
-) -> anyhow::Result<()> {
+) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let range = |f: fn(&(f64, f64)) -> f64| {
         let (lo, hi) =
@@ -236,4 +275,94 @@ fn project_2d(c: &ndarray::Array2<f32>) -> Vec<(f64, f64)> {
 
 fn outer(v: &ndarray::Array1<f64>) -> ndarray::Array2<f64> {
     ndarray::Array2::from_shape_fn((v.len(), v.len()), |(i, j)| v[i] * v[j])
+}
+
+/// The size of [`lr_sweep`]'s picture.
+pub const LR_SWEEP_SIZE: (u32, u32) = (900, 560);
+
+/// A learning-rate sweep: the raw loss of each repeat (faint) and their mean smoothed curve
+/// against the rate's exponent, log scale, with the curve's minimum and the suggested rate marked.
+pub fn lr_sweep(sweep: &LrSweep, path: &Path) -> Result<(), PlotError> {
+    if sweep.exps.len() < 2 || sweep.runs.is_empty() {
+        return Err(PlotError::Empty("a sweep needs two rates and one repeat"));
+    }
+    render!(path, LR_SWEEP_SIZE, draw_lr_sweep(sweep))
+}
+
+fn draw_lr_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, sweep: &LrSweep) -> Drawn {
+    root.fill(&WHITE).map_err(err)?;
+    let log = |l: f32| (l.is_finite() && l > 0.0).then(|| f64::from(l).log10());
+    let curve = |ys: &[f32]| -> Vec<(f64, f64)> {
+        sweep.exps.iter().zip(ys).filter_map(|(&e, &l)| log(l).map(|y| (f64::from(e), y))).collect()
+    };
+    let raw: Vec<Vec<(f64, f64)>> = sweep.runs.iter().map(|r| curve(&r.loss)).collect();
+    let mean = curve(&sweep.mean);
+    let (lo, hi) = raw
+        .iter()
+        .flatten()
+        .chain(&mean)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    if !lo.is_finite() {
+        return Err("every loss is infinite or NaN".into());
+    }
+    let pad = ((hi - lo) * 0.04).max(0.01);
+    let (x0, x1) = (f64::from(sweep.exps[0]), f64::from(sweep.exps[sweep.exps.len() - 1]));
+    let mut chart = ChartBuilder::on(root)
+        .caption("learning-rate sweep", ("sans-serif", 24))
+        .margin(12)
+        .margin_right(40)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("log10(learning rate)")
+        .y_desc("loss (log scale)")
+        .y_labels(12)
+        .x_label_formatter(&|x| format!("{x:.1}"))
+        .y_label_formatter(&|y| format!("{:.2}", 10f64.powf(*y)))
+        .draw()
+        .map_err(err)?;
+    let faint = RGBColor(150, 170, 200);
+    for (k, r) in raw.into_iter().enumerate() {
+        let series = chart.draw_series(LineSeries::new(r, faint.stroke_width(1))).map_err(err)?;
+        if k == 0 {
+            series
+                .label(format!("loss at each step ({} repeats)", sweep.runs.len()))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(1)));
+        }
+    }
+    let blue = RGBColor(31, 119, 180);
+    chart
+        .draw_series(LineSeries::new(mean, blue.stroke_width(3)))
+        .map_err(err)?
+        .label("mean smoothed loss")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(3)));
+    let vline = |e: f32| vec![(f64::from(e), lo - pad), (f64::from(e), hi + pad)];
+    if let Some(i) = sweep.argmin() {
+        let grey = RGBColor(120, 120, 120);
+        let e = sweep.exps[i];
+        chart
+            .draw_series(DashedLineSeries::new(vline(e), 6, 4, grey.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("minimum: lr {:.3} (10^{e:.2})", sweep.lr(i)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+    }
+    if let Some(s) = sweep.suggest() {
+        let red = RGBColor(214, 39, 40);
+        chart
+            .draw_series(LineSeries::new(vline(s.exp), red.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("suggested: lr {:.3} (10^{:.2})", s.lr, s.exp))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
 }

@@ -155,7 +155,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     write_metrics(&out.join("metrics.csv"), &metrics)?;
     if !metrics.is_empty() {
         let points: Vec<_> = metrics.iter().map(|m| (m.0, m.2, m.3)).collect();
-        crate::plot::loss(&points, &out.join("loss.png"))?;
+        mm_cli::plot::loss(&points, &out.join("loss.png"))?;
     }
     let summary = json!({
         "model": kind,

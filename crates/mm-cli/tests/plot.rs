@@ -69,6 +69,41 @@ fn train_writes_a_loss_plot_and_every_plot_command_draws() {
 }
 
 #[test]
+fn plot_lr_sweep_draws_a_sweep_csv_and_prints_the_suggestion() {
+    let d = workdir();
+    // A sweep as `cargo xtask lr-sweep` writes it: a noisy valley with its floor at 10^-0.8.
+    let exps = mm_models::SweepConfig::default().exponents();
+    let runs = (0..2u64)
+        .map(|r| {
+            let loss = exps
+                .iter()
+                .enumerate()
+                .map(|(i, e)| 2.5 + 3.0 * (e + 0.8).powi(2) + 0.3 * ((i as u64 * 7 + r) % 5) as f32)
+                .collect();
+            (r, loss)
+        })
+        .collect();
+    let sweep = mm_models::LrSweep::from_losses(exps, runs, 0.98).unwrap();
+    let mut csv = Vec::new();
+    sweep.write_csv(&mut csv).unwrap();
+    std::fs::write(d.join("sweep.csv"), csv).unwrap();
+
+    let out = makemore().args(["plot", "lr-sweep"]).arg(d.join("sweep.csv")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let s = sweep.suggest().unwrap();
+    assert!((s.exp - -1.3).abs() < 0.05, "{s:?}");
+    assert!(stdout.contains(&format!("suggested learning rate: {:.4}", s.lr)), "{stdout}");
+    let (w, h, colours) = png_facts(&d.join("sweep.png"));
+    assert_eq!((w, h), (900, 560));
+    assert!(colours > 2);
+
+    run(&["plot", "lr-sweep"], &[&d.join("sweep.csv"), Path::new("--out"), &d.join("s.svg")]);
+    let svg = std::fs::read_to_string(d.join("s.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("suggested: lr"));
+}
+
+#[test]
 fn plot_errors_are_one_line() {
     let d = workdir();
     let fail = |args: &[&str], paths: &[&Path], contains: &str| {
@@ -83,6 +118,10 @@ fn plot_errors_are_one_line() {
         assert!(err.starts_with("error: ") && err.contains(contains), "{err}");
     };
     fail(&["plot", "loss", "--run"], &[&d], "metrics.csv");
+    // A CSV that is not a sweep's; no picture is left behind.
+    fail(&["plot", "lr-sweep"], &[&d.join("names.txt")], "expected a sweep.csv");
+    assert!(!d.join("names.png").exists());
+    fail(&["plot", "lr-sweep"], &[&d.join("nothing.csv")], "cannot read");
     fail(
         &["plot", "bigram", "--out", "x.jpg", "--data"],
         &[&d.join("names.txt")],

@@ -56,7 +56,7 @@ pub enum DownloadError {
         actual: String,
     },
     /// The source file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Source {
         /// The source path.
         path: PathBuf,
@@ -64,7 +64,7 @@ pub enum DownloadError {
         source: std::io::Error,
     },
     /// The target cannot be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Target {
         /// The target (or its temporary file).
         path: PathBuf,

@@ -12,6 +12,9 @@ pub enum ModelError {
     /// A checkpoint that cannot be read, written or trusted.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A file that is not in the expected format (e.g. a sweep's CSV).
+    #[error("invalid file: {0}")]
+    Format(String),
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -10,12 +10,15 @@
 //! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
 //! - [`sample`] and [`sample_counts`]: new items, batched, with temperature, top-k and a prefix;
 //!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
+//! - [`lr_sweep`] and [`lr_grid`]: finding the learning rate, as the lecture does and more
+//!   reliably.
 //! - [`checkpoint`]: safetensors files with the lectures' tensor names, readable by PyTorch.
 
 mod bigram;
 mod bigram_nn;
 pub mod checkpoint;
 mod error;
+pub mod lr_sweep;
 mod mlp;
 mod model;
 mod sample;
@@ -24,6 +27,7 @@ mod train;
 pub use bigram::BigramCounts;
 pub use bigram_nn::BigramNet;
 pub use error::{ModelError, Result};
+pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};
 pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::Model;
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};

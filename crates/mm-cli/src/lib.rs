@@ -1,0 +1,4 @@
+//! The library half of mm-cli: the lectures' pictures ([`plot`]), shared by the `makemore`
+//! binary and `cargo xtask lr-sweep`. Everything else of the command line is in the binary.
+
+pub mod plot;

@@ -1,0 +1,92 @@
+//! `cargo xtask lr-sweep` on names.txt, as a user runs it: the files it writes, and a suggestion
+//! inside the swept range.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn outdir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()))
+}
+
+/// Runs `xtask lr-sweep ARGS` in the workspace and returns its stdout.
+fn lr_sweep(args: &[&str]) -> String {
+    let names = workspace().join("data/names.txt");
+    assert!(names.is_file(), "{} is missing: run `cargo xtask download`", names.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(workspace())
+        .arg("lr-sweep")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The rate on the line `suggested learning rate: <lr> ...`.
+fn suggested(stdout: &str) -> f32 {
+    let line = stdout.lines().find(|l| l.starts_with("suggested learning rate: ")).expect(stdout);
+    line["suggested learning rate: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_short_sweep_writes_its_files_and_suggests_a_rate_in_range() {
+    let dir = outdir("sweep");
+    let d = dir.to_str().unwrap();
+    let stdout =
+        lr_sweep(&["--points", "300", "--repeats", "2", "--min-exp", "-2.5", "--max-exp", "0", "--out", d]);
+    let lr = suggested(&stdout);
+    assert!((10f32.powf(-2.5)..=1.0).contains(&lr), "{stdout}");
+    assert!(stdout.contains("half a decade below the minimum"), "the rule is named: {stdout}");
+
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "exp,lr,loss_seed42,smoothed_seed42,loss_seed43,smoothed_seed43,mean_smoothed"
+    );
+    assert_eq!(lines.count(), 300);
+
+    let png = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(dir.join("sweep.png")).unwrap()));
+    let info = png.read_info().unwrap();
+    assert_eq!((info.info().width, info.info().height), (900, 560));
+    let svg = std::fs::read_to_string(dir.join("sweep.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("suggested: lr"), "the SVG marks the suggestion");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_grid_reports_the_dev_loss_of_each_rate() {
+    let dir = outdir("grid");
+    let d = dir.to_str().unwrap();
+    let stdout = lr_sweep(&["--grid", "--grid-steps", "300", "--grid-points", "3", "--out", d]);
+    let csv = std::fs::read_to_string(dir.join("grid.csv")).unwrap();
+    let rows: Vec<Vec<f32>> =
+        csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rates: Vec<f32> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(rates, [0.001, 10f32.powf(-1.5), 1.0]);
+    let best = rows.iter().min_by(|a, b| a[2].total_cmp(&b[2])).unwrap()[0];
+    assert_eq!(suggested(&stdout), (best * 1e4).round() / 1e4);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_missing_dataset_is_one_line_with_the_fix() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["lr-sweep", "--data", "/nonexistent/names.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("cargo xtask download"), "{err}");
+}

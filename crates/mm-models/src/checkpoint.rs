@@ -50,7 +50,7 @@ impl AnyModel {
 }
 
 /// What a checkpoint records besides the model.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CheckpointMeta {
     /// Training steps done.
     pub step: u64,
@@ -58,6 +58,9 @@ pub struct CheckpointMeta {
     pub seed: u64,
     /// The sha256 of the dataset trained on (hex), or empty if unknown.
     pub dataset_sha256: String,
+    /// AdamW's moments at `step`, so that training can continue exactly (saved as the tensors
+    /// `adamw.m.<name>` and `adamw.v.<name>` and the metadata `adamw_t`); `None` for SGD.
+    pub adamw: Option<mm_tensor::AdamWState<f32>>,
 }
 
 /// What is wrong with a checkpoint.
@@ -134,8 +137,8 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
             let n = m.counts();
             vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
         }
-        AnyModel::BigramNet(m) => neural(m, &mut info),
-        AnyModel::Mlp(m) => neural(m, &mut info),
+        AnyModel::BigramNet(m) => neural(m, meta, &mut info)?,
+        AnyModel::Mlp(m) => neural(m, meta, &mut info)?,
     };
     let views = tensors
         .iter()
@@ -146,20 +149,29 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
     write_atomically(path, &bytes)
 }
 
-/// A neural model's configuration into the metadata, and its parameters as (name, shape,
-/// little-endian f32 bytes).
-fn neural(m: &dyn Model, info: &mut HashMap<String, String>) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+/// A neural model's configuration into the metadata, and its parameters (and AdamW's moments,
+/// if any) as (name, shape, little-endian f32 bytes).
+fn neural(
+    m: &dyn Model,
+    meta: &CheckpointMeta,
+    info: &mut HashMap<String, String>,
+) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>> {
     info.extend(m.config().into_iter().map(|(k, v)| (k.to_string(), v)));
     let p = m.params();
-    p.ids()
-        .map(|id| {
-            (
-                p.name(id).to_string(),
-                p.shape(id).dims().to_vec(),
-                p.data(id).iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect()
+    let bytes = |xs: &[f32]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut out: Vec<_> =
+        p.ids().map(|id| (p.name(id).to_string(), p.shape(id).dims().to_vec(), bytes(p.data(id)))).collect();
+    if let Some(state) = &meta.adamw {
+        // Checked as a restore would check it, so that only loadable states are saved.
+        mm_tensor::AdamW::new(0.0).set_state(p, state.clone())?;
+        info.insert("adamw_t".into(), state.t.to_string());
+        for (id, (mo, v)) in p.ids().zip(state.m.iter().zip(&state.v)) {
+            let shape = p.shape(id).dims().to_vec();
+            out.push((format!("adamw.m.{}", p.name(id)), shape.clone(), bytes(mo)));
+            out.push((format!("adamw.v.{}", p.name(id)), shape, bytes(v)));
+        }
+    }
+    Ok(out)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -197,10 +209,11 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
         return Err(ck.bad("format", &format!("{format:?}, expected {FORMAT:?}")));
     }
     let vocab = Vocab::parse(&ck.meta("vocab")?).map_err(|e| ck.bad("vocab", &e.to_string()))?;
-    let meta = CheckpointMeta {
+    let mut meta = CheckpointMeta {
         step: ck.number("step")?,
         seed: ck.number("seed")?,
         dataset_sha256: ck.meta("dataset_sha256")?,
+        adamw: None,
     };
     let v = vocab.len();
     let kind = ck.meta("kind")?;
@@ -215,6 +228,7 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
             let reg: f32 = ck.meta("reg")?.parse().map_err(|_| ck.bad("reg", "not a number"))?;
             let mut m = BigramNet::new(&vocab, reg, &mut rand::rngs::StdRng::seed_from_u64(0))?;
             ck.fill(m.params_mut())?;
+            meta.adamw = ck.adamw(m.params())?;
             AnyModel::BigramNet(m)
         }
         "mlp" => {
@@ -239,6 +253,7 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
             ck.view("W1", &[fan_in, config.n_hidden])?;
             let mut m = Mlp::new(config, &vocab, &mut rand::rngs::StdRng::seed_from_u64(0))?;
             ck.fill(m.params_mut())?;
+            meta.adamw = ck.adamw(m.params())?;
             AnyModel::Mlp(m)
         }
         _ => {
@@ -299,6 +314,21 @@ impl Reader<'_> {
             }));
         }
         Ok(t)
+    }
+
+    /// AdamW's moments for `params`, when the checkpoint has them (metadata `adamw_t`).
+    fn adamw(&self, params: &mm_tensor::ParamStore<f32>) -> Result<Option<mm_tensor::AdamWState<f32>>> {
+        if !self.info.contains_key("adamw_t") {
+            return Ok(None);
+        }
+        let t = self.number("adamw_t")?;
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        for id in params.ids() {
+            let (name, shape) = (params.name(id), params.shape(id));
+            m.push(self.tensor(&format!("adamw.m.{name}"), shape.dims())?);
+            v.push(self.tensor(&format!("adamw.v.{name}"), shape.dims())?);
+        }
+        Ok(Some(mm_tensor::AdamWState { t, m, v }))
     }
 
     /// Overwrites every parameter of `params` with the tensor of its name.

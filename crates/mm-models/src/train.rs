@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mm_data::{Batch, Examples};
-use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Sgd, Tape};
+use mm_tensor::{AdamW, AdamWState, Grads, Optimizer, ParamStore, Sgd, Tape};
 use ndarray::s;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -164,10 +164,20 @@ pub struct Best {
     pub params: ParamStore<f32>,
 }
 
+/// Where a run stands: what [`train_from`] needs, besides the model's parameters, to continue it
+/// exactly as if it had never stopped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Steps done.
+    pub step: usize,
+    /// AdamW's moments (`None` for SGD, which keeps no state, and before the first step).
+    pub adamw: Option<AdamWState<f32>>,
+}
+
 /// The outcome of training.
 #[derive(Clone, Debug)]
 pub struct TrainReport {
-    /// Steps completed.
+    /// Steps done, counting those of the run it continued.
     pub steps: usize,
     /// Whether the stop flag ended training early.
     pub stopped: bool,
@@ -175,6 +185,8 @@ pub struct TrainReport {
     pub last_loss: f32,
     /// The best parameters by dev loss, when there was a dev set and an evaluation.
     pub best: Option<Best>,
+    /// Where the run stands, to save with the model and continue later with [`train_from`].
+    pub progress: Progress,
 }
 
 /// Trains `model` on `train`, evaluating on `dev` every `cfg.eval_every` steps. Checks `stop`
@@ -186,9 +198,30 @@ pub fn train<M: Model + ?Sized>(
     dev: Option<&Examples>,
     cfg: &TrainConfig,
     stop: &AtomicBool,
+    observe: impl FnMut(&StepMetrics),
+) -> Result<TrainReport> {
+    train_from(model, train, dev, cfg, &Progress::default(), stop, observe)
+}
+
+/// Continues a run that stopped at `from.step` (its model already holds the parameters of that
+/// step) up to `cfg.steps`, with the same `cfg` it was started with: the schedule carries on from
+/// `from.step`, AdamW from its saved moments, and the minibatch sampler is fast-forwarded past
+/// the batches already drawn. Training `n` steps, then continuing to `m`, gives bit for bit the
+/// weights and losses of training `m` steps at once.
+pub fn train_from<M: Model + ?Sized>(
+    model: &mut M,
+    train: &Examples,
+    dev: Option<&Examples>,
+    cfg: &TrainConfig,
+    from: &Progress,
+    stop: &AtomicBool,
     mut observe: impl FnMut(&StepMetrics),
 ) -> Result<TrainReport> {
     cfg.schedule.check()?;
+    if from.step > cfg.steps {
+        let msg = format!("the run is at step {}, past the {} steps asked for", from.step, cfg.steps);
+        return Err(ModelError::Config(msg));
+    }
     if train.is_empty() {
         return Err(ModelError::Config("no training examples".into()));
     }
@@ -204,17 +237,39 @@ pub fn train<M: Model + ?Sized>(
     let mut batch = Batch::new(cfg.batch_size.unwrap_or(0), model.block_size());
     let mut tape = Tape::new();
     let mut grads = Grads::new(model.params());
-    let mut opt: Box<dyn Optimizer<f32>> = match cfg.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(cfg.schedule.lr(0)).with_weight_decay(cfg.weight_decay)),
-        OptimizerKind::AdamW => {
-            let mut a = AdamW::new(cfg.schedule.lr(0));
-            a.weight_decay = cfg.weight_decay;
-            Box::new(a)
+    let mut sgd = Sgd::new(cfg.schedule.lr(0)).with_weight_decay(cfg.weight_decay);
+    let mut adamw = AdamW::new(cfg.schedule.lr(0));
+    adamw.weight_decay = cfg.weight_decay;
+    match (&from.adamw, cfg.optimizer) {
+        (Some(state), OptimizerKind::AdamW) => adamw.set_state(model.params(), state.clone())?,
+        (None, _) if from.step > 0 && cfg.optimizer == OptimizerKind::AdamW => {
+            return Err(ModelError::Config("continuing an AdamW run needs its optimizer state".into()));
         }
+        (Some(_), OptimizerKind::Sgd) => {
+            return Err(ModelError::Config("an AdamW state for a run with SGD".into()));
+        }
+        _ => {}
+    }
+    let opt: &mut dyn Optimizer<f32> = match cfg.optimizer {
+        OptimizerKind::Sgd => &mut sgd,
+        OptimizerKind::AdamW => &mut adamw,
     };
+    // The batches of the steps already done: drawn again (and dropped) so that the sampler
+    // continues where it was (how many random numbers a batch takes varies).
+    if cfg.batch_size.is_some() {
+        for _ in 0..from.step {
+            train.sample_into(&mut rng, &mut batch)?;
+        }
+    }
     let start = Instant::now();
-    let mut report = TrainReport { steps: 0, stopped: false, last_loss: f32::NAN, best: None };
-    for step in 0..cfg.steps {
+    let mut report = TrainReport {
+        steps: from.step,
+        stopped: false,
+        last_loss: f32::NAN,
+        best: None,
+        progress: Progress::default(),
+    };
+    for step in from.step..cfg.steps {
         if stop.load(Ordering::Relaxed) {
             report.stopped = true;
             break;
@@ -249,6 +304,8 @@ pub fn train<M: Model + ?Sized>(
         };
         observe(&StepMetrics { step, lr, loss, dev_loss, elapsed: start.elapsed() });
     }
+    let adamw = if cfg.optimizer == OptimizerKind::AdamW { adamw.state() } else { None };
+    report.progress = Progress { step: report.steps, adamw };
     Ok(report)
 }
 

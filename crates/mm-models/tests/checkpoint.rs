@@ -23,7 +23,7 @@ fn vocab() -> Vocab {
 }
 
 fn meta() -> CheckpointMeta {
-    CheckpointMeta { step: 1234, seed: 42, dataset_sha256: "0a30b555".into() }
+    CheckpointMeta { step: 1234, seed: 42, dataset_sha256: "0a30b555".into(), adamw: None }
 }
 
 /// The logits of `model` for a fixed batch, as raw bits.
@@ -199,4 +199,33 @@ fn a_failed_save_keeps_the_previous_checkpoint() {
     assert!(target.join("keep").is_file());
     let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["busy"], "no temporary file left");
+}
+
+#[test]
+fn adamw_state_is_saved_as_named_tensors_and_checked_on_load() {
+    let d = dir();
+    let mut info: Vec<_> = MLP_META.to_vec();
+    info.push(("adamw_t", "7"));
+    let mut t = mlp_tensors();
+    for (name, shape) in mlp_tensors() {
+        t.push((Box::leak(format!("adamw.m.{name}").into_boxed_str()), shape.clone()));
+        t.push((Box::leak(format!("adamw.v.{name}").into_boxed_str()), shape));
+    }
+    write(&d.join("a.safetensors"), &t, &info);
+    let state = load(&d.join("a.safetensors")).unwrap().1.adamw.expect("a state");
+    assert_eq!((state.t, state.m.len(), state.v[1].len()), (7, 5, 30 * 200));
+
+    t.retain(|(n, _)| *n != "adamw.v.b2");
+    write(&d.join("b.safetensors"), &t, &info);
+    assert!(
+        matches!(checkpoint_err(&d.join("b.safetensors")), CheckpointError::MissingTensor { name, .. } if name == "adamw.v.b2")
+    );
+    // A state that does not fit the model is not saved.
+    let m = Mlp::new(MlpConfig::default(), &vocab(), &mut rand::rngs::StdRng::seed_from_u64(5)).unwrap();
+    let bad = CheckpointMeta {
+        adamw: Some(mm_tensor::AdamWState { t: 1, m: vec![vec![0.0]], v: vec![vec![0.0]] }),
+        ..meta()
+    };
+    assert!(matches!(save(&d.join("c.safetensors"), &AnyModel::Mlp(m), &bad), Err(ModelError::Tensor(_))));
+    assert!(!d.join("c.safetensors").exists());
 }

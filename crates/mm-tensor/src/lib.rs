@@ -55,7 +55,7 @@ mod tape;
 pub use error::{Result, TensorError};
 pub use float::Float;
 pub use ops::AsIds;
-pub use optim::{AdamW, Optimizer, Sgd};
+pub use optim::{AdamW, AdamWState, Optimizer, Sgd};
 pub use param::{Grads, ParamId, ParamStore};
 pub use shape::{MAX_RANK, Shape};
 pub use tape::{Graph, Tape, Var};

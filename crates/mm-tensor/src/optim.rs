@@ -2,7 +2,7 @@
 //! [`ParamStore`] from [`Grads`], with a settable learning rate for schedules.
 
 use crate::param::{Buf, check_like};
-use crate::{Float, Grads, ParamStore, Result};
+use crate::{Float, Grads, ParamStore, Result, TensorError};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer<T: Float> {
@@ -100,6 +100,72 @@ impl<T: Float> AdamW<T> {
     pub fn steps(&self) -> u64 {
         self.t
     }
+
+    /// The moment estimates and the update count, to save with a checkpoint; `None` before the
+    /// first update.
+    pub fn state(&self) -> Option<AdamWState<T>> {
+        (self.t > 0).then(|| AdamWState {
+            t: self.t,
+            m: self.m.iter().map(|b| b.data.clone()).collect(),
+            v: self.v.iter().map(|b| b.data.clone()).collect(),
+        })
+    }
+
+    /// Restores a saved [`AdamWState`] for `params`, so that training continues exactly where it
+    /// stopped. Fails, changing nothing, unless it holds one moment of the right size per
+    /// parameter.
+    ///
+    /// ```
+    /// use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Tape};
+    /// let mut params = ParamStore::new();
+    /// let w = params.add("w", ndarray::arr1(&[1.0f64, -2.0]).into_dyn())?;
+    /// let mut grads = Grads::new(&params);
+    /// let mut tape = Tape::new();
+    /// let g = tape.graph(&params);
+    /// let loss = (g.param(w) * g.param(w)).sum();
+    /// g.backward(loss, &mut grads)?;
+    /// let mut a = AdamW::new(0.1);
+    /// a.step(&mut params, &grads)?;
+    /// let mut b = AdamW::new(0.1);
+    /// b.set_state(&params, a.state().unwrap())?;
+    /// let mut copy = params.clone();
+    /// a.step(&mut params, &grads)?;
+    /// b.step(&mut copy, &grads)?;
+    /// assert_eq!(params.data(w), copy.data(w));
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn set_state(&mut self, params: &ParamStore<T>, state: AdamWState<T>) -> Result<()> {
+        let n = params.len();
+        if state.m.len() != n || state.v.len() != n {
+            let got = if state.m.len() != n { state.m.len() } else { state.v.len() };
+            return Err(TensorError::ParamCount { op: "adamw state", expected: n, got });
+        }
+        for (id, (m, v)) in params.ids().zip(state.m.iter().zip(&state.v)) {
+            let shape = params.shape(id);
+            if let Some(len) = [m.len(), v.len()].into_iter().find(|&l| l != shape.numel()) {
+                return Err(TensorError::DataLength { op: "adamw state", len, shape });
+            }
+        }
+        let bufs = |data: Vec<Vec<T>>| {
+            params.ids().zip(data).map(|(id, data)| Buf { shape: params.shape(id), data }).collect()
+        };
+        self.t = state.t;
+        self.m = bufs(state.m);
+        self.v = bufs(state.v);
+        Ok(())
+    }
+}
+
+/// AdamW's state between steps: the update count `t` and, for each parameter of a store (in id
+/// order, each flat and row-major), the first and second moment estimates `m` and `v`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWState<T> {
+    /// Updates applied.
+    pub t: u64,
+    /// First-moment estimates, one per parameter.
+    pub m: Vec<Vec<T>>,
+    /// Second-moment estimates, one per parameter.
+    pub v: Vec<Vec<T>>,
 }
 
 impl<T: Float> Optimizer<T> for AdamW<T> {

@@ -1,6 +1,6 @@
 //! Invariants that hold for any input (proptest), and the engine's behaviour on bad input.
 
-use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Sgd, Tape, TensorError};
+use mm_tensor::{AdamW, AdamWState, Grads, Optimizer, ParamStore, Sgd, Tape, TensorError};
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
@@ -207,6 +207,21 @@ fn sgd_and_adamw_updates() {
     assert_eq!(adam.steps(), 1);
     adam.set_lr(0.5);
     assert_eq!(adam.lr(), 0.5);
+
+    // Its state: none before a step; after one, t = 1, m = (1 - beta1) g, v = (1 - beta2) g².
+    assert_eq!(AdamW::<f64>::new(0.1).state(), None);
+    let state = adam.state().unwrap();
+    assert_eq!(state.t, 1);
+    assert!((state.m[0][1] - 0.1 * -2.0).abs() < 1e-15 && (state.v[0][1] - 0.001 * 4.0).abs() < 1e-15);
+    // A state that does not fit the parameters is refused and changes nothing.
+    let mut fresh = AdamW::new(0.01);
+    let wrong_len = AdamWState { t: 1, m: vec![vec![0.0; 2]], v: vec![vec![0.0; 2]] };
+    assert!(matches!(fresh.set_state(&params, wrong_len), Err(TensorError::DataLength { .. })));
+    let wrong_count = AdamWState { t: 1, m: vec![], v: vec![] };
+    assert!(matches!(fresh.set_state(&params, wrong_count), Err(TensorError::ParamCount { .. })));
+    assert_eq!(fresh.state(), None);
+    fresh.set_state(&params, state.clone()).unwrap();
+    assert_eq!(fresh.state(), Some(state));
 }
 
 #[test]

@@ -132,7 +132,7 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
     info.insert("step".into(), meta.step.to_string());
     info.insert("seed".into(), meta.seed.to_string());
     info.insert("dataset_sha256".into(), meta.dataset_sha256.clone());
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = match model {
+    let tensors: Vec<Named> = match model {
         AnyModel::Counts(m) => {
             let n = m.counts();
             vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
@@ -149,13 +149,16 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
     write_atomically(path, &bytes)
 }
 
+/// A tensor to save: name, shape, little-endian f32 bytes.
+type Named = (String, Vec<usize>, Vec<u8>);
+
 /// A neural model's configuration into the metadata, and its parameters (and AdamW's moments,
 /// if any) as (name, shape, little-endian f32 bytes).
 fn neural(
     m: &dyn Model,
     meta: &CheckpointMeta,
     info: &mut HashMap<String, String>,
-) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>> {
+) -> Result<Vec<Named>> {
     info.extend(m.config().into_iter().map(|(k, v)| (k.to_string(), v)));
     let p = m.params();
     let bytes = |xs: &[f32]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();

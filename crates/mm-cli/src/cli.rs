@@ -126,9 +126,9 @@ pub struct DataArg {
 /// `makemore train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// The model to train.
-    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
-    pub model: ModelKind,
+    /// The model to train [default: mlp; with --resume, the run's].
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
 
     #[command(flatten)]
     pub data: DataArg,
@@ -140,6 +140,16 @@ pub struct TrainArgs {
     /// Overwrite a run directory that already holds a run.
     #[arg(long)]
     pub force: bool,
+
+    /// Continue the run in --out from its checkpoint, with the optimizer's state, as if it had
+    /// never stopped (e.g. after Ctrl-C): the same model, data, seed and training flags (from its
+    /// summary.json). --steps may raise the number of steps; the other training flags cannot be
+    /// given.
+    #[arg(long, conflicts_with_all = [
+        "force", "seed", "block_size", "n_embd", "n_hidden", "init", "batch_size", "lr", "decay_step",
+        "lr_decayed", "optimizer", "weight_decay", "reg", "alpha", "eval_every",
+    ])]
+    pub resume: bool,
 
     /// The seed of the initialisation and of the minibatches.
     #[arg(long, default_value_t = 42)]

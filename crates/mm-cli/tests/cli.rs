@@ -43,10 +43,11 @@ fn help_explains_every_flag_with_its_default() {
         "--eval-every",
         "--json",
         "--force",
+        "--resume",
     ] {
         assert!(help.contains(flag), "{flag} is documented");
     }
-    assert!(help.contains("[default: mlp]") && help.contains("[default: data/names.txt]"));
+    assert!(help.contains("[default: mlp") && help.contains("[default: data/names.txt]"));
 }
 
 #[test]
@@ -196,6 +197,13 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
         1,
         "line 2 is not valid UTF-8",
     );
+    // Sizes that would not fit in memory.
+    fails(
+        &["train", "--n-hidden", "65536", "--n-embd", "4096", "--block-size", "64", "--out"],
+        &[&out, Path::new("--data"), &d.join("names.txt")],
+        1,
+        "choose smaller sizes",
+    );
     assert!(!out.exists(), "no run directory after a failure");
     // A missing, a corrupt and a truncated checkpoint.
     fails(&["sample", "--checkpoint"], &[&d.join("none.safetensors")], 1, "none.safetensors");
@@ -242,7 +250,9 @@ fn a_run_directory_is_not_overwritten_without_force() {
     let before = std::fs::read(out.join("summary.json")).unwrap();
     let again = train(false);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already holds a run: pass --force"));
+    assert!(
+        stderr(&again).contains("already holds a run: pass --resume to continue it, --force to overwrite it")
+    );
     assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
     assert!(train(true).status.success());
 }

@@ -154,11 +154,7 @@ type Named = (String, Vec<usize>, Vec<u8>);
 
 /// A neural model's configuration into the metadata, and its parameters (and AdamW's moments,
 /// if any) as (name, shape, little-endian f32 bytes).
-fn neural(
-    m: &dyn Model,
-    meta: &CheckpointMeta,
-    info: &mut HashMap<String, String>,
-) -> Result<Vec<Named>> {
+fn neural(m: &dyn Model, meta: &CheckpointMeta, info: &mut HashMap<String, String>) -> Result<Vec<Named>> {
     info.extend(m.config().into_iter().map(|(k, v)| (k.to_string(), v)));
     let p = m.params();
     let bytes = |xs: &[f32]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();

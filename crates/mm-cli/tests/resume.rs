@@ -1,0 +1,173 @@
+//! `makemore train --resume`: a run stopped (by `--steps` or by Ctrl-C) and resumed ends bit for
+//! bit where one uninterrupted run ends, with the same log; what cannot be resumed says why.
+
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+
+use common::{makemore, workdir};
+use mm_models::Model;
+use mm_models::checkpoint::{AnyModel, load};
+
+/// `makemore train ARGS --data <d>/names.txt --out <d>/<out>`, checked to succeed.
+fn train(d: &Path, out: &str, args: &[&str]) -> Output {
+    let o = makemore()
+        .arg("train")
+        .args(args)
+        .arg("--data")
+        .arg(d.join("names.txt"))
+        .arg("--out")
+        .arg(d.join(out))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The parameters (and AdamW's moments) of a run's checkpoint, as raw bits, and its step.
+fn checkpoint_bits(run: &Path) -> (Vec<u32>, u64, Option<Vec<u32>>) {
+    let (model, meta) = load(&run.join("model.safetensors")).unwrap();
+    let params = match &model {
+        AnyModel::Mlp(m) => m.params().clone(),
+        AnyModel::BigramNet(m) => m.params().clone(),
+        AnyModel::Counts(_) => panic!("a neural model"),
+    };
+    let bits = params.ids().flat_map(|id| params.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    let adamw = meta.adamw.map(|s| s.m.iter().chain(&s.v).flatten().map(|x| x.to_bits()).collect());
+    (bits.collect(), meta.step, adamw)
+}
+
+/// metrics.csv without its elapsed-time column.
+fn log(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn thirty_then_resumed_to_sixty_equals_sixty_for_each_optimizer_and_model() {
+    let d = workdir();
+    for (name, flags) in [
+        ("mlp-sgd", &["--model", "mlp", "--decay-step", "40"][..]),
+        ("mlp-adamw", &["--model", "mlp", "--optimizer", "adamw", "--lr", "0.01", "--decay-step", "40"][..]),
+        ("bigram-nn", &["--model", "bigram-nn"][..]),
+    ] {
+        let common = [flags, &["--eval-every", "10", "--seed", "5"]].concat();
+        train(&d, &format!("{name}-whole"), &[&common[..], &["--steps", "60"]].concat());
+        train(&d, &format!("{name}-part"), &[&common[..], &["--steps", "30"]].concat());
+        let part = d.join(format!("{name}-part"));
+        // The part run recorded 30 steps: --steps 60 raises them (the decay step stays 40).
+        let o = train(&d, &format!("{name}-part"), &["--resume", "--steps", "60"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("resuming"), "{name}");
+
+        let whole = d.join(format!("{name}-whole"));
+        let (w, p) = (checkpoint_bits(&whole), checkpoint_bits(&part));
+        assert!(w == p, "{name}: the checkpoints differ (step {} vs {})", w.1, p.1);
+        assert_eq!(p.1, 60);
+        assert_eq!(p.2.is_some(), name == "mlp-adamw", "{name}: AdamW's moments are saved");
+        assert_eq!(log(&part), log(&whole), "{name}: the logs");
+        assert_eq!(log(&part).len(), 61);
+        let (sw, sp) = (summary(&whole), summary(&part));
+        assert_eq!(sp["steps"], 60);
+        assert_eq!(sp["loss"], sw["loss"], "{name}");
+        assert_eq!(sp["best"]["dev_loss"], sw["best"]["dev_loss"], "{name}");
+        assert_eq!(sp["samples"], sw["samples"], "{name}");
+    }
+}
+
+fn fails(d: &Path, out: &str, args: &[&str], code: i32, contains: &str) {
+    let o = makemore()
+        .arg("train")
+        .args(args)
+        .arg("--data")
+        .arg(d.join("names.txt"))
+        .arg("--out")
+        .arg(d.join(out))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(contains),
+        "{args:?}: {err:?} should contain {contains:?}"
+    );
+    if code == 1 {
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn what_cannot_be_resumed_says_why() {
+    let d = workdir();
+    fails(&d, "none", &["--resume"], 1, "holds no run to resume");
+    train(&d, "done", &["--steps", "20", "--eval-every", "10"]);
+    let before = std::fs::read(d.join("done/model.safetensors")).unwrap();
+    fails(&d, "done", &["--resume"], 1, "has done 20 of its 20 steps: pass --steps");
+    fails(&d, "done", &["--resume", "--steps", "10"], 1, "has done 20 of its 10 steps");
+    // Training flags come from the run: changing them is a usage error.
+    fails(&d, "done", &["--resume", "--steps", "40", "--lr", "0.5"], 2, "--lr");
+    fails(&d, "done", &["--resume", "--force"], 2, "--force");
+    fails(
+        &d,
+        "done",
+        &["--resume", "--steps", "40", "--model", "bigram-nn"],
+        1,
+        "holds a mlp run, not bigram-nn",
+    );
+    // Another dataset.
+    std::fs::write(d.join("other.txt"), "anna\nbob\n").unwrap();
+    let o = makemore()
+        .args(["train", "--resume", "--steps", "40", "--data"])
+        .arg(d.join("other.txt"))
+        .arg("--out")
+        .arg(d.join("done"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not the dataset the run was trained on"), "{err}");
+    assert_eq!(std::fs::read(d.join("done/model.safetensors")).unwrap(), before, "nothing was changed");
+    train(&d, "counts", &["--model", "bigram"]);
+    fails(&d, "counts", &["--resume", "--steps", "40"], 1, "bigram counting model");
+    // An existing run names the way out.
+    fails(&d, "done", &[], 1, "pass --resume to continue it, --force to overwrite it");
+}
+
+/// Ctrl-C, then `--resume`: the run continues as if it had not been interrupted.
+#[cfg(unix)]
+#[test]
+fn a_run_stopped_by_ctrl_c_resumes_where_it_stopped() {
+    let d = workdir();
+    let flags = ["--steps", "5000000", "--decay-step", "100", "--eval-every", "1000"];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_makemore"))
+        .arg("train")
+        .args(flags)
+        .arg("--data")
+        .arg(d.join("names.txt"))
+        .arg("--out")
+        .arg(d.join("stopped"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = summary(&d.join("stopped"));
+    assert_eq!(s["stopped"], true);
+    let k = s["steps"].as_u64().unwrap();
+    assert!(k > 0 && k < 5_000_000, "stopped at {k}");
+
+    let total = (k + 150).to_string();
+    train(&d, "stopped", &["--resume", "--steps", &total]);
+    let whole_flags = ["--steps", &total, "--decay-step", "100", "--eval-every", "1000"];
+    train(&d, "whole", &whole_flags);
+    assert!(checkpoint_bits(&d.join("stopped")) == checkpoint_bits(&d.join("whole")), "stopped at {k}");
+    assert_eq!(log(&d.join("stopped")), log(&d.join("whole")));
+}

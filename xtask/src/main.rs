@@ -1,5 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`.
 //!
+//! - `cargo xtask bench`: makemore-rs against PyTorch on each workload of the lectures, in one
+//!   table, and the scaling with 10x and 100x the data.
 //! - `cargo xtask download [--from SOURCE]`: fetches the dataset to `data/names.txt`, checked by
 //!   sha256.
 //! - `cargo xtask golden FILE...`: runs golden files (`mm-golden/1`, PyTorch reference values)
@@ -7,6 +9,7 @@
 //! - `cargo xtask lr-sweep`: finds the learning rate (the lecture's sweep, smoothed and repeated,
 //!   or a grid of short runs), with sweep.csv and a plot.
 
+mod bench;
 mod download;
 mod golden;
 mod lr_sweep;
@@ -23,6 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    Bench(bench::Args),
     Download(download::Args),
     Golden(golden::Args),
     LrSweep(lr_sweep::Args),
@@ -31,6 +35,7 @@ enum Task {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Bench(args) => bench::run(&args).map(|()| true),
         Task::Download(args) => download::run(&args).map(|()| true),
         Task::Golden(args) => golden::run(&args),
         Task::LrSweep(args) => lr_sweep::run(&args).map(|()| true),

@@ -4,8 +4,9 @@ use mm_data::Vocab;
 use mm_tensor::{Graph, ParamStore, Var};
 use ndarray::ArrayView2;
 
-/// A neural character model: from a batch of contexts to logits over the vocabulary.
-pub trait Model {
+/// A neural character model: from a batch of contexts to logits over the vocabulary. Models are
+/// `Sync`, so that evaluation can share one among threads.
+pub trait Model: Sync {
     /// The model's kind, e.g. `"mlp"` or `"bigram-nn"` (checkpoints record it).
     fn kind(&self) -> &'static str;
 

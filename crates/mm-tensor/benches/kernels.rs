@@ -59,6 +59,30 @@ fn bench_op(
     });
 }
 
+/// The six products of one MLP step, kernel only (no graph): forward `emb @ W1`, `h @ W2`;
+/// backward `hᵀ @ dlogits`, `dlogits @ W2ᵀ`, `embᵀ @ dpre`, `dpre @ W1ᵀ`.
+fn gemm_shapes(c: &mut Criterion) {
+    let shapes = [
+        ("emb@W1 32x30x200", (32, 30, 200), false, false),
+        ("h@W2 32x200x27", (32, 200, 27), false, false),
+        ("hT@dlogits 200x32x27", (200, 32, 27), true, false),
+        ("dlogits@W2T 32x27x200", (32, 27, 200), false, true),
+        ("embT@dpre 30x32x200", (30, 32, 200), true, false),
+        ("dpre@W1T 32x200x30", (32, 200, 30), false, true),
+    ];
+    for (name, (m, k, n), at, bt) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let (mut out, mut pack) = (vec![0f32; m * n], Vec::new());
+        c.bench_function(&format!("gemm {name}"), |bench| {
+            bench.iter(|| {
+                mm_tensor::gemm_f32((m, k, n), (&a, at), (&b, bt), &mut out, &mut pack);
+                black_box(out[0]);
+            })
+        });
+    }
+}
+
 fn kernels(c: &mut Criterion) {
     bench_op(c, "matmul 32x30@30x200", &[&[32, 30], &[30, 200]], |x| x[0].matmul(x[1]));
     bench_op(c, "matmul 32x200@200x27", &[&[32, 200], &[200, 27]], |x| x[0].matmul(x[1]));
@@ -114,5 +138,5 @@ fn mlp_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, kernels, mlp_step);
+criterion_group!(benches, gemm_shapes, kernels, mlp_step);
 criterion_main!(benches);

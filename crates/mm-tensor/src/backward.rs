@@ -280,6 +280,12 @@ impl<T: Float> Ctx<'_, T> {
                     axis::cross_entropy_backward(self.aux, classes, self.values.ids(targets), g[0], dst, acc);
                 }
             }
+            Op::LookupCrossEntropy { table, ids, .. } => {
+                if let Some((dst, acc)) = sinks.get(table) {
+                    let classes = *self.shape(table).dims().last().expect("the table is 2-D");
+                    axis::lookup_cross_entropy_backward(self.aux, classes, ids.len as usize, g[0], dst, acc);
+                }
+            }
         }
     }
 }

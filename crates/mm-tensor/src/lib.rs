@@ -71,3 +71,24 @@ pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
 pub fn exp_f32(x: &mut [f32]) {
     kernels::exp::exp_f32(x);
 }
+
+/// `c = a · b` for row-major `c` `[m, n]`, with `a` `[m, k]` and `b` `[k, n]` each stored
+/// row-major or, when `a_t` / `b_t`, as the row-major transpose (`[k, m]`, `[n, k]`): the
+/// engine's matrix-multiply kernel, exposed for benchmarks ([`Var::matmul`] and its backward use
+/// it). `pack` is its reusable scratch.
+///
+/// # Panics
+///
+/// If a slice is shorter than its shape.
+pub fn gemm_f32(
+    (m, k, n): (usize, usize, usize),
+    (a, a_t): (&[f32], bool),
+    (b, b_t): (&[f32], bool),
+    c: &mut [f32],
+    pack: &mut Vec<f32>,
+) {
+    use kernels::matmul::Strided;
+    let a = if a_t { Strided::transposed(&a[..m * k], m) } else { Strided::rows(&a[..m * k], k) };
+    let b = if b_t { Strided::transposed(&b[..k * n], k) } else { Strided::rows(&b[..k * n], n) };
+    kernels::matmul::gemm((m, k, n), a, b, &mut c[..m * n], kernels::Acc::Write, pack);
+}

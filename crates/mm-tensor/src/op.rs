@@ -72,4 +72,7 @@ pub(crate) enum Op {
     Embedding { table: NodeId, ids: Span },
     /// Mean cross-entropy of `logits` rows against class ids `ids[span]`.
     CrossEntropy { logits: NodeId, targets: Span },
+    /// Mean cross-entropy of the rows of `table` picked by `ids[ids]` against `ids[targets]`:
+    /// `CrossEntropy(Embedding(table, ids), targets)` fused.
+    LookupCrossEntropy { table: NodeId, ids: Span, targets: Span },
 }

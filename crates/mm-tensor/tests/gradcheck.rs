@@ -194,6 +194,38 @@ fn cross_entropy_and_one_hot() {
     check("bigram_nn", &[(&[3, 3], N)], |_, x| {
         x[0].embedding(&xs[..]).cross_entropy(&ys[..]) + x[0].pow(2.0).mean() * 0.01
     });
+    // The same, fused; row 3 of the table is never picked (its gradient is zero).
+    check("lookup_cross_entropy", &[(&[4, 3], N)], |_, x| x[0].lookup_cross_entropy(&xs[..], &ys[..]));
+}
+
+#[test]
+fn lookup_cross_entropy_equals_gather_then_cross_entropy() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut params = ParamStore::<f64>::new();
+    let w = params.add("W", init::randn::<f64, _>(&[6, 5], &mut rng) * 3.0).unwrap();
+    let xs: Vec<u32> = (0..500).map(|i| (i * 7 % 11 % 6) as u32).collect();
+    let ys: Vec<u32> = (0..500).map(|i| (i * 13 % 17 % 5) as u32).collect();
+    let mut tape = Tape::new();
+    let (mut fused, mut plain) = (Grads::new(&params), Grads::new(&params));
+    let a = {
+        let g = tape.graph(&params);
+        let loss = g.param(w).lookup_cross_entropy(&xs[..], &ys[..]);
+        g.backward(loss, &mut fused).unwrap()
+    };
+    let b = {
+        let g = tape.graph(&params);
+        let loss = g.param(w).embedding(&xs[..]).cross_entropy(&ys[..]);
+        g.backward(loss, &mut plain).unwrap()
+    };
+    assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    for (p, q) in fused.data(w).iter().zip(plain.data(w)) {
+        assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+    }
+    // Bad ids and targets are errors, not panics.
+    let g = tape.no_grad(&params);
+    assert!(g.param(w).try_lookup_cross_entropy(&[6u32][..], &[0u32][..]).is_err());
+    assert!(g.param(w).try_lookup_cross_entropy(&[0u32][..], &[5u32][..]).is_err());
+    assert!(g.param(w).try_lookup_cross_entropy(&[0u32, 1][..], &[0u32][..]).is_err());
 }
 
 #[test]

@@ -143,6 +143,63 @@ pub(crate) fn cross_entropy_backward<T: Float>(
     }
 }
 
+/// The mean cross-entropy of `table[ids]` (rows of `classes` logits) against `targets`, without
+/// gathering the rows: every example with the same id has the same logits, so the examples are
+/// only counted, per (id, target) pair, and each row's log-softmax is taken once. `aux` receives
+/// the softmax of every row of `table`, then the pair counts (both `[rows, classes]`).
+pub(crate) fn lookup_cross_entropy<T: Float>(
+    table: &[T],
+    classes: usize,
+    ids: &[u32],
+    targets: &[u32],
+    aux: &mut Vec<T>,
+) -> f64 {
+    let cells = table.len();
+    let mut counts = vec![0u32; cells];
+    for (&i, &t) in ids.iter().zip(targets) {
+        counts[i as usize * classes + t as usize] += 1;
+    }
+    aux.clear();
+    let mut total = 0.0;
+    for (r, row) in table.chunks_exact(classes).enumerate() {
+        let max = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
+        let start = aux.len();
+        aux.extend(row.iter().map(|&x| x - max));
+        T::exp_slice(&mut aux[start..]);
+        let sum = aux[start..].iter().fold(T::zero(), |s, &e| s + e);
+        let inv = T::one() / sum;
+        aux[start..].iter_mut().for_each(|e| *e *= inv);
+        // Σ over this row's examples of lse(row) - row[t], with lse = max + ln(sum).
+        let lse = max.as_f64() + sum.ln().as_f64();
+        for (c, &n) in counts[r * classes..][..classes].iter().enumerate() {
+            if n > 0 {
+                total += f64::from(n) * (lse - row[c].as_f64());
+            }
+        }
+    }
+    aux.extend(counts.iter().map(|&n| T::of(f64::from(n))));
+    total / ids.len().max(1) as f64
+}
+
+/// The backward of [`lookup_cross_entropy`]: row `r` of the table gets
+/// `(n_r · softmax(row) - counts[r]) · g / examples`, where `n_r` is how many examples picked it.
+pub(crate) fn lookup_cross_entropy_backward<T: Float>(
+    aux: &[T],
+    classes: usize,
+    examples: usize,
+    g: T,
+    dst: &mut Vec<T>,
+    acc: Acc,
+) {
+    let (probs, counts) = aux.split_at(aux.len() / 2);
+    let scale = g / T::of(examples.max(1) as f64);
+    let grad = probs.chunks_exact(classes).zip(counts.chunks_exact(classes)).flat_map(|(p, n)| {
+        let picked = n.iter().fold(T::zero(), |s, &c| s + c);
+        p.iter().zip(n).map(move |(&p, &c)| (picked * p - c) * scale)
+    });
+    super::store(dst, acc, grad);
+}
+
 /// Transposes a row-major `[rows, cols]` matrix `x` into `out` (`[cols, rows]`), or adds it.
 pub(crate) fn transpose<T: Float>(x: &[T], rows: usize, cols: usize, out: &mut Vec<T>, acc: Acc) {
     super::sized(out, rows * cols);

@@ -95,14 +95,18 @@ impl Broadcast {
     /// `out = f(a, b)` elementwise with broadcasting; `out` is resized to the output's size.
     #[inline]
     pub(crate) fn map<T: Float>(&self, a: &[T], b: &[T], out: &mut Vec<T>, f: impl Fn(T, T) -> T) {
-        out.clear();
+        super::sized(out, self.out.numel());
+        // Each run writes its own slice of `out` from slices of `a` and `b` of the same length:
+        // plain loops without bounds checks or capacity checks, which vectorize.
         self.runs(|r| {
-            let (a, b) = (&a[r.i[0]..], &b[r.i[1]..]);
+            let (a, b, o) = (&a[r.i[0]..], &b[r.i[1]..], &mut out[r.o..r.o + r.len]);
             match r.s {
-                [1, 1] => out.extend(a[..r.len].iter().zip(&b[..r.len]).map(|(&x, &y)| f(x, y))),
-                [1, _] => out.extend(a[..r.len].iter().map(|&x| f(x, b[0]))),
-                [_, 1] => out.extend(b[..r.len].iter().map(|&y| f(a[0], y))),
-                _ => out.extend(std::iter::repeat_n(f(a[0], b[0]), r.len)),
+                [1, 1] => {
+                    o.iter_mut().zip(&a[..r.len]).zip(&b[..r.len]).for_each(|((o, &x), &y)| *o = f(x, y))
+                }
+                [1, _] => o.iter_mut().zip(&a[..r.len]).for_each(|(o, &x)| *o = f(x, b[0])),
+                [_, 1] => o.iter_mut().zip(&b[..r.len]).for_each(|(o, &y)| *o = f(a[0], y)),
+                _ => o.fill(f(a[0], b[0])),
             }
         });
     }

@@ -1,0 +1,472 @@
+//! `cargo xtask bench`: the headline comparison with PyTorch, workload by workload, on this
+//! machine, in one table; then how the costs grow with 10x and 100x the data.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mm_data::{Dataset, Examples, Split, SplitSpec};
+use mm_models::{
+    BigramCounts, BigramNet, Mlp, MlpConfig, Novelty, SampleConfig, TrainConfig, evaluate, sample,
+    sample_counts, train,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// Time makemore-rs and PyTorch on each workload of the lectures, alternately, and print one
+/// table with the ratio and the target; then the scaling with 10x and 100x synthetic data.
+///
+/// PyTorch's figures come from bench/pytorch_bench.py (one thread), when `python3 -c "import
+/// torch"` works; otherwise only ours are printed.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The dataset (`cargo xtask download` fetches it).
+    #[arg(long, value_name = "PATH", default_value = mm_data::DEFAULT_DATASET)]
+    data: PathBuf,
+
+    /// Rounds per workload, ours and PyTorch's alternately; each side's best round counts.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: u64,
+
+    /// The Python that has torch.
+    #[arg(long, default_value = "python3")]
+    python: String,
+
+    /// Leave PyTorch out even if it is installed.
+    #[arg(long)]
+    no_torch: bool,
+
+    /// Skip the two full 200,000-step training runs (about a minute with PyTorch).
+    #[arg(long)]
+    quick: bool,
+
+    /// Skip the scaling measurements (10x and 100x synthetic data).
+    #[arg(long)]
+    no_scaling: bool,
+}
+
+/// One row of the table.
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    ours: f64,
+    torch: Option<f64>,
+    target: Target,
+}
+
+/// What a row must reach.
+enum Target {
+    /// At least this many times faster than PyTorch.
+    Faster(f64),
+    /// At most this value, in the row's unit.
+    AtMost(f64),
+}
+
+impl Row {
+    fn met(&self) -> Option<bool> {
+        match self.target {
+            Target::Faster(k) => self.torch.map(|t| t / self.ours >= k),
+            Target::AtMost(v) => Some(self.ours <= v),
+        }
+    }
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let data = Dataset::load(&args.data).map_err(|e| {
+        anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
+    })?;
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let torch = !args.no_torch && torch_version(&args.python).is_some();
+    print_machine(args, torch);
+    let py =
+        Python { python: &args.python, script: workspace.join("bench/pytorch_bench.py"), data: &args.data };
+    let rounds = args.rounds as usize;
+
+    let vocab = data.vocab();
+    let split = Split::new(data.words(), SplitSpec::default())?;
+    let tr = Examples::windows(&split.train, &vocab, 3)?;
+    let mlp = |seed| Mlp::new(MlpConfig::default(), &vocab, &mut StdRng::seed_from_u64(seed));
+    let no = AtomicBool::new(false);
+    let mut rows = Vec::new();
+
+    // The MLP step: 2,000 steps of the lecture's training (minibatch, forward, backward, SGD).
+    let mut model = mlp(1)?;
+    let cfg = TrainConfig { steps: 500, eval_every: 0, ..TrainConfig::mlp() };
+    train(&mut model, &tr, None, &cfg, &no, |_| ())?; // warm up
+    let cfg = TrainConfig { steps: 2000, ..cfg };
+    let step = || -> anyhow::Result<f64> {
+        let mut model = model.clone();
+        let t = Instant::now();
+        train(&mut model, &tr, None, &cfg, &no, |_| ())?;
+        Ok(t.elapsed().as_secs_f64() / 2000.0 * 1e6)
+    };
+    let (ours, theirs) = alternate(rounds, step, || py.run("mlp_step", 3, torch))?;
+    rows.push(Row {
+        name: "MLP training step (batch 32)",
+        unit: "µs",
+        ours,
+        torch: theirs,
+        target: Target::Faster(10.0),
+    });
+
+    // The loss over the whole train split, no gradients.
+    let model = mlp(1)?;
+    let loss = || -> anyhow::Result<f64> { best_of(5, || evaluate(&model, &tr).map(drop)) };
+    let (ours, theirs) = alternate(rounds, loss, || py.run("train_split_loss", 5, torch))?;
+    rows.push(Row {
+        name: "loss over the train split (182,625)",
+        unit: "ms",
+        ours,
+        torch: theirs,
+        target: Target::AtMost(50.0),
+    });
+
+    // Bigram counting, from the words.
+    let words = data.words();
+    let counts = || -> anyhow::Result<f64> { best_of(5, || BigramCounts::fit(words, &vocab).map(drop)) };
+    let (ours, theirs) = alternate(rounds, counts, || py.run("bigram_counts", 5, torch))?;
+    rows.push(Row {
+        name: "bigram counts of names.txt",
+        unit: "ms",
+        ours,
+        torch: theirs,
+        target: Target::Faster(10.0),
+    });
+
+    // The bigram net's full-batch step over every bigram of names.txt.
+    let all = Examples::windows(words, &vocab, 1)?;
+    let net = BigramNet::new(&vocab, 0.01, &mut StdRng::seed_from_u64(1))?;
+    let nn_step = || -> anyhow::Result<f64> {
+        let cfg = TrainConfig { steps: 20, ..TrainConfig::bigram_nn() };
+        let mut net = net.clone();
+        let t = Instant::now();
+        train(&mut net, &all, None, &cfg, &no, |_| ())?;
+        Ok(t.elapsed().as_secs_f64() / 20.0 * 1e3)
+    };
+    let (ours, theirs) = alternate(rounds, nn_step, || py.run("bigram_nn_step", 5, torch))?;
+    rows.push(Row {
+        name: "bigram net full-batch step (228,146)",
+        unit: "ms",
+        ours,
+        torch: theirs,
+        target: Target::Faster(10.0),
+    });
+
+    // Sampling 10,000 names from the MLP.
+    let model = mlp(1)?;
+    let sample_cfg = SampleConfig { n: 10_000, ..SampleConfig::default() };
+    let sampling = || -> anyhow::Result<f64> { best_of(3, || sample(&model, &sample_cfg).map(drop)) };
+    let (ours, theirs) = alternate(rounds, sampling, || py.run("sample_10k", 3, torch))?;
+    rows.push(Row {
+        name: "sample 10,000 names (MLP)",
+        unit: "ms",
+        ours,
+        torch: theirs,
+        target: Target::AtMost(500.0),
+    });
+
+    // The whole default training run, end to end, and its peak memory: one round each.
+    if !args.quick {
+        let (secs, rss) = full_run(&workspace, &args.data)?;
+        let theirs = if torch { Some(py.full_run()?) } else { None };
+        rows.push(Row {
+            name: "full 200,000-step run (makemore train)",
+            unit: "s",
+            ours: secs,
+            torch: theirs.map(|t| t.0),
+            target: Target::AtMost(10.0),
+        });
+        rows.push(Row {
+            name: "peak resident memory of that run",
+            unit: "MB",
+            ours: rss,
+            torch: theirs.map(|t| t.1),
+            target: Target::AtMost(50.0),
+        });
+    }
+
+    print_table(&rows, torch);
+    if !torch && !args.no_torch {
+        println!(
+            "\nPyTorch's column is empty: `{} -c \"import torch\"` failed. `pip install torch` (CPU wheels \
+             suffice) to compare, then run `cargo xtask bench` again.",
+            args.python
+        );
+    }
+    if !args.no_scaling {
+        scaling(&data)?;
+    }
+    let missed: Vec<_> = rows.iter().filter(|r| r.met() == Some(false)).map(|r| r.name).collect();
+    if !missed.is_empty() {
+        println!("\ntargets missed: {}", missed.join("; "));
+    }
+    Ok(())
+}
+
+/// The best time of `n` calls of `f`, in milliseconds.
+fn best_of<E: Into<anyhow::Error>>(n: usize, mut f: impl FnMut() -> Result<(), E>) -> anyhow::Result<f64> {
+    let mut best = Duration::MAX;
+    for _ in 0..n {
+        let t = Instant::now();
+        f().map_err(Into::into)?;
+        best = best.min(t.elapsed());
+    }
+    Ok(best.as_secs_f64() * 1e3)
+}
+
+/// `rounds` rounds of ours then theirs; the best of each side.
+fn alternate(
+    rounds: usize,
+    mut ours: impl FnMut() -> anyhow::Result<f64>,
+    mut theirs: impl FnMut() -> anyhow::Result<Option<f64>>,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let (mut a, mut b) = (f64::INFINITY, None::<f64>);
+    for _ in 0..rounds {
+        a = a.min(ours()?);
+        if let Some(t) = theirs()? {
+            b = Some(b.map_or(t, |b| b.min(t)));
+        }
+    }
+    Ok((a, b))
+}
+
+/// bench/pytorch_bench.py.
+struct Python<'a> {
+    python: &'a str,
+    script: PathBuf,
+    data: &'a Path,
+}
+
+impl Python<'_> {
+    /// Runs one workload (when `enabled`) and returns its value.
+    fn run(&self, workload: &str, repeats: usize, enabled: bool) -> anyhow::Result<Option<f64>> {
+        if !enabled {
+            return Ok(None);
+        }
+        let out = self.json(workload, repeats)?;
+        Ok(Some(out["value"].as_f64().context("no value in pytorch_bench.py's output")?))
+    }
+
+    /// The full run: (seconds, peak resident MB).
+    fn full_run(&self) -> anyhow::Result<(f64, f64)> {
+        let out = self.json("full_run", 1)?;
+        let get = |k: &str| out[k].as_f64().with_context(|| format!("no {k} in pytorch_bench.py's output"));
+        Ok((get("value")?, get("peak_rss_mb")?))
+    }
+
+    fn json(&self, workload: &str, repeats: usize) -> anyhow::Result<serde_json::Value> {
+        let out = Command::new(self.python)
+            .arg(&self.script)
+            .arg(workload)
+            .arg("--data")
+            .arg(self.data)
+            .args(["--repeats", &repeats.to_string()])
+            .output()
+            .with_context(|| format!("cannot run {}", self.python))?;
+        if !out.status.success() {
+            bail!(
+                "{} {workload} failed: {}",
+                self.script.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+/// torch's version, if `python -c "import torch"` works.
+fn torch_version(python: &str) -> Option<String> {
+    let out = Command::new(python).args(["-c", "import torch; print(torch.__version__)"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn print_machine(args: &Args, torch: bool) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {cpu}, {cores} cores; makemore-rs one thread except the split loss (all cores)");
+    match (torch, torch_version(&args.python)) {
+        (true, Some(v)) => println!("PyTorch {v}, torch.set_num_threads(1), bench/pytorch_bench.py"),
+        _ => println!("PyTorch: not compared"),
+    }
+    println!("each figure is the best of {} rounds, ours and PyTorch's alternately\n", args.rounds);
+}
+
+fn print_table(rows: &[Row], torch: bool) {
+    println!(
+        "{:<40} {:>13} {:>13} {:>9}  {:<22} met",
+        "workload", "makemore-rs", "PyTorch", "speed-up", "target"
+    );
+    for r in rows {
+        let fmt = |v: f64| {
+            let digits = if v >= 100.0 {
+                0
+            } else if v >= 10.0 {
+                1
+            } else {
+                2
+            };
+            format!("{v:.digits$} {}", r.unit)
+        };
+        let theirs = r.torch.map_or_else(|| if torch { "-".into() } else { "n/a".into() }, fmt);
+        let ratio = r.torch.map_or("-".into(), |t| format!("{:.1}x", t / r.ours));
+        let target = match r.target {
+            Target::Faster(k) => format!("≥ {k:.0}x PyTorch"),
+            Target::AtMost(v) => format!("< {v} {}", r.unit),
+        };
+        let met = match r.met() {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "?",
+        };
+        println!("{:<40} {:>13} {:>13} {:>9}  {:<22} {met}", r.name, fmt(r.ours), theirs, ratio, target);
+    }
+}
+
+/// `makemore train` with its defaults, end to end in a child process: (seconds, peak resident
+/// MB).
+fn full_run(workspace: &Path, data: &Path) -> anyhow::Result<(f64, f64)> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--release", "-p", "mm-cli"])
+        .current_dir(workspace)
+        .status()?;
+    if !status.success() {
+        bail!("cannot build makemore");
+    }
+    let out = std::env::temp_dir().join(format!("mm-bench-run-{}", std::process::id()));
+    let t = Instant::now();
+    let child = Command::new(workspace.join("target/release/makemore"))
+        .args(["train", "--force", "--json", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let (ok, rss_kb) = wait_with_rss(child)?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&out);
+    if !ok {
+        bail!("makemore train failed");
+    }
+    Ok((secs, rss_kb / 1024.0))
+}
+
+/// Waits for `child`; whether it succeeded, and its peak resident set in KB (Linux: wait4's
+/// rusage; elsewhere NaN). The one `unsafe` outside the kernels: std has no wait with rusage.
+#[allow(unsafe_code)]
+fn wait_with_rss(mut child: std::process::Child) -> anyhow::Result<(bool, f64)> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = &mut child;
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child's pid with valid pointers to locals.
+        let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        if pid < 0 {
+            bail!("wait4 failed: {}", std::io::Error::last_os_error());
+        }
+        Ok((libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, usage.ru_maxrss as f64))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok((child.wait()?.success(), f64::NAN))
+    }
+}
+
+/// The resident set of this process, in MB (Linux; NaN elsewhere).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .map_or(f64::NAN, |kb: f64| kb / 1024.0)
+}
+
+/// Load time, dataset build, memory and an epoch's cost with 1x, 10x and 100x the names (the
+/// extra names sampled from names.txt's bigram model).
+fn scaling(data: &Dataset) -> anyhow::Result<()> {
+    println!("\nscaling (synthetic names from names.txt's bigram model; one thread except the loss):");
+    println!(
+        "{:>6} {:>10} {:>9} {:>10} {:>11} {:>10} {:>10} {:>11} {:>12}",
+        "data", "words", "load", "build", "examples", "ids", "rss +", "step", "train loss"
+    );
+    let vocab = data.vocab();
+    let counts = BigramCounts::fit(data.words(), &vocab)?;
+    let dir = std::env::temp_dir().join(format!("mm-bench-scaling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for factor in [1usize, 10, 100] {
+        let path = dir.join(format!("names-{factor}x.txt"));
+        let mut words = data.words().to_vec();
+        if factor > 1 {
+            let cfg =
+                SampleConfig { n: data.len() * (factor - 1), seed: factor as u64, ..SampleConfig::default() };
+            words.extend(sample_counts(&counts, 1.0, &cfg)?.into_iter().filter(|w| !w.is_empty()));
+        }
+        std::fs::write(&path, words.join("\n"))?;
+        drop(words);
+
+        let before = rss_mb();
+        let t = Instant::now();
+        let d = Dataset::load(&path)?;
+        let load = t.elapsed();
+        let t = Instant::now();
+        let v = d.vocab();
+        let split = Split::new(d.words(), SplitSpec::default())?;
+        let tr = Examples::windows(&split.train, &v, 3)?;
+        let dev = Examples::windows(&split.dev, &v, 3)?;
+        let novelty = Novelty::new(&split);
+        let build = t.elapsed();
+        let ids_mb =
+            ((tr.x.len() + tr.y.len() + dev.x.len() + dev.y.len()) * std::mem::size_of::<u32>()) as f64 / 1e6;
+        let grown = rss_mb() - before;
+
+        let mut model = Mlp::new(MlpConfig::default(), &v, &mut StdRng::seed_from_u64(1))?;
+        let cfg = TrainConfig { steps: 2000, eval_every: 0, ..TrainConfig::mlp() };
+        let t = Instant::now();
+        train(&mut model, &tr, None, &cfg, &AtomicBool::new(false), |_| ())?;
+        let step = t.elapsed().as_secs_f64() / 2000.0;
+        let t = Instant::now();
+        evaluate(&model, &tr)?;
+        let pass = t.elapsed();
+        // The novelty check is a hash lookup: 10,000 of them.
+        let t = Instant::now();
+        let known =
+            split.train.iter().take(10_000).filter(|w| novelty.origin(w) != mm_models::Origin::New).count();
+        let lookups = t.elapsed();
+        assert_eq!(known, split.train.len().min(10_000));
+        println!(
+            "{:>5}x {:>10} {:>7.0}ms {:>8.0}ms {:>11} {:>8.1}MB {:>8.1}MB {:>9.1}µs {:>10.0}ms",
+            factor,
+            d.len(),
+            load.as_secs_f64() * 1e3,
+            build.as_secs_f64() * 1e3,
+            tr.len(),
+            ids_mb,
+            grown,
+            step * 1e6,
+            pass.as_secs_f64() * 1e3,
+        );
+        println!(
+            "{:>7} an epoch of batches of 32 is {} steps, {:.1} s; 10,000 novelty lookups {:.2} ms",
+            "",
+            tr.len() / 32,
+            tr.len() as f64 / 32.0 * step,
+            lookups.as_secs_f64() * 1e3
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -16,8 +16,9 @@ prints one JSON object: {"workload": ..., "value": ..., "unit": ..., ...}. The w
   bigram_nn_step    one full-batch step of the bigram net (228,146 examples), as the lecture:
                     one_hot, @ W, exp, normalise, NLL + 0.01 * mean(W**2), backward, update.
                     Milliseconds, best of `repeats`.
-  sample_10k        10,000 names from the MLP, batched across names (torch.multinomial).
-                    Milliseconds, best of `repeats`.
+  sample_10k        10,000 names from a trained MLP (--checkpoint, a makemore-rs safetensors
+                    file), batched across names (torch.multinomial). Milliseconds, best of
+                    `repeats`.
   full_run          the lecture's whole MLP training: load names.txt, build the split, 200,000 steps
                     (lr 0.1, then 0.01 from step 100,000), the loss on train and dev, 20 samples.
                     Seconds (from the start of this script, imports included), and the peak
@@ -123,6 +124,22 @@ def sample(parameters, n, block_size=3, seed=42):
     return out
 
 
+def load_checkpoint(path):
+    """The MLP's tensors from a safetensors file (read directly: 8-byte header size, JSON header,
+    little-endian float32 data), without the safetensors package."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    body = raw[8 + n:]
+    tensors = {}
+    for name in ["C", "W1", "b1", "W2", "b2"]:
+        info = header[name]
+        start, end = info["data_offsets"]
+        t = torch.frombuffer(bytearray(body[start:end]), dtype=torch.float32).reshape(info["shape"])
+        tensors[name] = t
+    return [tensors[k] for k in ["C", "W1", "b1", "W2", "b2"]]
+
+
 def best_of(repeats, f):
     best = float("inf")
     for _ in range(repeats):
@@ -137,6 +154,7 @@ def main():
     ap.add_argument("workload")
     ap.add_argument("--data", default="data/names.txt")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--checkpoint", help="sample_10k: the trained MLP (safetensors)")
     a = ap.parse_args()
     words, stoi, itos = load(a.data)
     out = {"workload": a.workload, "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -193,7 +211,7 @@ def main():
         step()
         out.update(value=best_of(a.repeats, step) * 1e3, unit="ms", examples=num)
     elif a.workload == "sample_10k":
-        parameters = mlp()
+        parameters = load_checkpoint(a.checkpoint) if a.checkpoint else mlp()
         sample(parameters, 100)
         out.update(value=best_of(a.repeats, lambda: sample(parameters, 10000)) * 1e3, unit="ms")
     elif a.workload == "full_run":

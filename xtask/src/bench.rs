@@ -81,8 +81,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let torch = !args.no_torch && torch_version(&args.python).is_some();
     print_machine(args, torch);
-    let py =
-        Python { python: &args.python, script: workspace.join("bench/pytorch_bench.py"), data: &args.data };
+    let py = Python {
+        python: &args.python,
+        script: workspace.join("bench/pytorch_bench.py"),
+        data: &args.data,
+        extra: Vec::new(),
+    };
     let rounds = args.rounds as usize;
 
     let vocab = data.vocab();
@@ -155,11 +159,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         target: Target::Faster(10.0),
     });
 
-    // Sampling 10,000 names from the MLP.
-    let model = mlp(1)?;
+    // Sampling 10,000 names from a trained MLP (20,000 steps, so that names end as names do),
+    // the same weights on both sides.
+    let mut model = mlp(1)?;
+    let cfg = TrainConfig { steps: 20_000, eval_every: 0, ..TrainConfig::mlp() };
+    train(&mut model, &tr, None, &cfg, &no, |_| ())?;
+    let checkpoint = std::env::temp_dir().join(format!("mm-bench-{}.safetensors", std::process::id()));
+    let any = mm_models::checkpoint::AnyModel::Mlp(model.clone());
+    mm_models::checkpoint::save(&checkpoint, &any, &mm_models::checkpoint::CheckpointMeta::default())?;
     let sample_cfg = SampleConfig { n: 10_000, ..SampleConfig::default() };
     let sampling = || -> anyhow::Result<f64> { best_of(3, || sample(&model, &sample_cfg).map(drop)) };
-    let (ours, theirs) = alternate(rounds, sampling, || py.run("sample_10k", 3, torch))?;
+    let py_sample =
+        Python { extra: vec!["--checkpoint".into(), checkpoint.display().to_string()], ..py.clone() };
+    let (ours, theirs) = alternate(rounds, sampling, || py_sample.run("sample_10k", 3, torch))?;
+    let _ = std::fs::remove_file(&checkpoint);
     rows.push(Row {
         name: "sample 10,000 names (MLP)",
         unit: "ms",
@@ -234,10 +247,13 @@ fn alternate(
 }
 
 /// bench/pytorch_bench.py.
+#[derive(Clone)]
 struct Python<'a> {
     python: &'a str,
     script: PathBuf,
     data: &'a Path,
+    /// More arguments for the script.
+    extra: Vec<String>,
 }
 
 impl Python<'_> {
@@ -264,6 +280,7 @@ impl Python<'_> {
             .arg("--data")
             .arg(self.data)
             .args(["--repeats", &repeats.to_string()])
+            .args(&self.extra)
             .output()
             .with_context(|| format!("cannot run {}", self.python))?;
         if !out.status.success() {

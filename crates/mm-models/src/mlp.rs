@@ -120,12 +120,13 @@ impl Model for Mlp {
         &mut self.params
     }
 
-    /// `emb = C[X]`; `h = tanh(emb.view(B, -1) @ W1 + b1)`; `logits = h @ W2 + b2`.
+    /// `emb = C[X]`; `h = tanh(emb.view(B, -1) @ W1 + b1)`; `logits = h @ W2 + b2`. Each
+    /// `@ W + b` is one fused `linear` op (`torch.addmm`), the same as `matmul` then `+`.
     fn forward<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>) -> Var<'g, f32> {
         let b = x.nrows();
         let emb = g.param(self.c).embedding(&x); // [B, block_size, n_embd]
         let flat = emb.reshape(&[b, self.config.block_size * self.config.n_embd]);
-        let h = (flat.matmul(g.param(self.w1)) + g.param(self.b1)).tanh(); // [B, n_hidden]
-        h.matmul(g.param(self.w2)) + g.param(self.b2) // [B, V]
+        let h = flat.linear(g.param(self.w1), g.param(self.b1)).tanh(); // [B, n_hidden]
+        h.linear(g.param(self.w2), g.param(self.b2)) // [B, V]
     }
 }

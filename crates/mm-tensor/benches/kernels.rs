@@ -129,8 +129,8 @@ fn mlp_step(c: &mut Criterion) {
         b.iter(|| {
             let g = tape.graph(&params);
             let emb = g.param(cid).embedding(&xb);
-            let h = (emb.reshape(&[32, 30]).matmul(g.param(w1)) + g.param(b1)).tanh();
-            let logits = h.matmul(g.param(w2)) + g.param(b2);
+            let h = emb.reshape(&[32, 30]).linear(g.param(w1), g.param(b1)).tanh();
+            let logits = h.linear(g.param(w2), g.param(b2));
             let loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads).unwrap();
             opt.step(&mut params, &grads).unwrap();
             black_box(loss)

@@ -26,8 +26,8 @@ fn main() -> Result<(), mm_tensor::TensorError> {
         for _ in 0..steps {
             let g = tape.graph(&params);
             let emb = g.param(c).embedding(&xb);
-            let h = (emb.reshape(&[32, 30]).matmul(g.param(w1)) + g.param(b1)).tanh();
-            let logits = h.matmul(g.param(w2)) + g.param(b2);
+            let h = emb.reshape(&[32, 30]).linear(g.param(w1), g.param(b1)).tanh();
+            let logits = h.linear(g.param(w2), g.param(b2));
             loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads)?;
             opt.step(&mut params, &grads)?;
         }

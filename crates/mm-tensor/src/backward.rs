@@ -261,6 +261,44 @@ impl<T: Float> Ctx<'_, T> {
                     );
                 }
             }
+            Op::Linear { x, w, b } => {
+                let (&[m, k], &[_, n]) = (self.shape(x).dims(), self.shape(w).dims()) else {
+                    unreachable!("linear operands are 2-D")
+                };
+                let (xv, wv) = (self.x(x), self.x(w));
+                // dX = G · Wᵀ, dW = Xᵀ · G, as for matmul.
+                if let Some((dst, acc)) = sinks.get(x) {
+                    sized(dst, m * k);
+                    matmul::gemm(
+                        (m, n, k),
+                        Strided::rows(g, n),
+                        Strided::transposed(wv, n),
+                        dst,
+                        acc,
+                        scratch,
+                    );
+                }
+                if let Some((dst, acc)) = sinks.get(w) {
+                    sized(dst, k * n);
+                    matmul::gemm(
+                        (k, m, n),
+                        Strided::transposed(xv, k),
+                        Strided::rows(g, n),
+                        dst,
+                        acc,
+                        scratch,
+                    );
+                }
+                // db = the column sums of G.
+                if let Some((dst, acc)) = sinks.get(b) {
+                    if acc == Acc::Write {
+                        crate::kernels::zeros(dst, n);
+                    }
+                    for row in g.chunks_exact(n) {
+                        dst.iter_mut().zip(row).for_each(|(d, &x)| *d += x);
+                    }
+                }
+            }
             Op::Embedding { table, ids } => {
                 if let Some((dst, acc)) = sinks.get(table) {
                     let d = *self.shape(table).dims().last().expect("the table is 2-D");

@@ -68,6 +68,8 @@ pub(crate) enum Op {
     Concat { inputs: Span, axis: u8 },
     /// Matrix product `a @ b`.
     MatMul(NodeId, NodeId),
+    /// `x @ w + b` (a bias row added to every row), fused: `torch.addmm(b, x, w)`.
+    Linear { x: NodeId, w: NodeId, b: NodeId },
     /// Rows of `table` picked by the ids in `ids[span]`.
     Embedding { table: NodeId, ids: Span },
     /// Mean cross-entropy of `logits` rows against class ids `ids[span]`.

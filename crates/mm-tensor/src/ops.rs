@@ -290,6 +290,62 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.sticky(self.try_matmul(rhs))
     }
 
+    /// `self @ w + b` for `self` `[m, k]`, `w` `[k, n]` and a bias `b` `[n]` added to every row:
+    /// a linear layer, `torch.addmm(b, x, w)`. The same value and gradients as
+    /// `self.matmul(w) + b`, in one pass (the bias is the product's starting value), or the
+    /// error.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let mut params = ParamStore::new();
+    /// let x = params.add("x", ndarray::arr2(&[[1.0f64, 2.0]]).into_dyn())?;
+    /// let w = params.add("w", ndarray::arr2(&[[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]]).into_dyn())?;
+    /// let b = params.add("b", ndarray::arr1(&[0.5, 0.5, 0.5]).into_dyn())?;
+    /// let mut tape = Tape::new();
+    /// let g = tape.no_grad(&params);
+    /// let y = g.param(x).linear(g.param(w), g.param(b));
+    /// assert_eq!(y.to_array().into_raw_vec_and_offset().0, vec![1.5, 2.5, 8.5]);
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn try_linear(self, w: Self, b: Self) -> Result<Self> {
+        self.g.live(&[self.id, w.id, b.id])?;
+        let (sx, sw, sb) = (self.shape(), w.shape(), b.shape());
+        let (&[m, k], &[k2, n]) = (sx.dims(), sw.dims()) else {
+            return Err(TensorError::MatMul { lhs: sx, rhs: sw });
+        };
+        if k != k2 {
+            return Err(TensorError::MatMul { lhs: sx, rhs: sw });
+        }
+        if sb.dims() != [n] {
+            return Err(TensorError::Broadcast { op: "linear", lhs: Shape::new(&[m, n])?, rhs: sb });
+        }
+        let (x, wid, bid) = (self.id, w.id, b.id);
+        Ok(self.g.push(
+            Op::Linear { x, w: wid, b: bid },
+            Shape::new(&[m, n])?,
+            false,
+            &[x, wid, bid],
+            |v, out, pack| {
+                sized(out, m * n);
+                let bias = v.get(bid);
+                out.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
+                matmul::gemm(
+                    (m, k, n),
+                    Strided::rows(v.get(x), k),
+                    Strided::rows(v.get(wid), n),
+                    out,
+                    Acc::Add,
+                    pack,
+                );
+            },
+        ))
+    }
+
+    /// `self @ w + b`: a linear layer (see [`Var::try_linear`]).
+    pub fn linear(self, w: Self, b: Self) -> Self {
+        self.g.sticky(self.try_linear(w, b))
+    }
+
     /// The rows of this table `[V, D]` picked by `ids` (any shape): `C[X]` of the lecture, shaped
     /// `ids.shape + [D]`. Equivalent to `one_hot(ids) @ C` without the one-hot matmul. Or the
     /// error (also for an id that is not below `V`).

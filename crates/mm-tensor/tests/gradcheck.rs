@@ -229,6 +229,39 @@ fn lookup_cross_entropy_equals_gather_then_cross_entropy() {
 }
 
 #[test]
+fn linear_is_matmul_plus_bias() {
+    check("linear", &[(&[4, 3], N), (&[3, 5], N), (&[5], N)], |_, x| x[0].linear(x[1], x[2]));
+    // The same as matmul then add, value and gradients.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut params = ParamStore::<f64>::new();
+    let ids: Vec<_> = [&[7usize, 6][..], &[6, 9], &[9]]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| params.add(&format!("p{i}"), init::randn::<f64, _>(s, &mut rng)).unwrap())
+        .collect();
+    let mut tape = Tape::new();
+    let (mut fused, mut plain) = (Grads::new(&params), Grads::new(&params));
+    let grads = |fuse: bool, grads: &mut Grads<f64>, tape: &mut Tape<f64>| {
+        let g = tape.graph(&params);
+        let (x, w, b) = (g.param(ids[0]), g.param(ids[1]), g.param(ids[2]));
+        let y = if fuse { x.linear(w, b) } else { x.matmul(w) + b };
+        let loss = (y.tanh() * y).sum();
+        g.backward(loss, grads).unwrap()
+    };
+    let (a, b) = (grads(true, &mut fused, &mut tape), grads(false, &mut plain, &mut tape));
+    assert!((a - b).abs() < 1e-12);
+    for &id in &ids {
+        for (p, q) in fused.data(id).iter().zip(plain.data(id)) {
+            assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+        }
+    }
+    let g = tape.no_grad(&params);
+    let (x, w, b) = (g.param(ids[0]), g.param(ids[1]), g.param(ids[2]));
+    assert!(x.try_linear(w, x).is_err(), "a bias of the wrong shape");
+    assert!(w.try_linear(w, b).is_err(), "inner sizes that differ");
+}
+
+#[test]
 fn the_whole_mlp_loss() {
     let xb = ndarray::array![[0u32, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 0]];
     let yb = [1u32, 2, 3, 0];

@@ -9,6 +9,10 @@
 //! - `cargo xtask lr-sweep`: finds the learning rate (the lecture's sweep, smoothed and repeated,
 //!   or a grid of short runs), with sweep.csv and a plot.
 
+// The doc comments of the flags are clap's help text: `[default: ...]` and `<placeholders>`
+// read well there, and are not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod bench;
 mod download;
 mod golden;

@@ -1,6 +1,10 @@
 //! `makemore`: the command line of makemore-rs. Thin: parsing, progress, files; the logic is in
 //! the libraries (mm-data, mm-models).
 
+// The doc comments of the flags are clap's help text: `[default: ...]` and `<placeholders>`
+// read well there, and are not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod cli;
 mod data;
 mod eval;

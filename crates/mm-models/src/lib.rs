@@ -10,7 +10,7 @@
 //! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
 //! - [`sample`] and [`sample_counts`]: new items, batched, with temperature, top-k and a prefix;
 //!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
-//! - [`lr_sweep`] and [`lr_grid`]: finding the learning rate, as the lecture does and more
+//! - [`lr_sweep()`] and [`lr_grid`]: finding the learning rate, as the lecture does and more
 //!   reliably.
 //! - [`checkpoint`]: safetensors files with the lectures' tensor names, readable by PyTorch.
 

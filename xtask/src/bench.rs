@@ -471,7 +471,7 @@ fn scaling(data: &Dataset) -> anyhow::Result<()> {
         let known =
             split.train.iter().take(10_000).filter(|w| novelty.origin(w) != mm_models::Origin::New).count();
         let lookups = t.elapsed();
-        assert_eq!(known, split.train.len().min(10_000));
+        anyhow::ensure!(known == split.train.len().min(10_000), "a training word was not found as such");
         println!(
             "{:>5}x {:>10} {:>7.0}ms {:>8.0}ms {:>11} {:>8.1}MB {:>8.1}MB {:>9.1}µs {:>10.0}ms",
             factor,

@@ -235,13 +235,13 @@ fn grid<M: Model>(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let dev = Examples::windows(&split.dev, vocab, block_size)?;
-    let n = args.grid_points as usize;
-    let rates: Vec<f32> = (0..n)
-        .map(|i| {
-            let t = if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 };
-            10f32.powf(args.min_exp + t * (args.max_exp - args.min_exp))
-        })
-        .collect();
+    let spacing = SweepConfig {
+        points: args.grid_points as usize,
+        min_exp: args.min_exp,
+        max_exp: args.max_exp,
+        ..SweepConfig::default()
+    };
+    let rates: Vec<f32> = spacing.exponents().iter().map(|e| 10f32.powf(*e)).collect();
     let cfg =
         TrainConfig { steps: args.grid_steps as usize, batch_size, seed: args.seed, ..TrainConfig::mlp() };
     let pb = bar(args.grid_steps * args.grid_points, "grid");

@@ -45,7 +45,8 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
         }
         cli::PlotCommand::Loss { run, out } => {
             let out = out.clone().unwrap_or_else(|| run.join("loss.png"));
-            plot::loss(&plot::read_metrics(&run.join("metrics.csv"))?, &out)?;
+            let rows = plot::read_metrics(&run.join("metrics.csv"))?;
+            plot::loss(&rows.iter().map(|m| (m.0, m.2, m.3)).collect::<Vec<_>>(), &out)?;
             out
         }
         cli::PlotCommand::LrSweep { csv, out } => {

@@ -150,21 +150,29 @@ fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metri
     Ok(())
 }
 
-/// Reads a run's metrics.csv.
-pub fn read_metrics(path: &Path) -> Result<Vec<Metric>, PlotError> {
+/// One line of a run's metrics.csv: step (from 1), learning rate, train loss, dev loss (on
+/// evaluation steps), elapsed seconds.
+pub type MetricRow = (usize, f32, f32, Option<f32>, f64);
+
+/// Reads a run's metrics.csv (`step,lr,train_loss,dev_loss,elapsed_s`).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, PlotError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| PlotError::Read { path: path.to_path_buf(), source })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
         let bad = || PlotError::Metrics { path: path.to_path_buf(), line: i + 1 };
+        let f: Vec<&str> = line.split(',').collect();
         if f.len() != 5 {
             return Err(bad());
         }
-        let step = f[0].parse().map_err(|_| bad())?;
-        let train = f[2].parse().map_err(|_| bad())?;
         let dev = if f[3].is_empty() { None } else { Some(f[3].parse().map_err(|_| bad())?) };
-        out.push((step, train, dev));
+        out.push((
+            f[0].parse().map_err(|_| bad())?,
+            f[1].parse().map_err(|_| bad())?,
+            f[2].parse().map_err(|_| bad())?,
+            dev,
+            f[4].parse().map_err(|_| bad())?,
+        ));
     }
     Ok(out)
 }

@@ -18,6 +18,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use mm_cli::plot::{MetricRow, read_metrics};
+
 use crate::cli::{InitKind, ModelKind, OptimizerArg, TrainArgs};
 
 /// The largest model `train` builds: 250 million parameters (1 GB of weights, as much again for
@@ -120,9 +122,6 @@ fn kind_name(kind: ModelKind) -> &'static str {
     }
 }
 
-/// One line of metrics.csv: step (from 1), lr, train loss, dev loss, elapsed seconds.
-type MetricRow = (usize, f32, f32, Option<f32>, f64);
-
 /// What `--resume` carries over from the run it continues.
 struct Resumed {
     model: Box<dyn NeuralModel>,
@@ -184,8 +183,10 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         AnyModel::Counts(_) => bail!("{} holds a bigram counting model", checkpoint.display()),
     };
     let sha = meta.dataset_sha256.clone();
-    let metrics: Vec<MetricRow> =
-        read_metrics(&out.join("metrics.csv"))?.into_iter().filter(|m| m.0 <= step).collect();
+    // The log up to the checkpoint's step (a run without one, e.g. 0 steps, has an empty log).
+    let log = out.join("metrics.csv");
+    let metrics: Vec<MetricRow> = if log.exists() { read_metrics(&log)? } else { Vec::new() };
+    let metrics: Vec<MetricRow> = metrics.into_iter().filter(|m| m.0 <= step).collect();
     let elapsed = metrics.last().map_or(0.0, |m| m.4);
     let best = summary["best"]["dev_loss"]
         .as_f64()
@@ -439,34 +440,6 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
-}
-
-/// Reads a run's metrics.csv (for `--resume`); a missing file is an empty log.
-fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricRow>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let bad = || {
-            anyhow::anyhow!("{}: line {} is not step,lr,train_loss,dev_loss,elapsed_s", path.display(), i + 1)
-        };
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad());
-        }
-        let dev = if f[3].is_empty() { None } else { Some(f[3].parse().map_err(|_| bad())?) };
-        out.push((
-            f[0].parse().map_err(|_| bad())?,
-            f[1].parse().map_err(|_| bad())?,
-            f[2].parse().map_err(|_| bad())?,
-            dev,
-            f[4].parse().map_err(|_| bad())?,
-        ));
-    }
-    Ok(out)
 }
 
 /// Writes `step,lr,train_loss,dev_loss,elapsed_s`, one line per step.

@@ -60,6 +60,18 @@ def build_dataset(words, stoi, block_size=3):
     return torch.tensor(X), torch.tensor(Y)
 
 
+def bigrams(words, stoi):
+    """Every (previous, next) character pair of `.` + word + `.`, as id tensors (the lecture's
+    loop)."""
+    xs, ys = [], []
+    for w in words:
+        chs = ["."] + list(w) + ["."]
+        for ch1, ch2 in zip(chs, chs[1:]):
+            xs.append(stoi[ch1])
+            ys.append(stoi[ch2])
+    return torch.tensor(xs), torch.tensor(ys)
+
+
 def splits(words, stoi):
     words = list(words)
     random.seed(42)
@@ -176,24 +188,12 @@ def main():
         out.update(value=best_of(a.repeats, loss) * 1e3, unit="ms", loss=loss())
     elif a.workload == "bigram_counts":
         def counts():
-            xs, ys = [], []
-            for w in words:
-                chs = ["."] + list(w) + ["."]
-                for ch1, ch2 in zip(chs, chs[1:]):
-                    xs.append(stoi[ch1])
-                    ys.append(stoi[ch2])
-            xs, ys = torch.tensor(xs), torch.tensor(ys)
+            xs, ys = bigrams(words, stoi)
             return torch.bincount(xs * 27 + ys, minlength=27 * 27).view(27, 27)
         N = counts()
         out.update(value=best_of(a.repeats, counts) * 1e3, unit="ms", total=int(N.sum()))
     elif a.workload == "bigram_nn_step":
-        xs, ys = [], []
-        for w in words:
-            chs = ["."] + list(w) + ["."]
-            for ch1, ch2 in zip(chs, chs[1:]):
-                xs.append(stoi[ch1])
-                ys.append(stoi[ch2])
-        xs, ys = torch.tensor(xs), torch.tensor(ys)
+        xs, ys = bigrams(words, stoi)
         num = xs.nelement()
         g = torch.Generator().manual_seed(2147483647)
         W = torch.randn((27, 27), generator=g, requires_grad=True)

@@ -10,9 +10,9 @@ use common::{makemore, workdir};
 use mm_models::Model;
 use mm_models::checkpoint::{AnyModel, load};
 
-/// `makemore train ARGS --data <d>/names.txt --out <d>/<out>`, checked to succeed.
-fn train(d: &Path, out: &str, args: &[&str]) -> Output {
-    let o = makemore()
+/// `makemore train ARGS --data <d>/names.txt --out <d>/<out>`, run.
+fn run_train(d: &Path, out: &str, args: &[&str]) -> Output {
+    makemore()
         .arg("train")
         .args(args)
         .arg("--data")
@@ -20,7 +20,12 @@ fn train(d: &Path, out: &str, args: &[&str]) -> Output {
         .arg("--out")
         .arg(d.join(out))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The same, checked to succeed.
+fn train(d: &Path, out: &str, args: &[&str]) -> Output {
+    let o = run_train(d, out, args);
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
@@ -80,15 +85,7 @@ fn thirty_then_resumed_to_sixty_equals_sixty_for_each_optimizer_and_model() {
 }
 
 fn fails(d: &Path, out: &str, args: &[&str], code: i32, contains: &str) {
-    let o = makemore()
-        .arg("train")
-        .args(args)
-        .arg("--data")
-        .arg(d.join("names.txt"))
-        .arg("--out")
-        .arg(d.join(out))
-        .output()
-        .unwrap();
+    let o = run_train(d, out, args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
     assert!(

@@ -146,6 +146,30 @@ impl<T: Float> Ctx<'_, T> {
     }
 
     /// The gradient rule of one op: adds `g`'s contribution to each input's gradient.
+    /// The gradients of `a @ b` (`[m, k] · [k, n]`) from `g`: `dA = G · Bᵀ`, `dB = Aᵀ · G`.
+    fn matmul_grads(
+        &self,
+        (a, b): (NodeId, NodeId),
+        g: &[T],
+        sinks: &mut Sinks<'_, T>,
+        scratch: &mut Vec<T>,
+    ) {
+        let (&[m, k], &[_, n]) = (self.shape(a).dims(), self.shape(b).dims()) else {
+            unreachable!("matmul operands are 2-D")
+        };
+        let (av, bv) = (self.x(a), self.x(b));
+        // dA = G · Bᵀ  ([m, n] · [n, k])
+        if let Some((dst, acc)) = sinks.get(a) {
+            sized(dst, m * k);
+            matmul::gemm((m, n, k), Strided::rows(g, n), Strided::transposed(bv, n), dst, acc, scratch);
+        }
+        // dB = Aᵀ · G  ([k, m] · [m, n])
+        if let Some((dst, acc)) = sinks.get(b) {
+            sized(dst, k * n);
+            matmul::gemm((k, m, n), Strided::transposed(av, k), Strided::rows(g, n), dst, acc, scratch);
+        }
+    }
+
     fn rule(&self, op: Op, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>, scratch: &mut Vec<T>) {
         match op {
             Op::Input | Op::Param(_) | Op::Poison => {}
@@ -231,65 +255,11 @@ impl<T: Float> Ctx<'_, T> {
                     offset += chunk;
                 }
             }
-            Op::MatMul(a, b) => {
-                let (&[m, k], &[_, n]) = (self.shape(a).dims(), self.shape(b).dims()) else {
-                    unreachable!("matmul operands are 2-D")
-                };
-                let (av, bv) = (self.x(a), self.x(b));
-                // dA = G · Bᵀ  ([m, n] · [n, k])
-                if let Some((dst, acc)) = sinks.get(a) {
-                    sized(dst, m * k);
-                    matmul::gemm(
-                        (m, n, k),
-                        Strided::rows(g, n),
-                        Strided::transposed(bv, n),
-                        dst,
-                        acc,
-                        scratch,
-                    );
-                }
-                // dB = Aᵀ · G  ([k, m] · [m, n])
-                if let Some((dst, acc)) = sinks.get(b) {
-                    sized(dst, k * n);
-                    matmul::gemm(
-                        (k, m, n),
-                        Strided::transposed(av, k),
-                        Strided::rows(g, n),
-                        dst,
-                        acc,
-                        scratch,
-                    );
-                }
-            }
+            Op::MatMul(a, b) => self.matmul_grads((a, b), g, sinks, scratch),
             Op::Linear { x, w, b } => {
-                let (&[m, k], &[_, n]) = (self.shape(x).dims(), self.shape(w).dims()) else {
-                    unreachable!("linear operands are 2-D")
-                };
-                let (xv, wv) = (self.x(x), self.x(w));
-                // dX = G · Wᵀ, dW = Xᵀ · G, as for matmul.
-                if let Some((dst, acc)) = sinks.get(x) {
-                    sized(dst, m * k);
-                    matmul::gemm(
-                        (m, n, k),
-                        Strided::rows(g, n),
-                        Strided::transposed(wv, n),
-                        dst,
-                        acc,
-                        scratch,
-                    );
-                }
-                if let Some((dst, acc)) = sinks.get(w) {
-                    sized(dst, k * n);
-                    matmul::gemm(
-                        (k, m, n),
-                        Strided::transposed(xv, k),
-                        Strided::rows(g, n),
-                        dst,
-                        acc,
-                        scratch,
-                    );
-                }
-                // db = the column sums of G.
+                // dX and dW as for matmul; db = the column sums of G.
+                self.matmul_grads((x, w), g, sinks, scratch);
+                let n = self.shape(b).numel();
                 if let Some((dst, acc)) = sinks.get(b) {
                     if acc == Acc::Write {
                         crate::kernels::zeros(dst, n);

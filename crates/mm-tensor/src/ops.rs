@@ -264,13 +264,7 @@ impl<'g, T: Float> Var<'g, T> {
     /// The matrix product `self @ rhs` of `[m, k]` and `[k, n]`, or the error.
     pub fn try_matmul(self, rhs: Self) -> Result<Self> {
         self.g.live(&[self.id, rhs.id])?;
-        let (sa, sb) = (self.shape(), rhs.shape());
-        let (&[m, k], &[k2, n]) = (sa.dims(), sb.dims()) else {
-            return Err(TensorError::MatMul { lhs: sa, rhs: sb });
-        };
-        if k != k2 {
-            return Err(TensorError::MatMul { lhs: sa, rhs: sb });
-        }
+        let (m, k, n) = matmul_dims(self.shape(), rhs.shape())?;
         let (a, b) = (self.id, rhs.id);
         Ok(self.g.push(Op::MatMul(a, b), Shape::new(&[m, n])?, false, &[a, b], |v, out, pack| {
             sized(out, m * n);
@@ -309,13 +303,8 @@ impl<'g, T: Float> Var<'g, T> {
     /// ```
     pub fn try_linear(self, w: Self, b: Self) -> Result<Self> {
         self.g.live(&[self.id, w.id, b.id])?;
-        let (sx, sw, sb) = (self.shape(), w.shape(), b.shape());
-        let (&[m, k], &[k2, n]) = (sx.dims(), sw.dims()) else {
-            return Err(TensorError::MatMul { lhs: sx, rhs: sw });
-        };
-        if k != k2 {
-            return Err(TensorError::MatMul { lhs: sx, rhs: sw });
-        }
+        let (m, k, n) = matmul_dims(self.shape(), w.shape())?;
+        let sb = b.shape();
         if sb.dims() != [n] {
             return Err(TensorError::Broadcast { op: "linear", lhs: Shape::new(&[m, n])?, rhs: sb });
         }
@@ -562,5 +551,13 @@ impl<'g, T: Float> ops::Neg for Var<'g, T> {
     type Output = Var<'g, T>;
     fn neg(self) -> Self {
         self.unary(Op::Neg(self.id), |x| -x)
+    }
+}
+
+/// `(m, k, n)` of a product `[m, k] @ [k, n]`, or the error naming both shapes.
+fn matmul_dims(lhs: Shape, rhs: Shape) -> Result<(usize, usize, usize)> {
+    match (lhs.dims(), rhs.dims()) {
+        (&[m, k], &[k2, n]) if k == k2 => Ok((m, k, n)),
+        _ => Err(TensorError::MatMul { lhs, rhs }),
     }
 }

@@ -113,9 +113,43 @@ fn madd<T: Float>(x: T, y: T, z: T, fma: bool) -> T {
 }
 
 /// `C[m×n] (+)= A[m×k] · B[k×n]`, `C` row-major contiguous, `A` and `B` row-major or transposed.
-/// `pack` is scratch space for one column panel of `B` (reused: no allocation once grown).
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+/// `pack` is scratch space for a packed copy of `B` (reused: no allocation once grown).
+///
+/// `f32` on a CPU with AVX-512 runs the intrinsics kernel of [`super::gemm_avx512`]; everything
+/// else runs the portable kernel below.
 pub(crate) fn gemm<T: Float>(
+    dims: (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    c: &mut [T],
+    acc: Acc,
+    pack: &mut Vec<T>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && super::gemm_avx512::available() {
+        /// `xs` as `f32`s.
+        fn f32s<'a, T: Float>(xs: Strided<'a, T>) -> Strided<'a, f32> {
+            // SAFETY: `T` is `f32` (checked by the caller), so this is the same slice.
+            let data = unsafe { std::slice::from_raw_parts(xs.data.as_ptr().cast(), xs.data.len()) };
+            Strided { data, rs: xs.rs, cs: xs.cs }
+        }
+        // SAFETY: `T` is `f32`, so these are the same slice and the same vector.
+        let (c, pack) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<f32>(), c.len()),
+                &mut *std::ptr::from_mut(pack).cast::<Vec<f32>>(),
+            )
+        };
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { super::gemm_avx512::gemm(dims, f32s(a), f32s(b), c, acc, pack) };
+        return;
+    }
+    gemm_portable(dims, a, b, c, acc, pack);
+}
+
+/// The portable kernel: [`gemm`] for `f64`, and for `f32` on CPUs without AVX-512.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn gemm_portable<T: Float>(
     (m, k, n): (usize, usize, usize),
     a: Strided<'_, T>,
     b: Strided<'_, T>,
@@ -196,6 +230,92 @@ fn write_block<T: Float, const R: usize, const NR: usize>(
         } else {
             for (c, &s) in c[start..start + nr].iter_mut().zip(sum) {
                 *c = if acc == Acc::Add { *c + s } else { s };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `C (+)= A · B` in `f64`, one element at a time.
+    fn reference(
+        (m, k, n): (usize, usize, usize),
+        a: Strided<'_, f32>,
+        b: Strided<'_, f32>,
+        c: &mut [f64],
+        acc: Acc,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|p| f64::from(a.data[i * a.rs + p * a.cs]) * f64::from(b.data[p * b.rs + j * b.cs]))
+                    .sum();
+                c[i * n + j] = if acc == Acc::Add { c[i * n + j] + dot } else { dot };
+            }
+        }
+    }
+
+    /// Both `f32` kernels this CPU can run (the dispatched one, AVX-512 here when the CPU has it,
+    /// and the portable one) against an `f64` reference, over
+    /// every layout and both accumulation modes, at sizes around each block and vector edge
+    /// and at makemore's own; `C` sits between guard values that must not change.
+    #[test]
+    fn f32_gemm_matches_a_reference_at_every_edge() {
+        let sizes = [1, 2, 3, 7, 8, 9, 15, 16, 17, 27, 30, 32, 33, 47, 48, 49, 64, 65, 200];
+        let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 256.0;
+        let (a_all, b_all): (Vec<f32>, Vec<f32>) =
+            ((0..200 * 200).map(value).collect(), (0..200 * 200).map(|i| value(i + 5)).collect());
+        let mut pack = Vec::new();
+        for (s, &m) in sizes.iter().enumerate() {
+            // All of `k` and `n` for a few `m`, and a spread of triples for the rest.
+            let ks: Vec<usize> = if s % 4 == 0 { sizes.to_vec() } else { vec![sizes[(s * 5) % 19], 30, 200] };
+            for &k in &ks {
+                for (t, &n) in sizes.iter().enumerate() {
+                    if s % 4 != 0 && t % 3 != s % 3 && n != 27 {
+                        continue;
+                    }
+                    for (a_t, b_t, acc) in
+                        (0..8).map(|f| (f & 1 == 1, f & 2 == 2, [Acc::Write, Acc::Add][f >> 2]))
+                    {
+                        let a = if a_t {
+                            Strided::transposed(&a_all[..m * k], m)
+                        } else {
+                            Strided::rows(&a_all[..m * k], k)
+                        };
+                        let b = if b_t {
+                            Strided::transposed(&b_all[..k * n], k)
+                        } else {
+                            Strided::rows(&b_all[..k * n], n)
+                        };
+                        let start: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
+                        let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
+                        reference((m, k, n), a, b, &mut want, acc);
+                        for portable in [false, true] {
+                            let mut buf = vec![-7.0f32; m * n + 32];
+                            buf[16..16 + m * n].copy_from_slice(&start);
+                            let c = &mut buf[16..16 + m * n];
+                            if portable {
+                                gemm_portable((m, k, n), a, b, c, acc, &mut pack);
+                            } else {
+                                gemm((m, k, n), a, b, c, acc, &mut pack);
+                            }
+                            let case = format!("{m}x{k}x{n} a_t={a_t} b_t={b_t} {acc:?} portable={portable}");
+                            assert!(
+                                buf[..16].iter().chain(&buf[16 + m * n..]).all(|&v| v == -7.0),
+                                "guard: {case}"
+                            );
+                            for (i, (&got, &want)) in buf[16..16 + m * n].iter().zip(&want).enumerate() {
+                                let tol = 1e-5 * (k as f64 + 1.0) * 4.0;
+                                assert!(
+                                    (f64::from(got) - want).abs() <= tol,
+                                    "{case}: C[{i}] = {got}, want {want}"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
     }

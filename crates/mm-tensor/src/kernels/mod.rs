@@ -7,6 +7,8 @@
 pub(crate) mod axis;
 pub(crate) mod broadcast;
 pub(crate) mod exp;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm_avx512;
 pub(crate) mod matmul;
 pub(crate) mod tanh;
 

@@ -1,0 +1,304 @@
+//! The `f32` matrix multiply written with AVX-512 intrinsics: the path [`super::matmul::gemm`]
+//! takes on a CPU with AVX-512 (every training step runs through it).
+//!
+//! The portable kernel leaves the register allocation to LLVM, which at 8 rows or more spills
+//! the accumulators. Here they are `__m512` values, so a block of up to 8 rows by 3 vectors
+//! (24 of the 32 registers) stays in registers, and:
+//! - a row-major `B` is read in place, with a masked load for the last, partial vector, so it is
+//!   neither copied nor padded;
+//! - a transposed `B` (the `G · Wᵀ` products) is packed once per call with 16×16 in-register
+//!   transposes, in place of one scalar store per element;
+//! - `C`'s columns are covered by vectors of 16 lanes, the last one masked, so `n = 200` costs
+//!   13 vectors, not 14 (or 7 blocks of 32 lanes).
+
+use std::arch::x86_64::{
+    __m512, __mmask16, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
+    _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+};
+
+use super::Acc;
+use super::matmul::Strided;
+
+/// Lanes of an `f32` vector.
+const LANES: usize = 16;
+/// Rows of `C` per block: 8 rows by up to 3 vectors is 24 accumulators.
+const MR: usize = 8;
+
+/// Whether this CPU can run [`gemm`] (the answer is cached by the standard library).
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// The mask of the first `n` lanes (`1 ≤ n ≤ 16`).
+fn lanes(n: usize) -> __mmask16 {
+    debug_assert!((1..=LANES).contains(&n));
+    (u32::MAX >> (32 - n)) as __mmask16
+}
+
+/// `C[m×n] (+)= A[m×k] · B[k×n]`: [`super::matmul::gemm`] for `f32` on AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F ([`available`]).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: Strided<'_, f32>,
+    b: Strided<'_, f32>,
+    c: &mut [f32],
+    acc: Acc,
+    pack: &mut Vec<f32>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let c = &mut c[..m * n];
+    if k == 0 {
+        if acc == Acc::Write {
+            c.fill(0.0);
+        }
+        return;
+    }
+    // Every element read below is at most these offsets: checked once, here.
+    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A is shorter than its shape");
+    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B is shorter than its shape");
+    debug_assert!(a.cs == 1 || a.rs == 1, "A is row-major or transposed");
+    let nv = n.div_ceil(LANES);
+    // `B` as rows of `ldb` floats, of which the first `n` are read.
+    let (bp, ldb) = if b.cs == 1 {
+        (b.data.as_ptr(), b.rs)
+    } else {
+        let width = nv * LANES;
+        if pack.len() < k * width {
+            pack.resize(k * width, 0.0);
+        }
+        // SAFETY: AVX-512F is enabled (this function's contract); the sizes were checked above.
+        unsafe { pack_transposed(b, (k, n), &mut pack[..k * width]) };
+        (pack.as_ptr(), width)
+    };
+    let last = lanes(n - (nv - 1) * LANES);
+    let mut v0 = 0;
+    // Column blocks of 3 vectors; a remainder of 1 becomes 2 + 2 where it can (a block of one
+    // vector is bound by its loads, not its multiply-adds).
+    while v0 < nv {
+        let left = nv - v0;
+        let width = if left == 4 || left == 2 { 2 } else { left.min(3) };
+        let mask = if v0 + width == nv { last } else { lanes(LANES) };
+        for i0 in (0..m).step_by(MR) {
+            let rows = (m - i0).min(MR);
+            let at = Block {
+                k,
+                a: if a.cs == 1 { a.data[i0 * a.rs..].as_ptr() } else { a.data[i0..].as_ptr() },
+                lda: if a.cs == 1 { a.rs } else { a.cs },
+                // SAFETY (of the offsets): `v0 < nv`, so the column is inside `B` and `C`.
+                b: bp.wrapping_add(v0 * LANES),
+                ldb,
+                c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
+                ldc: n,
+                mask,
+                add: acc == Acc::Add,
+            };
+            // SAFETY: AVX-512F is enabled; the block's rows, columns and `k` are inside the
+            // operands (checked above), and the last vector is masked at `n`.
+            unsafe { at.dispatch(rows, width, a.cs == 1) };
+        }
+        v0 += width;
+    }
+}
+
+/// One block of `C` and where its operands start.
+struct Block {
+    k: usize,
+    /// `A`'s first row of the block. Row-major: `A[r, p]` is `a[r * lda + p]`; transposed:
+    /// `a[p * lda + r]`.
+    a: *const f32,
+    lda: usize,
+    /// `B[p, l]` of the block's columns is `b[p * ldb + l]`.
+    b: *const f32,
+    ldb: usize,
+    /// `C[r, l]` of the block is `c[r * ldc + l]`.
+    c: *mut f32,
+    ldc: usize,
+    /// The lanes of the block's last vector that are inside `C`.
+    mask: __mmask16,
+    /// Add to `C` rather than overwrite it.
+    add: bool,
+}
+
+impl Block {
+    /// Runs the block with `rows` rows (1 to [`MR`]) and `width` vectors (1 to 3).
+    ///
+    /// # Safety
+    ///
+    /// AVX-512F, and the block must lie inside its operands.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool) {
+        macro_rules! go {
+            ($($r:literal)*) => {
+                match (rows, width, a_rows) {
+                    $(
+                        ($r, 1, true) => unsafe { self.run::<$r, 1, true>() },
+                        ($r, 2, true) => unsafe { self.run::<$r, 2, true>() },
+                        ($r, 3, true) => unsafe { self.run::<$r, 3, true>() },
+                        ($r, 1, false) => unsafe { self.run::<$r, 1, false>() },
+                        ($r, 2, false) => unsafe { self.run::<$r, 2, false>() },
+                        ($r, 3, false) => unsafe { self.run::<$r, 3, false>() },
+                    )*
+                    _ => unreachable!("blocks have 1 to {MR} rows and 1 to 3 vectors"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6 7 8)
+    }
+
+    /// The `R × V` block: `R·V` accumulators in registers, one multiply-add each per `k` step.
+    ///
+    /// # Safety
+    ///
+    /// As [`Block::dispatch`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn run<const R: usize, const V: usize, const A_ROWS: bool>(&self) {
+        let Block { k, a, lda, b, ldb, c, ldc, mask, add } = *self;
+        let full = lanes(LANES);
+        let mask_of = |v: usize| if v == V - 1 { mask } else { full };
+        // SAFETY (all pointer reads and writes): inside the operands, by the caller's contract.
+        unsafe {
+            let mut sum = [[_mm512_setzero_ps(); V]; R];
+            if add {
+                for (r, row) in sum.iter_mut().enumerate() {
+                    for (v, s) in row.iter_mut().enumerate() {
+                        *s = _mm512_maskz_loadu_ps(mask_of(v), c.add(r * ldc + v * LANES));
+                    }
+                }
+            }
+            for p in 0..k {
+                let brow = b.add(p * ldb);
+                let bv: [__m512; V] =
+                    std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask_of(v), brow.add(v * LANES)));
+                for (r, row) in sum.iter_mut().enumerate() {
+                    let x = if A_ROWS { *a.add(r * lda + p) } else { *a.add(p * lda + r) };
+                    let av = _mm512_set1_ps(x);
+                    for (s, &bv) in row.iter_mut().zip(&bv) {
+                        *s = _mm512_fmadd_ps(av, bv, *s);
+                    }
+                }
+            }
+            for (r, row) in sum.iter().enumerate() {
+                for (v, &s) in row.iter().enumerate() {
+                    let dst = c.add(r * ldc + v * LANES);
+                    if v == V - 1 && mask != full {
+                        _mm512_mask_storeu_ps(dst, mask, s);
+                    } else {
+                        _mm512_storeu_ps(dst, s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Clone for Block {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl Copy for Block {}
+
+/// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
+/// `[n, k]` matrix are `B`'s columns) into `out` as `k` rows of `width` (a multiple of 16) lanes,
+/// zero past `n`, sixteen columns by sixteen rows at a time.
+///
+/// # Safety
+///
+/// AVX-512F; `b` holds `[n, k]`, and `out` is `k × width` with `width ≥ n` rounded up to 16.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]) {
+    let width = out.len() / k;
+    for j0 in (0..n).step_by(LANES) {
+        let jn = (n - j0).min(LANES);
+        for p0 in (0..k).step_by(LANES) {
+            let pn = (k - p0).min(LANES);
+            let tile: [__m512; LANES] = std::array::from_fn(|r| {
+                if r < jn {
+                    let src = &b.data[(j0 + r) * b.cs + p0..][..pn];
+                    // SAFETY: AVX-512F; the masked load reads only `src`'s `pn` elements.
+                    unsafe { _mm512_maskz_loadu_ps(lanes(pn), src.as_ptr()) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            let cols = transpose(tile);
+            for (q, col) in cols.iter().take(pn).enumerate() {
+                let dst = &mut out[(p0 + q) * width + j0..][..LANES];
+                // SAFETY: AVX-512F; `dst` holds 16 floats.
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), *col) };
+            }
+        }
+    }
+}
+
+/// The transpose of a 16×16 tile held as 16 row vectors: four rounds of 16 shuffles
+/// (32-bit interleave, 64-bit interleave, then two rounds of 128-bit lane moves).
+#[target_feature(enable = "avx512f")]
+fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
+    // After the two interleaves, `u[4g + c]` holds, in each 128-bit lane `L`, rows `4g..4g + 4`
+    // of column `4L + c`.
+    let mut u = [_mm512_setzero_ps(); LANES];
+    for g in 0..4 {
+        let r = &r[4 * g..4 * g + 4];
+        let t = [
+            _mm512_castps_pd(_mm512_unpacklo_ps(r[0], r[1])),
+            _mm512_castps_pd(_mm512_unpackhi_ps(r[0], r[1])),
+            _mm512_castps_pd(_mm512_unpacklo_ps(r[2], r[3])),
+            _mm512_castps_pd(_mm512_unpackhi_ps(r[2], r[3])),
+        ];
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t[0], t[2]));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t[0], t[2]));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t[1], t[3]));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t[1], t[3]));
+    }
+    // Gather lane `L` of `u[c]`, `u[4 + c]`, `u[8 + c]` and `u[12 + c]` into column `4L + c`.
+    let mut out = [_mm512_setzero_ps(); LANES];
+    for c in 0..4 {
+        let x_even = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        let x_odd = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+        let y_even = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        let y_odd = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_f32x4::<0x88>(x_even, y_even);
+        out[4 + c] = _mm512_shuffle_f32x4::<0x88>(x_odd, y_odd);
+        out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(x_even, y_even);
+        out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(x_odd, y_odd);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::arch::x86_64::_mm512_loadu_ps;
+
+    #[test]
+    fn transpose_of_a_tile() {
+        if !available() {
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        // SAFETY: AVX-512F is available (checked above).
+        let t = unsafe {
+            let rows: [__m512; LANES] = std::array::from_fn(|r| _mm512_loadu_ps(m[r * LANES..].as_ptr()));
+            transpose(rows)
+        };
+        let mut out = vec![0.0f32; 256];
+        for (q, col) in t.iter().enumerate() {
+            // SAFETY: AVX-512F; 16 floats.
+            unsafe { _mm512_storeu_ps(out[q * LANES..].as_mut_ptr(), *col) };
+        }
+        for r in 0..LANES {
+            for q in 0..LANES {
+                assert_eq!(out[q * LANES + r], m[r * LANES + q], "element ({r}, {q})");
+            }
+        }
+    }
+}

@@ -161,12 +161,26 @@ impl<T: Float> Ctx<'_, T> {
         // dA = G · Bᵀ  ([m, n] · [n, k])
         if let Some((dst, acc)) = sinks.get(a) {
             sized(dst, m * k);
-            matmul::gemm((m, n, k), Strided::rows(g, n), Strided::transposed(bv, n), dst, acc, scratch);
+            matmul::gemm(
+                (m, n, k),
+                Strided::rows(g, n),
+                Strided::transposed(bv, n),
+                dst,
+                acc.into(),
+                scratch,
+            );
         }
         // dB = Aᵀ · G  ([k, m] · [m, n])
         if let Some((dst, acc)) = sinks.get(b) {
             sized(dst, k * n);
-            matmul::gemm((k, m, n), Strided::transposed(av, k), Strided::rows(g, n), dst, acc, scratch);
+            matmul::gemm(
+                (k, m, n),
+                Strided::transposed(av, k),
+                Strided::rows(g, n),
+                dst,
+                acc.into(),
+                scratch,
+            );
         }
     }
 

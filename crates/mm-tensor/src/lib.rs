@@ -90,5 +90,5 @@ pub fn gemm_f32(
     use kernels::matmul::Strided;
     let a = if a_t { Strided::transposed(&a[..m * k], m) } else { Strided::rows(&a[..m * k], k) };
     let b = if b_t { Strided::transposed(&b[..k * n], k) } else { Strided::rows(&b[..k * n], n) };
-    kernels::matmul::gemm((m, k, n), a, b, &mut c[..m * n], kernels::Acc::Write, pack);
+    kernels::matmul::gemm((m, k, n), a, b, &mut c[..m * n], kernels::matmul::Start::Zero, pack);
 }

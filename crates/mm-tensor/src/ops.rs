@@ -8,7 +8,7 @@ use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
 
 use crate::kernels::axis;
 use crate::kernels::broadcast::Broadcast;
-use crate::kernels::matmul::{self, Strided};
+use crate::kernels::matmul::{self, Start, Strided};
 use crate::kernels::{self, Acc, sized};
 use crate::op::{NodeId, Op, Span};
 use crate::tape::{Graph, Var};
@@ -273,7 +273,7 @@ impl<'g, T: Float> Var<'g, T> {
                 Strided::rows(v.get(a), k),
                 Strided::rows(v.get(b), n),
                 out,
-                Acc::Write,
+                Start::Zero,
                 pack,
             );
         }))
@@ -316,14 +316,12 @@ impl<'g, T: Float> Var<'g, T> {
             &[x, wid, bid],
             |v, out, pack| {
                 sized(out, m * n);
-                let bias = v.get(bid);
-                out.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
                 matmul::gemm(
                     (m, k, n),
                     Strided::rows(v.get(x), k),
                     Strided::rows(v.get(wid), n),
                     out,
-                    Acc::Add,
+                    Start::Bias(v.get(bid)),
                     pack,
                 );
             },

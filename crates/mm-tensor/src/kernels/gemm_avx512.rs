@@ -17,8 +17,7 @@ use std::arch::x86_64::{
     _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
-use super::Acc;
-use super::matmul::Strided;
+use super::matmul::{Start, Strided};
 
 /// Lanes of an `f32` vector.
 const LANES: usize = 16;
@@ -47,16 +46,22 @@ pub(crate) unsafe fn gemm(
     a: Strided<'_, f32>,
     b: Strided<'_, f32>,
     c: &mut [f32],
-    acc: Acc,
+    start: Start<'_, f32>,
     pack: &mut Vec<f32>,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     let c = &mut c[..m * n];
+    let bias = match start {
+        Start::Bias(bias) => Some(bias[..n].as_ptr()),
+        Start::Zero | Start::C => None,
+    };
     if k == 0 {
-        if acc == Acc::Write {
-            c.fill(0.0);
+        match start {
+            Start::Zero => c.fill(0.0),
+            Start::C => {}
+            Start::Bias(bias) => c.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(&bias[..n])),
         }
         return;
     }
@@ -97,7 +102,8 @@ pub(crate) unsafe fn gemm(
                 c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
                 ldc: n,
                 mask,
-                add: acc == Acc::Add,
+                add: matches!(start, Start::C),
+                bias: bias.map(|bias| bias.wrapping_add(v0 * LANES)),
             };
             // SAFETY: AVX-512F is enabled; the block's rows, columns and `k` are inside the
             // operands (checked above), and the last vector is masked at `n`.
@@ -124,6 +130,8 @@ struct Block {
     mask: __mmask16,
     /// Add to `C` rather than overwrite it.
     add: bool,
+    /// The block's columns of a row added to every row of `C`.
+    bias: Option<*const f32>,
 }
 
 impl Block {
@@ -160,7 +168,7 @@ impl Block {
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn run<const R: usize, const V: usize, const A_ROWS: bool>(&self) {
-        let Block { k, a, lda, b, ldb, c, ldc, mask, add } = *self;
+        let Block { k, a, lda, b, ldb, c, ldc, mask, add, bias } = *self;
         let full = lanes(LANES);
         let mask_of = |v: usize| if v == V - 1 { mask } else { full };
         // SAFETY (all pointer reads and writes): inside the operands, by the caller's contract.
@@ -172,6 +180,10 @@ impl Block {
                         *s = _mm512_maskz_loadu_ps(mask_of(v), c.add(r * ldc + v * LANES));
                     }
                 }
+            } else if let Some(bias) = bias {
+                let start: [__m512; V] =
+                    std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask_of(v), bias.add(v * LANES)));
+                sum = [start; R];
             }
             for p in 0..k {
                 let brow = b.add(p * ldb);

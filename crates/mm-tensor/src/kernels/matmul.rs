@@ -21,6 +21,26 @@ use crate::Float;
 /// hide the FMA latency on two ports, and with the row of `B` and a broadcast of `A` it still
 /// fits AVX2's 16 registers.
 const MR: usize = 6;
+/// What a product's block starts from before the multiply-adds.
+#[derive(Clone, Copy)]
+pub(crate) enum Start<'a, T> {
+    /// Zero: `C = A · B` (the old contents of `C` may be anything).
+    Zero,
+    /// `C` itself: `C += A · B`.
+    C,
+    /// A row of `n` values added to every row: `C = bias + A · B` (`torch.addmm`).
+    Bias(&'a [T]),
+}
+
+impl<T> From<Acc> for Start<'_, T> {
+    fn from(acc: Acc) -> Self {
+        match acc {
+            Acc::Write => Start::Zero,
+            Acc::Add => Start::C,
+        }
+    }
+}
+
 /// A matrix operand read element by element: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Strided<'a, T> {
@@ -112,8 +132,9 @@ fn madd<T: Float>(x: T, y: T, z: T, fma: bool) -> T {
     if fma { x.mul_add(y, z) } else { x * y + z }
 }
 
-/// `C[m×n] (+)= A[m×k] · B[k×n]`, `C` row-major contiguous, `A` and `B` row-major or transposed.
-/// `pack` is scratch space for a packed copy of `B` (reused: no allocation once grown).
+/// `C[m×n] = start + A[m×k] · B[k×n]`, `C` row-major contiguous, `A` and `B` row-major or
+/// transposed. `pack` is scratch space for a packed copy of `B` (reused: no allocation once
+/// grown).
 ///
 /// `f32` on a CPU with AVX-512 runs the intrinsics kernel of [`super::gemm_avx512`]; everything
 /// else runs the portable kernel below.
@@ -122,7 +143,7 @@ pub(crate) fn gemm<T: Float>(
     a: Strided<'_, T>,
     b: Strided<'_, T>,
     c: &mut [T],
-    acc: Acc,
+    start: Start<'_, T>,
     pack: &mut Vec<T>,
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -133,23 +154,63 @@ pub(crate) fn gemm<T: Float>(
             let data = unsafe { std::slice::from_raw_parts(xs.data.as_ptr().cast(), xs.data.len()) };
             Strided { data, rs: xs.rs, cs: xs.cs }
         }
-        // SAFETY: `T` is `f32`, so these are the same slice and the same vector.
-        let (c, pack) = unsafe {
+        // SAFETY: `T` is `f32`, so these are the same slices and the same vector.
+        let (c, pack, start) = unsafe {
             (
                 std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<f32>(), c.len()),
                 &mut *std::ptr::from_mut(pack).cast::<Vec<f32>>(),
+                match start {
+                    Start::Zero => Start::Zero,
+                    Start::C => Start::C,
+                    Start::Bias(b) => {
+                        Start::Bias(std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len()))
+                    }
+                },
             )
         };
         // SAFETY: the CPU has AVX-512F (checked above).
-        unsafe { super::gemm_avx512::gemm(dims, f32s(a), f32s(b), c, acc, pack) };
+        unsafe { super::gemm_avx512::gemm(dims, f32s(a), f32s(b), c, start, pack) };
         return;
     }
-    gemm_portable(dims, a, b, c, acc, pack);
+    gemm_portable(dims, a, b, c, start, pack);
+}
+
+/// [`gemm`] on any CPU: the start is written into `C` (for a bias) and the portable kernel adds
+/// the product.
+fn gemm_portable<T: Float>(
+    dims: (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    c: &mut [T],
+    start: Start<'_, T>,
+    pack: &mut Vec<T>,
+) {
+    let acc = match start {
+        Start::Zero => Acc::Write,
+        Start::C => Acc::Add,
+        Start::Bias(bias) => {
+            let (m, _, n) = dims;
+            c[..m * n].chunks_exact_mut(n).for_each(|row| row.copy_from_slice(&bias[..n]));
+            Acc::Add
+        }
+    };
+    portable_kernel(dims, a, b, c, acc, pack);
+}
+
+#[cfg(test)]
+impl<T> Start<'_, T> {
+    fn name(&self) -> &'static str {
+        match self {
+            Start::Zero => "zero",
+            Start::C => "C",
+            Start::Bias(_) => "bias",
+        }
+    }
 }
 
 /// The portable kernel: [`gemm`] for `f64`, and for `f32` on CPUs without AVX-512.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn gemm_portable<T: Float>(
+fn portable_kernel<T: Float>(
     (m, k, n): (usize, usize, usize),
     a: Strided<'_, T>,
     b: Strided<'_, T>,
@@ -276,9 +337,7 @@ mod tests {
                     if s % 4 != 0 && t % 3 != s % 3 && n != 27 {
                         continue;
                     }
-                    for (a_t, b_t, acc) in
-                        (0..8).map(|f| (f & 1 == 1, f & 2 == 2, [Acc::Write, Acc::Add][f >> 2]))
-                    {
+                    for (a_t, b_t, start) in (0..12).map(|f| (f & 1 == 1, f & 2 == 2, f >> 2)) {
                         let a = if a_t {
                             Strided::transposed(&a_all[..m * k], m)
                         } else {
@@ -289,19 +348,27 @@ mod tests {
                         } else {
                             Strided::rows(&b_all[..k * n], n)
                         };
-                        let start: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
-                        let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
-                        reference((m, k, n), a, b, &mut want, acc);
+                        let bias: Vec<f32> = (0..n).map(|j| value(j + 3)).collect();
+                        let old: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
+                        let (start, mut want): (Start<'_, f32>, Vec<f64>) = match start {
+                            0 => (Start::Zero, vec![0.0; m * n]),
+                            1 => (Start::C, old.iter().map(|&v| f64::from(v)).collect()),
+                            _ => (Start::Bias(&bias), (0..m * n).map(|i| f64::from(bias[i % n])).collect()),
+                        };
+                        reference((m, k, n), a, b, &mut want, Acc::Add);
                         for portable in [false, true] {
                             let mut buf = vec![-7.0f32; m * n + 32];
-                            buf[16..16 + m * n].copy_from_slice(&start);
+                            buf[16..16 + m * n].copy_from_slice(&old);
                             let c = &mut buf[16..16 + m * n];
                             if portable {
-                                gemm_portable((m, k, n), a, b, c, acc, &mut pack);
+                                gemm_portable((m, k, n), a, b, c, start, &mut pack);
                             } else {
-                                gemm((m, k, n), a, b, c, acc, &mut pack);
+                                gemm((m, k, n), a, b, c, start, &mut pack);
                             }
-                            let case = format!("{m}x{k}x{n} a_t={a_t} b_t={b_t} {acc:?} portable={portable}");
+                            let case = format!(
+                                "{m}x{k}x{n} a_t={a_t} b_t={b_t} {} portable={portable}",
+                                start.name()
+                            );
                             assert!(
                                 buf[..16].iter().chain(&buf[16 + m * n..]).all(|&v| v == -7.0),
                                 "guard: {case}"

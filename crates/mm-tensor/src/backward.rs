@@ -278,9 +278,7 @@ impl<T: Float> Ctx<'_, T> {
                     if acc == Acc::Write {
                         crate::kernels::zeros(dst, n);
                     }
-                    for row in g.chunks_exact(n) {
-                        dst.iter_mut().zip(row).for_each(|(d, &x)| *d += x);
-                    }
+                    crate::kernels::add_rows(g, dst);
                 }
             }
             Op::Embedding { table, ids } => {

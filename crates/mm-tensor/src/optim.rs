@@ -1,6 +1,7 @@
 //! Optimizers: plain SGD (optionally with weight decay) and AdamW, each updating a
 //! [`ParamStore`] from [`Grads`], with a settable learning rate for schedules.
 
+use crate::kernels::update::{self, AdamWStep};
 use crate::param::{Buf, check_like};
 use crate::{Float, Grads, ParamStore, Result, TensorError};
 
@@ -41,13 +42,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         grads.check(params)?;
         let (lr, wd) = (self.lr, self.weight_decay);
         for id in params.ids() {
-            let p = params.data_mut(id);
-            let g = grads.data(id);
-            if wd == T::zero() {
-                p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * g);
-            } else {
-                p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * (g + wd * *p));
-            }
+            update::sgd(params.data_mut(id), grads.data(id), lr, wd);
         }
         Ok(())
     }
@@ -177,18 +172,19 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
         }
         check_like(&self.m, params, "adamw")?;
         self.t += 1;
-        let (b1, b2, one) = (self.beta1, self.beta2, T::one());
-        let c1 = one - b1.powi(self.t as i32);
-        let c2 = one - b2.powi(self.t as i32);
-        let decay = one - self.lr * self.weight_decay;
+        let one = T::one();
+        let s = AdamWStep {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            decay: one - self.lr * self.weight_decay,
+            c1: one - self.beta1.powi(self.t as i32),
+            c2: one - self.beta2.powi(self.t as i32),
+        };
         for id in params.ids() {
             let (m, v) = (&mut self.m[id.index()].data, &mut self.v[id.index()].data);
-            for (((p, &g), m), v) in params.data_mut(id).iter_mut().zip(grads.data(id)).zip(m).zip(v) {
-                *p *= decay;
-                *m = b1 * *m + (one - b1) * g;
-                *v = b2 * *v + (one - b2) * g * g;
-                *p -= self.lr * (*m / c1) / ((*v / c2).sqrt() + self.eps);
-            }
+            update::adamw(params.data_mut(id), grads.data(id), m, v, s);
         }
         Ok(())
     }

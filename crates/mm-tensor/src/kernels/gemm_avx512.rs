@@ -228,24 +228,22 @@ impl Copy for Block {}
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]) {
     let width = out.len() / k;
+    debug_assert!(width >= n && width % LANES == 0 && b.data.len() >= (n - 1) * b.cs + k);
+    let (src, dst) = (b.data.as_ptr(), out.as_mut_ptr());
     for j0 in (0..n).step_by(LANES) {
         let jn = (n - j0).min(LANES);
         for p0 in (0..k).step_by(LANES) {
             let pn = (k - p0).min(LANES);
+            // Rows past `n` load nothing (mask 0) from the last row, and become zeros.
             let tile: [__m512; LANES] = std::array::from_fn(|r| {
-                if r < jn {
-                    let src = &b.data[(j0 + r) * b.cs + p0..][..pn];
-                    // SAFETY: AVX-512F; the masked load reads only `src`'s `pn` elements.
-                    unsafe { _mm512_maskz_loadu_ps(lanes(pn), src.as_ptr()) }
-                } else {
-                    _mm512_setzero_ps()
-                }
+                let mask = if r < jn { lanes(pn) } else { 0 };
+                // SAFETY: AVX-512F; row `min(r, jn - 1)` is a row of `b`, and the mask reads
+                // only its `pn` elements from `p0`.
+                unsafe { _mm512_maskz_loadu_ps(mask, src.add((j0 + r.min(jn - 1)) * b.cs + p0)) }
             });
-            let cols = transpose(tile);
-            for (q, col) in cols.iter().take(pn).enumerate() {
-                let dst = &mut out[(p0 + q) * width + j0..][..LANES];
-                // SAFETY: AVX-512F; `dst` holds 16 floats.
-                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), *col) };
+            for (q, col) in transpose(tile).into_iter().take(pn).enumerate() {
+                // SAFETY: AVX-512F; row `p0 + q < k` of `out` holds `width ≥ j0 + 16` floats.
+                unsafe { _mm512_storeu_ps(dst.add((p0 + q) * width + j0), col) };
             }
         }
     }

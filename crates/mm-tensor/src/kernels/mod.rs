@@ -11,6 +11,7 @@ pub(crate) mod exp;
 pub(crate) mod gemm_avx512;
 pub(crate) mod matmul;
 pub(crate) mod tanh;
+pub(crate) mod update;
 
 /// Whether a kernel writes its result over the destination or adds it to what is there: the first
 /// gradient contribution to a buffer is written, later ones accumulate.
@@ -22,14 +23,27 @@ pub(crate) enum Acc {
     Add,
 }
 
-/// `dst = src` or `dst += src`, element by element, resizing `dst` on a write.
-pub(crate) fn store<T: crate::Float>(dst: &mut Vec<T>, acc: Acc, src: impl Iterator<Item = T>) {
+/// `dst = src` or `dst += src`, element by element, resizing `dst` on a write. Compiled for the
+/// CPU's widest vectors: the elementwise gradient rules (e.g. `tanh`'s) run through it, and
+/// their closures inline into it.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn store<T: crate::Float, I: Iterator<Item = T>>(dst: &mut Vec<T>, acc: Acc, src: I) {
     match acc {
         Acc::Write => {
             dst.clear();
             dst.extend(src);
         }
         Acc::Add => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+    }
+}
+
+/// `dst[j] += Σ_i rows[i][j]` over the rows of `n` elements of `rows`: the column sums of a
+/// matrix (a bias gradient), added row by row in order.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn add_rows<T: crate::Float>(rows: &[T], dst: &mut [T]) {
+    let n = dst.len();
+    for row in rows.chunks_exact(n) {
+        dst.iter_mut().zip(row).for_each(|(d, &x)| *d += x);
     }
 }
 

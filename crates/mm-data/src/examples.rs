@@ -80,13 +80,52 @@ impl Examples {
             return Err(DataError::NoExamples);
         }
         let (b, bs) = (batch.y.len(), self.block_size());
-        if batch.x.dim() != (b, bs) {
+        if batch.x.dim() != (b, bs) || !batch.x.is_standard_layout() {
             batch.x = Array2::zeros((b, bs));
         }
-        for (i, mut row) in batch.x.rows_mut().into_iter().enumerate() {
-            let k = rng.random_range(0..self.len());
-            row.assign(&self.x.row(k));
-            batch.y[i] = self.y[k];
+        // Rows are copied as slices: ndarray's row assignment costs more than the copy itself
+        // at a block size of 3.
+        let fits = u32::try_from(self.len()).is_ok();
+        let slices =
+            (batch.x.as_slice_mut(), batch.y.as_slice_mut(), self.x.as_slice(), self.y.as_slice(), fits);
+        let (Some(dst), Some(y), Some(src), Some(targets), true) = slices else {
+            for (i, mut row) in batch.x.rows_mut().into_iter().enumerate() {
+                let k = rng.random_range(0..self.len());
+                row.assign(&self.x.row(k));
+                batch.y[i] = self.y[k];
+            }
+            return Ok(());
+        };
+        // The indices first (parked in `y`), then the rows: the rows' cache misses overlap
+        // rather than waiting on the generator in between.
+        for y in y.iter_mut() {
+            *y = rng.random_range(0..self.len()) as u32;
+        }
+        /// Row `y[i]` of `src` into row `i` of `dst`, then `y[i]` = its target; `BS` is the
+        /// row length (a constant, so the copy is a few moves, not a `memcpy` call).
+        fn gather<const BS: usize>(src: &[u32], targets: &[u32], dst: &mut [u32], y: &mut [u32]) {
+            for (row, y) in dst.as_chunks_mut::<BS>().0.iter_mut().zip(y) {
+                let k = *y as usize;
+                *row = src[k * BS..][..BS].try_into().expect("BS elements");
+                *y = targets[k];
+            }
+        }
+        match bs {
+            1 => gather::<1>(src, targets, dst, y),
+            2 => gather::<2>(src, targets, dst, y),
+            3 => gather::<3>(src, targets, dst, y),
+            4 => gather::<4>(src, targets, dst, y),
+            5 => gather::<5>(src, targets, dst, y),
+            6 => gather::<6>(src, targets, dst, y),
+            7 => gather::<7>(src, targets, dst, y),
+            8 => gather::<8>(src, targets, dst, y),
+            _ => {
+                for (i, y) in y.iter_mut().enumerate() {
+                    let k = *y as usize;
+                    dst[i * bs..][..bs].copy_from_slice(&src[k * bs..][..bs]);
+                    *y = targets[k];
+                }
+            }
         }
         Ok(())
     }

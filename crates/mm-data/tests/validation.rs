@@ -151,3 +151,21 @@ fn batches_are_seeded_and_reuse_their_arrays() {
     let empty = Examples::windows::<&str>(&[], &v, 3).unwrap();
     assert!(matches!(empty.sample_into(&mut rand::rng(), &mut a), Err(DataError::NoExamples)));
 }
+
+#[test]
+fn a_batch_is_the_rows_at_the_generators_indices_for_every_block_size() {
+    use rand::Rng;
+    let words = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte"];
+    let v = Vocab::from_words(&words);
+    for bs in [1, 2, 3, 5, 8, 9, 12] {
+        let ex = Examples::windows(&words, &v, bs).unwrap();
+        let mut batch = Batch::new(32, bs);
+        ex.sample_into(&mut rand::rngs::StdRng::seed_from_u64(7), &mut batch).unwrap();
+        // The definition: draw an index per row, in order, and take that example.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (i, row) in batch.x.rows().into_iter().enumerate() {
+            let k = rng.random_range(0..ex.len());
+            assert_eq!((row, batch.y[i]), (ex.x.row(k), ex.y[k]), "block size {bs}, row {i}");
+        }
+    }
+}

@@ -99,6 +99,24 @@ pub(crate) fn softmax_backward<T: Float>(
     });
 }
 
+/// `xs` folded by `f` in 8 interleaved lanes (element `i` into lane `i % 8`), then the lanes
+/// pairwise: the same result on every CPU, without one long chain of dependent operations.
+#[inline]
+fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [init; 8];
+    let (chunks, rest) = xs.as_chunks::<8>();
+    for chunk in chunks {
+        for l in 0..8 {
+            acc[l] = f(acc[l], chunk[l]);
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(rest) {
+        *a = f(*a, x);
+    }
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = acc;
+    f(f(f(l0, l4), f(l2, l6)), f(f(l1, l5), f(l3, l7)))
+}
+
 /// The fused, numerically stable cross-entropy of `logits` `[rows, classes]` against class ids:
 /// returns the mean over rows of `logsumexp(row) - row[target]`, accumulated in `f64`, and
 /// writes the softmax probabilities to `probs` for the backward pass.
@@ -113,13 +131,14 @@ pub(crate) fn cross_entropy<T: Float>(
     probs.clear();
     let mut total = 0.0;
     for (row, &t) in logits.chunks_exact(classes).zip(targets) {
-        let max = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
+        // (A NaN logit is skipped here, and makes its row's loss NaN below.)
+        let max = lanes(row, T::neg_infinity(), |m, x| if x > m { x } else { m });
         probs.extend(row.iter().map(|&x| x - max));
         total -= (row[t as usize] - max).as_f64();
     }
     T::exp_slice(probs);
     for p in probs.chunks_exact_mut(classes) {
-        let sum = p.iter().fold(T::zero(), |s, &e| s + e);
+        let sum = lanes(p, T::zero(), |s, e| s + e);
         let inv = T::one() / sum;
         p.iter_mut().for_each(|e| *e *= inv);
         total += sum.ln().as_f64();

@@ -228,7 +228,7 @@ impl Copy for Block {}
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]) {
     let width = out.len() / k;
-    debug_assert!(width >= n && width % LANES == 0 && b.data.len() >= (n - 1) * b.cs + k);
+    debug_assert!(width >= n && width.is_multiple_of(LANES) && b.data.len() >= (n - 1) * b.cs + k);
     let (src, dst) = (b.data.as_ptr(), out.as_mut_ptr());
     for j0 in (0..n).step_by(LANES) {
         let jn = (n - j0).min(LANES);

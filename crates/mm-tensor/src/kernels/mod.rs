@@ -29,10 +29,18 @@ pub(crate) enum Acc {
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn store<T: crate::Float, I: Iterator<Item = T>>(dst: &mut Vec<T>, acc: Acc, src: I) {
     match acc {
-        Acc::Write => {
-            dst.clear();
-            dst.extend(src);
-        }
+        // An exact-size source (every caller's) is written in place: one indexed loop that
+        // vectorizes, where `extend` pushes element by element.
+        Acc::Write => match src.size_hint() {
+            (len, Some(max)) if len == max => {
+                sized(dst, len);
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d = s);
+            }
+            _ => {
+                dst.clear();
+                dst.extend(src);
+            }
+        },
         Acc::Add => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
     }
 }
@@ -41,9 +49,41 @@ pub(crate) fn store<T: crate::Float, I: Iterator<Item = T>>(dst: &mut Vec<T>, ac
 /// matrix (a bias gradient), added row by row in order.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn add_rows<T: crate::Float>(rows: &[T], dst: &mut [T]) {
+    /// Adds columns `j0..j0 + W` of every row into `dst`, the `W` sums held in registers.
+    #[inline(always)]
+    fn columns<T: crate::Float, const W: usize>(rows: &[T], dst: &mut [T], j0: usize) {
+        let n = dst.len();
+        let acc: &mut [T; W] = (&mut dst[j0..j0 + W]).try_into().expect("W columns");
+        let mut sum = *acc;
+        for row in rows.chunks_exact(n) {
+            let row: &[T; W] = row[j0..j0 + W].try_into().expect("W columns");
+            for l in 0..W {
+                sum[l] += row[l];
+            }
+        }
+        *acc = sum;
+    }
     let n = dst.len();
-    for row in rows.chunks_exact(n) {
-        dst.iter_mut().zip(row).for_each(|(d, &x)| *d += x);
+    let mut j0 = 0;
+    while j0 < n {
+        j0 += match n - j0 {
+            64.. => {
+                columns::<T, 64>(rows, dst, j0);
+                64
+            }
+            16.. => {
+                columns::<T, 16>(rows, dst, j0);
+                16
+            }
+            8.. => {
+                columns::<T, 8>(rows, dst, j0);
+                8
+            }
+            _ => {
+                columns::<T, 1>(rows, dst, j0);
+                1
+            }
+        };
     }
 }
 

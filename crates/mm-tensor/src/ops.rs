@@ -121,7 +121,7 @@ impl<'g, T: Float> Var<'g, T> {
         self.unary(Op::Log(self.id), T::ln)
     }
 
-    /// `tanh(self)` elementwise (in `f32` a fast rational approximation, max abs error 3.7e-7).
+    /// `tanh(self)` elementwise (in `f32` a fast rational approximation, max abs error 3.1e-7).
     pub fn tanh(self) -> Self {
         or_poisoned!(self);
         let x = self.id;

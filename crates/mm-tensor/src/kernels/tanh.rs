@@ -16,12 +16,12 @@ const P: [f32; 7] = [
     6.372_619_3e-4,
     1.485_722_4e-5,
     5.122_297e-8,
-    -8.604_671_5e-11,
-    2.000_187_9e-13,
+    -8.604_672e-11,
+    2.000_188e-13,
     -2.760_768_5e-16,
 ];
 /// Denominator coefficients of `Q(y)`, constant term first.
-const Q: [f32; 4] = [4.893_525_2e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+const Q: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
 /// Inputs are clamped to `±CLAMP`: beyond it `tanh` rounds to ±1 in `f32`.
 const CLAMP: f32 = 7.905_311;
 

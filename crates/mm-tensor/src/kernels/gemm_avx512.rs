@@ -35,7 +35,7 @@ fn lanes(n: usize) -> __mmask16 {
     (u32::MAX >> (32 - n)) as __mmask16
 }
 
-/// `C[m×n] (+)= A[m×k] · B[k×n]`: [`super::matmul::gemm`] for `f32` on AVX-512.
+/// `C[m×n] = start + A[m×k] · B[k×n]`: [`super::matmul::gemm`] for `f32` on AVX-512.
 ///
 /// # Safety
 ///
@@ -114,6 +114,7 @@ pub(crate) unsafe fn gemm(
 }
 
 /// One block of `C` and where its operands start.
+#[derive(Clone, Copy)]
 struct Block {
     k: usize,
     /// `A`'s first row of the block. Row-major: `A[r, p]` is `a[r * lda + p]`; transposed:
@@ -211,16 +212,10 @@ impl Block {
     }
 }
 
-impl Clone for Block {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl Copy for Block {}
-
 /// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
 /// `[n, k]` matrix are `B`'s columns) into `out` as `k` rows of `width` (a multiple of 16) lanes,
-/// zero past `n`, sixteen columns by sixteen rows at a time.
+/// sixteen columns by sixteen rows at a time. The lanes past `n` hold copies of other values,
+/// which the kernel never reads: it masks them off.
 ///
 /// # Safety
 ///
@@ -232,14 +227,17 @@ unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut
     let (src, dst) = (b.data.as_ptr(), out.as_mut_ptr());
     for j0 in (0..n).step_by(LANES) {
         let jn = (n - j0).min(LANES);
+        // Rows past `n` repeat the last row: they land in lanes past `n`, which the kernel
+        // masks off when it loads the last vector.
+        let rows: [*const f32; LANES] =
+            std::array::from_fn(|r| src.wrapping_add((j0 + r.min(jn - 1)) * b.cs));
         for p0 in (0..k).step_by(LANES) {
             let pn = (k - p0).min(LANES);
-            // Rows past `n` load nothing (mask 0) from the last row, and become zeros.
+            let mask = lanes(pn);
             let tile: [__m512; LANES] = std::array::from_fn(|r| {
-                let mask = if r < jn { lanes(pn) } else { 0 };
-                // SAFETY: AVX-512F; row `min(r, jn - 1)` is a row of `b`, and the mask reads
-                // only its `pn` elements from `p0`.
-                unsafe { _mm512_maskz_loadu_ps(mask, src.add((j0 + r.min(jn - 1)) * b.cs + p0)) }
+                // SAFETY: AVX-512F; `rows[r]` is a row of `b`, and the mask reads only its
+                // elements `p0..k`.
+                unsafe { _mm512_maskz_loadu_ps(mask, rows[r].add(p0)) }
             });
             for (q, col) in transpose(tile).into_iter().take(pn).enumerate() {
                 // SAFETY: AVX-512F; row `p0 + q < k` of `out` holds `width ≥ j0 + 16` floats.

@@ -318,10 +318,10 @@ mod tests {
         }
     }
 
-    /// Both `f32` kernels this CPU can run (the dispatched one, AVX-512 here when the CPU has it,
-    /// and the portable one) against an `f64` reference, over
-    /// every layout and both accumulation modes, at sizes around each block and vector edge
-    /// and at makemore's own; `C` sits between guard values that must not change.
+    /// Both `f32` kernels this CPU can run (the dispatched one, AVX-512 when the CPU has it, and
+    /// the portable one) against an `f64` reference: every layout of `A` and `B` and all three
+    /// starts, at sizes around each block and vector edge and at makemore's own. `C` sits
+    /// between guard values that must not change.
     #[test]
     fn f32_gemm_matches_a_reference_at_every_edge() {
         let sizes = [1, 2, 3, 7, 8, 9, 15, 16, 17, 27, 30, 32, 33, 47, 48, 49, 64, 65, 200];
@@ -384,6 +384,31 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// An empty inner dimension: the product is zero, so `C` becomes its start.
+    #[test]
+    fn a_product_over_k_0_is_its_start() {
+        let (m, n) = (3, 20);
+        let (a, b) = (Strided::rows(&[][..], 0), Strided::rows(&[][..], n));
+        let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+        let mut pack = Vec::new();
+        for portable in [false, true] {
+            let run = |start: Start<'_, f32>, c: &mut [f32], pack: &mut Vec<f32>| {
+                if portable {
+                    gemm_portable((m, 0, n), a, b, c, start, pack);
+                } else {
+                    gemm((m, 0, n), a, b, c, start, pack);
+                }
+            };
+            let mut c = vec![5.0f32; m * n];
+            run(Start::C, &mut c, &mut pack);
+            assert!(c.iter().all(|&x| x == 5.0));
+            run(Start::Bias(&bias), &mut c, &mut pack);
+            assert!(c.chunks(n).all(|row| row == &bias[..]));
+            run(Start::Zero, &mut c, &mut pack);
+            assert!(c.iter().all(|&x| x == 0.0));
         }
     }
 }

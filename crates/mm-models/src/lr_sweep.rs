@@ -193,7 +193,7 @@ impl LrSweep {
     /// the common "a tenth of the rate at the minimum" but less timid; never below the sweep's
     /// first rate. `None` when the curve is lowest at the first rate (it never fell).
     ///
-    /// On names.txt this agrees with [`lr_grid`]: the lecture's MLP gets about 0.057, and short
+    /// On names.txt this agrees with [`lr_grid`]: the lecture's MLP gets about 0.058, and short
     /// runs at fixed rates do best between 0.03 and 0.1 (docs/lr-sweep.md).
     pub fn suggest(&self) -> Option<Suggestion> {
         let i = self.argmin().filter(|&i| i > 0)?;

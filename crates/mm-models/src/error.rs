@@ -18,6 +18,10 @@ pub enum ModelError {
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A stop request ended work whose partial result would mislead (a learning-rate sweep or
+    /// grid); `train` itself reports a stop in its `TrainReport` instead.
+    #[error("{0} was stopped before it finished")]
+    Stopped(&'static str),
 }
 
 /// mm-models' `Result`.

@@ -280,8 +280,8 @@ impl LrSweep {
 
 /// The lecture's sweep: for each repeat `r`, `new_model(seed + r)` is trained for `points` steps,
 /// step `i` at rate `10^exps[i]`, its batches drawn with the same seed. `observe` is called after
-/// every step with the number of steps done over all repeats. `stop` ends the sweep early with an
-/// error (a partial sweep would mislead).
+/// every step with the number of steps done over all repeats. `stop` ends the sweep early with
+/// [`ModelError::Stopped`] (a partial sweep would mislead).
 pub fn lr_sweep<M: Model>(
     mut new_model: impl FnMut(u64) -> Result<M>,
     examples: &Examples,
@@ -310,7 +310,7 @@ pub fn lr_sweep<M: Model>(
             observe(r * cfg.points + m.step + 1);
         })?;
         if report.stopped {
-            return Err(ModelError::Config("the sweep was stopped".into()));
+            return Err(ModelError::Stopped("the sweep"));
         }
         runs.push((seed, loss));
     }
@@ -331,7 +331,7 @@ pub struct GridPoint {
 /// Short runs of `cfg` (its steps and batch size; the schedule is replaced by each rate in turn),
 /// each from `new_model(cfg.seed)`: the same initial weights and the same batches for every rate,
 /// so the comparison is paired. Returns the dev loss at each rate; `observe` is called after every
-/// step with the number of steps done over all rates.
+/// step with the number of steps done over all rates. `stop` ends it with [`ModelError::Stopped`].
 pub fn lr_grid<M: Model>(
     mut new_model: impl FnMut(u64) -> Result<M>,
     train_examples: &Examples,
@@ -358,7 +358,7 @@ pub fn lr_grid<M: Model>(
             observe(k * cfg.steps + m.step + 1);
         })?;
         if report.stopped {
-            return Err(ModelError::Config("the grid was stopped".into()));
+            return Err(ModelError::Stopped("the grid"));
         }
         let train_loss = (sum / count.max(1) as f64) as f32;
         let dev_loss = evaluate(&model, dev)?;

@@ -155,8 +155,13 @@ fn bad_sweeps_are_typed_errors() {
     ] {
         assert!(matches!(lr_sweep(new, &tr, &cfg, &no, |_| ()), Err(ModelError::Config(_))), "{cfg:?}");
     }
-    let stop = AtomicBool::new(true);
-    assert!(matches!(lr_sweep(new, &tr, &SweepConfig::default(), &stop, |_| ()), Err(ModelError::Config(_))));
     let cfg = TrainConfig { steps: 10, ..TrainConfig::mlp() };
     assert!(matches!(lr_grid(new, &tr, &tr, &[], &cfg, &no, |_| ()), Err(ModelError::Config(_))));
+    // A stop request: no partial result, and an error that says so.
+    let stop = AtomicBool::new(true);
+    let err = lr_sweep(new, &tr, &SweepConfig::default(), &stop, |_| ()).unwrap_err();
+    assert!(matches!(err, ModelError::Stopped(_)));
+    assert_eq!(err.to_string(), "the sweep was stopped before it finished");
+    let err = lr_grid(new, &tr, &tr, &[0.1], &cfg, &stop, |_| ()).unwrap_err();
+    assert_eq!(err.to_string(), "the grid was stopped before it finished");
 }

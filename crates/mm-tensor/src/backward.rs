@@ -1,19 +1,17 @@
 //! Reverse-mode differentiation: one reverse loop over the tape and one exhaustive `match` over
-//! [`Op`], a gradient rule per op. The first contribution to a gradient buffer is written, later
-//! ones are added in place; broadcast operands get the gradient summed back to their shape.
+//! [`Op`] that sends each node to its gradient rule (the rules live beside their forward passes,
+//! in `ops/`). The first contribution to a gradient buffer is written, later ones are added in
+//! place; broadcast operands get the gradient summed back to their shape.
 
 use ndarray::ArrayViewD;
 
-use crate::kernels::axis;
-use crate::kernels::broadcast::{Broadcast, Side};
-use crate::kernels::matmul::{self, Strided};
-use crate::kernels::{Acc, sized, store};
+use crate::kernels::{Acc, store};
 use crate::op::{NodeId, Op};
-use crate::tape::{Graph, Values, Var};
+use crate::tape::{Graph, Scratch, Values, Var};
 use crate::{Float, Grads, Result, Shape, TensorError};
 
 /// Where the gradients of nodes go: node buffers on the tape, parameter buffers in [`Grads`].
-struct Sinks<'s, T> {
+pub(crate) struct Sinks<'s, T> {
     ops: &'s [Op],
     needs_grad: &'s [bool],
     grads: &'s mut [Vec<T>],
@@ -24,7 +22,7 @@ struct Sinks<'s, T> {
 impl<T: Float> Sinks<'_, T> {
     /// The gradient buffer of node `id` and whether to write or add, or `None` if the node needs
     /// no gradient.
-    fn get(&mut self, id: NodeId) -> Option<(&mut Vec<T>, Acc)> {
+    pub(crate) fn get(&mut self, id: NodeId) -> Option<(&mut Vec<T>, Acc)> {
         let id = id as usize;
         if !self.needs_grad[id] {
             return None;
@@ -36,6 +34,11 @@ impl<T: Float> Sinks<'_, T> {
         let acc = if *live { Acc::Add } else { Acc::Write };
         *live = true;
         Some((buf, acc))
+    }
+
+    /// Whether node `id` needs a gradient.
+    pub(crate) fn needs(&self, id: NodeId) -> bool {
+        self.needs_grad[id as usize]
     }
 
     /// Zeroes the gradients of the parameters the backward pass did not reach, so that no stale
@@ -99,7 +102,7 @@ impl<'a, T: Float> Graph<'a, T> {
             }
         }
         for i in (0..=output.id as usize).rev() {
-            if !n.needs_grad[i] || !sinks.live[i] || matches!(n.ops[i], Op::Param(_)) {
+            if !n.needs_grad[i] || !sinks.live[i] || matches!(n.ops[i], Op::Param(_) | Op::Buffer(_)) {
                 continue;
             }
             let g = std::mem::take(&mut sinks.grads[i]);
@@ -120,192 +123,72 @@ impl<'a, T: Float> Graph<'a, T> {
 
 /// What a gradient rule reads: input values and shapes, the node's own value `y` and its
 /// auxiliary buffer.
-struct Ctx<'c, T> {
-    values: &'c Values<'c, T>,
-    shapes: &'c [Shape],
-    links: &'c [NodeId],
-    y: &'c [T],
-    aux: &'c [T],
+pub(crate) struct Ctx<'c, T> {
+    pub(crate) values: &'c Values<'c, T>,
+    pub(crate) shapes: &'c [Shape],
+    pub(crate) links: &'c [NodeId],
+    pub(crate) y: &'c [T],
+    pub(crate) aux: &'c [T],
 }
 
 impl<T: Float> Ctx<'_, T> {
-    fn x(&self, id: NodeId) -> &[T] {
+    /// The value of node `id`.
+    pub(crate) fn x(&self, id: NodeId) -> &[T] {
         self.values.get(id)
     }
 
-    fn shape(&self, id: NodeId) -> Shape {
+    /// The shape of node `id`.
+    pub(crate) fn shape(&self, id: NodeId) -> Shape {
         self.shapes[id as usize]
     }
 
-    /// `dx (+)= f(g, x, y)` elementwise, for unary ops.
-    fn unary(&self, x: NodeId, g: &[T], sinks: &mut Sinks<'_, T>, f: impl Fn(T, T, T) -> T) {
-        if let Some((dst, acc)) = sinks.get(x) {
-            let it = g.iter().zip(self.x(x)).zip(self.y).map(|((&g, &x), &y)| f(g, x, y));
-            store(dst, acc, it);
-        }
-    }
-
-    /// The gradient rule of one op: adds `g`'s contribution to each input's gradient.
-    /// The gradients of `a @ b` (`[m, k] · [k, n]`) from `g`: `dA = G · Bᵀ`, `dB = Aᵀ · G`.
-    fn matmul_grads(
-        &self,
-        (a, b): (NodeId, NodeId),
-        g: &[T],
-        sinks: &mut Sinks<'_, T>,
-        scratch: &mut Vec<T>,
-    ) {
-        let (&[m, k], &[_, n]) = (self.shape(a).dims(), self.shape(b).dims()) else {
-            unreachable!("matmul operands are 2-D")
-        };
-        let (av, bv) = (self.x(a), self.x(b));
-        // dA = G · Bᵀ  ([m, n] · [n, k])
-        if let Some((dst, acc)) = sinks.get(a) {
-            sized(dst, m * k);
-            matmul::gemm(
-                (m, n, k),
-                Strided::rows(g, n),
-                Strided::transposed(bv, n),
-                dst,
-                acc.into(),
-                scratch,
-            );
-        }
-        // dB = Aᵀ · G  ([k, m] · [m, n])
-        if let Some((dst, acc)) = sinks.get(b) {
-            sized(dst, k * n);
-            matmul::gemm(
-                (k, m, n),
-                Strided::transposed(av, k),
-                Strided::rows(g, n),
-                dst,
-                acc.into(),
-                scratch,
-            );
-        }
-    }
-
-    fn rule(&self, op: Op, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>, scratch: &mut Vec<T>) {
+    /// The gradient rule of one op: adds `g`'s contribution to each input's gradient. One arm per
+    /// op; the rules are in the op's family file under `ops/`.
+    fn rule(&self, op: Op, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>, s: &mut Scratch<T>) {
         match op {
-            Op::Input | Op::Param(_) | Op::Poison => {}
-            Op::Add(a, b) | Op::Sub(a, b) => {
-                let bc = Broadcast::new("add", self.shape(a), self.shape(b)).expect("checked when recorded");
-                let sign = if matches!(op, Op::Sub(..)) { -T::one() } else { T::one() };
-                if let Some((dst, acc)) = sinks.get(a) {
-                    bc.reduce(Side::Lhs, g, T::one(), dst, acc);
-                }
-                if let Some((dst, acc)) = sinks.get(b) {
-                    bc.reduce(Side::Rhs, g, sign, dst, acc);
-                }
-            }
-            Op::Mul(a, b) | Op::Div(a, b) => {
-                let bc = Broadcast::new("mul", self.shape(a), self.shape(b)).expect("checked when recorded");
-                let div = matches!(op, Op::Div(..));
-                let xs = (g, self.x(a), self.x(b));
-                if let Some((dst, acc)) = sinks.get(a) {
-                    if div {
-                        bc.grad(Side::Lhs, xs, dst, acc, |g, _, b| g / b);
-                    } else {
-                        bc.grad(Side::Lhs, xs, dst, acc, |g, _, b| g * b);
-                    }
-                }
-                if let Some((dst, acc)) = sinks.get(b) {
-                    if div {
-                        bc.grad(Side::Rhs, xs, dst, acc, |g, a, b| -g * a / (b * b));
-                    } else {
-                        bc.grad(Side::Rhs, xs, dst, acc, |g, a, _| g * a);
-                    }
-                }
-            }
+            Op::Input | Op::Param(_) | Op::Buffer(_) | Op::Poison => {}
+            // ops/elementwise.rs
+            Op::Add(a, b) => self.add_grad((a, b), false, g, sinks),
+            Op::Sub(a, b) => self.add_grad((a, b), true, g, sinks),
+            Op::Mul(a, b) => self.mul_grad((a, b), false, g, sinks),
+            Op::Div(a, b) => self.mul_grad((a, b), true, g, sinks),
             Op::Neg(x) => self.unary(x, g, sinks, |g, _, _| -g),
-            Op::Pow(x, e) => {
-                let (e, e1) = (T::of(e), T::of(e - 1.0));
-                self.unary(x, g, sinks, |g, x, _| g * e * x.powf(e1));
-            }
+            Op::Pow(x, e) => self.pow_grad(x, e, g, sinks),
             Op::Exp(x) => self.unary(x, g, sinks, |g, _, y| g * y),
             Op::Log(x) => self.unary(x, g, sinks, |g, x, _| g / x),
+            Op::Sqrt(x) => self.unary(x, g, sinks, |g, _, y| g / (y + y)),
             Op::Tanh(x) => self.unary(x, g, sinks, |g, _, y| g * (T::one() - y * y)),
             Op::Relu(x) => self.unary(x, g, sinks, |g, x, _| if x > T::zero() { g } else { T::zero() }),
             Op::Sigmoid(x) => self.unary(x, g, sinks, |g, _, y| g * y * (T::one() - y)),
-            Op::Sum { x, axis } | Op::Mean { x, axis } => {
-                let xs = self.shape(x);
-                let around = match axis {
-                    None => (1, xs.numel(), 1),
-                    Some(ax) => xs.around(ax as usize),
-                };
-                let mean = matches!(op, Op::Mean { .. });
-                let scale = if mean { T::one() / T::of(around.1 as f64) } else { T::one() };
-                if let Some((dst, acc)) = sinks.get(x) {
-                    axis::spread(g, around, scale, dst, acc);
-                }
+            Op::Gelu(x) => self.gelu_grad(x, g, sinks),
+            Op::MaskedFill { x, mask, .. } => self.masked_fill_grad(x, self.values.ids(mask), g, sinks),
+            Op::Dropout(x) => self.dropout_grad(x, g, sinks),
+            // ops/reduce.rs
+            Op::Sum { x, axis } => self.sum_grad(x, axis, false, g, sinks),
+            Op::Mean { x, axis } => self.sum_grad(x, axis, true, g, sinks),
+            Op::MeanAxes { x, axes } => self.moments_grad(x, axes, None, g, sinks),
+            Op::VarAxes { x, axes, correction } => self.moments_grad(x, axes, Some(correction), g, sinks),
+            Op::Softmax { x, axis } => self.softmax_grad(x, axis, false, shape, g, sinks),
+            Op::LogSoftmax { x, axis } => self.softmax_grad(x, axis, true, shape, g, sinks),
+            // ops/shape.rs
+            Op::Reshape(x) => self.reshape_grad(x, g, sinks),
+            Op::Transpose(x) => self.transpose_grad(x, shape, g, sinks),
+            Op::Permute { x, perm } => self.permute_grad(x, perm, shape, g, sinks),
+            Op::Narrow { x, axis, start, len } => self.narrow_grad(x, (axis, start, len), g, sinks),
+            Op::Concat { inputs, axis } => self.concat_grad(inputs, axis, shape, g, sinks),
+            // ops/matmul.rs, ops/attention.rs
+            Op::MatMul(a, b) => self.matmul_grad((a, b), g, sinks, s),
+            Op::Linear { x, w, b, w_t } => self.linear_grad((x, w, b, w_t), g, sinks, s),
+            Op::Attention { q, k, v } => self.attention_grad((q, k, v), g, sinks, s),
+            // ops/norm.rs
+            Op::LayerNorm { x, w, b, .. } => self.layer_norm_grad((x, w, b), g, sinks),
+            Op::BatchNorm { x, w, b, stats, .. } => {
+                self.batch_norm_grad((x, w, b), stats, g, sinks, &mut s.tmp)
             }
-            Op::Softmax { x, axis } | Op::LogSoftmax { x, axis } => {
-                let log = matches!(op, Op::LogSoftmax { .. });
-                if let Some((dst, acc)) = sinks.get(x) {
-                    axis::softmax_backward(g, self.y, shape.around(axis as usize), log, dst, acc);
-                }
-            }
-            Op::Reshape(x) => {
-                if let Some((dst, acc)) = sinks.get(x) {
-                    store(dst, acc, g.iter().copied());
-                }
-            }
-            Op::Transpose(x) => {
-                if let Some((dst, acc)) = sinks.get(x) {
-                    // `g` is [cols, rows]: transposing it back gives the input's layout.
-                    let &[cols, rows] = shape.dims() else { unreachable!("transpose is 2-D") };
-                    axis::transpose(g, cols, rows, dst, acc);
-                }
-            }
-            Op::Concat { inputs, axis } => {
-                let (outer, _, _) = shape.around(axis as usize);
-                let mut offset = 0;
-                for &x in &self.links[inputs.range()] {
-                    let chunk = self.shape(x).numel() / outer.max(1);
-                    if let Some((dst, acc)) = sinks.get(x) {
-                        let stride = shape.numel() / outer.max(1);
-                        let it = (0..outer).flat_map(|o| &g[o * stride + offset..][..chunk]).copied();
-                        store(dst, acc, it);
-                    }
-                    offset += chunk;
-                }
-            }
-            Op::MatMul(a, b) => self.matmul_grads((a, b), g, sinks, scratch),
-            Op::Linear { x, w, b } => {
-                // dX and dW as for matmul; db = the column sums of G.
-                self.matmul_grads((x, w), g, sinks, scratch);
-                let n = self.shape(b).numel();
-                if let Some((dst, acc)) = sinks.get(b) {
-                    if acc == Acc::Write {
-                        crate::kernels::zeros(dst, n);
-                    }
-                    crate::kernels::add_rows(g, dst);
-                }
-            }
-            Op::Embedding { table, ids } => {
-                if let Some((dst, acc)) = sinks.get(table) {
-                    let d = *self.shape(table).dims().last().expect("the table is 2-D");
-                    if acc == Acc::Write {
-                        crate::kernels::zeros(dst, self.shape(table).numel());
-                    }
-                    // Scatter-add: a repeated id accumulates the gradients of all its rows.
-                    for (&i, grow) in self.values.ids(ids).iter().zip(g.chunks_exact(d)) {
-                        let row = &mut dst[i as usize * d..][..d];
-                        row.iter_mut().zip(grow).for_each(|(r, &g)| *r += g);
-                    }
-                }
-            }
-            Op::CrossEntropy { logits, targets } => {
-                if let Some((dst, acc)) = sinks.get(logits) {
-                    let classes = *self.shape(logits).dims().last().expect("logits are 2-D");
-                    axis::cross_entropy_backward(self.aux, classes, self.values.ids(targets), g[0], dst, acc);
-                }
-            }
-            Op::LookupCrossEntropy { table, ids, .. } => {
-                if let Some((dst, acc)) = sinks.get(table) {
-                    let classes = *self.shape(table).dims().last().expect("the table is 2-D");
-                    axis::lookup_cross_entropy_backward(self.aux, classes, ids.len as usize, g[0], dst, acc);
-                }
-            }
+            // ops/index.rs, ops/loss.rs
+            Op::Embedding { table, ids } => self.embedding_grad(table, ids, g, sinks),
+            Op::CrossEntropy { logits, targets } => self.cross_entropy_grad(logits, targets, g, sinks),
+            Op::LookupCrossEntropy { table, ids, .. } => self.lookup_cross_entropy_grad(table, ids, g, sinks),
         }
     }
 }

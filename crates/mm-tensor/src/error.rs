@@ -96,6 +96,73 @@ pub enum TensorError {
         /// The axis.
         axis: usize,
     },
+    /// `permute` with a list that is not a permutation of the axes.
+    #[error("permute: {perm:?} is not a permutation of the {} axes of shape {shape}", shape.rank())]
+    Permutation {
+        /// The axis order asked for.
+        perm: Vec<usize>,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// `narrow` past the end of an axis.
+    #[error("narrow: elements {start}..{end} of axis {axis} are past the end of shape {shape}", end = start + len)]
+    Narrow {
+        /// The axis.
+        axis: usize,
+        /// The first element asked for.
+        start: usize,
+        /// How many elements.
+        len: usize,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// A set of axes an op cannot reduce over: repeated, out of range, or (for `batch_norm`)
+    /// not the leading axes.
+    #[error("{op}: cannot reduce shape {shape} over axes {axes:?}: {hint}")]
+    Axes {
+        /// The op.
+        op: &'static str,
+        /// The axes asked for.
+        axes: Vec<usize>,
+        /// The operand's shape.
+        shape: Shape,
+        /// What would work.
+        hint: &'static str,
+    },
+    /// A variance over too few values for its correction (a batch of one with Bessel's
+    /// correction divides by zero).
+    #[error(
+        "{op}: {count} value(s) per statistic with correction {correction} divides by zero \
+         (shape {shape}); use a larger batch or correction 0"
+    )]
+    TooFewValues {
+        /// The op.
+        op: &'static str,
+        /// Values per mean/variance.
+        count: usize,
+        /// The correction asked for.
+        correction: usize,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// `cross_entropy` whose targets are all ignored: the mean over no targets is undefined.
+    #[error(
+        "cross_entropy: all {targets} targets equal ignore_index {ignore_index}; the mean over none is undefined"
+    )]
+    AllIgnored {
+        /// The number of targets.
+        targets: usize,
+        /// The ignored id.
+        ignore_index: i64,
+    },
+    /// A dropout probability outside `[0, 1]`.
+    #[error("{op}: p = {p} is not a probability in [0, 1]")]
+    Probability {
+        /// The op.
+        op: &'static str,
+        /// The probability given.
+        p: f64,
+    },
     /// `backward` or `item` of a tensor with more than one element.
     #[error("item: expected a one-element tensor (a loss), got shape {shape}")]
     NonScalar {

@@ -11,7 +11,8 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 /// library functions (it is the precision in which gradients are checked against finite
 /// differences).
 pub trait Float:
-    num_traits::Float
+    sealed::Kernels
+    + num_traits::Float
     + ndarray::ScalarOperand
     + ndarray::LinalgScalar
     + Default
@@ -40,6 +41,59 @@ pub trait Float:
 
     /// Replaces every element of `x` by its `exp`.
     fn exp_slice(x: &mut [Self]);
+}
+
+/// The kernels that differ by more than arithmetic between the precisions, in a supertrait that
+/// only this crate can implement (its module is private): `Float` is sealed to `f32` and `f64`.
+mod sealed {
+    use crate::kernels::matmul::{Start, Strided};
+
+    pub trait Kernels: Sized {
+        /// `C = start + A · B` ([`crate::kernels::matmul::gemm`]) with this precision's kernel.
+        fn gemm(
+            dims: (usize, usize, usize),
+            a: Strided<'_, Self>,
+            b: Strided<'_, Self>,
+            c: &mut [Self],
+            start: Start<'_, Self>,
+            pack: &mut Vec<Self>,
+        );
+    }
+
+    impl Kernels for f32 {
+        fn gemm(
+            dims: (usize, usize, usize),
+            a: Strided<'_, f32>,
+            b: Strided<'_, f32>,
+            c: &mut [f32],
+            start: Start<'_, f32>,
+            pack: &mut Vec<f32>,
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::gemm_avx512::available() {
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX-512F (checked at run time just above).
+                unsafe {
+                    crate::kernels::gemm_avx512::gemm(dims, a, b, c, start, pack)
+                };
+                return;
+            }
+            crate::kernels::matmul::gemm_portable(dims, a, b, c, start, pack);
+        }
+    }
+
+    impl Kernels for f64 {
+        fn gemm(
+            dims: (usize, usize, usize),
+            a: Strided<'_, f64>,
+            b: Strided<'_, f64>,
+            c: &mut [f64],
+            start: Start<'_, f64>,
+            pack: &mut Vec<f64>,
+        ) {
+            crate::kernels::matmul::gemm_portable(dims, a, b, c, start, pack);
+        }
+    }
 }
 
 impl Float for f32 {

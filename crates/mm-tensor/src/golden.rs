@@ -91,6 +91,20 @@ pub enum Outcome {
     Fail(Vec<Mismatch>),
     /// The case could not be run: an unknown op, a missing attribute, or an engine error.
     Error(String),
+    /// The case is of a kind this harness does not build (a whole model: the model crates run
+    /// those); the reason says which.
+    Skipped(String),
+}
+
+/// Model-level case ops: whole makemore models, built by the model crate (`mm-models`), not by
+/// this op-level harness, which reports them as [`Outcome::Skipped`].
+pub const MODEL_OPS: &[&str] = &["transformer", "bow", "rnn", "gru", "mlp_makemore"];
+
+/// Why this harness skips `case`, if it does: a model case ([`MODEL_OPS`]).
+pub fn skip_reason(case: &Case) -> Option<String> {
+    MODEL_OPS
+        .contains(&case.op.as_str())
+        .then(|| format!("{} is a model case: mm-models builds makemore's model and runs it", case.op))
 }
 
 /// Parses a golden file (any file of the `mm-golden/1` format).
@@ -104,6 +118,9 @@ pub fn parse(text: &str) -> Result<GoldenFile, String> {
 
 /// Runs one case in precision `T`.
 pub fn run<T: Float>(case: &Case) -> Outcome {
+    if let Some(why) = skip_reason(case) {
+        return Outcome::Skipped(why);
+    }
     match evaluate::<T>(case) {
         Ok((output, grads)) => {
             let mut fails = Vec::new();
@@ -178,6 +195,18 @@ fn attr_f64(case: &Case, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
 }
 
+fn targets(case: &Case, i: usize) -> Result<ArrayD<i64>, String> {
+    let t = case.indices.get(i).ok_or_else(|| format!("{}: index tensor {i} is missing", case.op))?;
+    ArrayD::from_shape_vec(IxDyn(&t.shape), t.data.clone()).map_err(|e| e.to_string())
+}
+
+fn attr_usizes(case: &Case, key: &str) -> Result<Vec<usize>, String> {
+    case.attrs
+        .get(key)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| format!("{}: attribute {key:?} is missing or not a list of axes", case.op))
+}
+
 fn attr_usize(case: &Case, key: &str) -> Result<usize, String> {
     case.attrs
         .get(key)
@@ -202,9 +231,12 @@ fn attr_axis(case: &Case, rank: usize) -> Result<Option<usize>, String> {
 fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, String> {
     let arity = match case.op.as_str() {
         "add" | "sub" | "mul" | "div" | "matmul" => 2,
+        "layer_norm" | "batch_norm" | "attention" => 3,
         "mlp" => 5,
-        "pow" | "neg" | "exp" | "log" | "tanh" | "relu" | "sigmoid" | "sum" | "mean" | "softmax"
-        | "log_softmax" | "reshape" | "transpose" | "embedding" | "cross_entropy" | "bigram_nn" => 1,
+        "concat" => x.len().max(1),
+        "pow" | "neg" | "exp" | "log" | "sqrt" | "tanh" | "relu" | "sigmoid" | "gelu" | "sum" | "mean"
+        | "softmax" | "log_softmax" | "reshape" | "transpose" | "permute" | "narrow" | "embedding"
+        | "cross_entropy" | "bigram_nn" => 1,
         other => return Err(format!("unknown op {other:?}")),
     };
     if x.len() != arity {
@@ -226,6 +258,32 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
         "tanh" => a.tanh(),
         "relu" => a.relu(),
         "sigmoid" => a.sigmoid(),
+        "sqrt" => a.sqrt(),
+        "gelu" => match case.attrs.get("approximate").and_then(|v| v.as_str()) {
+            Some("tanh") => a.gelu(),
+            other => return Err(format!("gelu: approximate {other:?} is not supported (only \"tanh\")")),
+        },
+        "permute" => e(a.try_permute(&attr_usizes(case, "dims")?))?,
+        "narrow" => {
+            let (axis, start) = (attr_usize(case, "axis")?, attr_usize(case, "start")?);
+            e(a.try_narrow(axis, start, attr_usize(case, "length")?))?
+        }
+        "concat" => e(a.graph().try_concat(x, attr_usize(case, "axis")?))?,
+        "layer_norm" => e(a.try_layer_norm(x[1], x[2], attr_f64(case, "eps")?))?,
+        "batch_norm" => {
+            let (axes, eps) = (attr_usizes(case, "axes")?, attr_f64(case, "eps")?);
+            e(a.try_batch_norm(x[1], x[2], &axes, attr_usize(case, "correction")?, eps))?
+        }
+        "attention" => {
+            let causal = case.attrs.get("causal").and_then(|v| v.as_bool()).unwrap_or(true);
+            let scale = case.attrs.get("scale").and_then(|v| v.as_str()).unwrap_or("1/sqrt(head_size)");
+            if !causal || scale != "1/sqrt(head_size)" {
+                return Err(format!(
+                    "attention: only causal with scale 1/sqrt(head_size), got {causal} and {scale}"
+                ));
+            }
+            e(a.try_causal_attention(x[1], x[2]))?
+        }
         "sum" | "mean" => {
             let keepdim = case.attrs.get("keepdim").and_then(|v| v.as_bool()).unwrap_or(false);
             let mean = case.op == "mean";
@@ -250,7 +308,10 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
         }
         "transpose" => e(a.try_t())?,
         "embedding" => e(a.try_embedding(&ids(case, 0)?))?,
-        "cross_entropy" => e(a.try_cross_entropy(&ids(case, 0)?))?,
+        "cross_entropy" => match case.attrs.get("ignore_index").and_then(|v| v.as_i64()) {
+            Some(ignore) => e(a.try_cross_entropy_ignore(&targets(case, 0)?, ignore))?,
+            None => e(a.try_cross_entropy(&ids(case, 0)?))?,
+        },
         "bigram_nn" => {
             let (xs, ys) = (ids(case, 0)?, ids(case, 1)?);
             let reg = attr_f64(case, "reg")?;

@@ -54,9 +54,10 @@ mod tape;
 
 pub use error::{Result, TensorError};
 pub use float::Float;
-pub use ops::AsIds;
+pub use ops::elementwise::causal_mask;
+pub use ops::{AsIds, AsTargets};
 pub use optim::{AdamW, AdamWState, Optimizer, Sgd};
-pub use param::{Grads, ParamId, ParamStore};
+pub use param::{BufferId, Grads, ParamId, ParamStore};
 pub use shape::{MAX_RANK, Shape};
 pub use tape::{Graph, Tape, Var};
 

@@ -3,12 +3,13 @@
 //! The backward pass is one exhaustive `match` over this enum (in `backward.rs`), so a new op
 //! cannot be added without its gradient rule.
 
-use crate::ParamId;
+use crate::{BufferId, MAX_RANK, ParamId};
 
 /// The index of a node on its tape. Insertion order is topological order.
 pub(crate) type NodeId = u32;
 
-/// A span of the tape's id arena: the ids of an `embedding` or the targets of a `cross_entropy`.
+/// A span of the tape's id arena: the ids of an `embedding`, the targets of a `cross_entropy`,
+/// the mask of a `masked_fill`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Span {
     pub(crate) start: u32,
@@ -28,8 +29,13 @@ pub(crate) enum Op {
     Input,
     /// A parameter of the graph's [`crate::ParamStore`]; its gradient goes to [`crate::Grads`].
     Param(ParamId),
+    /// A buffer of the graph's [`crate::ParamStore`] (state that is not trained, such as
+    /// BatchNorm's running statistics): read like a parameter, never differentiated.
+    Buffer(BufferId),
     /// Stands in for the result of an op that failed; the tape holds the error.
     Poison,
+
+    // Elementwise (`ops/elementwise.rs`).
     /// `a + b`, broadcasting.
     Add(NodeId, NodeId),
     /// `a - b`, broadcasting.
@@ -46,35 +52,85 @@ pub(crate) enum Op {
     Exp(NodeId),
     /// `ln(x)`.
     Log(NodeId),
+    /// `sqrt(x)`.
+    Sqrt(NodeId),
     /// `tanh(x)`.
     Tanh(NodeId),
     /// `max(x, 0)`.
     Relu(NodeId),
     /// `1 / (1 + exp(-x))`.
     Sigmoid(NodeId),
+    /// GELU, tanh approximation; `aux` holds the inner `tanh`.
+    Gelu(NodeId),
+    /// `x` where the mask `ids[mask]` (0 or 1, broadcast over leading axes) is 0, `value` where 1.
+    MaskedFill { x: NodeId, mask: Span, value: f64 },
+    /// `x * m` for the dropout mask `m` (0 or `1 / (1 - p)`) kept in `aux`.
+    Dropout(NodeId),
+
+    // Reductions (`ops/reduce.rs`).
     /// Sum over one axis, or all elements when `axis` is `None`.
     Sum { x: NodeId, axis: Option<u8> },
     /// Mean over one axis, or all elements when `axis` is `None`.
     Mean { x: NodeId, axis: Option<u8> },
+    /// Mean over the axes of the bit set `axes`.
+    MeanAxes { x: NodeId, axes: u8 },
+    /// Variance over the axes of the bit set `axes`, dividing by `n - correction`; `aux` holds
+    /// the mean.
+    VarAxes { x: NodeId, axes: u8, correction: u8 },
     /// Softmax along an axis.
     Softmax { x: NodeId, axis: u8 },
     /// Log-softmax along an axis.
     LogSoftmax { x: NodeId, axis: u8 },
+
+    // Shapes (`ops/shape.rs`).
     /// Same elements, another shape (shares its input's value).
     Reshape(NodeId),
     /// Matrix transpose.
     Transpose(NodeId),
+    /// Axes reordered: output axis `i` is input axis `perm[i]`.
+    Permute { x: NodeId, perm: [u8; MAX_RANK] },
+    /// Elements `start..start + len` along `axis`.
+    Narrow { x: NodeId, axis: u8, start: u32, len: u32 },
     /// Inputs `links[span]` joined along `axis`.
     Concat { inputs: Span, axis: u8 },
-    /// Matrix product `a @ b`.
+
+    // Products (`ops/matmul.rs`).
+    /// Matrix product `a @ b`, batched over broadcast leading axes (`torch.matmul`).
     MatMul(NodeId, NodeId),
-    /// `x @ w + b` (a bias row added to every row), fused: `torch.addmm(b, x, w)`.
-    Linear { x: NodeId, w: NodeId, b: NodeId },
+    /// `x @ w (+ b)`, fused (`torch.addmm`); with `w_t` the weight is stored `[out, in]` and
+    /// used transposed (`F.linear`, `nn.Linear`'s layout).
+    Linear { x: NodeId, w: NodeId, b: Option<NodeId>, w_t: bool },
+    /// Causal scaled dot-product attention of `q`, `k`, `v` `[.., T, hs]`; `aux` holds the
+    /// attention weights.
+    Attention { q: NodeId, k: NodeId, v: NodeId },
+
+    // Normalisation (`ops/norm.rs`).
+    /// LayerNorm over the last axis with weight and bias; `aux` holds each row's mean and
+    /// `1 / std`.
+    LayerNorm { x: NodeId, w: NodeId, b: NodeId, eps: f64 },
+    /// BatchNorm over the leading `lead` axes with weight and bias; `aux` holds the mean,
+    /// variance and `1 / std` used.
+    BatchNorm { x: NodeId, w: NodeId, b: NodeId, lead: u8, eps: f64, stats: BatchStats },
+
+    // Lookups and losses (`ops/index.rs`, `ops/loss.rs`).
     /// Rows of `table` picked by the ids in `ids[span]`.
     Embedding { table: NodeId, ids: Span },
-    /// Mean cross-entropy of `logits` rows against class ids `ids[span]`.
+    /// Mean cross-entropy of the rows of `logits` against class ids `ids[span]`, over the
+    /// targets that are not [`IGNORED`].
     CrossEntropy { logits: NodeId, targets: Span },
     /// Mean cross-entropy of the rows of `table` picked by `ids[ids]` against `ids[targets]`:
     /// `CrossEntropy(Embedding(table, ids), targets)` fused.
     LookupCrossEntropy { table: NodeId, ids: Span, targets: Span },
 }
+
+/// Where BatchNorm's statistics come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BatchStats {
+    /// Training: the batch's mean and variance, the variance dividing by `n - correction`.
+    Batch { correction: u8 },
+    /// Evaluation: fixed running statistics (nodes that get no gradient).
+    Running { mean: NodeId, var: NodeId },
+}
+
+/// A cross-entropy target that is ignored (`ignore_index` in PyTorch).
+pub(crate) const IGNORED: u32 = u32::MAX;

@@ -3,7 +3,7 @@
 
 use crate::kernels::update::{self, AdamWStep};
 use crate::param::{Buf, check_like};
-use crate::{Float, Grads, ParamStore, Result, TensorError};
+use crate::{Float, Grads, ParamId, ParamStore, Result, TensorError};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer<T: Float> {
@@ -71,6 +71,8 @@ pub struct AdamW<T> {
     pub eps: T,
     /// Decoupled weight decay: `p -= lr * weight_decay * p` before the Adam update.
     pub weight_decay: T,
+    /// `no_decay[i]`: parameter `i` is exempt from weight decay (see [`AdamW::exempt_from_decay`]).
+    no_decay: Vec<bool>,
     t: u64,
     m: Vec<Buf<T>>,
     v: Vec<Buf<T>>,
@@ -85,10 +87,44 @@ impl<T: Float> AdamW<T> {
             beta2: T::of(0.999),
             eps: T::of(1e-8),
             weight_decay: T::of(0.01),
+            no_decay: Vec::new(),
             t: 0,
             m: Vec::new(),
             v: Vec::new(),
         }
+    }
+
+    /// Exempts these parameters from weight decay, as PyTorch's parameter groups with
+    /// `weight_decay=0.0` do (GPT-style training decays matrices only, not biases, norms or
+    /// embeddings). The builder form of [`AdamW::set_decay`].
+    ///
+    /// ```
+    /// use mm_tensor::{AdamW, Grads, Optimizer, ParamStore};
+    /// let mut params = ParamStore::new();
+    /// let w = params.add("w", ndarray::arr1(&[1.0f64]).into_dyn())?;
+    /// let b = params.add("b", ndarray::arr1(&[1.0f64]).into_dyn())?;
+    /// let grads = Grads::new(&params); // zero gradients: only the decay moves a parameter
+    /// let mut opt = AdamW::new(0.1).exempt_from_decay([b]);
+    /// opt.step(&mut params, &grads)?;
+    /// assert_eq!((params.data(w)[0], params.data(b)[0]), (1.0 - 0.1 * 0.01, 1.0));
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn exempt_from_decay(mut self, ids: impl IntoIterator<Item = ParamId>) -> Self {
+        ids.into_iter().for_each(|id| self.set_decay(id, false));
+        self
+    }
+
+    /// Whether parameter `id` is decayed (all are, until exempted).
+    pub fn set_decay(&mut self, id: ParamId, decay: bool) {
+        if self.no_decay.len() <= id.index() {
+            self.no_decay.resize(id.index() + 1, false);
+        }
+        self.no_decay[id.index()] = !decay;
+    }
+
+    /// Whether parameter `id` is decayed.
+    pub fn decays(&self, id: ParamId) -> bool {
+        !self.no_decay.get(id.index()).copied().unwrap_or(false)
     }
 
     /// The number of updates applied so far.
@@ -173,7 +209,7 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
         check_like(&self.m, params, "adamw")?;
         self.t += 1;
         let one = T::one();
-        let s = AdamWStep {
+        let mut s = AdamWStep {
             lr: self.lr,
             beta1: self.beta1,
             beta2: self.beta2,
@@ -182,7 +218,9 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
             c1: one - self.beta1.powi(self.t as i32),
             c2: one - self.beta2.powi(self.t as i32),
         };
+        let decay = s.decay;
         for id in params.ids() {
+            s.decay = if self.decays(id) { decay } else { one };
             let (m, v) = (&mut self.m[id.index()].data, &mut self.v[id.index()].data);
             update::adamw(params.data_mut(id), grads.data(id), m, v, s);
         }

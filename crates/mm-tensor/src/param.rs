@@ -1,5 +1,7 @@
 //! Parameters live outside the tape: a [`ParamStore`] of named tensors with dense ids, and the
-//! reusable [`Grads`] that a backward pass writes their gradients into.
+//! reusable [`Grads`] that a backward pass writes their gradients into. The store also holds
+//! buffers: state that is saved with the model but never trained (BatchNorm's running mean and
+//! variance, PyTorch's `register_buffer`).
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
@@ -11,6 +13,17 @@ pub struct ParamId(pub(crate) u32);
 
 impl ParamId {
     /// The position of the parameter in its store (0, 1, 2, ... in order of registration).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The dense id of a buffer in its [`ParamStore`] (state that is not trained).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub(crate) u32);
+
+impl BufferId {
+    /// The position of the buffer among the store's buffers (in order of registration).
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -53,18 +66,20 @@ impl<T: Float> Buf<T> {
 pub struct ParamStore<T> {
     names: Vec<String>,
     bufs: Vec<Buf<T>>,
+    buffer_names: Vec<String>,
+    buffers: Vec<Buf<T>>,
 }
 
 impl<T: Float> ParamStore<T> {
     /// An empty store.
     pub fn new() -> Self {
-        ParamStore { names: Vec::new(), bufs: Vec::new() }
+        ParamStore { names: Vec::new(), bufs: Vec::new(), buffer_names: Vec::new(), buffers: Vec::new() }
     }
 
     /// Registers a parameter under a unique `name` with an initial value (any memory layout; it
     /// is stored row-major). Errors on a duplicate name or a rank above [`crate::MAX_RANK`].
     pub fn add(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
-        if self.id(name).is_some() {
+        if self.id(name).is_some() || self.buffer_id(name).is_some() {
             return Err(TensorError::DuplicateParam { name: name.to_string() });
         }
         let shape = Shape::new(value.shape())?;
@@ -127,6 +142,83 @@ impl<T: Float> ParamStore<T> {
     /// The ids of all parameters, in order of registration.
     pub fn ids(&self) -> impl Iterator<Item = ParamId> + use<T> {
         (0..self.bufs.len() as u32).map(ParamId)
+    }
+
+    /// Registers a buffer: state saved with the model but never trained nor stepped by an
+    /// optimizer (BatchNorm's running statistics; `register_buffer` in PyTorch). Names are
+    /// unique across parameters and buffers.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let mut params = ParamStore::<f64>::new();
+    /// let mean = params.add_buffer("bn.running_mean", ndarray::arr1(&[0.0, 0.0]).into_dyn())?;
+    /// params.blend_buffer(mean, &[1.0, -2.0], 0.1)?; // (1 - 0.1) * running + 0.1 * batch
+    /// assert_eq!(params.buffer_data(mean), &[0.1, -0.2]);
+    /// assert_eq!((params.len(), params.buffer_len()), (0, 1)); // not a parameter
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn add_buffer(&mut self, name: &str, value: ArrayD<T>) -> Result<BufferId> {
+        if self.id(name).is_some() || self.buffer_id(name).is_some() {
+            return Err(TensorError::DuplicateParam { name: name.to_string() });
+        }
+        let shape = Shape::new(value.shape())?;
+        let data = value.as_standard_layout().iter().copied().collect();
+        self.buffer_names.push(name.to_string());
+        self.buffers.push(Buf { shape, data });
+        Ok(BufferId(self.buffers.len() as u32 - 1))
+    }
+
+    /// The id of the buffer called `name`, if there is one.
+    pub fn buffer_id(&self, name: &str) -> Option<BufferId> {
+        self.buffer_names.iter().position(|n| n == name).map(|i| BufferId(i as u32))
+    }
+
+    /// The buffer's name.
+    pub fn buffer_name(&self, id: BufferId) -> &str {
+        &self.buffer_names[id.index()]
+    }
+
+    /// The buffer's shape.
+    pub fn buffer_shape(&self, id: BufferId) -> Shape {
+        self.buffers[id.index()].shape
+    }
+
+    /// The buffer's value.
+    pub fn buffer(&self, id: BufferId) -> ArrayViewD<'_, T> {
+        self.buffers[id.index()].view()
+    }
+
+    /// The buffer's elements in row-major order.
+    pub fn buffer_data(&self, id: BufferId) -> &[T] {
+        &self.buffers[id.index()].data
+    }
+
+    /// The buffer's elements in row-major order, writable (e.g. to load a checkpoint).
+    pub fn buffer_data_mut(&mut self, id: BufferId) -> &mut [T] {
+        &mut self.buffers[id.index()].data
+    }
+
+    /// `buffer = (1 - momentum) * buffer + momentum * value`, elementwise: the running-average
+    /// update of BatchNorm's statistics (PyTorch's `momentum`). Errors if `value` has another
+    /// length.
+    pub fn blend_buffer(&mut self, id: BufferId, value: &[T], momentum: T) -> Result<()> {
+        let buf = &mut self.buffers[id.index()];
+        if value.len() != buf.data.len() {
+            return Err(TensorError::DataLength { op: "blend_buffer", len: value.len(), shape: buf.shape });
+        }
+        let keep = T::one() - momentum;
+        buf.data.iter_mut().zip(value).for_each(|(b, &v)| *b = keep * *b + momentum * v);
+        Ok(())
+    }
+
+    /// The number of buffers.
+    pub fn buffer_len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    /// The ids of all buffers, in order of registration.
+    pub fn buffer_ids(&self) -> impl Iterator<Item = BufferId> + use<T> {
+        (0..self.buffers.len() as u32).map(BufferId)
     }
 }
 

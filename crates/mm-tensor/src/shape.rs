@@ -1,10 +1,12 @@
-//! `Shape`: the dimensions of a tensor, stored inline (no allocation) up to rank 4.
+//! `Shape`: the dimensions of a tensor, stored inline (no allocation) up to rank 5.
 
 use std::fmt;
 
-/// The largest rank a tensor may have. makemore needs 3 (the embedded contexts `[B, block_size,
-/// n_embd]`); one more leaves room.
-pub const MAX_RANK: usize = 4;
+/// The largest rank a tensor may have. makemore's Transformer needs 4 (attention's
+/// `[B, n_head, T, head_size]`) and 5 in passing (q, k and v split from one `[B, T, 3, H, hs]`).
+/// (Shapes are inline and `Copy`: one more axis would make every error that names two shapes
+/// larger than clippy's limit for an `Err` value.)
+pub const MAX_RANK: usize = 5;
 
 /// The dimensions of a row-major tensor: `Copy`, compared by value, printed as `[32, 30]`.
 ///
@@ -14,7 +16,7 @@ pub const MAX_RANK: usize = 4;
 /// use mm_tensor::Shape;
 /// let s = Shape::new(&[32, 30]).unwrap();
 /// assert_eq!((s.rank(), s.numel(), s.to_string()), (2, 960, "[32, 30]".to_string()));
-/// assert!(Shape::new(&[1, 2, 3, 4, 5]).is_err());
+/// assert!(Shape::new(&[1, 2, 3, 4, 5, 6]).is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Shape {
@@ -83,6 +85,24 @@ impl Shape {
             self.rank += 1;
             self
         })
+    }
+
+    /// The row-major strides of this shape (elements between neighbours along each axis).
+    pub(crate) fn strides(&self) -> [usize; MAX_RANK] {
+        let mut s = [0; MAX_RANK];
+        let mut acc = 1;
+        for a in (0..self.rank()).rev() {
+            s[a] = acc;
+            acc *= self.dims[a];
+        }
+        s
+    }
+
+    /// The shape of the dimensions `from..to`.
+    pub(crate) fn slice(&self, from: usize, to: usize) -> Shape {
+        let mut s = Shape { dims: [0; MAX_RANK], rank: (to - from) as u8 };
+        s.dims[..to - from].copy_from_slice(&self.dims[from..to]);
+        s
     }
 
     /// Splits the shape around `axis` into `(outer, len, inner)` element counts: the layout of

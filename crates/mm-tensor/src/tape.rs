@@ -27,10 +27,18 @@ pub(crate) struct Nodes<T> {
     pub(crate) ids: Vec<u32>,
     /// The input lists of variadic ops (`concat`).
     pub(crate) links: Vec<NodeId>,
-    /// Scratch space for kernels (a transposed operand), reused.
-    pub(crate) scratch: Vec<T>,
+    /// Scratch space for kernels (a packed operand, attention's weights' gradient), reused.
+    pub(crate) scratch: Scratch<T>,
     /// The first error of this graph (sticky).
     pub(crate) error: Option<TensorError>,
+}
+
+/// Reused scratch buffers of the kernels: `pack` for a product's packed operand, `tmp` for an
+/// intermediate (attention's score gradients).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch<T> {
+    pub(crate) pack: Vec<T>,
+    pub(crate) tmp: Vec<T>,
 }
 
 impl<T> Nodes<T> {
@@ -58,6 +66,7 @@ impl<'v, T: Float> Values<'v, T> {
         loop {
             match self.ops[id as usize] {
                 Op::Param(p) => return self.params.data(p),
+                Op::Buffer(b) => return self.params.buffer_data(b),
                 Op::Reshape(x) => id = x,
                 _ => return &self.values[id as usize],
             }
@@ -162,6 +171,18 @@ impl<'a, T: Float> Graph<'a, T> {
         self.push(Op::Param(id), self.params.shape(id), true, &[], |_, _, _| {})
     }
 
+    /// The buffer `id` (state that is not trained, e.g. a running mean) as a node of this graph:
+    /// read from the store, never differentiated.
+    pub fn buffer(&self, id: crate::BufferId) -> Var<'_, T> {
+        self.push(Op::Buffer(id), self.params.buffer_shape(id), false, &[], |_, _, _| {})
+    }
+
+    /// Whether this graph records gradients: a training step ([`Tape::graph`]) rather than
+    /// evaluation ([`Tape::no_grad`]). Dropout is the identity when it does not.
+    pub fn is_grad(&self) -> bool {
+        self.grad
+    }
+
     /// A constant of the given shape, copied from row-major `data`.
     pub fn try_input(&self, shape: &[usize], data: &[T]) -> Result<Var<'_, T>> {
         let shape = Shape::new(shape)?;
@@ -209,6 +230,19 @@ impl<'a, T: Float> Graph<'a, T> {
         inputs: &[NodeId],
         compute: impl FnOnce(&Values<'_, T>, &mut Vec<T>, &mut Vec<T>),
     ) -> Var<'_, T> {
+        self.push_with(op, shape, leaf_grad, inputs, |v, out, aux, _| compute(v, out, aux))
+    }
+
+    /// [`Graph::push`] for a kernel that also needs the tape's scratch buffers (a packed
+    /// operand).
+    pub(crate) fn push_with(
+        &self,
+        op: Op,
+        shape: Shape,
+        leaf_grad: bool,
+        inputs: &[NodeId],
+        compute: impl FnOnce(&Values<'_, T>, &mut Vec<T>, &mut Vec<T>, &mut Scratch<T>),
+    ) -> Var<'_, T> {
         let mut n = self.nodes.borrow_mut();
         let n = &mut *n;
         let id = n.ops.len();
@@ -220,8 +254,10 @@ impl<'a, T: Float> Graph<'a, T> {
         let mut out = std::mem::take(&mut n.values[id]);
         let mut aux = std::mem::take(&mut n.aux[id]);
         let values = Values { ops: &n.ops, values: &n.values, params: self.params, ids: &n.ids };
-        compute(&values, &mut out, &mut aux);
-        debug_assert!(matches!(op, Op::Param(_) | Op::Reshape(_)) || out.len() == shape.numel());
+        compute(&values, &mut out, &mut aux, &mut n.scratch);
+        debug_assert!(
+            matches!(op, Op::Param(_) | Op::Buffer(_) | Op::Reshape(_)) || out.len() == shape.numel()
+        );
         n.values[id] = out;
         n.aux[id] = aux;
         let needs = self.grad && (leaf_grad || inputs.iter().any(|&i| n.needs_grad[i as usize]));

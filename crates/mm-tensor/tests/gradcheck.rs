@@ -271,3 +271,142 @@ fn the_whole_mlp_loss() {
         (h.matmul(w2) + b2).cross_entropy(&yb[..])
     });
 }
+
+// The ops of makemore's model zoo.
+
+#[test]
+fn zoo_elementwise_ops() {
+    check("sqrt", &[(&[3, 5], P)], |_, x| x[0].sqrt());
+    check("gelu", &[(&[3, 5], N)], |_, x| x[0].gelu());
+    check("gelu-3d", &[(&[2, 3, 4], N)], |_, x| x[0].gelu() * x[0]);
+    check("sigmoid-3d", &[(&[2, 3, 4], N)], |_, x| x[0].sigmoid());
+    let mask = mm_tensor::causal_mask(4);
+    check("masked_fill", &[(&[2, 4, 4], N)], |_, x| x[0].masked_fill(&mask, -3.0).tanh());
+    check("masked_fill-softmax", &[(&[2, 4, 4], N)], |_, x| {
+        x[0].masked_fill(&mask, f64::NEG_INFINITY).softmax(2)
+    });
+}
+
+#[test]
+fn dropout_gradient_goes_through_its_mask() {
+    use rand::SeedableRng;
+    // The same seed draws the same mask for each evaluation: the loss is a smooth function of x.
+    let mut params = ParamStore::<f64>::new();
+    let id = params.add("x", init::randn(&[4, 6], &mut StdRng::seed_from_u64(1))).unwrap();
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(&params);
+    let g = tape.graph(&params);
+    let y = g.param(id).dropout(0.5, &mut StdRng::seed_from_u64(7));
+    let kept = y.with_data(|d| d.iter().filter(|&&v| v != 0.0).count());
+    g.backward(y.sum(), &mut grads).unwrap();
+    // Each kept element's gradient is 1 / (1 - p) = 2, each dropped one's 0.
+    let grad: Vec<_> = grads.data(id).to_vec();
+    assert!(grad.iter().all(|&d| d == 0.0 || d == 2.0));
+    assert_eq!(grad.iter().filter(|&&d| d == 2.0).count(), kept);
+    assert!(kept > 4 && kept < 20, "about half of 24 kept, got {kept}");
+}
+
+#[test]
+fn zoo_reductions() {
+    for (shape, axes) in
+        [(&[4, 5][..], &[0][..]), (&[3, 4, 5], &[0, 1]), (&[3, 4, 5], &[0, 2]), (&[2, 3, 4], &[1])]
+    {
+        for keepdim in [false, true] {
+            check("mean_axes", &[(shape, N)], |_, x| x[0].mean_axes(axes, keepdim));
+            for c in [0, 1] {
+                check("var_axes", &[(shape, N)], |_, x| x[0].var_axes(axes, c, keepdim));
+            }
+        }
+    }
+    check("softmax-4d", &[(&[2, 2, 3, 3], N)], |_, x| x[0].softmax(3));
+    check("log_softmax-4d", &[(&[2, 2, 3, 3], N)], |_, x| x[0].log_softmax(3));
+}
+
+#[test]
+fn zoo_shape_ops() {
+    check("permute-021", &[(&[2, 3, 4], N)], |_, x| x[0].permute(&[0, 2, 1]));
+    check("permute-0213", &[(&[2, 3, 2, 4], N)], |_, x| x[0].permute(&[0, 2, 1, 3]));
+    check("permute-5d", &[(&[2, 1, 3, 2, 2], N)], |_, x| x[0].permute(&[4, 2, 0, 3, 1]));
+    check("transpose-12", &[(&[2, 3, 4], N)], |_, x| x[0].transpose(1, 2));
+    check("permute-reuse", &[(&[3, 3], N)], |_, x| x[0].permute(&[1, 0]) * x[0]);
+    check("narrow", &[(&[3, 5, 6], N)], |_, x| x[0].narrow(2, 2, 3));
+    check("narrow-0", &[(&[4, 3], N)], |_, x| x[0].narrow(0, 1, 2).exp());
+    check("select", &[(&[3, 5, 2], N)], |_, x| x[0].select(1, 4));
+    // q, k, v split from one tensor, as makemore's c_attn output.
+    check("narrow-split", &[(&[2, 3, 6], N)], |_, x| x[0].narrow(2, 0, 2) * x[0].narrow(2, 4, 2));
+    for axis in 0..=2 {
+        check("stack", &[(&[2, 3], N), (&[2, 3], N)], |g, x| g.stack(&[x[0], x[1].tanh()], axis));
+    }
+    check("concat-4d", &[(&[1, 2, 3, 2], N), (&[1, 2, 1, 2], N)], |g, x| g.concat(&[x[0], x[1]], 2));
+}
+
+#[test]
+fn batched_matmul_and_linear() {
+    check("bmm-3d@2d", &[(&[2, 3, 4], N), (&[4, 5], N)], |_, x| x[0].matmul(x[1]));
+    check("bmm-3d@3d", &[(&[2, 3, 4], N), (&[2, 4, 5], N)], |_, x| x[0].matmul(x[1]));
+    check("bmm-4d", &[(&[2, 2, 3, 4], N), (&[2, 2, 4, 3], N)], |_, x| x[0].matmul(x[1]));
+    // Broadcast batches: the broadcast operand's gradient sums over them.
+    check("bmm-bcast-rhs", &[(&[2, 3, 3, 4], N), (&[3, 4, 2], N)], |_, x| x[0].matmul(x[1]));
+    check("bmm-bcast-lhs", &[(&[1, 3, 4], N), (&[2, 4, 5], N)], |_, x| x[0].matmul(x[1]));
+    check("bmm-bcast-both", &[(&[2, 1, 3, 4], N), (&[1, 3, 4, 2], N)], |_, x| x[0].matmul(x[1]));
+    check("linear-3d", &[(&[2, 3, 4], N), (&[4, 5], N), (&[5], N)], |_, x| x[0].linear(x[1], x[2]));
+    check("linear_t", &[(&[2, 3, 4], N), (&[5, 4], N), (&[5], N)], |_, x| x[0].linear_t(x[1], Some(x[2])));
+    check("linear_t-nobias", &[(&[6, 4], N), (&[5, 4], N)], |_, x| x[0].linear_t(x[1], None));
+}
+
+#[test]
+fn shared_weights_add_their_gradients() {
+    // No transpose node in between: the products themselves must add, not overwrite.
+    check("a@a", &[(&[4, 4], N)], |_, x| x[0].matmul(x[0]));
+    check("x@W twice", &[(&[3, 4], N), (&[4, 4], N)], |_, x| x[0].matmul(x[1]).matmul(x[1]));
+    check("linear+matmul", &[(&[3, 4], N), (&[4, 4], N), (&[4], N)], |_, x| {
+        x[0].linear(x[1], x[2]).tanh() + x[0].matmul(x[1])
+    });
+    check("linear_t twice", &[(&[3, 4], N), (&[4, 4], N)], |_, x| {
+        x[0].linear_t(x[1], None).linear_t(x[1], None)
+    });
+    check("bmm shared", &[(&[2, 3, 3], N)], |_, x| x[0].matmul(x[0]));
+}
+
+#[test]
+fn layer_norm_and_batch_norm() {
+    check("layer_norm", &[(&[2, 3, 5], N), (&[5], N), (&[5], N)], |_, x| x[0].layer_norm(x[1], x[2], 1e-5));
+    check("layer_norm-2d", &[(&[4, 6], N), (&[6], N), (&[6], N)], |_, x| {
+        x[0].layer_norm(x[1], x[2], 1e-5).tanh()
+    });
+    for c in [0, 1] {
+        check("batch_norm-0", &[(&[6, 4], N), (&[4], N), (&[4], N)], |_, x| {
+            x[0].batch_norm(x[1], x[2], &[0], c, 1e-5)
+        });
+        check("batch_norm-01", &[(&[3, 4, 5], N), (&[5], N), (&[5], N)], |_, x| {
+            x[0].batch_norm(x[1], x[2], &[0, 1], c, 1e-5).tanh()
+        });
+    }
+    // Evaluation with running statistics: constants, which get no gradient.
+    check("batch_norm-eval", &[(&[6, 4], N), (&[4], N), (&[4], N)], |g, x| {
+        let (mean, var) = (g.input(&[4], &[0.5, -1.0, 0.0, 2.0]), g.input(&[4], &[1.0, 0.5, 2.0, 0.1]));
+        x[0].batch_norm_eval(x[1], x[2], &[0], (mean, var), 1e-5)
+    });
+}
+
+#[test]
+fn causal_attention_fused_and_composed() {
+    check("attention", &[(&[2, 2, 4, 3], N), (&[2, 2, 4, 3], N), (&[2, 2, 4, 3], N)], |_, x| {
+        x[0].causal_attention(x[1], x[2])
+    });
+    check("attention-shared", &[(&[3, 5, 2], N)], |_, x| x[0].causal_attention(x[0], x[0].tanh()));
+    // The same, composed as makemore writes it.
+    let mask = mm_tensor::causal_mask(4);
+    check("attention-composed", &[(&[2, 4, 3], N), (&[2, 4, 3], N), (&[2, 4, 3], N)], |_, x| {
+        let att = x[0].matmul(x[1].transpose(1, 2)) * (1.0 / 3f64.sqrt());
+        att.masked_fill(&mask, f64::NEG_INFINITY).softmax(2).matmul(x[2])
+    });
+}
+
+#[test]
+fn cross_entropy_over_sequences_with_ignored_targets() {
+    let y = ndarray::array![[2i64, 0, -1], [4, -1, -1]];
+    check("cross_entropy_ignore", &[(&[2, 3, 5], N)], |_, x| x[0].cross_entropy_ignore(&y, -1));
+    let yu = ndarray::array![[2u32, 0, 1], [4, 3, 3]];
+    check("cross_entropy-3d", &[(&[2, 3, 5], N)], |_, x| x[0].cross_entropy(&yu));
+}

@@ -4,6 +4,7 @@
 
 use super::{Acc, zeros};
 use crate::Float;
+use crate::op::IGNORED;
 
 /// `(outer, n, inner)`: the layout around one axis.
 pub(crate) type Around = (usize, usize, usize);
@@ -63,6 +64,31 @@ fn lines((outer, n, inner): Around, mut f: impl FnMut(&dyn Fn(usize) -> usize, u
 /// `y = softmax(x)` along the axis (or `log_softmax` when `log`), stable: the maximum of each
 /// line is subtracted before `exp`.
 pub(crate) fn softmax<T: Float>(x: &[T], around: Around, log: bool, y: &mut Vec<T>) {
+    if around.2 == 1 {
+        // Along the last axis: contiguous rows, one vectorized `exp` over all of them.
+        let n = around.1.max(1);
+        y.clear();
+        y.extend_from_slice(x);
+        let mut maxes = [T::zero(); 1];
+        for row in y.chunks_exact_mut(n) {
+            maxes[0] = lanes(row, T::neg_infinity(), |m, v| if v > m { v } else { m });
+            row.iter_mut().for_each(|v| *v -= maxes[0]);
+        }
+        if log {
+            for (row, xr) in y.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                let sum = xr.iter().zip(row.iter()).fold(T::zero(), |s, (_, &d)| s + d.exp());
+                let ls = sum.ln();
+                row.iter_mut().for_each(|v| *v -= ls);
+            }
+        } else {
+            T::exp_slice(y);
+            for row in y.chunks_exact_mut(n) {
+                let inv = T::one() / lanes(row, T::zero(), |s, e| s + e);
+                row.iter_mut().for_each(|e| *e *= inv);
+            }
+        }
+        return;
+    }
     zeros(y, x.len());
     lines(around, |at, n| {
         let max = (0..n).fold(T::neg_infinity(), |m, k| m.max(x[at(k)]));
@@ -118,8 +144,9 @@ fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
 }
 
 /// The fused, numerically stable cross-entropy of `logits` `[rows, classes]` against class ids:
-/// returns the mean over rows of `logsumexp(row) - row[target]`, accumulated in `f64`, and
-/// writes the softmax probabilities to `probs` for the backward pass.
+/// returns the mean of `logsumexp(row) - row[target]` over the rows whose target is not
+/// [`IGNORED`], accumulated in `f64`, and writes the softmax probabilities of every row to
+/// `probs` for the backward pass.
 pub(crate) fn cross_entropy<T: Float>(
     logits: &[T],
     classes: usize,
@@ -134,19 +161,29 @@ pub(crate) fn cross_entropy<T: Float>(
         // (A NaN logit is skipped here, and makes its row's loss NaN below.)
         let max = lanes(row, T::neg_infinity(), |m, x| if x > m { x } else { m });
         probs.extend(row.iter().map(|&x| x - max));
-        total -= (row[t as usize] - max).as_f64();
+        if t != IGNORED {
+            total -= (row[t as usize] - max).as_f64();
+        }
     }
     T::exp_slice(probs);
-    for p in probs.chunks_exact_mut(classes) {
+    for (p, &t) in probs.chunks_exact_mut(classes).zip(targets) {
         let sum = lanes(p, T::zero(), |s, e| s + e);
         let inv = T::one() / sum;
         p.iter_mut().for_each(|e| *e *= inv);
-        total += sum.ln().as_f64();
+        if t != IGNORED {
+            total += sum.ln().as_f64();
+        }
     }
-    total / targets.len().max(1) as f64
+    total / counted(targets).max(1) as f64
 }
 
-/// The backward of [`cross_entropy`]: `dlogits (+)= (probs - onehot(targets)) · g / rows`.
+/// How many targets are not [`IGNORED`].
+fn counted(targets: &[u32]) -> usize {
+    targets.iter().filter(|&&t| t != IGNORED).count()
+}
+
+/// The backward of [`cross_entropy`]: `dlogits (+)= (probs - onehot(targets)) · g / count` on
+/// the rows with a target, nothing on the others.
 pub(crate) fn cross_entropy_backward<T: Float>(
     probs: &[T],
     classes: usize,
@@ -155,10 +192,24 @@ pub(crate) fn cross_entropy_backward<T: Float>(
     dst: &mut Vec<T>,
     acc: Acc,
 ) {
-    let scale = g / T::of(targets.len().max(1) as f64);
-    super::store(dst, acc, probs.iter().map(|&p| p * scale));
+    let count = counted(targets);
+    let scale = g / T::of(count.max(1) as f64);
+    if count == targets.len() {
+        super::store(dst, acc, probs.iter().map(|&p| p * scale));
+    } else {
+        if acc == Acc::Write {
+            zeros(dst, probs.len());
+        }
+        for ((d, p), &t) in dst.chunks_exact_mut(classes).zip(probs.chunks_exact(classes)).zip(targets) {
+            if t != IGNORED {
+                d.iter_mut().zip(p).for_each(|(d, &p)| *d += p * scale);
+            }
+        }
+    }
     for (r, &t) in targets.iter().enumerate() {
-        dst[r * classes + t as usize] -= scale;
+        if t != IGNORED {
+            dst[r * classes + t as usize] -= scale;
+        }
     }
 }
 

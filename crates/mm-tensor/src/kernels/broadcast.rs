@@ -1,7 +1,7 @@
 //! NumPy broadcasting for binary elementwise ops, and its backward: reducing a gradient to the
 //! shape of an operand that was broadcast (summing over the axes it was repeated along).
 //!
-//! Shapes are padded on the left to rank 4; an operand's stride is 0 along an axis it is
+//! Shapes are padded on the left to rank `MAX_RANK`; an operand's stride is 0 along an axis it is
 //! broadcast over. The innermost axis is walked as a contiguous run whose operand strides are 0
 //! or 1, so the common forms (`[B, N] + [N]`, `[B, N] * [B, 1]`, scalar) vectorize.
 
@@ -77,17 +77,24 @@ impl Broadcast {
         if self.is_full(Side::Lhs) && self.is_full(Side::Rhs) {
             return f(Run { o: 0, i: [0, 0], len: n, s: [1, 1] });
         }
-        let [d0, d1, d2, d3] = self.dims;
+        // An odometer over the outer axes; the innermost axis is one run.
+        const LAST: usize = MAX_RANK - 1;
         let [sa, sb] = self.strides;
-        let mut o = 0;
-        for i0 in 0..d0 {
-            for i1 in 0..d1 {
-                for i2 in 0..d2 {
-                    let ia = i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
-                    let ib = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-                    f(Run { o, i: [ia, ib], len: d3, s: [sa[3], sb[3]] });
-                    o += d3;
+        let len = self.dims[LAST];
+        let outer: usize = self.dims[..LAST].iter().product();
+        let (mut idx, mut ia, mut ib) = ([0usize; LAST], 0, 0);
+        for row in 0..outer {
+            f(Run { o: row * len, i: [ia, ib], len, s: [sa[LAST], sb[LAST]] });
+            for ax in (0..LAST).rev() {
+                idx[ax] += 1;
+                ia += sa[ax];
+                ib += sb[ax];
+                if idx[ax] < self.dims[ax] {
+                    break;
                 }
+                ia -= sa[ax] * self.dims[ax];
+                ib -= sb[ax] * self.dims[ax];
+                idx[ax] = 0;
             }
         }
     }

@@ -23,7 +23,8 @@ use crate::Float;
 const MR: usize = 6;
 /// What a product's block starts from before the multiply-adds.
 #[derive(Clone, Copy)]
-pub(crate) enum Start<'a, T> {
+// `pub` (in a private module) so that the sealed `Float::gemm` may name it.
+pub enum Start<'a, T> {
     /// Zero: `C = A · B` (the old contents of `C` may be anything).
     Zero,
     /// `C` itself: `C += A · B`.
@@ -43,7 +44,8 @@ impl<T> From<Acc> for Start<'_, T> {
 
 /// A matrix operand read element by element: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub(crate) struct Strided<'a, T> {
+// `pub` (in a private module) so that the sealed `Float::gemm` may name it.
+pub struct Strided<'a, T> {
     pub(crate) data: &'a [T],
     pub(crate) rs: usize,
     pub(crate) cs: usize,
@@ -136,8 +138,9 @@ fn madd<T: Float>(x: T, y: T, z: T, fma: bool) -> T {
 /// transposed. `pack` is scratch space for a packed copy of `B` (reused: no allocation once
 /// grown).
 ///
-/// `f32` on a CPU with AVX-512 runs the intrinsics kernel of [`super::gemm_avx512`]; everything
-/// else runs the portable kernel below.
+/// Each precision picks its kernel ([`crate::Float`]'s `gemm`): `f32` on a CPU with AVX-512 runs
+/// the intrinsics kernel of [`super::gemm_avx512`]; everything else runs the portable kernel
+/// below.
 pub(crate) fn gemm<T: Float>(
     dims: (usize, usize, usize),
     a: Strided<'_, T>,
@@ -146,38 +149,12 @@ pub(crate) fn gemm<T: Float>(
     start: Start<'_, T>,
     pack: &mut Vec<T>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && super::gemm_avx512::available() {
-        /// `xs` as `f32`s.
-        fn f32s<'a, T: Float>(xs: Strided<'a, T>) -> Strided<'a, f32> {
-            // SAFETY: `T` is `f32` (checked by the caller), so this is the same slice.
-            let data = unsafe { std::slice::from_raw_parts(xs.data.as_ptr().cast(), xs.data.len()) };
-            Strided { data, rs: xs.rs, cs: xs.cs }
-        }
-        // SAFETY: `T` is `f32`, so these are the same slices and the same vector.
-        let (c, pack, start) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<f32>(), c.len()),
-                &mut *std::ptr::from_mut(pack).cast::<Vec<f32>>(),
-                match start {
-                    Start::Zero => Start::Zero,
-                    Start::C => Start::C,
-                    Start::Bias(b) => {
-                        Start::Bias(std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len()))
-                    }
-                },
-            )
-        };
-        // SAFETY: the CPU has AVX-512F (checked above).
-        unsafe { super::gemm_avx512::gemm(dims, f32s(a), f32s(b), c, start, pack) };
-        return;
-    }
-    gemm_portable(dims, a, b, c, start, pack);
+    T::gemm(dims, a, b, c, start, pack);
 }
 
 /// [`gemm`] on any CPU: the start is written into `C` (for a bias) and the portable kernel adds
 /// the product.
-fn gemm_portable<T: Float>(
+pub(crate) fn gemm_portable<T: Float>(
     dims: (usize, usize, usize),
     a: Strided<'_, T>,
     b: Strided<'_, T>,

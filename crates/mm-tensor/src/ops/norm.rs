@@ -1,0 +1,317 @@
+//! Normalisation: `layer_norm` over the last axis (`nn.LayerNorm`) and `batch_norm` over the
+//! leading axes (`nn.BatchNorm1d`, and the lectures' hand-written BatchNorm with Bessel's
+//! correction), each fused: one pass forward, one backward, the statistics kept in `aux`.
+
+use super::reduce::axis_bits;
+use crate::backward::{Ctx, Sinks};
+use crate::kernels::{Acc, sized, zeros};
+use crate::op::{BatchStats, NodeId, Op};
+use crate::tape::Var;
+use crate::{Float, Result, TensorError};
+
+impl<'g, T: Float> Var<'g, T> {
+    /// LayerNorm over the last axis, `(x - mean) / sqrt(var + eps) * weight + bias` with the
+    /// biased variance, as `F.layer_norm(x, (C,), weight, bias, eps)` (`nn.LayerNorm`'s eps is
+    /// 1e-5); `weight` and `bias` are `[C]`. Or the error.
+    pub fn try_layer_norm(self, weight: Self, bias: Self, eps: f64) -> Result<Self> {
+        self.g.live(&[self.id, weight.id, bias.id])?;
+        let shape = self.shape();
+        let Some(&c) = shape.dims().last() else {
+            return Err(TensorError::Rank { op: "layer_norm", expected: 1, got: shape });
+        };
+        for p in [weight, bias] {
+            if p.shape().dims() != [c] {
+                return Err(TensorError::Broadcast { op: "layer_norm", lhs: shape, rhs: p.shape() });
+            }
+        }
+        let (x, w, b) = (self.id, weight.id, bias.id);
+        Ok(self.g.push(Op::LayerNorm { x, w, b, eps }, shape, false, &[x, w, b], |v, out, aux| {
+            let (xs, wv, bv) = (v.get(x), v.get(w), v.get(b));
+            let rows = xs.len() / c.max(1);
+            sized(out, xs.len());
+            sized(aux, 2 * rows);
+            let (means, rstds) = aux.split_at_mut(rows);
+            let inv_c = T::one() / T::of(c as f64);
+            for (r, (xr, yr)) in xs.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
+                let mean = xr.iter().fold(T::zero(), |s, &x| s + x) * inv_c;
+                let var = xr.iter().fold(T::zero(), |s, &x| s + (x - mean) * (x - mean)) * inv_c;
+                let rstd = T::one() / (var + T::of(eps)).sqrt();
+                (means[r], rstds[r]) = (mean, rstd);
+                for (((y, &x), &w), &b) in yr.iter_mut().zip(xr).zip(wv).zip(bv) {
+                    *y = (x - mean) * rstd * w + b;
+                }
+            }
+        }))
+    }
+
+    /// LayerNorm over the last axis (see [`Var::try_layer_norm`]).
+    pub fn layer_norm(self, weight: Self, bias: Self, eps: f64) -> Self {
+        self.g.sticky(self.try_layer_norm(weight, bias, eps))
+    }
+
+    /// BatchNorm in training mode: `(x - mean) / sqrt(var + eps) * weight + bias` with the
+    /// batch's statistics over `axes`, which must be the leading axes (`[0]` for `[B, C]`,
+    /// `[0, 1]` for WaveNet's `[B, T, C]`); `weight` and `bias` are shaped like the remaining
+    /// axes. The variance divides by `n - correction`: 0 as `nn.BatchNorm1d` normalises, 1 as the
+    /// lectures' `x.var(0)` (and `x.std(0)` with `eps` 0). [`Var::with_batch_stats`] reads the
+    /// statistics used, to update running averages. Or the error.
+    pub fn try_batch_norm(
+        self,
+        weight: Self,
+        bias: Self,
+        axes: &[usize],
+        correction: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        let (lead, n) = self.batch_norm_check(weight, bias, axes)?;
+        if n <= correction || correction > u8::MAX as usize {
+            let shape = self.shape();
+            return Err(TensorError::TooFewValues { op: "batch_norm", count: n, correction, shape });
+        }
+        let stats = BatchStats::Batch { correction: correction as u8 };
+        Ok(self.record_batch_norm(weight, bias, lead, eps, stats))
+    }
+
+    /// BatchNorm in training mode with the batch's statistics (see [`Var::try_batch_norm`]).
+    pub fn batch_norm(self, weight: Self, bias: Self, axes: &[usize], correction: usize, eps: f64) -> Self {
+        self.g.sticky(self.try_batch_norm(weight, bias, axes, correction, eps))
+    }
+
+    /// BatchNorm in evaluation mode: normalised with fixed `running_mean` and `running_var`
+    /// (usually [`crate::Graph::buffer`]s, shaped like `weight`), which get no gradient. Or the
+    /// error.
+    pub fn try_batch_norm_eval(
+        self,
+        weight: Self,
+        bias: Self,
+        axes: &[usize],
+        (running_mean, running_var): (Self, Self),
+        eps: f64,
+    ) -> Result<Self> {
+        let (lead, _) = self.batch_norm_check(weight, bias, axes)?;
+        for s in [running_mean, running_var] {
+            self.g.live(&[s.id])?;
+            if s.shape() != weight.shape() {
+                let op = "batch_norm";
+                return Err(TensorError::ShapeMismatch { op, expected: weight.shape(), got: s.shape() });
+            }
+        }
+        let stats = BatchStats::Running { mean: running_mean.id, var: running_var.id };
+        Ok(self.record_batch_norm(weight, bias, lead, eps, stats))
+    }
+
+    /// BatchNorm in evaluation mode (see [`Var::try_batch_norm_eval`]).
+    pub fn batch_norm_eval(
+        self,
+        weight: Self,
+        bias: Self,
+        axes: &[usize],
+        running: (Self, Self),
+        eps: f64,
+    ) -> Self {
+        self.g.sticky(self.try_batch_norm_eval(weight, bias, axes, running, eps))
+    }
+
+    /// Calls `f(mean, var)` with the statistics a training-mode [`Var::batch_norm`] node
+    /// normalised with (the variance with its correction), e.g. to update running averages with
+    /// [`crate::ParamStore::blend_buffer`] once the step is done. `None` for any other node.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let mut params = ParamStore::<f64>::new();
+    /// let w = params.add("w", ndarray::arr1(&[1.0]).into_dyn())?;
+    /// let b = params.add("b", ndarray::arr1(&[0.0]).into_dyn())?;
+    /// let mut tape = Tape::new();
+    /// let g = tape.graph(&params);
+    /// let x = g.input(&[3, 1], &[1.0, 2.0, 6.0]);
+    /// let y = x.batch_norm(g.param(w), g.param(b), &[0], 1, 0.0);
+    /// let stats = y.with_batch_stats(|mean, var| (mean[0], var[0]));
+    /// assert_eq!(stats, Some((3.0, 7.0)));
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn with_batch_stats<R>(&self, f: impl FnOnce(&[T], &[T]) -> R) -> Option<R> {
+        let n = self.g.nodes.borrow();
+        let Op::BatchNorm { w, stats: BatchStats::Batch { .. }, .. } = n.ops[self.id as usize] else {
+            return None;
+        };
+        let c = n.shapes[w as usize].numel();
+        let aux = &n.aux[self.id as usize];
+        Some(f(&aux[..c], &aux[c..2 * c]))
+    }
+
+    /// `(lead, n)`: how many leading axes are reduced and how many values each statistic has.
+    fn batch_norm_check(self, weight: Self, bias: Self, axes: &[usize]) -> Result<(usize, usize)> {
+        self.g.live(&[self.id, weight.id, bias.id])?;
+        let shape = self.shape();
+        let bits = axis_bits("batch_norm", axes, shape)?;
+        let lead = axes.len();
+        if lead == 0 || bits != ((1u16 << lead) - 1) as u8 || lead == shape.rank() {
+            let hint = "reduce over the leading axes ([0], [0, 1], ...); the others are the channels";
+            return Err(TensorError::Axes { op: "batch_norm", axes: axes.to_vec(), shape, hint });
+        }
+        let channels = shape.slice(lead, shape.rank());
+        for p in [weight, bias] {
+            if p.shape() != channels {
+                let op = "batch_norm";
+                return Err(TensorError::ShapeMismatch { op, expected: channels, got: p.shape() });
+            }
+        }
+        Ok((lead, shape.numel() / channels.numel().max(1)))
+    }
+
+    fn record_batch_norm(self, weight: Self, bias: Self, lead: usize, eps: f64, stats: BatchStats) -> Self {
+        let shape = self.shape();
+        let (x, w, b) = (self.id, weight.id, bias.id);
+        let op = Op::BatchNorm { x, w, b, lead: lead as u8, eps, stats };
+        // The running statistics are not inputs that need gradients: they get none.
+        self.g.push(op, shape, false, &[x, w, b], |v, out, aux| {
+            let (xs, wv, bv) = (v.get(x), v.get(w), v.get(b));
+            let c = wv.len();
+            let n = xs.len() / c.max(1);
+            sized(aux, 3 * c);
+            let (mean, rest) = aux.split_at_mut(c);
+            let (var, rstd) = rest.split_at_mut(c);
+            match stats {
+                BatchStats::Batch { correction } => {
+                    mean.fill(T::zero());
+                    var.fill(T::zero());
+                    xs.chunks_exact(c).for_each(|r| mean.iter_mut().zip(r).for_each(|(m, &x)| *m += x));
+                    let inv_n = T::one() / T::of(n as f64);
+                    mean.iter_mut().for_each(|m| *m *= inv_n);
+                    for r in xs.chunks_exact(c) {
+                        for ((s, &m), &x) in var.iter_mut().zip(mean.iter()).zip(r) {
+                            *s += (x - m) * (x - m);
+                        }
+                    }
+                    let inv = T::one() / T::of((n - correction as usize) as f64);
+                    var.iter_mut().for_each(|s| *s *= inv);
+                }
+                BatchStats::Running { mean: rm, var: rv } => {
+                    mean.copy_from_slice(v.get(rm));
+                    var.copy_from_slice(v.get(rv));
+                }
+            }
+            rstd.iter_mut().zip(var.iter()).for_each(|(r, &s)| *r = T::one() / (s + T::of(eps)).sqrt());
+            sized(out, xs.len());
+            for (yr, xr) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                for (j, (y, &x)) in yr.iter_mut().zip(xr).enumerate() {
+                    *y = (x - mean[j]) * rstd[j] * wv[j] + bv[j];
+                }
+            }
+        })
+    }
+}
+
+/// `dst (+)= Σ_rows f(row, j)` into a per-column buffer of `c` values.
+fn column_sums<T: Float>(dst: &mut Vec<T>, acc: Acc, c: usize, rows: usize, f: impl Fn(usize, usize) -> T) {
+    if acc == Acc::Write {
+        zeros(dst, c);
+    }
+    for r in 0..rows {
+        for (j, d) in dst.iter_mut().enumerate() {
+            *d += f(r, j);
+        }
+    }
+}
+
+// Gradient rules.
+impl<T: Float> Ctx<'_, T> {
+    /// `layer_norm`, per row with `x̂ = (x - mean) · rstd` and `ĝ = g · w`:
+    /// `dx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ · x̂))`, `dw = Σ g · x̂`, `db = Σ g`.
+    pub(crate) fn layer_norm_grad(
+        &self,
+        (x, w, b): (NodeId, NodeId, NodeId),
+        g: &[T],
+        sinks: &mut Sinks<'_, T>,
+    ) {
+        let (xs, wv) = (self.x(x), self.x(w));
+        let c = wv.len();
+        let rows = xs.len() / c.max(1);
+        let (means, rstds) = self.aux.split_at(rows);
+        let xhat = |r: usize, j: usize| (xs[r * c + j] - means[r]) * rstds[r];
+        if let Some((dst, acc)) = sinks.get(x) {
+            sized(dst, xs.len());
+            let inv_c = T::one() / T::of(c as f64);
+            for r in 0..rows {
+                let (gr, d) = (&g[r * c..][..c], &mut dst[r * c..][..c]);
+                let (mut s1, mut s2) = (T::zero(), T::zero());
+                for j in 0..c {
+                    let gw = gr[j] * wv[j];
+                    s1 += gw;
+                    s2 += gw * xhat(r, j);
+                }
+                let (s1, s2) = (s1 * inv_c, s2 * inv_c);
+                for j in 0..c {
+                    let dx = rstds[r] * (gr[j] * wv[j] - s1 - xhat(r, j) * s2);
+                    d[j] = if acc == Acc::Write { dx } else { d[j] + dx };
+                }
+            }
+        }
+        if let Some((dst, acc)) = sinks.get(w) {
+            column_sums(dst, acc, c, rows, |r, j| g[r * c + j] * xhat(r, j));
+        }
+        if let Some((dst, acc)) = sinks.get(b) {
+            column_sums(dst, acc, c, rows, |r, j| g[r * c + j]);
+        }
+    }
+
+    /// `batch_norm`, per channel with `x̂ = (x - mean) · rstd`, `ĝ = g · w` and `n` values: with
+    /// batch statistics `dx = rstd · (ĝ - Σĝ / n - x̂ · Σ(ĝ · x̂) / (n - correction))`; with running
+    /// statistics (constants) `dx = ĝ · rstd`. `dw = Σ g · x̂`, `db = Σ g`.
+    pub(crate) fn batch_norm_grad(
+        &self,
+        (x, w, b): (NodeId, NodeId, NodeId),
+        stats: BatchStats,
+        g: &[T],
+        sinks: &mut Sinks<'_, T>,
+        tmp: &mut Vec<T>,
+    ) {
+        let (xs, wv) = (self.x(x), self.x(w));
+        let c = wv.len();
+        let n = xs.len() / c.max(1);
+        let (mean, rest) = self.aux.split_at(c);
+        let rstd = &rest[c..];
+        let xhat = |r: usize, j: usize| (xs[r * c + j] - mean[j]) * rstd[j];
+        if let Some((dst, acc)) = sinks.get(x) {
+            sized(dst, xs.len());
+            let write = acc == Acc::Write;
+            match stats {
+                BatchStats::Batch { correction } => {
+                    // tmp = [Σ ĝ / n, Σ ĝ x̂ / (n - correction)] per channel.
+                    zeros(tmp, 2 * c);
+                    let (s1, s2) = tmp.split_at_mut(c);
+                    for r in 0..n {
+                        for j in 0..c {
+                            let gw = g[r * c + j] * wv[j];
+                            s1[j] += gw;
+                            s2[j] += gw * xhat(r, j);
+                        }
+                    }
+                    let (inv_n, inv_m) =
+                        (T::one() / T::of(n as f64), T::one() / T::of((n - correction as usize) as f64));
+                    s1.iter_mut().for_each(|s| *s *= inv_n);
+                    s2.iter_mut().for_each(|s| *s *= inv_m);
+                    for r in 0..n {
+                        for j in 0..c {
+                            let i = r * c + j;
+                            let dx = rstd[j] * (g[i] * wv[j] - s1[j] - xhat(r, j) * s2[j]);
+                            dst[i] = if write { dx } else { dst[i] + dx };
+                        }
+                    }
+                }
+                BatchStats::Running { .. } => {
+                    for (i, &g) in g.iter().enumerate() {
+                        let dx = g * wv[i % c] * rstd[i % c];
+                        dst[i] = if write { dx } else { dst[i] + dx };
+                    }
+                }
+            }
+        }
+        if let Some((dst, acc)) = sinks.get(w) {
+            column_sums(dst, acc, c, n, |r, j| g[r * c + j] * xhat(r, j));
+        }
+        if let Some((dst, acc)) = sinks.get(b) {
+            column_sums(dst, acc, c, n, |r, j| g[r * c + j]);
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Shape ops: `reshape` (shares its input's value), the matrix transpose, `permute` and
+//! `transpose` over any axes, `narrow` and `select` along an axis, and `concat`; with their
+//! gradient rules. Every value on the tape is contiguous and row-major, so the ops that reorder
+//! elements copy them, and `reshape` never needs to.
+
+use crate::backward::{Ctx, Sinks};
+use crate::kernels::{Acc, axis, sized, store, zeros};
+use crate::op::{NodeId, Op, Span};
+use crate::tape::{Graph, Var};
+use crate::{Float, MAX_RANK, Result, Shape, TensorError};
+
+impl<'g, T: Float> Var<'g, T> {
+    /// The same elements in another shape, or the error. Shares the value: no copy.
+    pub fn try_reshape(self, dims: &[usize]) -> Result<Self> {
+        self.g.live(&[self.id])?;
+        let (from, to) = (self.shape(), Shape::new(dims)?);
+        if from.numel() != to.numel() {
+            return Err(TensorError::Reshape { from, to });
+        }
+        Ok(self.g.push(Op::Reshape(self.id), to, false, &[self.id], |_, _, _| {}))
+    }
+
+    /// The same elements in another shape (`emb.view(-1, 30)` of the lecture, with the size
+    /// spelt out). Shares the value: no copy.
+    pub fn reshape(self, dims: &[usize]) -> Self {
+        self.g.sticky(self.try_reshape(dims))
+    }
+
+    /// The transpose of a matrix, or the error.
+    pub fn try_t(self) -> Result<Self> {
+        self.g.live(&[self.id])?;
+        let shape = self.shape();
+        let &[rows, cols] = shape.dims() else {
+            return Err(TensorError::Rank { op: "transpose", expected: 2, got: shape });
+        };
+        let x = self.id;
+        let out = Shape::new(&[cols, rows])?;
+        Ok(self.g.push(Op::Transpose(x), out, false, &[x], |v, out, _| {
+            axis::transpose(v.get(x), rows, cols, out, Acc::Write)
+        }))
+    }
+
+    /// The transpose of a matrix.
+    pub fn t(self) -> Self {
+        self.g.sticky(self.try_t())
+    }
+
+    /// The axes reordered: output axis `i` is input axis `perm[i]` (`x.permute(0, 2, 1, 3)`),
+    /// copied into row-major order. Or the error, for a list that is not a permutation.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let params = ParamStore::<f32>::new();
+    /// let mut tape = Tape::new();
+    /// let g = tape.no_grad(&params);
+    /// let x = g.input(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).reshape(&[1, 2, 3]);
+    /// let y = x.permute(&[2, 0, 1]);
+    /// assert_eq!(y.shape().dims(), &[3, 1, 2]);
+    /// assert_eq!(y.to_array().as_slice().unwrap(), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// assert!(x.try_permute(&[0, 0, 1]).is_err());
+    /// ```
+    pub fn try_permute(self, perm: &[usize]) -> Result<Self> {
+        self.g.live(&[self.id])?;
+        let shape = self.shape();
+        let mut seen = 0u32;
+        for &a in perm {
+            if a >= shape.rank() || seen & (1 << a) != 0 {
+                seen = u32::MAX;
+                break;
+            }
+            seen |= 1 << a;
+        }
+        if perm.len() != shape.rank() || seen == u32::MAX {
+            return Err(TensorError::Permutation { perm: perm.to_vec(), shape });
+        }
+        let mut p = [0u8; MAX_RANK];
+        let mut dims = [0; MAX_RANK];
+        for (i, &a) in perm.iter().enumerate() {
+            p[i] = a as u8;
+            dims[i] = shape.dim(a);
+        }
+        let out = Shape::new(&dims[..perm.len()])?;
+        let x = self.id;
+        Ok(self.g.push(Op::Permute { x, perm: p }, out, false, &[x], |v, out, _| {
+            sized(out, shape.numel());
+            permute(v.get(x), shape, &p, out, Acc::Write);
+        }))
+    }
+
+    /// The axes reordered (see [`Var::try_permute`]).
+    pub fn permute(self, perm: &[usize]) -> Self {
+        self.g.sticky(self.try_permute(perm))
+    }
+
+    /// Axes `a` and `b` swapped (`x.transpose(a, b)`), or the error.
+    pub fn try_transpose(self, a: usize, b: usize) -> Result<Self> {
+        let rank = self.shape().rank();
+        let mut perm = [0; MAX_RANK];
+        perm.iter_mut().enumerate().for_each(|(i, p)| *p = i);
+        if a < rank && b < rank {
+            perm.swap(a, b);
+        } else {
+            let axis = a.max(b);
+            return Err(TensorError::Axis { op: "transpose", axis, shape: self.shape() });
+        }
+        self.try_permute(&perm[..rank])
+    }
+
+    /// Axes `a` and `b` swapped (`x.transpose(a, b)`).
+    pub fn transpose(self, a: usize, b: usize) -> Self {
+        self.g.sticky(self.try_transpose(a, b))
+    }
+
+    /// Elements `start..start + len` along `axis` (`x.narrow(axis, start, len)`, the slice
+    /// `x[:, start:start + len]`), copied. Or the error, past the end of the axis.
+    pub fn try_narrow(self, axis: usize, start: usize, len: usize) -> Result<Self> {
+        self.g.live(&[self.id])?;
+        let shape = self.shape();
+        if axis >= shape.rank() {
+            return Err(TensorError::Axis { op: "narrow", axis, shape });
+        }
+        if start + len > shape.dim(axis) || start + len > u32::MAX as usize {
+            return Err(TensorError::Narrow { axis, start, len, shape });
+        }
+        let (outer, n, inner) = shape.around(axis);
+        let x = self.id;
+        let op = Op::Narrow { x, axis: axis as u8, start: start as u32, len: len as u32 };
+        Ok(self.g.push(op, shape.with_dim(axis, len), false, &[x], |v, out, _| {
+            let xs = v.get(x);
+            let it = (0..outer).flat_map(|o| &xs[(o * n + start) * inner..][..len * inner]).copied();
+            store(out, Acc::Write, it);
+        }))
+    }
+
+    /// Elements `start..start + len` along `axis` (see [`Var::try_narrow`]).
+    pub fn narrow(self, axis: usize, start: usize, len: usize) -> Self {
+        self.g.sticky(self.try_narrow(axis, start, len))
+    }
+
+    /// Element `index` along `axis`, with that axis removed (`x[:, t, :]` for axis 1), or the
+    /// error.
+    pub fn try_select(self, axis: usize, index: usize) -> Result<Self> {
+        let narrow = self.try_narrow(axis, index, 1)?;
+        let shape = narrow.shape().without(axis);
+        narrow.try_reshape(shape.dims())
+    }
+
+    /// Element `index` along `axis`, with that axis removed (`x[:, t, :]` for axis 1).
+    pub fn select(self, axis: usize, index: usize) -> Self {
+        self.g.sticky(self.try_select(axis, index))
+    }
+}
+
+impl<'a, T: Float> Graph<'a, T> {
+    /// `vars` joined along `axis` (`torch.cat`), or the error.
+    pub fn try_concat<'g>(&'g self, vars: &[Var<'g, T>], axis: usize) -> Result<Var<'g, T>> {
+        for v in vars {
+            self.live(&[v.id])?;
+        }
+        let Some(first) = vars.first().map(|v| v.shape()) else {
+            return Err(TensorError::Concat { lhs: Shape::SCALAR, rhs: Shape::SCALAR, axis });
+        };
+        if axis >= first.rank() {
+            return Err(TensorError::Axis { op: "concat", axis, shape: first });
+        }
+        let mut len = 0;
+        for v in vars {
+            let s = v.shape();
+            if s.rank() != first.rank() || s.with_dim(axis, 0) != first.with_dim(axis, 0) {
+                return Err(TensorError::Concat { lhs: first, rhs: s, axis });
+            }
+            len += s.dim(axis);
+        }
+        let out = first.with_dim(axis, len);
+        // The inputs go to the tape's link arena (no allocation once warm); the node needs a
+        // gradient if any of them does.
+        let (inputs, any_grad) = {
+            let mut n = self.nodes.borrow_mut();
+            let start = n.links.len() as u32;
+            n.links.extend(vars.iter().map(|v| v.id));
+            let any = vars.iter().any(|v| n.needs_grad[v.id as usize]);
+            (Span { start, len: vars.len() as u32 }, any)
+        };
+        let (outer, _, inner) = out.around(axis);
+        Ok(self.push(Op::Concat { inputs, axis: axis as u8 }, out, any_grad, &[], |v, out, _| {
+            out.clear();
+            for o in 0..outer {
+                for x in vars {
+                    let chunk = v.get(x.id).len() / outer.max(1);
+                    out.extend_from_slice(&v.get(x.id)[o * chunk..][..chunk]);
+                }
+            }
+            debug_assert_eq!(out.len(), outer * len * inner);
+        }))
+    }
+
+    /// `vars` joined along `axis` (`torch.cat`).
+    pub fn concat<'g>(&'g self, vars: &[Var<'g, T>], axis: usize) -> Var<'g, T> {
+        self.sticky(self.try_concat(vars, axis))
+    }
+
+    /// `vars` (all of one shape) stacked along a new axis `axis` (`torch.stack`), or the error.
+    /// Stacking along an existing axis is a `concat` along it, read in another shape (the
+    /// elements are in the same order); stacking after the last axis joins `[.., 1]` views.
+    pub fn try_stack<'g>(&'g self, vars: &[Var<'g, T>], axis: usize) -> Result<Var<'g, T>> {
+        let first = vars.first().map_or(Shape::SCALAR, |v| v.shape());
+        if axis > first.rank() {
+            return Err(TensorError::Axis { op: "stack", axis, shape: first });
+        }
+        let mut dims = [0; MAX_RANK + 1];
+        dims[..axis].copy_from_slice(&first.dims()[..axis]);
+        dims[axis] = vars.len();
+        dims[axis + 1..=first.rank()].copy_from_slice(&first.dims()[axis..]);
+        let out = Shape::new(&dims[..=first.rank()])?;
+        if let Some(v) = vars.iter().find(|v| v.shape() != first) {
+            return Err(TensorError::Concat { lhs: first, rhs: v.shape(), axis });
+        }
+        if axis < first.rank() {
+            return self.try_concat(vars, axis)?.try_reshape(out.dims());
+        }
+        let parts: Vec<_> =
+            vars.iter().map(|v| v.try_reshape(out.with_dim(axis, 1).dims())).collect::<Result<_>>()?;
+        self.try_concat(&parts, axis)
+    }
+
+    /// `vars` stacked along a new axis `axis` (`torch.stack`).
+    pub fn stack<'g>(&'g self, vars: &[Var<'g, T>], axis: usize) -> Var<'g, T> {
+        self.sticky(self.try_stack(vars, axis))
+    }
+}
+
+/// `out (+)= x` with its axes reordered by `perm` (output axis `i` is input axis `perm[i]`),
+/// for `x` of `shape`, row-major. Runs along the last output axis; a run whose input stride is
+/// 1 is one contiguous copy.
+pub(crate) fn permute<T: Float>(x: &[T], shape: Shape, perm: &[u8; MAX_RANK], out: &mut [T], acc: Acc) {
+    let rank = shape.rank();
+    if rank == 0 {
+        out[0] = if acc == Acc::Write { x[0] } else { out[0] + x[0] };
+        return;
+    }
+    let istride = shape.strides();
+    let (mut dims, mut strides) = ([1; MAX_RANK], [0; MAX_RANK]);
+    for i in 0..rank {
+        dims[i] = shape.dim(perm[i] as usize);
+        strides[i] = istride[perm[i] as usize];
+    }
+    let last = rank - 1;
+    let (len, s) = (dims[last], strides[last]);
+    let rows: usize = dims[..last].iter().product();
+    let (mut idx, mut base) = ([0usize; MAX_RANK], 0);
+    for row in 0..rows {
+        let o = &mut out[row * len..][..len];
+        match (acc, s) {
+            (Acc::Write, 1) => o.copy_from_slice(&x[base..base + len]),
+            (Acc::Add, 1) => o.iter_mut().zip(&x[base..base + len]).for_each(|(o, &x)| *o += x),
+            (Acc::Write, _) => o.iter_mut().enumerate().for_each(|(j, o)| *o = x[base + j * s]),
+            (Acc::Add, _) => o.iter_mut().enumerate().for_each(|(j, o)| *o += x[base + j * s]),
+        }
+        for a in (0..last).rev() {
+            idx[a] += 1;
+            base += strides[a];
+            if idx[a] < dims[a] {
+                break;
+            }
+            base -= strides[a] * dims[a];
+            idx[a] = 0;
+        }
+    }
+}
+
+// Gradient rules.
+impl<T: Float> Ctx<'_, T> {
+    /// `reshape`: the gradient as it is.
+    pub(crate) fn reshape_grad(&self, x: NodeId, g: &[T], sinks: &mut Sinks<'_, T>) {
+        if let Some((dst, acc)) = sinks.get(x) {
+            store(dst, acc, g.iter().copied());
+        }
+    }
+
+    /// The matrix transpose: `g` (`[cols, rows]`) transposed back.
+    pub(crate) fn transpose_grad(&self, x: NodeId, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>) {
+        if let Some((dst, acc)) = sinks.get(x) {
+            let &[cols, rows] = shape.dims() else { unreachable!("transpose is 2-D") };
+            axis::transpose(g, cols, rows, dst, acc);
+        }
+    }
+
+    /// `permute`: `g` permuted by the inverse permutation.
+    pub(crate) fn permute_grad(
+        &self,
+        x: NodeId,
+        perm: [u8; MAX_RANK],
+        shape: Shape,
+        g: &[T],
+        sinks: &mut Sinks<'_, T>,
+    ) {
+        if let Some((dst, acc)) = sinks.get(x) {
+            let mut inv = [0u8; MAX_RANK];
+            for i in 0..shape.rank() {
+                inv[perm[i] as usize] = i as u8;
+            }
+            sized(dst, shape.numel());
+            permute(g, shape, &inv, dst, acc);
+        }
+    }
+
+    /// `narrow`: `g` into its place along the axis, zeros elsewhere.
+    pub(crate) fn narrow_grad(
+        &self,
+        x: NodeId,
+        (axis, start, len): (u8, u32, u32),
+        g: &[T],
+        sinks: &mut Sinks<'_, T>,
+    ) {
+        let xs = self.shape(x);
+        if let Some((dst, acc)) = sinks.get(x) {
+            if acc == Acc::Write {
+                zeros(dst, xs.numel());
+            }
+            let (outer, n, inner) = xs.around(axis as usize);
+            let (start, chunk) = (start as usize, len as usize * inner);
+            for (o, g) in g.chunks_exact(chunk.max(1)).take(outer).enumerate() {
+                let d = &mut dst[(o * n + start) * inner..][..chunk];
+                d.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+            }
+        }
+    }
+
+    /// `concat`: each input's slice of `g`.
+    pub(crate) fn concat_grad(
+        &self,
+        inputs: Span,
+        axis: u8,
+        shape: Shape,
+        g: &[T],
+        sinks: &mut Sinks<'_, T>,
+    ) {
+        let (outer, _, _) = shape.around(axis as usize);
+        let mut offset = 0;
+        for &x in &self.links[inputs.range()] {
+            let chunk = self.shape(x).numel() / outer.max(1);
+            if let Some((dst, acc)) = sinks.get(x) {
+                let stride = shape.numel() / outer.max(1);
+                let it = (0..outer).flat_map(|o| &g[o * stride + offset..][..chunk]).copied();
+                store(dst, acc, it);
+            }
+            offset += chunk;
+        }
+    }
+}

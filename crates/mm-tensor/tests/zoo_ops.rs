@@ -1,0 +1,267 @@
+//! The model zoo's ops: typed errors on bad input, and invariants checked against plain
+//! definitions (batched products against per-batch loops, permutes against their inverse, the
+//! fused attention against its composition, normalisation against its statistics).
+
+use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Tape, TensorError, init};
+use ndarray::{ArrayD, IxDyn};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn randn(shape: &[usize], seed: u64) -> ArrayD<f64> {
+    init::randn(shape, &mut StdRng::seed_from_u64(seed))
+}
+
+#[test]
+fn bad_input_gives_errors_that_name_the_shapes() {
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    let x = g.input(&[2, 3, 4], &[0.0; 24]);
+    let msg = |e: TensorError| e.to_string();
+    assert_eq!(
+        msg(x.try_permute(&[0, 0, 1]).unwrap_err()),
+        "permute: [0, 0, 1] is not a permutation of the 3 axes of shape [2, 3, 4]"
+    );
+    assert!(matches!(x.try_permute(&[0, 1]), Err(TensorError::Permutation { .. })));
+    assert!(matches!(x.try_permute(&[0, 1, 3]), Err(TensorError::Permutation { .. })));
+    assert_eq!(
+        msg(x.try_transpose(1, 3).unwrap_err()),
+        "transpose: axis 3 is out of range for shape [2, 3, 4]"
+    );
+    assert_eq!(
+        msg(x.try_narrow(2, 3, 2).unwrap_err()),
+        "narrow: elements 3..5 of axis 2 are past the end of shape [2, 3, 4]"
+    );
+    assert_eq!(msg(x.try_narrow(3, 0, 1).unwrap_err()), "narrow: axis 3 is out of range for shape [2, 3, 4]");
+    let y = g.input(&[2, 2, 4], &[0.0; 16]);
+    assert_eq!(
+        msg(g.try_concat(&[x, y], 2).unwrap_err()),
+        "concat: cannot join [2, 3, 4] and [2, 2, 4] along axis 2"
+    );
+    assert!(g.try_concat(&[x, y], 1).is_ok());
+    assert!(matches!(g.try_stack(&[x, y], 0), Err(TensorError::Concat { .. })));
+    // Batched products: inner sizes and batch axes.
+    let b = g.input(&[3, 4, 5], &[0.0; 60]);
+    assert_eq!(msg(x.try_matmul(b).unwrap_err()), "matmul: cannot multiply [2, 3, 4] by [3, 4, 5]");
+    assert!(x.try_matmul(g.input(&[1, 4, 5], &[0.0; 20])).is_ok());
+    // Normalisation.
+    let w = g.input(&[4], &[1.0; 4]);
+    let one = g.input(&[1, 4], &[0.0; 4]);
+    assert_eq!(
+        msg(one.try_batch_norm(w, w, &[0], 1, 1e-5).unwrap_err()),
+        "batch_norm: 1 value(s) per statistic with correction 1 divides by zero (shape [1, 4]); \
+         use a larger batch or correction 0"
+    );
+    assert!(one.try_batch_norm(w, w, &[0], 0, 1e-5).is_ok());
+    assert!(matches!(x.try_batch_norm(w, w, &[1], 0, 1e-5), Err(TensorError::Axes { .. })));
+    assert!(matches!(x.try_batch_norm(w, w, &[0, 0], 0, 1e-5), Err(TensorError::Axes { .. })));
+    assert!(matches!(x.try_batch_norm(w, w, &[0], 0, 1e-5), Err(TensorError::ShapeMismatch { .. })));
+    assert!(x.try_batch_norm(w, w, &[0, 1], 1, 1e-5).is_ok());
+    assert!(matches!(
+        x.try_layer_norm(w, g.input(&[3], &[0.0; 3]), 1e-5),
+        Err(TensorError::Broadcast { .. })
+    ));
+    assert!(matches!(x.try_var_axes(&[0, 5], 1, false), Err(TensorError::Axes { .. })));
+    // Losses and dropout.
+    let logits = g.input(&[2, 3, 4], &[0.0; 24]);
+    assert_eq!(
+        msg(logits.try_cross_entropy_ignore(&[-1i64; 6], -1).unwrap_err()),
+        "cross_entropy: all 6 targets equal ignore_index -1; the mean over none is undefined"
+    );
+    assert!(matches!(
+        logits.try_cross_entropy_ignore(&[0i64, 1, 2, 3, 4, -1], -1),
+        Err(TensorError::Index { .. })
+    ));
+    assert!(matches!(logits.try_cross_entropy_ignore(&[0i64; 5], -1), Err(TensorError::Targets { .. })));
+    let mut rng = StdRng::seed_from_u64(0);
+    assert_eq!(
+        msg(x.try_dropout(1.5, &mut rng).unwrap_err()),
+        "dropout: p = 1.5 is not a probability in [0, 1]"
+    );
+    let mask = ndarray::Array2::from_elem((3, 3), false);
+    assert!(matches!(x.try_masked_fill(&mask, 0.0), Err(TensorError::Broadcast { .. })));
+    assert!(matches!(
+        x.try_causal_attention(x, g.input(&[2, 3, 3], &[0.0; 18])),
+        Err(TensorError::ShapeMismatch { .. })
+    ));
+    // Rank 5 works; rank 6 is a typed error.
+    assert!(g.input(&[1, 2, 1, 2, 1], &[0.0; 4]).try_permute(&[4, 3, 2, 1, 0]).is_ok());
+    assert!(matches!(x.try_reshape(&[1, 1, 1, 2, 3, 4]), Err(TensorError::RankTooLarge { rank: 6 })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A batched product equals the 2-D product of each batch, broadcast batches included.
+    #[test]
+    fn batched_matmul_is_one_product_per_batch(b in 1usize..4, h in 1usize..3, m in 1usize..6, k in 1usize..7, n in 1usize..6, bcast in 0usize..3, seed in 0u64..1000) {
+        let (sa, sb): (Vec<usize>, Vec<usize>) = match bcast {
+            0 => (vec![b, h, m, k], vec![b, h, k, n]),
+            1 => (vec![b, h, m, k], vec![h, k, n]),
+            _ => (vec![b, 1, m, k], vec![1, h, k, n]),
+        };
+        let (a0, b0) = (randn(&sa, seed), randn(&sb, seed + 1));
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let y = g.array(a0.view()).matmul(g.array(b0.view())).to_array();
+        prop_assert_eq!(y.shape(), &[b, h, m, n][..]);
+        for i in 0..b {
+            for j in 0..h {
+                let ai = a0.index_axis(ndarray::Axis(0), i.min(sa[0] - 1));
+                let ai = ai.index_axis(ndarray::Axis(0), j.min(sa[1] - 1)).into_dimensionality::<ndarray::Ix2>().unwrap().to_owned();
+                let bb = if sb.len() == 3 { b0.view() } else { b0.index_axis(ndarray::Axis(0), i.min(sb[0] - 1)) };
+                let bj = bb.index_axis(ndarray::Axis(0), j.min(bb.shape()[0] - 1)).into_dimensionality::<ndarray::Ix2>().unwrap().to_owned();
+                let want = ai.dot(&bj);
+                let got = y.index_axis(ndarray::Axis(0), i);
+                let got = got.index_axis(ndarray::Axis(0), j);
+                for (g, w) in got.iter().zip(want.iter()) {
+                    prop_assert!((g - w).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    /// Permuting and permuting back is the identity, and a permuted tensor read in another shape
+    /// (the copy `reshape` of a non-contiguous PyTorch tensor needs) matches ndarray's.
+    #[test]
+    fn permute_matches_ndarray_and_inverts(d in prop::collection::vec(1usize..4, 2..6), seed in 0u64..1000) {
+        let x0 = randn(&d, seed);
+        let mut perm: Vec<usize> = (0..d.len()).collect();
+        perm.rotate_left(seed as usize % d.len());
+        perm.swap(0, d.len() - 1);
+        let mut inv = vec![0; d.len()];
+        perm.iter().enumerate().for_each(|(i, &p)| inv[p] = i);
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let x = g.array(x0.view());
+        let y = x.permute(&perm);
+        let want = x0.view().permuted_axes(IxDyn(&perm)).as_standard_layout().to_owned();
+        prop_assert_eq!(y.to_array(), want.clone());
+        prop_assert_eq!(y.permute(&inv).to_array(), x0.clone());
+        let flat = y.reshape(&[want.len()]).to_array();
+        prop_assert_eq!(flat.as_slice().unwrap(), want.as_slice().unwrap());
+    }
+
+    /// `narrow`s that tile an axis, joined by `concat`, give the input back.
+    #[test]
+    fn narrow_pieces_concat_back(d in prop::collection::vec(1usize..5, 1..5), axis_seed in 0usize..8, cut_seed in 0usize..8, seed in 0u64..1000) {
+        let axis = axis_seed % d.len();
+        let cut = cut_seed % (d[axis] + 1);
+        let x0 = randn(&d, seed);
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let x = g.array(x0.view());
+        let pieces: Vec<_> = [(0, cut), (cut, d[axis] - cut)].iter().filter(|(_, l)| *l > 0).map(|&(s, l)| x.narrow(axis, s, l)).collect();
+        prop_assert_eq!(g.concat(&pieces, axis).to_array(), x0);
+    }
+
+    /// LayerNorm rows (weight 1, bias 0) have mean 0 and biased variance 1 / (1 + eps / var).
+    #[test]
+    fn layer_norm_rows_are_standardised(rows in 1usize..6, c in 2usize..40, seed in 0u64..1000) {
+        let x0 = randn(&[rows, c], seed) * 3.0 + 1.0;
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let (w, b) = (g.input(&[c], &vec![1.0; c]), g.input(&[c], &vec![0.0; c]));
+        let y = g.array(x0.view()).layer_norm(w, b, 0.0).to_array();
+        for row in y.rows() {
+            let mean = row.sum() / c as f64;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c as f64;
+            prop_assert!(mean.abs() < 1e-10 && (var - 1.0).abs() < 1e-9);
+        }
+    }
+}
+
+#[test]
+fn fused_attention_equals_its_composition_in_value_and_gradient() {
+    let shape = [2, 3, 6, 4];
+    let mut params = ParamStore::<f64>::new();
+    let ids: Vec<_> = (0..3).map(|i| params.add(&format!("x{i}"), randn(&shape, 10 + i)).unwrap()).collect();
+    let mask = mm_tensor::causal_mask(6);
+    let run = |fused: bool, params: &ParamStore<f64>| {
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(params);
+        let g = tape.graph(params);
+        let (q, k, v) = (g.param(ids[0]), g.param(ids[1]), g.param(ids[2]));
+        let y = if fused {
+            q.causal_attention(k, v)
+        } else {
+            let att = q.matmul(k.transpose(2, 3)) * 0.5;
+            att.masked_fill(&mask, f64::NEG_INFINITY).softmax(3).matmul(v)
+        };
+        let u = randn(&shape, 99);
+        g.backward_from(y, u.view(), &mut grads).unwrap();
+        (y.to_array(), ids.iter().map(|&i| grads.get(i).to_owned()).collect::<Vec<_>>())
+    };
+    let (yf, gf) = run(true, &params);
+    let (yc, gc) = run(false, &params);
+    assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12));
+    for (a, b) in gf.iter().zip(&gc) {
+        assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+}
+
+#[test]
+fn batch_norm_stats_feed_running_buffers_that_are_never_trained() {
+    let mut params = ParamStore::<f64>::new();
+    let w = params.add("bn.weight", ArrayD::ones(IxDyn(&[3]))).unwrap();
+    let b = params.add("bn.bias", ArrayD::zeros(IxDyn(&[3]))).unwrap();
+    let rm = params.add_buffer("bn.running_mean", ArrayD::zeros(IxDyn(&[3]))).unwrap();
+    let rv = params.add_buffer("bn.running_var", ArrayD::ones(IxDyn(&[3]))).unwrap();
+    assert_eq!((params.len(), params.buffer_len()), (2, 2));
+    assert!(params.add("bn.running_mean", ArrayD::zeros(IxDyn(&[1]))).is_err());
+    let x0 = randn(&[8, 3], 5) + 2.0;
+    let (mut tape, mut grads, mut opt) = (Tape::new(), Grads::new(&params), AdamW::new(0.1));
+    let (mut mean, mut var) = (vec![], vec![]);
+    {
+        let g = tape.graph(&params);
+        let y = g.array(x0.view()).batch_norm(g.param(w), g.param(b), &[0], 1, 1e-5);
+        y.with_batch_stats(|m, v| (mean.extend_from_slice(m), var.extend_from_slice(v)));
+        g.backward(y.pow(2.0).sum(), &mut grads).unwrap();
+    }
+    // The statistics are the batch's, with Bessel's correction.
+    for j in 0..3 {
+        let col = x0.index_axis(ndarray::Axis(1), j);
+        let m = col.sum() / 8.0;
+        assert!((mean[j] - m).abs() < 1e-12);
+        assert!((var[j] - col.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 7.0).abs() < 1e-12);
+    }
+    params.blend_buffer(rm, &mean, 0.1).unwrap();
+    params.blend_buffer(rv, &var, 0.1).unwrap();
+    let before = params.buffer_data(rm).to_vec();
+    opt.step(&mut params, &grads).unwrap();
+    assert_eq!(params.buffer_data(rm), &before[..], "the optimizer never touches a buffer");
+    // Evaluation reads the buffers.
+    let g = tape.no_grad(&params);
+    let y =
+        g.array(x0.view()).batch_norm_eval(g.param(w), g.param(b), &[0], (g.buffer(rm), g.buffer(rv)), 1e-5);
+    let want = (x0[[0, 0]] - params.buffer_data(rm)[0]) / (params.buffer_data(rv)[0] + 1e-5).sqrt()
+        * params.data(w)[0]
+        + params.data(b)[0];
+    assert!((y.to_array()[[0, 0]] - want).abs() < 1e-12);
+}
+
+#[test]
+fn dropout_is_seeded_and_the_identity_when_evaluating() {
+    let x0 = randn(&[50, 20], 1);
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    let draw = |tape: &mut Tape<f32>, seed| {
+        let g = tape.graph(&params);
+        g.array(x0.mapv(|v| v as f32).view()).dropout(0.2, &mut StdRng::seed_from_u64(seed)).to_array()
+    };
+    let (a, b, c) = (draw(&mut tape, 1), draw(&mut tape, 1), draw(&mut tape, 2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let zeros = a.iter().filter(|&&v| v == 0.0).count();
+    assert!((150..250).contains(&zeros), "about 20% of 1,000 dropped, got {zeros}");
+    let kept = a.iter().zip(x0.iter()).find(|(v, _)| **v != 0.0).unwrap();
+    assert!((kept.0 - *kept.1 as f32 / 0.8).abs() < 1e-6);
+    let g = tape.no_grad(&params);
+    let x = g.array(x0.mapv(|v| v as f32).view());
+    assert_eq!(x.dropout(0.2, &mut StdRng::seed_from_u64(1)).to_array(), x.to_array());
+}

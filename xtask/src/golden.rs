@@ -1,5 +1,5 @@
 //! `cargo xtask golden FILE...`: every case of every file through the engine, one line per
-//! failing case, then `golden: N passed, M failed`.
+//! failing case and per skipped case, then `golden: N passed, M failed, K skipped`.
 
 use std::path::PathBuf;
 
@@ -10,9 +10,9 @@ use mm_tensor::golden::{self, Case, Outcome};
 /// Run golden files (format mm-golden/1: PyTorch forward values and gradients) through the
 /// engine and report every case that fails.
 ///
-/// Prints one line per failing case (its name, the worst element, got vs want), then
-/// `golden: N passed, M failed`. Exits non-zero if any case fails, names an unknown op, or a file
-/// cannot be read.
+/// Prints one line per failing case (its name, the worst element, got vs want) and per skipped
+/// case (a whole model, which the model crate runs), then `golden: N passed, M failed, K
+/// skipped`. Exits non-zero if any case fails, names an unknown op, or a file cannot be read.
 #[derive(clap::Args)]
 pub struct Args {
     /// Golden files to run, e.g. ../shared/golden/ops.json.
@@ -33,12 +33,17 @@ enum Precision {
 
 /// Runs the files; `Ok(true)` when every case passed.
 pub fn run(args: &Args) -> anyhow::Result<bool> {
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for path in &args.files {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = golden::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for case in &file.cases {
+            if let Some(why) = golden::skip_reason(case) {
+                skipped += 1;
+                println!("skip {}: {why}", case.name);
+                continue;
+            }
             let lines = check(case, args.precision);
             if lines.is_empty() {
                 passed += 1;
@@ -48,7 +53,7 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
             }
         }
     }
-    println!("golden: {passed} passed, {failed} failed");
+    println!("golden: {passed} passed, {failed} failed, {skipped} skipped");
     Ok(failed == 0)
 }
 
@@ -65,7 +70,7 @@ fn check(case: &Case, precision: Precision) -> Vec<String> {
     let mut lines = Vec::new();
     for (name, run) in runs {
         match run(case) {
-            Outcome::Pass => {}
+            Outcome::Pass | Outcome::Skipped(_) => {}
             Outcome::Error(e) => lines.push(format!("FAIL {} [{name}]: {e}", case.name)),
             Outcome::Fail(mismatches) => {
                 for m in mismatches {

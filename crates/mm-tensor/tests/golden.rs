@@ -1,30 +1,38 @@
-//! Every case of the PyTorch reference file (a copy of `shared/golden/ops.json`) must pass, in
-//! `f64` and in the training precision `f32`.
+//! Every case of the PyTorch reference files (copies of `shared/golden/ops.json` and
+//! `shared/golden/zoo/zoo.json`) must pass, in `f64` and in the training precision `f32`; the
+//! zoo's model cases are skipped here by name (the model crate runs them).
 
 use mm_tensor::golden::{self, Outcome};
 
 const OPS: &str = include_str!("fixtures/ops.json");
+const ZOO: &str = include_str!("fixtures/zoo.json");
 
-fn run_all<T: mm_tensor::Float>() {
-    let file = golden::parse(OPS).expect("the fixture parses");
-    assert!(file.cases.len() >= 34, "the fixture has all its cases");
-    let failures: Vec<_> = file
-        .cases
-        .iter()
-        .map(|c| (c.name.clone(), golden::run::<T>(c)))
-        .filter(|(_, o)| *o != Outcome::Pass)
-        .collect();
+/// Runs every case of `text`; returns how many were skipped.
+fn run_all<T: mm_tensor::Float>(text: &str, min_cases: usize) -> usize {
+    let file = golden::parse(text).expect("the fixture parses");
+    assert!(file.cases.len() >= min_cases, "the fixture has all its cases");
+    let outcomes: Vec<_> = file.cases.iter().map(|c| (c.name.clone(), golden::run::<T>(c))).collect();
+    let failures: Vec<_> =
+        outcomes.iter().filter(|(_, o)| !matches!(o, Outcome::Pass | Outcome::Skipped(_))).collect();
     assert!(failures.is_empty(), "{} golden cases failed in {}: {failures:#?}", failures.len(), T::NAME);
+    outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Skipped(_))).count()
 }
 
 #[test]
 fn golden_cases_pass_in_f64() {
-    run_all::<f64>();
+    assert_eq!(run_all::<f64>(OPS, 34), 0);
 }
 
 #[test]
 fn golden_cases_pass_in_f32() {
-    run_all::<f32>();
+    assert_eq!(run_all::<f32>(OPS, 34), 0);
+}
+
+#[test]
+fn zoo_op_cases_pass_in_both_precisions_and_only_model_cases_are_skipped() {
+    for skipped in [run_all::<f64>(ZOO, 23), run_all::<f32>(ZOO, 23)] {
+        assert_eq!(skipped, golden::MODEL_OPS.len());
+    }
 }
 
 #[test]

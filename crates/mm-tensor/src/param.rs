@@ -79,14 +79,19 @@ impl<T: Float> ParamStore<T> {
     /// Registers a parameter under a unique `name` with an initial value (any memory layout; it
     /// is stored row-major). Errors on a duplicate name or a rank above [`crate::MAX_RANK`].
     pub fn add(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
+        let buf = self.new_entry(name, value)?;
+        self.names.push(name.to_string());
+        self.bufs.push(buf);
+        Ok(ParamId(self.bufs.len() as u32 - 1))
+    }
+
+    /// `value` stored row-major, once `name` is known to be new among parameters and buffers.
+    fn new_entry(&self, name: &str, value: ArrayD<T>) -> Result<Buf<T>> {
         if self.id(name).is_some() || self.buffer_id(name).is_some() {
             return Err(TensorError::DuplicateParam { name: name.to_string() });
         }
         let shape = Shape::new(value.shape())?;
-        let data = value.as_standard_layout().iter().copied().collect();
-        self.names.push(name.to_string());
-        self.bufs.push(Buf { shape, data });
-        Ok(ParamId(self.bufs.len() as u32 - 1))
+        Ok(Buf { shape, data: value.as_standard_layout().iter().copied().collect() })
     }
 
     /// The id of the parameter called `name`, if there is one.
@@ -158,13 +163,9 @@ impl<T: Float> ParamStore<T> {
     /// # Ok::<(), mm_tensor::TensorError>(())
     /// ```
     pub fn add_buffer(&mut self, name: &str, value: ArrayD<T>) -> Result<BufferId> {
-        if self.id(name).is_some() || self.buffer_id(name).is_some() {
-            return Err(TensorError::DuplicateParam { name: name.to_string() });
-        }
-        let shape = Shape::new(value.shape())?;
-        let data = value.as_standard_layout().iter().copied().collect();
+        let buf = self.new_entry(name, value)?;
         self.buffer_names.push(name.to_string());
-        self.buffers.push(Buf { shape, data });
+        self.buffers.push(buf);
         Ok(BufferId(self.buffers.len() as u32 - 1))
     }
 

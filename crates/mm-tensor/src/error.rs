@@ -163,6 +163,14 @@ pub enum TensorError {
         /// The probability given.
         p: f64,
     },
+    /// A data-parallel shard whose weight (its share of the batch) is not a positive number.
+    #[error("shards: shard {shard} has weight {weight}; a shard's weight is its share of the batch, above 0")]
+    ShardWeight {
+        /// The shard.
+        shard: usize,
+        /// The weight it returned.
+        weight: f64,
+    },
     /// `backward` or `item` of a tensor with more than one element.
     #[error("item: expected a one-element tensor (a loss), got shape {shape}")]
     NonScalar {

@@ -50,6 +50,7 @@ mod ops;
 mod optim;
 mod param;
 mod shape;
+mod shards;
 mod tape;
 
 pub use error::{Result, TensorError};
@@ -59,6 +60,7 @@ pub use ops::{AsIds, AsTargets};
 pub use optim::{AdamW, AdamWState, Optimizer, Sgd};
 pub use param::{BufferId, Grads, ParamId, ParamStore};
 pub use shape::{MAX_RANK, Shape};
+pub use shards::Shards;
 pub use tape::{Graph, Tape, Var};
 
 /// `y = tanh(x)` elementwise with the engine's fast `f32` kernel (exposed for tests and

@@ -146,8 +146,10 @@ fn a_zoo_training_step_allocates_nothing_once_warm() {
         let loss = mixed.var_axes(&[0, 1], 1, false).mean() * 1e-3
             + mixed.linear_t(g.param(head), None).cross_entropy_ignore(&targets, -1);
         bn.with_batch_stats(|m, v| {
-            (mean.clear(), var.clear());
-            (mean.extend_from_slice(m), var.extend_from_slice(v))
+            mean.clear();
+            var.clear();
+            mean.extend_from_slice(m);
+            var.extend_from_slice(v);
         });
         let loss = g.backward(loss, &mut grads).unwrap();
         opt.step(params, &grads).unwrap();

@@ -1,0 +1,116 @@
+//! Data-parallel steps: the same bits on 1 thread and on 2, and the gradient of the whole batch.
+
+use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Shards, Tape, TensorError, init};
+use ndarray::{Array2, s};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const B: usize = 6;
+const T: usize = 5;
+const C: usize = 8;
+const V: usize = 7;
+
+/// A small causal-attention language model over `idx` rows, its loss over the targets that are
+/// not -1, and the number of those targets (the shard's weight).
+struct Tiny {
+    params: ParamStore<f64>,
+    ids: Vec<mm_tensor::ParamId>,
+    idx: Array2<u32>,
+    targets: Array2<i64>,
+}
+
+impl Tiny {
+    fn new() -> Tiny {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut params = ParamStore::new();
+        for (name, shape) in
+            [("wte", &[V, C][..]), ("qkv", &[3 * C, C]), ("ln.w", &[C]), ("ln.b", &[C]), ("head", &[V, C])]
+        {
+            params.add(name, init::randn::<f64, _>(shape, &mut rng) * 0.3).unwrap();
+        }
+        let idx = Array2::from_shape_fn((B, T), |(i, j)| ((i * 3 + j * 5) % V) as u32);
+        let targets =
+            Array2::from_shape_fn((B, T), |(i, j)| if j > 1 + i % 3 { -1 } else { ((i + 2 * j) % V) as i64 });
+        Tiny { ids: params.ids().collect(), params, idx, targets }
+    }
+
+    /// The loss of rows `rows` of the batch, recorded on `g`, and its number of targets.
+    fn loss<'g>(
+        &self,
+        g: &'g mm_tensor::Graph<'g, f64>,
+        rows: std::ops::Range<usize>,
+    ) -> (mm_tensor::Var<'g, f64>, f64) {
+        // wte, qkv, ln.w, ln.b, head, by id (the store itself may be elsewhere meanwhile).
+        let p = |n: &str| {
+            let i = ["wte", "qkv", "ln.w", "ln.b", "head"].iter().position(|&k| k == n).unwrap();
+            g.param(self.ids[i])
+        };
+        let (idx, y) = (self.idx.slice(s![rows.clone(), ..]), self.targets.slice(s![rows, ..]));
+        let x = p("wte").embedding(&idx).layer_norm(p("ln.w"), p("ln.b"), 1e-5);
+        let qkv = x.linear_t(p("qkv"), None);
+        let att = qkv.narrow(2, 0, C).causal_attention(qkv.narrow(2, C, C), qkv.narrow(2, 2 * C, C));
+        let logits = (x + att).gelu().linear_t(p("head"), None);
+        (logits.cross_entropy_ignore(&y, -1), y.iter().filter(|&&t| t != -1).count() as f64)
+    }
+}
+
+#[test]
+fn sharded_gradient_is_the_whole_batch_gradient() {
+    let m = Tiny::new();
+    let mut whole = Grads::new(&m.params);
+    let mut tape = Tape::new();
+    let g = tape.graph(&m.params);
+    let want = g.backward(m.loss(&g, 0..B).0, &mut whole).unwrap();
+    for (shards, threads) in [(2, 1), (2, 2), (3, 2)] {
+        let mut grads = Grads::new(&m.params);
+        let rows = B / shards;
+        let mut sh = Shards::new(&m.params, shards, threads);
+        let got = sh.step(&m.params, &mut grads, |g, i| Ok(m.loss(g, i * rows..(i + 1) * rows))).unwrap();
+        assert!((got - want).abs() < 1e-12, "{shards} shards: loss {got} vs {want}");
+        for id in m.params.ids() {
+            for (a, b) in grads.data(id).iter().zip(whole.data(id)) {
+                assert!((a - b).abs() < 1e-12, "{shards} shards, {}: {a} vs {b}", m.params.name(id));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_thread_and_two_give_the_same_bits() {
+    let train = |threads: usize| {
+        let mut m = Tiny::new();
+        let mut grads = Grads::new(&m.params);
+        let mut opt = AdamW::new(1e-2);
+        let mut sh = Shards::new(&m.params, 2, threads);
+        let mut losses = vec![];
+        for _ in 0..5 {
+            let params = std::mem::take(&mut m.params);
+            let loss = sh.step(&params, &mut grads, |g, i| Ok(m.loss(g, i * 3..i * 3 + 3))).unwrap();
+            m.params = params;
+            opt.step(&mut m.params, &grads).unwrap();
+            losses.push(loss);
+        }
+        (losses, m.params)
+    };
+    let (l1, p1) = train(1);
+    let (l2, p2) = train(2);
+    assert_eq!(l1, l2);
+    assert_eq!(p1, p2);
+    assert!(l1[4] < l1[0], "the loss falls: {l1:?}");
+}
+
+#[test]
+fn a_shard_without_weight_or_with_an_error_fails_the_step() {
+    let m = Tiny::new();
+    let mut grads = Grads::new(&m.params);
+    let mut sh = Shards::new(&m.params, 2, 2);
+    let err = sh.step(&m.params, &mut grads, |g, i| Ok((m.loss(g, 0..3).0, i as f64))).unwrap_err();
+    assert_eq!(err, TensorError::ShardWeight { shard: 0, weight: 0.0 });
+    let err = sh
+        .step(&m.params, &mut grads, |g, i| {
+            let (loss, w) = m.loss(g, 0..3);
+            if i == 1 { Ok((loss.try_reshape(&[2])?, w)) } else { Ok((loss, w)) }
+        })
+        .unwrap_err();
+    assert!(matches!(err, TensorError::Reshape { .. }), "{err}");
+}

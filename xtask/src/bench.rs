@@ -136,6 +136,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         extra: vec!["--steps".into(), "200".into()],
         ..py.clone()
     };
+    let zoo_torch = torch && zoo.script.is_file();
+    if torch && !zoo_torch {
+        eprintln!("{} is missing: the Transformer step is timed without PyTorch", zoo.script.display());
+    }
     let (mut ours_json, mut theirs_json) = (serde_json::Value::Null, serde_json::Value::Null);
     let (ours, theirs) = alternate(
         rounds,
@@ -144,7 +148,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ours_json["value"].as_f64().context("no value in transformer_step's output")
         },
         || {
-            if !torch {
+            if !zoo_torch {
                 return Ok(None);
             }
             theirs_json = zoo.json("transformer_step", 3)?;

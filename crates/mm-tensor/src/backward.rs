@@ -181,7 +181,7 @@ impl<T: Float> Ctx<'_, T> {
             Op::Linear { x, w, b, w_t } => self.linear_grad((x, w, b, w_t), g, sinks, s),
             Op::Attention { q, k, v } => self.attention_grad((q, k, v), g, sinks, s),
             // ops/norm.rs
-            Op::LayerNorm { x, w, b, .. } => self.layer_norm_grad((x, w, b), g, sinks),
+            Op::LayerNorm { x, w, b, .. } => self.layer_norm_grad((x, w, b), g, sinks, &mut s.tmp),
             Op::BatchNorm { x, w, b, stats, .. } => {
                 self.batch_norm_grad((x, w, b), stats, g, sinks, &mut s.tmp)
             }

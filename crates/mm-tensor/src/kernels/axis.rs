@@ -101,6 +101,37 @@ pub(crate) fn softmax<T: Float>(x: &[T], around: Around, log: bool, y: &mut Vec<
     });
 }
 
+/// The causal softmax of attention scores, in place: `att` holds `[t, t]` blocks; row `r` of each
+/// becomes the softmax of `scale · row[..=r]` (the positions it sees), and 0 past them. Rows are
+/// shifted and scaled first, then one `exp` runs over every block (not one call per row), then
+/// each row is normalised; compiled for the CPU's widest vectors.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn causal_softmax<T: Float>(att: &mut [T], t: usize, scale: T) {
+    // Whole rows with the mask by index (`j <= r`), not the seen part alone: rows are at most
+    // `t` long, and loops over 1 to 16 elements would never reach their vector body.
+    for block in att.chunks_exact_mut(t * t) {
+        for (r, row) in block.chunks_exact_mut(t).enumerate() {
+            let max = row.iter().enumerate().fold(T::neg_infinity(), |m, (j, &x)| {
+                let x = if j <= r { x } else { T::neg_infinity() };
+                if x > m { x } else { m }
+            });
+            // Masked entries become exp(0) = 1, zeroed below. (Not a very negative score: an
+            // `exp` that underflows goes through denormals, about 100 cycles each.)
+            row.iter_mut()
+                .enumerate()
+                .for_each(|(j, x)| *x = if j <= r { (*x - max) * scale } else { T::zero() });
+        }
+    }
+    T::exp_slice(att);
+    for block in att.chunks_exact_mut(t * t) {
+        for (r, row) in block.chunks_exact_mut(t).enumerate() {
+            let sum = row.iter().enumerate().fold(T::zero(), |s, (j, &e)| if j <= r { s + e } else { s });
+            let inv = T::one() / sum;
+            row.iter_mut().enumerate().for_each(|(j, e)| *e = if j <= r { *e * inv } else { T::zero() });
+        }
+    }
+}
+
 /// The backward of [`softmax`] from its output `y`: `dx = y · (g - Σ g·y)` for softmax,
 /// `dx = g - exp(y) · Σ g` for log-softmax.
 pub(crate) fn softmax_backward<T: Float>(
@@ -128,7 +159,7 @@ pub(crate) fn softmax_backward<T: Float>(
 /// `xs` folded by `f` in 8 interleaved lanes (element `i` into lane `i % 8`), then the lanes
 /// pairwise: the same result on every CPU, without one long chain of dependent operations.
 #[inline]
-fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
+pub(crate) fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     let mut acc = [init; 8];
     let (chunks, rest) = xs.as_chunks::<8>();
     for chunk in chunks {
@@ -141,6 +172,24 @@ fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     }
     let [l0, l1, l2, l3, l4, l5, l6, l7] = acc;
     f(f(f(l0, l4), f(l2, l6)), f(f(l1, l5), f(l3, l7)))
+}
+
+/// `Σ a·b` in 8 interleaved lanes (see [`lanes`]), so that it vectorizes.
+#[inline]
+pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b[..a.len()].as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = acc;
+    ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
 }
 
 /// The fused, numerically stable cross-entropy of `logits` `[rows, classes]` against class ids:

@@ -1,12 +1,13 @@
 //! Causal scaled dot-product attention, fused: `softmax(q kᵀ / sqrt(hs))` with position `t`
 //! seeing positions `0..=t`, then `@ v` (`F.scaled_dot_product_attention(q, k, v,
 //! is_causal=True)`, makemore's `CausalSelfAttention` from `att = q @ k.transpose(-2, -1)` to
-//! `y = att @ v`). One node instead of five (product, scale, mask, softmax, product), and the
-//! masked half of the scores is never exponentiated.
+//! `y = att @ v`). One node instead of five (product, scale, mask, softmax, product): the
+//! scores of every `(batch, head)` slice, one causal softmax over all of them (a call per row
+//! cost six times the products at `T` = 16), then the products with `v`.
 
 use crate::backward::{Ctx, Sinks};
 use crate::kernels::matmul::{self, Start, Strided};
-use crate::kernels::sized;
+use crate::kernels::{axis, sized};
 use crate::op::{NodeId, Op};
 use crate::tape::{Scratch, Var};
 use crate::{Float, Result, TensorError};
@@ -47,30 +48,18 @@ impl<'g, T: Float> Var<'g, T> {
             let slices = qs.len() / (t * hs).max(1);
             sized(out, qs.len());
             sized(att, slices * t * t);
+            let (tt, th) = (t * t, t * hs);
+            // The scores q kᵀ of every slice, their causal softmax at once, then `@ v`.
             for i in 0..slices {
-                let (x, p) = (i * t * hs, &mut att[i * t * t..][..t * t]);
-                let (qi, ki, vi) = (&qs[x..x + t * hs], &ks[x..x + t * hs], &vs[x..x + t * hs]);
-                // Scores q kᵀ, then each row's softmax over its first r + 1 entries.
-                let kt = Strided::transposed(ki, hs);
-                matmul::gemm((t, hs, t), Strided::rows(qi, hs), kt, p, Start::Zero, &mut s.pack);
-                for (r, row) in p.chunks_exact_mut(t).enumerate() {
-                    let (seen, masked) = row.split_at_mut(r + 1);
-                    let max = seen.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
-                    seen.iter_mut().for_each(|x| *x = (*x - max) * scale);
-                    T::exp_slice(seen);
-                    let inv = T::one() / seen.iter().fold(T::zero(), |a, &e| a + e);
-                    seen.iter_mut().for_each(|e| *e *= inv);
-                    masked.fill(T::zero());
-                }
-                let o = &mut out[x..x + t * hs];
-                matmul::gemm(
-                    (t, t, hs),
-                    Strided::rows(p, t),
-                    Strided::rows(vi, hs),
-                    o,
-                    Start::Zero,
-                    &mut s.pack,
-                );
+                let (qi, kt) =
+                    (Strided::rows(&qs[i * th..][..th], hs), Strided::transposed(&ks[i * th..][..th], hs));
+                matmul::gemm((t, hs, t), qi, kt, &mut att[i * tt..][..tt], Start::Zero, &mut s.pack);
+            }
+            axis::causal_softmax(att, t, scale);
+            for i in 0..slices {
+                let (p, vi) =
+                    (Strided::rows(&att[i * tt..][..tt], t), Strided::rows(&vs[i * th..][..th], hs));
+                matmul::gemm((t, t, hs), p, vi, &mut out[i * th..][..th], Start::Zero, &mut s.pack);
             }
         }))
     }
@@ -109,8 +98,8 @@ impl<T: Float> Ctx<'_, T> {
                 matmul::gemm((t, hs, t), Strided::rows(gi, hs), vt, ds, Start::Zero, &mut s.pack);
                 let p = &att[i * tt..][..tt];
                 for (dr, pr) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
-                    let dot = dr.iter().zip(pr).fold(T::zero(), |a, (&d, &p)| a + d * p);
-                    dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot) * scale);
+                    let dp = axis::dot(dr, pr);
+                    dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dp) * scale);
                 }
             }
         }

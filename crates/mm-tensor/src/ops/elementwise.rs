@@ -130,11 +130,16 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.push(Op::Gelu(x), self.shape(), false, &[x], |v, out, t| {
             let x = v.get(x);
             let (c, k, half) = (T::of(SQRT_2_OVER_PI), T::of(GELU_C), T::of(0.5));
-            // `out` holds the tanh's argument, `t` its tanh (kept for the backward pass).
-            store(out, Acc::Write, x.iter().map(|&x| c * (x + k * x * x * x)));
+            sized(out, x.len());
             sized(t, x.len());
-            T::tanh_slice(out, t);
-            out.iter_mut().zip(x).zip(t.iter()).for_each(|((y, &x), &t)| *y = half * x * (T::one() + t));
+            // In blocks that stay in L1: the tanh's argument in `out`, its tanh in `t` (kept for
+            // the backward pass), then the value over the argument.
+            const BLOCK: usize = 256;
+            for ((x, y), t) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).zip(t.chunks_mut(BLOCK)) {
+                y.iter_mut().zip(x).for_each(|(u, &x)| *u = c * (x + k * x * x * x));
+                T::tanh_slice(y, t);
+                y.iter_mut().zip(x).zip(t.iter()).for_each(|((y, &x), &t)| *y = half * x * (T::one() + t));
+            }
         })
     }
 

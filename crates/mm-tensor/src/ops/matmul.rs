@@ -288,9 +288,9 @@ impl<T: Float> Ctx<'_, T> {
         sinks: &mut Sinks<'_, T>,
         s: &mut Scratch<T>,
     ) {
-        let sx = self.shape(x);
+        let (sx, sw) = (self.shape(x), self.shape(w));
         let k = *sx.dims().last().expect("linear inputs have rank >= 2");
-        let (m, n) = (sx.numel() / k.max(1), g.len() / (sx.numel() / k.max(1)).max(1));
+        let (m, n) = (sx.numel() / k.max(1), if w_t { sw.dim(0) } else { sw.dim(1) });
         let (xv, wv) = (self.x(x), self.x(w));
         if let Some((dst, acc)) = sinks.get(x) {
             sized(dst, m * k);

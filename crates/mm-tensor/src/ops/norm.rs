@@ -4,7 +4,8 @@
 
 use super::reduce::axis_bits;
 use crate::backward::{Ctx, Sinks};
-use crate::kernels::{Acc, sized, zeros};
+use crate::kernels::axis::{dot, lanes};
+use crate::kernels::{Acc, add_rows, sized, zeros};
 use crate::op::{BatchStats, NodeId, Op};
 use crate::tape::Var;
 use crate::{Float, Result, TensorError};
@@ -33,13 +34,12 @@ impl<'g, T: Float> Var<'g, T> {
             let (means, rstds) = aux.split_at_mut(rows);
             let inv_c = T::one() / T::of(c as f64);
             for (r, (xr, yr)) in xs.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
-                let mean = xr.iter().fold(T::zero(), |s, &x| s + x) * inv_c;
-                let var = xr.iter().fold(T::zero(), |s, &x| s + (x - mean) * (x - mean)) * inv_c;
+                let mean = lanes(xr, T::zero(), |s, x| s + x) * inv_c;
+                yr.iter_mut().zip(xr).for_each(|(y, &x)| *y = x - mean);
+                let var = dot(yr, yr) * inv_c;
                 let rstd = T::one() / (var + T::of(eps)).sqrt();
                 (means[r], rstds[r]) = (mean, rstd);
-                for (((y, &x), &w), &b) in yr.iter_mut().zip(xr).zip(wv).zip(bv) {
-                    *y = (x - mean) * rstd * w + b;
-                }
+                yr.iter_mut().zip(wv).zip(bv).for_each(|((y, &w), &b)| *y = *y * rstd * w + b);
             }
         }))
     }
@@ -223,35 +223,51 @@ impl<T: Float> Ctx<'_, T> {
         (x, w, b): (NodeId, NodeId, NodeId),
         g: &[T],
         sinks: &mut Sinks<'_, T>,
+        tmp: &mut Vec<T>,
     ) {
         let (xs, wv) = (self.x(x), self.x(w));
         let c = wv.len();
         let rows = xs.len() / c.max(1);
         let (means, rstds) = self.aux.split_at(rows);
-        let xhat = |r: usize, j: usize| (xs[r * c + j] - means[r]) * rstds[r];
+        sized(tmp, 2 * c);
+        let (xhat, gw) = tmp.split_at_mut(c);
+        // Row `r`'s x̂ into `xhat`.
+        let fill = |r: usize, xhat: &mut [T]| {
+            let (mean, rstd) = (means[r], rstds[r]);
+            xhat.iter_mut().zip(&xs[r * c..][..c]).for_each(|(h, &x)| *h = (x - mean) * rstd);
+        };
         if let Some((dst, acc)) = sinks.get(x) {
             sized(dst, xs.len());
             let inv_c = T::one() / T::of(c as f64);
             for r in 0..rows {
+                fill(r, xhat);
                 let (gr, d) = (&g[r * c..][..c], &mut dst[r * c..][..c]);
-                let (mut s1, mut s2) = (T::zero(), T::zero());
-                for j in 0..c {
-                    let gw = gr[j] * wv[j];
-                    s1 += gw;
-                    s2 += gw * xhat(r, j);
-                }
-                let (s1, s2) = (s1 * inv_c, s2 * inv_c);
-                for j in 0..c {
-                    let dx = rstds[r] * (gr[j] * wv[j] - s1 - xhat(r, j) * s2);
-                    d[j] = if acc == Acc::Write { dx } else { d[j] + dx };
+                gw.iter_mut().zip(gr).zip(wv).for_each(|((o, &g), &w)| *o = g * w);
+                let s1 = lanes(gw, T::zero(), |s, v| s + v) * inv_c;
+                let s2 = dot(gw, xhat) * inv_c;
+                let rstd = rstds[r];
+                let dx = gw.iter().zip(xhat.iter()).map(|(&gw, &h)| rstd * (gw - s1 - h * s2));
+                match acc {
+                    Acc::Write => d.iter_mut().zip(dx).for_each(|(d, v)| *d = v),
+                    Acc::Add => d.iter_mut().zip(dx).for_each(|(d, v)| *d += v),
                 }
             }
         }
         if let Some((dst, acc)) = sinks.get(w) {
-            column_sums(dst, acc, c, rows, |r, j| g[r * c + j] * xhat(r, j));
+            if acc == Acc::Write {
+                zeros(dst, c);
+            }
+            for r in 0..rows {
+                fill(r, xhat);
+                let gr = &g[r * c..][..c];
+                dst.iter_mut().zip(gr).zip(xhat.iter()).for_each(|((d, &g), &h)| *d += g * h);
+            }
         }
         if let Some((dst, acc)) = sinks.get(b) {
-            column_sums(dst, acc, c, rows, |r, j| g[r * c + j]);
+            if acc == Acc::Write {
+                zeros(dst, c);
+            }
+            add_rows(g, dst);
         }
     }
 

@@ -4,7 +4,7 @@
 //! elements copy them, and `reshape` never needs to.
 
 use crate::backward::{Ctx, Sinks};
-use crate::kernels::{Acc, axis, sized, store, zeros};
+use crate::kernels::{Acc, axis, sized, store};
 use crate::op::{NodeId, Op, Span};
 use crate::tape::{Graph, Var};
 use crate::{Float, MAX_RANK, Result, Shape, TensorError};
@@ -126,9 +126,12 @@ impl<'g, T: Float> Var<'g, T> {
         let x = self.id;
         let op = Op::Narrow { x, axis: axis as u8, start: start as u32, len: len as u32 };
         Ok(self.g.push(op, shape.with_dim(axis, len), false, &[x], |v, out, _| {
-            let xs = v.get(x);
-            let it = (0..outer).flat_map(|o| &xs[(o * n + start) * inner..][..len * inner]).copied();
-            store(out, Acc::Write, it);
+            // One copy per contiguous run (a row of q out of [B, T, 3C] is 64 elements).
+            let (xs, run) = (v.get(x), len * inner);
+            sized(out, outer * run);
+            for (o, dst) in out.chunks_exact_mut(run.max(1)).take(outer).enumerate() {
+                dst.copy_from_slice(&xs[(o * n + start) * inner..][..run]);
+            }
         }))
     }
 
@@ -314,14 +317,23 @@ impl<T: Float> Ctx<'_, T> {
     ) {
         let xs = self.shape(x);
         if let Some((dst, acc)) = sinks.get(x) {
-            if acc == Acc::Write {
-                zeros(dst, xs.numel());
-            }
             let (outer, n, inner) = xs.around(axis as usize);
-            let (start, chunk) = (start as usize, len as usize * inner);
-            for (o, g) in g.chunks_exact(chunk.max(1)).take(outer).enumerate() {
-                let d = &mut dst[(o * n + start) * inner..][..chunk];
-                d.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+            let (start, run) = (start as usize, len as usize * inner);
+            sized(dst, xs.numel());
+            for o in 0..outer {
+                // Each block of the input along the axis: `g`'s run in its place; on a write,
+                // zeros before and after it (one pass, no zero-fill first).
+                let block = &mut dst[o * n * inner..][..n * inner];
+                let (before, rest) = block.split_at_mut(start * inner);
+                let (mid, after) = rest.split_at_mut(run);
+                let g = &g[o * run..][..run];
+                if acc == Acc::Write {
+                    before.fill(T::zero());
+                    mid.copy_from_slice(g);
+                    after.fill(T::zero());
+                } else {
+                    mid.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+                }
             }
         }
     }

@@ -7,6 +7,7 @@
 pub(crate) mod axis;
 pub(crate) mod broadcast;
 pub(crate) mod exp;
+pub(crate) mod gelu;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm_avx512;
 pub(crate) mod matmul;

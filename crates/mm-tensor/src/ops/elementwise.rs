@@ -14,11 +14,6 @@ use crate::op::{NodeId, Op};
 use crate::tape::Var;
 use crate::{Float, Result, Shape, TensorError};
 
-/// `sqrt(2 / π)`, GELU's constant.
-const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-/// GELU's cubic coefficient.
-const GELU_C: f64 = 0.044_715;
-
 impl<'g, T: Float> Var<'g, T> {
     fn binary(
         self,
@@ -129,17 +124,9 @@ impl<'g, T: Float> Var<'g, T> {
         let x = self.id;
         self.g.push(Op::Gelu(x), self.shape(), false, &[x], |v, out, t| {
             let x = v.get(x);
-            let (c, k, half) = (T::of(SQRT_2_OVER_PI), T::of(GELU_C), T::of(0.5));
             sized(out, x.len());
             sized(t, x.len());
-            // In blocks that stay in L1: the tanh's argument in `out`, its tanh in `t` (kept for
-            // the backward pass), then the value over the argument.
-            const BLOCK: usize = 256;
-            for ((x, y), t) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).zip(t.chunks_mut(BLOCK)) {
-                y.iter_mut().zip(x).for_each(|(u, &x)| *u = c * (x + k * x * x * x));
-                T::tanh_slice(y, t);
-                y.iter_mut().zip(x).zip(t.iter()).for_each(|((y, &x), &t)| *y = half * x * (T::one() + t));
-            }
+            kernels::gelu::forward(x, out, t);
         })
     }
 
@@ -291,14 +278,11 @@ impl<T: Float> Ctx<'_, T> {
         self.unary(x, g, sinks, |g, x, _| g * e * x.powf(e1));
     }
 
-    /// GELU: `0.5 (1 + t) + 0.5 x (1 - t²) sqrt(2/π) (1 + 3 · 0.044715 x²)`, `t` from `aux`.
+    /// GELU, from the inner tanh kept in `aux` (`kernels::gelu`).
     pub(crate) fn gelu_grad(&self, x: NodeId, g: &[T], sinks: &mut Sinks<'_, T>) {
         if let Some((dst, acc)) = sinks.get(x) {
-            let (c, k3, half, one) = (T::of(SQRT_2_OVER_PI), T::of(3.0 * GELU_C), T::of(0.5), T::one());
-            let it = g.iter().zip(self.x(x)).zip(self.aux).map(|((&g, &x), &t)| {
-                g * (half * (one + t) + half * x * (one - t * t) * c * (one + k3 * x * x))
-            });
-            store(dst, acc, it);
+            sized(dst, g.len());
+            kernels::gelu::backward(g, self.x(x), self.aux, dst, acc);
         }
     }
 

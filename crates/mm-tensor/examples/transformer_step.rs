@@ -28,8 +28,8 @@
 
 use std::time::{Duration, Instant};
 
-use mm_tensor::{AdamW, Grads, Graph, Optimizer, ParamId, ParamStore, Tape, TensorError, Var, init};
-use ndarray::{Array2, ArrayD};
+use mm_tensor::{AdamW, Grads, Graph, Optimizer, ParamId, ParamStore, Shards, Tape, TensorError, Var, init};
+use ndarray::{Array2, ArrayD, ArrayView2, s};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -102,16 +102,17 @@ impl Transformer {
     fn loss<'g>(
         &self,
         g: &'g Graph<'_, f32>,
-        idx: &Array2<u32>,
-        targets: &Array2<i64>,
+        idx: ArrayView2<'_, u32>,
+        targets: ArrayView2<'_, i64>,
         pos: &[u32],
         clock: &mut Clock,
     ) -> Var<'g, f32> {
+        let b = idx.nrows(); // B, or a shard of it
         let p = |id| g.param(id);
         let linear = |x: Var<'g, f32>, (w, b): (ParamId, ParamId)| x.linear_t(p(w), Some(p(b)));
         let ln = |x: Var<'g, f32>, (w, b): (ParamId, ParamId)| x.layer_norm(p(w), p(b), EPS);
         clock.start();
-        let tok_emb = p(self.wte).embedding(idx); // [B, T, C]
+        let tok_emb = p(self.wte).embedding(&idx); // [B, T, C]
         let pos_emb = p(self.wpe).embedding(pos); // [T, C], broadcast over the batch
         let mut x = tok_emb + pos_emb;
         clock.charge(Family::Embed);
@@ -122,13 +123,13 @@ impl Transformer {
             let qkv = linear(h, blk.c_attn); // [B, T, 3C]
             clock.charge(Family::CAttn);
             // q, k, v = split(n_embd, dim=2); view(B, T, nh, hs).transpose(1, 2)
-            let head = |i: usize| qkv.narrow(2, i * C, C).reshape(&[B, T, H, HS]).permute(&[0, 2, 1, 3]);
+            let head = |i: usize| qkv.narrow(2, i * C, C).reshape(&[b, T, H, HS]).permute(&[0, 2, 1, 3]);
             let (q, k, v) = (head(0), head(1), head(2));
             clock.charge(Family::SplitHeads);
             let y = q.causal_attention(k, v);
             clock.charge(Family::Attention);
             // y.transpose(1, 2).contiguous().view(B, T, C)
-            let y = y.permute(&[0, 2, 1, 3]).reshape(&[B, T, C]);
+            let y = y.permute(&[0, 2, 1, 3]).reshape(&[b, T, C]);
             clock.charge(Family::MergeHeads);
             let y = linear(y, blk.attn_proj);
             clock.charge(Family::AttnProj);
@@ -150,7 +151,7 @@ impl Transformer {
         clock.charge(Family::LayerNorm);
         let logits = x.linear_t(p(self.lm_head), None); // [B, T, V]
         clock.charge(Family::LmHead);
-        let loss = logits.cross_entropy_ignore(targets, -1);
+        let loss = logits.cross_entropy_ignore(&targets, -1);
         clock.charge(Family::Loss);
         loss
     }
@@ -292,13 +293,16 @@ struct Trainer {
     grads: Grads<f32>,
     tape: Tape<f32>,
     opt: AdamW<f32>,
+    /// With more than one shard: the batch split across them (`Shards`), on their threads.
+    shards: Option<Shards<f32>>,
 }
 
 impl Trainer {
-    fn new(params: ParamStore<f32>) -> Self {
+    fn new(params: ParamStore<f32>, (shards, threads): (usize, usize)) -> Self {
         let mut opt = AdamW::new(5e-4);
         (opt.beta1, opt.beta2, opt.eps, opt.weight_decay) = (0.9, 0.99, 1e-8, 0.01);
-        Trainer { grads: Grads::new(&params), params, tape: Tape::new(), opt }
+        let shards = (shards > 1).then(|| Shards::new(&params, shards, threads));
+        Trainer { grads: Grads::new(&params), params, tape: Tape::new(), opt, shards }
     }
 
     /// Forward, backward, AdamW; the loss.
@@ -309,8 +313,25 @@ impl Trainer {
         yb: &Array2<i64>,
         pos: &[u32],
     ) -> Result<f32, TensorError> {
-        let g = self.tape.graph(&self.params);
-        let loss = g.backward(model.loss(&g, xb, yb, pos, &mut Clock::new(false)), &mut self.grads)?;
+        let loss = match &mut self.shards {
+            None => {
+                let g = self.tape.graph(&self.params);
+                let loss = model.loss(&g, xb.view(), yb.view(), pos, &mut Clock::new(false));
+                g.backward(loss, &mut self.grads)?
+            }
+            Some(shards) => {
+                // Shard i: rows i·B/n..(i+1)·B/n, weighted by its targets that count.
+                let rows = xb.nrows() / shards.len();
+                shards.step(&self.params, &mut self.grads, |g, i| {
+                    let (x, y) = (
+                        xb.slice(s![i * rows..(i + 1) * rows, ..]),
+                        yb.slice(s![i * rows..(i + 1) * rows, ..]),
+                    );
+                    let counted = y.iter().filter(|&&t| t != -1).count() as f64;
+                    Ok((model.loss(g, x, y, pos, &mut Clock::new(false)), counted))
+                })?
+            }
+        };
         self.opt.step(&mut self.params, &self.grads)?;
         Ok(loss)
     }
@@ -319,17 +340,23 @@ impl Trainer {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut steps = 200usize;
     let (mut json, mut ops) = (false, false);
-    for arg in std::env::args().skip(1) {
+    let (mut shards, mut threads) = (1usize, 1usize);
+    let usage = "usage: transformer_step [STEPS] [--json | --ops] [--shards N] [--threads N]";
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let number = |args: &mut std::iter::Skip<std::env::Args>| {
+            args.next().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n >= 1 && B % n == 0).ok_or(usage)
+        };
         match arg.as_str() {
             "--json" => json = true,
             "--ops" => ops = true,
-            s => {
-                steps = s
-                    .parse()
-                    .map_err(|_| format!("usage: transformer_step [STEPS] [--json | --ops], not {s:?}"))?
-            }
+            "--shards" => shards = number(&mut args)?,
+            "--threads" => threads = number(&mut args)?,
+            s => steps = s.parse().map_err(|_| format!("{usage}, not {s:?}"))?,
         }
     }
+    // Threads run shards: more threads than shards would idle.
+    let shards = shards.max(threads);
     let steps = steps.max(1);
     let mut rng = StdRng::seed_from_u64(3407);
     let mut params = ParamStore::new();
@@ -361,7 +388,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             params.numel() - lm_head
         );
         // The check: a copy trained on one fixed batch; its loss must start near ln 27 and fall.
-        let mut check = Trainer::new(params.clone());
+        let mut check = Trainer::new(params.clone(), (shards, threads));
         draw(&data, &mut xb, &mut yb, &mut rng);
         let mut first = f32::NAN;
         let mut last = f32::NAN;
@@ -384,7 +411,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let mut trainer = Trainer::new(params);
+    let mut trainer = Trainer::new(params, (shards, threads));
     let mut loss = 0.0;
     for _ in 0..20 {
         draw(&data, &mut xb, &mut yb, &mut rng);
@@ -405,7 +432,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let list = blocks.iter().map(|b| format!("{b:.4}")).collect::<Vec<_>>().join(", ");
         println!(
             "{{\"workload\": \"transformer_step\", \"value\": {best:.4}, \"unit\": \"ms\", \"blocks\": [{list}], \
-             \"steps\": {steps}, \"macs\": {macs}, \"params\": {}, \"loss\": {loss:.4}}}",
+             \"steps\": {steps}, \"macs\": {macs}, \"params\": {}, \"loss\": {loss:.4}, \"shards\": {shards}, \
+             \"threads\": {threads}}}",
             trainer.params.numel()
         );
     } else {
@@ -433,7 +461,7 @@ fn profile(
     let mut rng = StdRng::seed_from_u64(1);
     let (mut xb, mut yb) = (Array2::<u32>::zeros((B, T)), Array2::<i64>::zeros((B, T)));
     let pos: Vec<u32> = (0..T as u32).collect();
-    let mut tr = Trainer::new(params);
+    let mut tr = Trainer::new(params, (1, 1));
     let mut best = [Duration::MAX; 5];
     let mut families = [Duration::MAX; Family::NAMES.len()];
     for i in 0..reps + 20 {
@@ -442,7 +470,7 @@ fn profile(
         let t1 = Instant::now();
         let g = tr.tape.graph(&tr.params);
         let mut clock = Clock::new(true);
-        let loss = model.loss(&g, &xb, &yb, &pos, &mut clock);
+        let loss = model.loss(&g, xb.view(), yb.view(), &pos, &mut clock);
         loss.item()?;
         let t2 = Instant::now();
         g.backward(loss, &mut tr.grads)?;

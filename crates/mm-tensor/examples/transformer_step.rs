@@ -345,7 +345,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let number = |args: &mut std::iter::Skip<std::env::Args>| {
-            args.next().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n >= 1 && B % n == 0).ok_or(usage)
+            args.next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n >= 1 && B.is_multiple_of(n))
+                .ok_or(usage)
         };
         match arg.as_str() {
             "--json" => json = true,

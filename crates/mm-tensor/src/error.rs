@@ -16,7 +16,8 @@ pub enum TensorError {
         /// The right operand's shape.
         rhs: Shape,
     },
-    /// `matmul` of matrices whose inner dimensions differ, or that are not 2-D.
+    /// A product (`matmul`, `linear`) of operands whose inner dimensions differ, whose batch
+    /// axes do not broadcast, or of rank below 2.
     #[error("matmul: cannot multiply {lhs} by {rhs}")]
     MatMul {
         /// The left operand's shape.
@@ -105,7 +106,7 @@ pub enum TensorError {
         shape: Shape,
     },
     /// `narrow` past the end of an axis.
-    #[error("narrow: elements {start}..{end} of axis {axis} are past the end of shape {shape}", end = start + len)]
+    #[error("narrow: elements {start}..{end} of axis {axis} are past the end of shape {shape}", end = start.saturating_add(*len))]
     Narrow {
         /// The axis.
         axis: usize,

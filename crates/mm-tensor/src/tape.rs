@@ -23,7 +23,8 @@ pub(crate) struct Nodes<T> {
     pub(crate) aux: Vec<Vec<T>>,
     pub(crate) grads: Vec<Vec<T>>,
     pub(crate) grad_live: Vec<bool>,
-    /// The id arena: `embedding` ids and `cross_entropy` targets, copied in when recorded.
+    /// The id arena: `embedding` ids, `cross_entropy` targets and `masked_fill` masks, copied in
+    /// when recorded.
     pub(crate) ids: Vec<u32>,
     /// The input lists of variadic ops (`concat`).
     pub(crate) links: Vec<NodeId>,

@@ -265,3 +265,39 @@ fn dropout_is_seeded_and_the_identity_when_evaluating() {
     let x = g.array(x0.mapv(|v| v as f32).view());
     assert_eq!(x.dropout(0.2, &mut StdRng::seed_from_u64(1)).to_array(), x.to_array());
 }
+
+/// Found on review: empty dimensions give empty (or zero) results and typed errors, never a
+/// panic or a stale value from a reused buffer.
+#[test]
+fn zero_sized_dimensions_and_huge_offsets_are_handled() {
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    // Fill node slots with 7s so that a kernel that writes nothing would show stale values.
+    {
+        let g = tape.graph(&params);
+        for _ in 0..4 {
+            g.input(&[3, 4], &[7.0; 12]);
+        }
+    }
+    let g = tape.graph(&params);
+    let a = g.input(&[3, 0], &[]);
+    let b = g.input(&[0, 4], &[]);
+    let y = a.matmul(b);
+    assert_eq!((y.shape().dims(), y.to_array().iter().all(|&v| v == 0.0)), (&[3, 4][..], true));
+    let y = a.linear(b, g.input(&[4], &[1.0; 4]));
+    assert!(y.to_array().iter().all(|&v| v == 1.0), "an empty product plus its bias");
+    let x = g.input(&[2, 3], &[1.0; 6]);
+    assert!(matches!(x.try_narrow(1, usize::MAX, 2), Err(TensorError::Narrow { .. })));
+    assert!(x.try_select(1, usize::MAX).is_err());
+    let empty = x.narrow(1, 0, 0);
+    assert_eq!(empty.sum_axis(1, false).to_array().as_slice().unwrap(), &[0.0, 0.0]);
+    assert_eq!(empty.sum().item().unwrap(), 0.0);
+    let none = g.input(&[2, 0], &[]);
+    assert_eq!(none.layer_norm(g.input(&[0], &[]), g.input(&[0], &[]), 1e-5).shape().numel(), 0);
+    let qkv = g.input(&[2, 0, 4], &[]);
+    assert_eq!(qkv.causal_attention(qkv, qkv).shape().dims(), &[2, 0, 4]);
+    assert!(matches!(none.try_cross_entropy(&[0u32, 0][..]), Err(TensorError::Index { .. })));
+    let w = g.input(&[0, 3], &[]);
+    assert_eq!(x.linear_t(w, Some(g.input(&[0], &[]))).shape().dims(), &[2, 0]);
+    g.check().unwrap();
+}

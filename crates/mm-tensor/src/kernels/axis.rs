@@ -11,6 +11,10 @@ pub(crate) type Around = (usize, usize, usize);
 
 /// `out[o, i] = scale · Σ_k x[o, k, i]`, accumulated in `f64`.
 pub(crate) fn sum<T: Float>(x: &[T], (outer, n, inner): Around, scale: f64, out: &mut Vec<T>) {
+    if n == 0 {
+        // A sum over no elements is 0 (an axis narrowed to length 0).
+        return zeros(out, outer * inner);
+    }
     out.clear();
     for block in x.chunks_exact((n * inner).max(1)).take(outer) {
         if inner == 1 {
@@ -64,20 +68,18 @@ fn lines((outer, n, inner): Around, mut f: impl FnMut(&dyn Fn(usize) -> usize, u
 /// `y = softmax(x)` along the axis (or `log_softmax` when `log`), stable: the maximum of each
 /// line is subtracted before `exp`.
 pub(crate) fn softmax<T: Float>(x: &[T], around: Around, log: bool, y: &mut Vec<T>) {
-    if around.2 == 1 {
+    if around.2 == 1 && around.1 > 0 {
         // Along the last axis: contiguous rows, one vectorized `exp` over all of them.
-        let n = around.1.max(1);
+        let n = around.1;
         y.clear();
         y.extend_from_slice(x);
-        let mut maxes = [T::zero(); 1];
         for row in y.chunks_exact_mut(n) {
-            maxes[0] = lanes(row, T::neg_infinity(), |m, v| if v > m { v } else { m });
-            row.iter_mut().for_each(|v| *v -= maxes[0]);
+            let max = lanes(row, T::neg_infinity(), |m, v| if v > m { v } else { m });
+            row.iter_mut().for_each(|v| *v -= max);
         }
         if log {
-            for (row, xr) in y.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                let sum = xr.iter().zip(row.iter()).fold(T::zero(), |s, (_, &d)| s + d.exp());
-                let ls = sum.ln();
+            for row in y.chunks_exact_mut(n) {
+                let ls = row.iter().fold(T::zero(), |s, &d| s + d.exp()).ln();
                 row.iter_mut().for_each(|v| *v -= ls);
             }
         } else {
@@ -107,6 +109,9 @@ pub(crate) fn softmax<T: Float>(x: &[T], around: Around, log: bool, y: &mut Vec<
 /// each row is normalised; compiled for the CPU's widest vectors.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn causal_softmax<T: Float>(att: &mut [T], t: usize, scale: T) {
+    if t == 0 {
+        return;
+    }
     // Whole rows with the mask by index (`j <= r`), not the seen part alone: rows are at most
     // `t` long, and loops over 1 to 16 elements would never reach their vector body.
     for block in att.chunks_exact_mut(t * t) {

@@ -162,6 +162,9 @@ pub(crate) fn gemm_portable<T: Float>(
     start: Start<'_, T>,
     pack: &mut Vec<T>,
 ) {
+    if dims.0 == 0 || dims.2 == 0 {
+        return; // an empty product
+    }
     let acc = match start {
         Start::Zero => Acc::Write,
         Start::C => Acc::Add,

@@ -48,6 +48,9 @@ impl<'g, T: Float> Var<'g, T> {
             let slices = qs.len() / (t * hs).max(1);
             sized(out, qs.len());
             sized(att, slices * t * t);
+            if qs.is_empty() {
+                return;
+            }
             let (tt, th) = (t * t, t * hs);
             // The scores q kᵀ of every slice, their causal softmax at once, then `@ v`.
             for i in 0..slices {

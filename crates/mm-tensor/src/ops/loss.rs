@@ -82,7 +82,11 @@ impl<'g, T: Float> Var<'g, T> {
             return Err(TensorError::Rank { op: "cross_entropy", expected: 2, got: logits });
         }
         let classes = logits.dim(logits.rank() - 1);
-        Ok((logits.numel() / classes.max(1), classes))
+        if classes == 0 {
+            // No class for any target to be.
+            return Err(TensorError::Index { op: "cross_entropy", index: 0, len: 0 });
+        }
+        Ok((logits.numel() / classes, classes))
     }
 
     fn record_cross_entropy(self, span: Span, classes: usize) -> Self {

@@ -55,7 +55,8 @@ impl Plan {
         };
         if rb == 2 {
             // `[.., m, k] @ [k, n]`: the leading axes are more rows.
-            return Ok(one(lhs.with_dim(ra - 1, n), lhs.numel() / k.max(1)));
+            let rows = lhs.dims()[..ra - 1].iter().product();
+            return Ok(one(lhs.with_dim(ra - 1, n), rows));
         }
         let rank = ra.max(rb) - 2;
         let pad = |s: Shape| {
@@ -215,7 +216,7 @@ impl<'g, T: Float> Var<'g, T> {
         if sx.rank() < 2 || k != k2 {
             return Err(err);
         }
-        let m = sx.numel() / k.max(1);
+        let m = sx.dims()[..sx.rank() - 1].iter().product();
         let out = sx.with_dim(sx.rank() - 1, n);
         if let Some(b) = b
             && b.shape().dims() != [n]
@@ -290,7 +291,8 @@ impl<T: Float> Ctx<'_, T> {
     ) {
         let (sx, sw) = (self.shape(x), self.shape(w));
         let k = *sx.dims().last().expect("linear inputs have rank >= 2");
-        let (m, n) = (sx.numel() / k.max(1), if w_t { sw.dim(0) } else { sw.dim(1) });
+        let m: usize = sx.dims()[..sx.rank() - 1].iter().product();
+        let n = if w_t { sw.dim(0) } else { sw.dim(1) };
         let (xv, wv) = (self.x(x), self.x(w));
         if let Some((dst, acc)) = sinks.get(x) {
             sized(dst, m * k);

@@ -31,6 +31,9 @@ impl<'g, T: Float> Var<'g, T> {
             let rows = xs.len() / c.max(1);
             sized(out, xs.len());
             sized(aux, 2 * rows);
+            if c == 0 {
+                return;
+            }
             let (means, rstds) = aux.split_at_mut(rows);
             let inv_c = T::one() / T::of(c as f64);
             for (r, (xr, yr)) in xs.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
@@ -116,6 +119,10 @@ impl<'g, T: Float> Var<'g, T> {
     /// normalised with (the variance with its correction), e.g. to update running averages with
     /// [`crate::ParamStore::blend_buffer`] once the step is done. `None` for any other node.
     ///
+    /// The lectures' BatchNorm normalises and updates with the same (Bessel-corrected) variance.
+    /// `nn.BatchNorm1d` normalises with the biased variance (correction 0) but updates
+    /// `running_var` with the unbiased one: scale `var` by `n / (n - 1)` for that.
+    ///
     /// ```
     /// use mm_tensor::{ParamStore, Tape};
     /// let mut params = ParamStore::<f64>::new();
@@ -169,6 +176,9 @@ impl<'g, T: Float> Var<'g, T> {
             let c = wv.len();
             let n = xs.len() / c.max(1);
             sized(aux, 3 * c);
+            if c == 0 {
+                return sized(out, 0);
+            }
             let (mean, rest) = aux.split_at_mut(c);
             let (var, rstd) = rest.split_at_mut(c);
             match stats {

@@ -94,6 +94,7 @@ impl<'g, T: Float> Var<'g, T> {
 
     /// Axes `a` and `b` swapped (`x.transpose(a, b)`), or the error.
     pub fn try_transpose(self, a: usize, b: usize) -> Result<Self> {
+        self.g.live(&[self.id])?;
         let rank = self.shape().rank();
         let mut perm = [0; MAX_RANK];
         perm.iter_mut().enumerate().for_each(|(i, p)| *p = i);
@@ -119,7 +120,7 @@ impl<'g, T: Float> Var<'g, T> {
         if axis >= shape.rank() {
             return Err(TensorError::Axis { op: "narrow", axis, shape });
         }
-        if start + len > shape.dim(axis) || start + len > u32::MAX as usize {
+        if start.checked_add(len).is_none_or(|end| end > shape.dim(axis) || end > u32::MAX as usize) {
             return Err(TensorError::Narrow { axis, start, len, shape });
         }
         let (outer, n, inner) = shape.around(axis);
@@ -174,7 +175,13 @@ impl<'a, T: Float> Graph<'a, T> {
             }
             len += s.dim(axis);
         }
-        let out = first.with_dim(axis, len);
+        Ok(self.record_concat(vars, axis, first.with_dim(axis, len)))
+    }
+
+    /// Records `vars` joined along `axis` of `out` (checked by the caller): in row-major order,
+    /// for each index of the axes before `axis`, each input's block in turn. `concat`, and
+    /// `stack` (whose `out` has the new axis), are this.
+    fn record_concat<'g>(&'g self, vars: &[Var<'g, T>], axis: usize, out: Shape) -> Var<'g, T> {
         // The inputs go to the tape's link arena (no allocation once warm); the node needs a
         // gradient if any of them does.
         let (inputs, any_grad) = {
@@ -184,17 +191,17 @@ impl<'a, T: Float> Graph<'a, T> {
             let any = vars.iter().any(|v| n.needs_grad[v.id as usize]);
             (Span { start, len: vars.len() as u32 }, any)
         };
-        let (outer, _, inner) = out.around(axis);
-        Ok(self.push(Op::Concat { inputs, axis: axis as u8 }, out, any_grad, &[], |v, out, _| {
-            out.clear();
+        let (outer, _, _) = out.around(axis);
+        self.push(Op::Concat { inputs, axis: axis as u8 }, out, any_grad, &[], |v, buf, _| {
+            buf.clear();
             for o in 0..outer {
                 for x in vars {
                     let chunk = v.get(x.id).len() / outer.max(1);
-                    out.extend_from_slice(&v.get(x.id)[o * chunk..][..chunk]);
+                    buf.extend_from_slice(&v.get(x.id)[o * chunk..][..chunk]);
                 }
             }
-            debug_assert_eq!(out.len(), outer * len * inner);
-        }))
+            debug_assert_eq!(buf.len(), out.numel());
+        })
     }
 
     /// `vars` joined along `axis` (`torch.cat`).
@@ -202,28 +209,28 @@ impl<'a, T: Float> Graph<'a, T> {
         self.sticky(self.try_concat(vars, axis))
     }
 
-    /// `vars` (all of one shape) stacked along a new axis `axis` (`torch.stack`), or the error.
-    /// Stacking along an existing axis is a `concat` along it, read in another shape (the
-    /// elements are in the same order); stacking after the last axis joins `[.., 1]` views.
+    /// `vars` (all of one shape) stacked along a new axis `axis` (`torch.stack`), or the error:
+    /// the elements of a `concat` along `axis`, in the stacked shape (one node, no copies of
+    /// the inputs' shapes).
     pub fn try_stack<'g>(&'g self, vars: &[Var<'g, T>], axis: usize) -> Result<Var<'g, T>> {
-        let first = vars.first().map_or(Shape::SCALAR, |v| v.shape());
+        for v in vars {
+            self.live(&[v.id])?;
+        }
+        let Some(first) = vars.first().map(|v| v.shape()) else {
+            return Err(TensorError::Concat { lhs: Shape::SCALAR, rhs: Shape::SCALAR, axis });
+        };
         if axis > first.rank() {
             return Err(TensorError::Axis { op: "stack", axis, shape: first });
+        }
+        if let Some(v) = vars.iter().find(|v| v.shape() != first) {
+            return Err(TensorError::Concat { lhs: first, rhs: v.shape(), axis });
         }
         let mut dims = [0; MAX_RANK + 1];
         dims[..axis].copy_from_slice(&first.dims()[..axis]);
         dims[axis] = vars.len();
         dims[axis + 1..=first.rank()].copy_from_slice(&first.dims()[axis..]);
         let out = Shape::new(&dims[..=first.rank()])?;
-        if let Some(v) = vars.iter().find(|v| v.shape() != first) {
-            return Err(TensorError::Concat { lhs: first, rhs: v.shape(), axis });
-        }
-        if axis < first.rank() {
-            return self.try_concat(vars, axis)?.try_reshape(out.dims());
-        }
-        let parts: Vec<_> =
-            vars.iter().map(|v| v.try_reshape(out.with_dim(axis, 1).dims())).collect::<Result<_>>()?;
-        self.try_concat(&parts, axis)
+        Ok(self.record_concat(vars, axis, out))
     }
 
     /// `vars` stacked along a new axis `axis` (`torch.stack`).

@@ -144,7 +144,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (ours, theirs) = alternate(
         rounds,
         || {
-            ours_json = run_transformer_step(&example, 200)?;
+            ours_json = run_transformer_step(&example, 200, &[])?;
             ours_json["value"].as_f64().context("no value in transformer_step's output")
         },
         || {
@@ -183,6 +183,38 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         torch: theirs,
         target: Target::FasterOr { faster: 10.0, at_most: at_peak / 0.6 },
     });
+
+    // The same on all cores: our batch split into one shard per core (mm_tensor::Shards, the
+    // same bits as on one core), against PyTorch with torch.set_num_threads(cores).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(32);
+    if cores > 1 {
+        eprintln!("measuring the Transformer training step on {cores} cores...");
+        let n = cores.to_string();
+        let ours_args = ["--shards".to_string(), n.clone(), "--threads".to_string(), n.clone()];
+        let zoo_all =
+            Python { extra: [zoo.extra.clone(), vec!["--threads".into(), n]].concat(), ..zoo.clone() };
+        let (ours, theirs) = alternate(
+            rounds,
+            || {
+                let out = run_transformer_step(&example, 200, &ours_args)?;
+                out["value"].as_f64().context("no value in transformer_step's output")
+            },
+            || {
+                if !zoo_torch {
+                    return Ok(None);
+                }
+                let out = zoo_all.json("transformer_step", 3)?;
+                Ok(Some(out["value"].as_f64().context("no value in pytorch_zoo.py's output")?))
+            },
+        )?;
+        rows.push(Row {
+            name: if cores == 2 { "Transformer step, 2 cores" } else { "Transformer step, all cores" },
+            unit: "ms",
+            ours,
+            torch: theirs,
+            target: Target::FasterOr { faster: 10.0, at_most: at_peak / 0.6 / cores as f64 },
+        });
+    }
 
     eprintln!("measuring the loss over the train split...");
     // The loss over the whole train split, no gradients.
@@ -444,11 +476,13 @@ fn build_transformer_step(workspace: &Path) -> anyhow::Result<PathBuf> {
     Ok(workspace.join("target/release/examples/transformer_step"))
 }
 
-/// One run of the transformer_step example (`--json`): its JSON object, `value` in ms per step.
-fn run_transformer_step(example: &Path, steps: usize) -> anyhow::Result<serde_json::Value> {
+/// One run of the transformer_step example (`--json`, and `extra` arguments such as `--shards 2
+/// --threads 2`): its JSON object, `value` in ms per step.
+fn run_transformer_step(example: &Path, steps: usize, extra: &[String]) -> anyhow::Result<serde_json::Value> {
     let out = Command::new(example)
         .arg(steps.to_string())
         .arg("--json")
+        .args(extra)
         .output()
         .with_context(|| format!("cannot run {}", example.display()))?;
     if !out.status.success() {

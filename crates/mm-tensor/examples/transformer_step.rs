@@ -41,8 +41,6 @@ const T: usize = 16;
 const C: usize = 64;
 /// Attention heads.
 const H: usize = 4;
-/// Head size.
-const HS: usize = C / H;
 /// Layers (blocks).
 const L: usize = 4;
 /// Vocabulary: 26 letters and the start/end token 0.
@@ -107,7 +105,6 @@ impl Transformer {
         pos: &[u32],
         clock: &mut Clock,
     ) -> Var<'g, f32> {
-        let b = idx.nrows(); // B, or a shard of it
         let p = |id| g.param(id);
         let linear = |x: Var<'g, f32>, (w, b): (ParamId, ParamId)| x.linear_t(p(w), Some(p(b)));
         let ln = |x: Var<'g, f32>, (w, b): (ParamId, ParamId)| x.layer_norm(p(w), p(b), EPS);
@@ -122,15 +119,11 @@ impl Transformer {
             clock.charge(Family::LayerNorm);
             let qkv = linear(h, blk.c_attn); // [B, T, 3C]
             clock.charge(Family::CAttn);
-            // q, k, v = split(n_embd, dim=2); view(B, T, nh, hs).transpose(1, 2)
-            let head = |i: usize| qkv.narrow(2, i * C, C).reshape(&[b, T, H, HS]).permute(&[0, 2, 1, 3]);
-            let (q, k, v) = (head(0), head(1), head(2));
-            clock.charge(Family::SplitHeads);
-            let y = q.causal_attention(k, v);
+            // q, k, v = split(n_embd, dim=2), each view(B, T, nh, hs).transpose(1, 2); causal
+            // attention per head; y.transpose(1, 2).contiguous().view(B, T, C): one op, which
+            // reads q, k and v in place from qkv.
+            let y = qkv.causal_self_attention(H);
             clock.charge(Family::Attention);
-            // y.transpose(1, 2).contiguous().view(B, T, C)
-            let y = y.permute(&[0, 2, 1, 3]).reshape(&[b, T, C]);
-            clock.charge(Family::MergeHeads);
             let y = linear(y, blk.attn_proj);
             clock.charge(Family::AttnProj);
             x = x + y;
@@ -163,9 +156,7 @@ enum Family {
     Embed,
     LayerNorm,
     CAttn,
-    SplitHeads,
     Attention,
-    MergeHeads,
     AttnProj,
     Residual,
     CFc,
@@ -176,13 +167,11 @@ enum Family {
 }
 
 impl Family {
-    const NAMES: [&str; 13] = [
+    const NAMES: [&str; 11] = [
         "wte + wpe embeddings, add",
         "layer_norm [32,16,64] x9",
         "c_attn linear_t 64->192 x4",
-        "split heads: narrow, reshape, permute x12",
-        "causal_attention [32,4,16,16] x4",
-        "merge heads: permute, reshape x4",
+        "causal_self_attention [32,16,192] x4",
         "attn.c_proj linear_t 64->64 x4",
         "residual add [32,16,64] x8",
         "mlp.c_fc linear_t 64->256 x4",
@@ -513,10 +502,8 @@ fn profile(
         row("add [32,16,64] + [16,64]", 1, &[&bt, &[T, C]], |v| v[0] + v[1]),
         row("layer_norm [32,16,64]", 2 * L + 1, &[&bt, &[C], &[C]], |v| v[0].layer_norm(v[1], v[2], EPS)),
         linear_row(3 * C, C, L),
-        row("narrow [32,16,192] -> 64 (q, k, v)", 3 * L, &[&[B, T, 3 * C]], |v| v[0].narrow(2, C, C)),
-        row("permute [32,16,4,16] (0,2,1,3)", 4 * L, &[&[B, T, H, HS]], |v| v[0].permute(&[0, 2, 1, 3])),
-        row("causal_attention [32,4,16,16]", L, &[&[B, H, T, HS], &[B, H, T, HS], &[B, H, T, HS]], |v| {
-            v[0].causal_attention(v[1], v[2])
+        row("causal_self_attention [32,16,192], 4 heads", L, &[&[B, T, 3 * C]], |v| {
+            v[0].causal_self_attention(H)
         }),
         linear_row(C, C, L),
         row("add [32,16,64] + [32,16,64] (residual)", 2 * L, &[&bt, &bt], |v| v[0] + v[1]),

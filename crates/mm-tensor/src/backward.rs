@@ -180,6 +180,7 @@ impl<T: Float> Ctx<'_, T> {
             Op::MatMul(a, b) => self.matmul_grad((a, b), g, sinks, s),
             Op::Linear { x, w, b, w_t } => self.linear_grad((x, w, b, w_t), g, sinks, s),
             Op::Attention { q, k, v } => self.attention_grad((q, k, v), g, sinks, s),
+            Op::SelfAttention { qkv, heads } => self.self_attention_grad(qkv, heads as usize, g, sinks, s),
             // ops/norm.rs
             Op::LayerNorm { x, w, b, .. } => self.layer_norm_grad((x, w, b), g, sinks, &mut s.tmp),
             Op::BatchNorm { x, w, b, stats, .. } => {

@@ -172,6 +172,16 @@ pub enum TensorError {
         /// The weight it returned.
         weight: f64,
     },
+    /// `causal_self_attention` of a tensor that is not `[B, T, 3 · n_head · head_size]`.
+    #[error(
+        "attention: {shape} is not [B, T, 3C] with C split into {heads} heads (q, k and v side by side on the last axis)"
+    )]
+    Heads {
+        /// The operand's shape.
+        shape: Shape,
+        /// The number of heads asked for.
+        heads: usize,
+    },
     /// `backward` or `item` of a tensor with more than one element.
     #[error("item: expected a one-element tensor (a loss), got shape {shape}")]
     NonScalar {

@@ -103,6 +103,9 @@ pub(crate) enum Op {
     /// Causal scaled dot-product attention of `q`, `k`, `v` `[.., T, hs]`; `aux` holds the
     /// attention weights.
     Attention { q: NodeId, k: NodeId, v: NodeId },
+    /// Causal self-attention of `heads` heads read in place from `qkv` `[B, T, 3C]` (q, k, v
+    /// side by side), written as `[B, T, C]`; `aux` holds the attention weights.
+    SelfAttention { qkv: NodeId, heads: u32 },
 
     // Normalisation (`ops/norm.rs`).
     /// LayerNorm over the last axis with weight and bias; `aux` holds each row's mean and

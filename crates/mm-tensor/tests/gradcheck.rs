@@ -395,6 +395,11 @@ fn causal_attention_fused_and_composed() {
         x[0].causal_attention(x[1], x[2])
     });
     check("attention-shared", &[(&[3, 5, 2], N)], |_, x| x[0].causal_attention(x[0], x[0].tanh()));
+    // makemore's self-attention read in place from c_attn's [B, T, 3C] output.
+    check("self_attention", &[(&[2, 5, 12], N)], |_, x| x[0].causal_self_attention(2));
+    check("self_attention-reuse", &[(&[2, 4, 6], N)], |_, x| {
+        x[0].causal_self_attention(1) * x[0].narrow(2, 0, 2)
+    });
     // The same, composed as makemore writes it.
     let mask = mm_tensor::causal_mask(4);
     check("attention-composed", &[(&[2, 4, 3], N), (&[2, 4, 3], N), (&[2, 4, 3], N)], |_, x| {

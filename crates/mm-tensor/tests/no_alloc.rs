@@ -133,6 +133,7 @@ fn a_zoo_training_step_allocates_nothing_once_warm() {
             x.layer_norm(g.param(ln_w), g.param(ln_b), 1e-5).linear_t(g.param(attn_w), Some(g.param(attn_b)));
         let heads = |i: usize| a.narrow(2, i * c, c).reshape(&[b, t, h, c / h]).permute(&[0, 2, 1, 3]);
         let y = heads(0).causal_attention(heads(1), heads(2)).transpose(1, 2).reshape(&[b, t, c]);
+        let y = y + a.causal_self_attention(h);
         let x = x + y.dropout(0.1, rng);
         let m = x.linear_t(g.param(fc_w), None).gelu().linear_t(g.param(proj_w), None);
         let x = x + m;

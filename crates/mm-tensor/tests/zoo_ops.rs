@@ -206,6 +206,39 @@ fn fused_attention_equals_its_composition_in_value_and_gradient() {
 }
 
 #[test]
+fn self_attention_in_place_equals_split_heads_attention_and_merge() {
+    let (b, t, h, hs) = (3, 7, 4, 5);
+    let c = h * hs;
+    let mut params = ParamStore::<f64>::new();
+    let id = params.add("qkv", randn(&[b, t, 3 * c], 21)).unwrap();
+    let run = |fused: bool| {
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(&params);
+        let g = tape.graph(&params);
+        let qkv = g.param(id);
+        let y = if fused {
+            qkv.causal_self_attention(h)
+        } else {
+            let head = |i: usize| qkv.narrow(2, i * c, c).reshape(&[b, t, h, hs]).permute(&[0, 2, 1, 3]);
+            head(0).causal_attention(head(1), head(2)).permute(&[0, 2, 1, 3]).reshape(&[b, t, c])
+        };
+        g.backward_from(y, randn(&[b, t, c], 5).view(), &mut grads).unwrap();
+        (y.to_array(), grads.get(id).to_owned())
+    };
+    let ((yf, gf), (yc, gc)) = (run(true), run(false));
+    assert_eq!(yf.shape(), &[b, t, c]);
+    assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12));
+    assert!(gf.iter().zip(&gc).all(|(a, b)| (a - b).abs() < 1e-12));
+    // A last axis that is not 3 · n_head · head_size is a typed error.
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    for (shape, heads) in [(&[2, 3, 10][..], 2), (&[2, 3, 12], 0), (&[6, 12], 2)] {
+        let x = g.input(shape, &vec![0.0; shape.iter().product()]);
+        assert!(matches!(x.try_causal_self_attention(heads), Err(TensorError::Heads { .. })), "{shape:?}");
+    }
+}
+
+#[test]
 fn batch_norm_stats_feed_running_buffers_that_are_never_trained() {
     let mut params = ParamStore::<f64>::new();
     let w = params.add("bn.weight", ArrayD::ones(IxDyn(&[3]))).unwrap();

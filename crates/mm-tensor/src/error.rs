@@ -182,6 +182,36 @@ pub enum TensorError {
         /// The number of heads asked for.
         heads: usize,
     },
+    /// `concat` or `stack` of no tensors.
+    #[error("{op}: no tensors to join")]
+    NothingToJoin {
+        /// The op.
+        op: &'static str,
+    },
+    /// Logits whose class axis is empty: no class for a target to be.
+    #[error("cross_entropy: logits of shape {logits} have no classes")]
+    NoClasses {
+        /// The logits' shape.
+        logits: Shape,
+    },
+    /// `lookup_cross_entropy` with as many ids as targets required, and another count given.
+    #[error("lookup_cross_entropy: {ids} ids but {targets} targets")]
+    IdsTargets {
+        /// The number of ids.
+        ids: usize,
+        /// The number of targets.
+        targets: usize,
+    },
+    /// A linear layer's bias that is not one value per output.
+    #[error("linear: a bias of shape {bias} for a weight of shape {weight} ({outputs} outputs)")]
+    Bias {
+        /// The weight's shape.
+        weight: Shape,
+        /// The bias's shape.
+        bias: Shape,
+        /// The outputs the weight has.
+        outputs: usize,
+    },
     /// `backward` or `item` of a tensor with more than one element.
     #[error("item: expected a one-element tensor (a loss), got shape {shape}")]
     NonScalar {

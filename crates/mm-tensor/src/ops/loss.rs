@@ -84,7 +84,7 @@ impl<'g, T: Float> Var<'g, T> {
         let classes = logits.dim(logits.rank() - 1);
         if classes == 0 {
             // No class for any target to be.
-            return Err(TensorError::Index { op: "cross_entropy", index: 0, len: 0 });
+            return Err(TensorError::NoClasses { logits });
         }
         Ok((logits.numel() / classes, classes))
     }
@@ -135,10 +135,7 @@ impl<'g, T: Float> Var<'g, T> {
         };
         let (ids, targets) = (ids.as_ids(), targets.as_ids());
         if targets.len() != ids.len() {
-            return Err(TensorError::Targets {
-                logits: Shape::new(&[ids.len(), classes])?,
-                targets: targets.len(),
-            });
+            return Err(TensorError::IdsTargets { ids: ids.len(), targets: targets.len() });
         }
         let id_span = self.g.push_ids("lookup_cross_entropy", ids.iter().copied(), rows)?;
         let target_span = self.g.push_ids("lookup_cross_entropy", targets.iter().copied(), classes)?;

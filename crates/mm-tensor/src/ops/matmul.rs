@@ -221,7 +221,7 @@ impl<'g, T: Float> Var<'g, T> {
         if let Some(b) = b
             && b.shape().dims() != [n]
         {
-            return Err(TensorError::Broadcast { op: "linear", lhs: out, rhs: b.shape() });
+            return Err(TensorError::Bias { weight: sw, bias: b.shape(), outputs: n });
         }
         let (x, wid, bid) = (self.id, w.id, b.map(|b| b.id));
         let inputs = [x, wid, bid.unwrap_or(x)];

@@ -162,7 +162,7 @@ impl<'a, T: Float> Graph<'a, T> {
             self.live(&[v.id])?;
         }
         let Some(first) = vars.first().map(|v| v.shape()) else {
-            return Err(TensorError::Concat { lhs: Shape::SCALAR, rhs: Shape::SCALAR, axis });
+            return Err(TensorError::NothingToJoin { op: "concat" });
         };
         if axis >= first.rank() {
             return Err(TensorError::Axis { op: "concat", axis, shape: first });
@@ -217,7 +217,7 @@ impl<'a, T: Float> Graph<'a, T> {
             self.live(&[v.id])?;
         }
         let Some(first) = vars.first().map(|v| v.shape()) else {
-            return Err(TensorError::Concat { lhs: Shape::SCALAR, rhs: Shape::SCALAR, axis });
+            return Err(TensorError::NothingToJoin { op: "stack" });
         };
         if axis > first.rank() {
             return Err(TensorError::Axis { op: "stack", axis, shape: first });

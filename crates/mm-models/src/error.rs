@@ -9,6 +9,9 @@ pub enum ModelError {
     /// An error of the engine (shapes, ids).
     #[error(transparent)]
     Tensor(#[from] mm_tensor::TensorError),
+    /// A zoo model's parameter that cannot be loaded (missing, misshapen, unexpected).
+    #[error(transparent)]
+    Param(#[from] crate::zoo::ParamError),
     /// A checkpoint that cannot be read, written or trusted.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),

@@ -12,6 +12,8 @@
 //!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
 //! - [`lr_sweep()`] and [`lr_grid`]: finding the learning rate, as the lecture does and more
 //!   reliably.
+//! - [`zoo`]: makemore.py's own models (`Transformer`, `BoW`, `RNN` with its RNN and GRU cells,
+//!   `MLP`), parameters under its `state_dict()` names, checked against PyTorch's golden values.
 //! - [`checkpoint`]: safetensors files with the lectures' tensor names, readable by PyTorch.
 
 mod bigram;
@@ -23,6 +25,7 @@ mod mlp;
 mod model;
 mod sample;
 mod train;
+pub mod zoo;
 
 pub use bigram::BigramCounts;
 pub use bigram_nn::BigramNet;

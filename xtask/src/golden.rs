@@ -1,18 +1,22 @@
-//! `cargo xtask golden FILE...`: every case of every file through the engine, one line per
-//! failing case and per skipped case, then `golden: N passed, M failed, K skipped`.
+//! `cargo xtask golden FILE...`: every case of every file through the engine (op cases through
+//! `mm_tensor::golden`, whole-model cases through the model crate's `mm_models::zoo::golden`),
+//! one line per failing case and per skipped case, then `golden: N passed, M failed, K skipped`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use mm_tensor::Float;
 use mm_tensor::golden::{self, Case, Outcome};
 
 /// Run golden files (format mm-golden/1: PyTorch forward values and gradients) through the
 /// engine and report every case that fails.
 ///
-/// Prints one line per failing case (its name, the worst element, got vs want) and per skipped
-/// case (a whole model, which the model crate runs), then `golden: N passed, M failed, K
-/// skipped`. Exits non-zero if any case fails, names an unknown op, or a file cannot be read.
+/// Model cases (`transformer`, `bow`, `rnn`, `gru`, `mlp_makemore`) run makemore.py's models of
+/// `mm_models::zoo`, their parameters loaded by their PyTorch names. Prints one line per failing
+/// case (its name, the worst element, got vs want) and per skipped case, then `golden: N passed,
+/// M failed, K skipped`. Exits non-zero if any case fails, names an unknown op, or a file cannot
+/// be read.
 #[derive(clap::Args)]
 pub struct Args {
     /// Golden files to run, e.g. ../shared/golden/ops.json.
@@ -39,17 +43,16 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = golden::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for case in &file.cases {
-            if let Some(why) = golden::skip_reason(case) {
-                skipped += 1;
-                println!("skip {}: {why}", case.name);
-                continue;
-            }
-            let lines = check(case, args.precision);
-            if lines.is_empty() {
-                passed += 1;
-            } else {
-                failed += 1;
-                lines.iter().for_each(|l| println!("{l}"));
+            match check(case, args.precision) {
+                Verdict::Skip(why) => {
+                    skipped += 1;
+                    println!("skip {}: {why}", case.name);
+                }
+                Verdict::Lines(lines) if lines.is_empty() => passed += 1,
+                Verdict::Lines(lines) => {
+                    failed += 1;
+                    lines.iter().for_each(|l| println!("{l}"));
+                }
             }
         }
     }
@@ -60,17 +63,36 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
 /// A precision's name and the harness run in it.
 type Run = (&'static str, fn(&Case) -> Outcome);
 
-/// The failure lines of one case (none when it passes).
-fn check(case: &Case, precision: Precision) -> Vec<String> {
+/// A case in precision `T`: a whole model through the model crate, an op through the engine's
+/// harness.
+fn run_case<T: Float>(case: &Case) -> Outcome {
+    if golden::MODEL_OPS.contains(&case.op.as_str()) {
+        mm_models::zoo::golden::run::<T>(case)
+    } else {
+        golden::run::<T>(case)
+    }
+}
+
+/// What became of one case.
+enum Verdict {
+    /// Its failure lines (none when it passes).
+    Lines(Vec<String>),
+    /// Not run, and why.
+    Skip(String),
+}
+
+/// Runs one case in the chosen precisions.
+fn check(case: &Case, precision: Precision) -> Verdict {
     let runs: &[Run] = match precision {
-        Precision::F32 => &[("f32", golden::run::<f32>)],
-        Precision::F64 => &[("f64", golden::run::<f64>)],
-        Precision::Both => &[("f64", golden::run::<f64>), ("f32", golden::run::<f32>)],
+        Precision::F32 => &[("f32", run_case::<f32>)],
+        Precision::F64 => &[("f64", run_case::<f64>)],
+        Precision::Both => &[("f64", run_case::<f64>), ("f32", run_case::<f32>)],
     };
     let mut lines = Vec::new();
     for (name, run) in runs {
         match run(case) {
-            Outcome::Pass | Outcome::Skipped(_) => {}
+            Outcome::Pass => {}
+            Outcome::Skipped(why) => return Verdict::Skip(why),
             Outcome::Error(e) => lines.push(format!("FAIL {} [{name}]: {e}", case.name)),
             Outcome::Fail(mismatches) => {
                 for m in mismatches {
@@ -88,5 +110,5 @@ fn check(case: &Case, precision: Precision) -> Vec<String> {
             }
         }
     }
-    lines
+    Verdict::Lines(lines)
 }

@@ -196,3 +196,37 @@ fn bad_sizes_are_configuration_errors() {
     // The Transformer does not use n_embd2.
     assert!(Transformer::<f32>::new(c, &mut StdRng::seed_from_u64(0)).is_ok());
 }
+
+#[test]
+fn fresh_parameters_start_as_pytorchs_modules_do() {
+    let m = fresh::<Gru>();
+    let p = m.params();
+    let get = |name: &str| p.get(p.id(name).unwrap()).to_owned();
+    // The learned start state is zeros; nn.Embedding is N(0, 1).
+    assert!(get("start").iter().all(|&v| v == 0.0));
+    let wte = get("wte.weight");
+    let (mean, sd) = (wte.mean().unwrap(), wte.std(0.0));
+    assert!(mean.abs() < 0.1 && (sd - 1.0).abs() < 0.1, "wte: mean {mean}, sd {sd}");
+    // nn.Linear: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = n_embd + n_embd2.
+    let bound = 1.0 / 128f32.sqrt();
+    for name in ["cell.xh_to_z.weight", "cell.xh_to_z.bias"] {
+        let w = get(name);
+        let max = w.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        assert!(max <= bound && max > 0.9 * bound, "{name}: max |w| {max}, bound {bound}");
+    }
+    // nn.LayerNorm: weight ones, bias zeros.
+    let t = fresh::<Transformer>();
+    let ln = |name: &str| t.params().get(t.params().id(name).unwrap()).to_owned();
+    assert!(ln("transformer.ln_f.weight").iter().all(|&v| v == 1.0));
+    assert!(ln("transformer.h.2.ln_1.bias").iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn both_precisions_draw_the_same_fresh_parameters() {
+    let (a, b): (Rnn<f32>, Rnn<f64>) =
+        (fresh(), Rnn::new(ModelConfig::default(), &mut StdRng::seed_from_u64(3407)).unwrap());
+    for id in a.params().ids() {
+        let (x, y) = (a.params().get(id), b.params().get(id));
+        assert!(x.iter().zip(y.iter()).all(|(&x, &y)| x == y as f32), "{}", a.params().name(id));
+    }
+}

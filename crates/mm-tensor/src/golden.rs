@@ -122,23 +122,24 @@ pub fn run<T: Float>(case: &Case) -> Outcome {
         return Outcome::Skipped(why);
     }
     match evaluate::<T>(case) {
-        Ok((output, grads)) => {
-            let mut fails = Vec::new();
-            fails.extend(compare("output", &output, &case.output, case));
-            if grads.len() != case.grads.len() {
-                return Outcome::Error(format!(
-                    "{} gradients expected, {} computed",
-                    case.grads.len(),
-                    grads.len()
-                ));
-            }
-            for (i, (got, want)) in grads.iter().zip(&case.grads).enumerate() {
-                fails.extend(compare(&format!("grad[{i}]"), got, want, case));
-            }
-            if fails.is_empty() { Outcome::Pass } else { Outcome::Fail(fails) }
-        }
+        Ok((output, grads)) => judge(case, &output, &grads),
         Err(e) => Outcome::Error(e),
     }
+}
+
+/// Judges a computed `output` and `grads` (one per input, in order) against `case`'s expected
+/// values and tolerances: [`Outcome::Pass`], or the worst element of each failing comparison.
+/// The model crate's runner of model cases judges with it too.
+pub fn judge(case: &Case, output: &ArrayD<f64>, grads: &[ArrayD<f64>]) -> Outcome {
+    if grads.len() != case.grads.len() {
+        return Outcome::Error(format!("{} gradients expected, {} computed", case.grads.len(), grads.len()));
+    }
+    let mut fails = Vec::new();
+    fails.extend(compare("output", output, &case.output, case));
+    for (i, (got, want)) in grads.iter().zip(&case.grads).enumerate() {
+        fails.extend(compare(&format!("grad[{i}]"), got, want, case));
+    }
+    if fails.is_empty() { Outcome::Pass } else { Outcome::Fail(fails) }
 }
 
 fn compare(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Option<Mismatch> {

@@ -6,7 +6,7 @@
 //! parameter `i`. `cargo xtask golden` sends model cases here; the op cases stay with
 //! `mm_tensor::golden::run`.
 
-use mm_tensor::golden::{Case, FloatTensor, IndexTensor, Mismatch, Outcome};
+use mm_tensor::golden::{self, Case, FloatTensor, IndexTensor, Outcome};
 use mm_tensor::{Float, Grads, ParamStore, Tape};
 use ndarray::{Array2, ArrayD, IxDyn};
 
@@ -16,18 +16,7 @@ use super::{BoW, Gru, MlpMakemore, ModelConfig, Rnn, Transformer, ZooModel};
 /// the error (an op that is not a model, a parameter that does not load, ...).
 pub fn run<T: Float>(case: &Case) -> Outcome {
     match evaluate::<T>(case) {
-        Ok((output, grads)) => {
-            if grads.len() != case.grads.len() {
-                let (want, got) = (case.grads.len(), grads.len());
-                return Outcome::Error(format!("{want} gradients expected, the model has {got} parameters"));
-            }
-            let mut fails: Vec<Mismatch> =
-                compare("output", &output, &case.output, case).into_iter().collect();
-            for (i, (got, want)) in grads.iter().zip(&case.grads).enumerate() {
-                fails.extend(compare(&format!("grad[{i}]"), got, want, case));
-            }
-            if fails.is_empty() { Outcome::Pass } else { Outcome::Fail(fails) }
-        }
+        Ok((output, grads)) => golden::judge(case, &output, &grads),
         Err(e) => Outcome::Error(e),
     }
 }
@@ -132,37 +121,4 @@ fn indices(case: &Case, i: usize) -> Result<Array2<i64>, String> {
         return Err(format!("{}: index tensor {i} has shape {:?}, not [B, T]", case.op, t.shape));
     };
     Array2::from_shape_vec((b, n), t.data.clone()).map_err(|e| format!("{}: index tensor {i}: {e}", case.op))
-}
-
-/// The worst element out of `|got - want| <= atol + rtol * |want|`, if any (as
-/// `mm_tensor::golden` judges op cases).
-fn compare(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Option<Mismatch> {
-    if got.shape() != want.shape.as_slice() || got.len() != want.data.len() {
-        return Some(Mismatch {
-            what: format!("{what} shape {:?} vs {:?}", got.shape(), want.shape),
-            index: None,
-            got: f64::NAN,
-            want: f64::NAN,
-            failed: got.len().max(want.data.len()),
-        });
-    }
-    let mut worst: Option<(usize, f64, f64)> = None;
-    let mut failed = 0;
-    for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
-        let excess = (g - w).abs() - (case.atol + case.rtol * w.abs());
-        if excess > 0.0 || excess.is_nan() {
-            failed += 1;
-            let score = if excess.is_nan() { f64::INFINITY } else { excess };
-            if worst.is_none_or(|(_, s, _)| score > s) {
-                worst = Some((i, score, g));
-            }
-        }
-    }
-    worst.map(|(i, _, g)| Mismatch {
-        what: what.to_string(),
-        index: Some(i),
-        got: g,
-        want: want.data[i],
-        failed,
-    })
 }

@@ -122,27 +122,36 @@ pub fn run<T: Float>(case: &Case) -> Outcome {
         return Outcome::Skipped(why);
     }
     match evaluate::<T>(case) {
-        Ok((output, grads)) => judge(case, &output, &grads),
+        Ok((output, grads)) => judge::<T>(case, &output, &grads),
         Err(e) => Outcome::Error(e),
     }
 }
 
-/// Judges a computed `output` and `grads` (one per input, in order) against `case`'s expected
-/// values and tolerances: [`Outcome::Pass`], or the worst element of each failing comparison.
+/// Judges an `output` and `grads` (one per input, in order) computed in precision `T` against
+/// `case`'s expected values: [`Outcome::Pass`], or the worst element of each failing comparison.
 /// The model crate's runner of model cases judges with it too.
-pub fn judge(case: &Case, output: &ArrayD<f64>, grads: &[ArrayD<f64>]) -> Outcome {
+///
+/// In `f32` an element passes within the file's tolerances, `atol + rtol · |want|`. The expected
+/// values are float64 math on the same inputs, so in `f64` the tolerances are those of `f64`:
+/// [`F64_RTOL`], with an absolute part scaled to the tensor's largest magnitude (a gradient whose
+/// values are all near 1e-11 is checked to its own digits, not passed by a fixed 1e-5).
+pub fn judge<T: Float>(case: &Case, output: &ArrayD<f64>, grads: &[ArrayD<f64>]) -> Outcome {
     if grads.len() != case.grads.len() {
         return Outcome::Error(format!("{} gradients expected, {} computed", case.grads.len(), grads.len()));
     }
     let mut fails = Vec::new();
-    fails.extend(compare("output", output, &case.output, case));
+    fails.extend(compare::<T>("output", output, &case.output, case));
     for (i, (got, want)) in grads.iter().zip(&case.grads).enumerate() {
-        fails.extend(compare(&format!("grad[{i}]"), got, want, case));
+        fails.extend(compare::<T>(&format!("grad[{i}]"), got, want, case));
     }
     if fails.is_empty() { Outcome::Pass } else { Outcome::Fail(fails) }
 }
 
-fn compare(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Option<Mismatch> {
+/// The relative tolerance of the `f64` comparisons (and, times each tensor's largest magnitude,
+/// their absolute one).
+pub const F64_RTOL: f64 = 1e-9;
+
+fn compare<T: Float>(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Option<Mismatch> {
     if got.shape() != want.shape.as_slice() || want.data.len() != got.len() {
         let got_shape = format!("{:?}", got.shape());
         return Some(Mismatch {
@@ -153,10 +162,16 @@ fn compare(what: &str, got: &ArrayD<f64>, want: &FloatTensor, case: &Case) -> Op
             failed: want.data.len().max(got.len()),
         });
     }
+    let (atol, rtol) = if T::NAME == "f64" {
+        let scale = want.data.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        (F64_RTOL * scale, F64_RTOL)
+    } else {
+        (case.atol, case.rtol)
+    };
     let mut worst: Option<(usize, f64)> = None;
     let mut failed = 0;
     for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
-        let excess = (g - w).abs() - (case.atol + case.rtol * w.abs());
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
         if excess > 0.0 || excess.is_nan() {
             failed += 1;
             let score = if excess.is_nan() { f64::INFINITY } else { excess };

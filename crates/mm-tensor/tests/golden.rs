@@ -54,3 +54,19 @@ fn an_unknown_op_is_an_error() {
     file.cases[0].op = "conv2d".into();
     assert!(matches!(golden::run::<f64>(&file.cases[0]), Outcome::Error(e) if e.contains("unknown op")));
 }
+
+/// Found on review: with the file's f32 tolerances in f64, a zero gradient passed where every
+/// expected value is below the absolute tolerance (`softmax-large`), and a tanh gradient 2e-5
+/// too large passed. In f64 the tolerances are f64's, scaled to each tensor's magnitude.
+#[test]
+fn f64_runs_catch_what_f32_tolerances_cannot_see() {
+    let file = golden::parse(OPS).unwrap();
+    let mut tiny = file.cases.iter().find(|c| c.name.contains("softmax-large")).unwrap().clone();
+    assert!(tiny.grads[0].data.iter().all(|g| g.abs() < tiny.atol), "every expected gradient is below atol");
+    tiny.grads[0].data.iter_mut().for_each(|g| *g = 0.0);
+    assert!(matches!(golden::run::<f64>(&tiny), Outcome::Fail(_)), "a zero gradient fails in f64");
+    let mut tanh = file.cases.iter().find(|c| c.op == "tanh").unwrap().clone();
+    tanh.grads[0].data[0] *= 1.0 + 2e-5;
+    assert!(matches!(golden::run::<f64>(&tanh), Outcome::Fail(_)), "2e-5 too large fails in f64");
+    assert_eq!(golden::run::<f32>(&tanh), Outcome::Pass, "(within the file's f32 tolerance)");
+}

@@ -16,7 +16,7 @@ use super::{BoW, Gru, MlpMakemore, ModelConfig, Rnn, Transformer, ZooModel};
 /// the error (an op that is not a model, a parameter that does not load, ...).
 pub fn run<T: Float>(case: &Case) -> Outcome {
     match evaluate::<T>(case) {
-        Ok((output, grads)) => golden::judge(case, &output, &grads),
+        Ok((output, grads)) => golden::judge::<T>(case, &output, &grads),
         Err(e) => Outcome::Error(e),
     }
 }

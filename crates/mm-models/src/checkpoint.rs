@@ -125,6 +125,12 @@ pub enum CheckpointError {
 /// Saves `model` to `path` atomically: the file is written beside it under a temporary name and
 /// renamed over it, so an interrupted save never destroys the previous checkpoint.
 pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> {
+    write_atomically(path, &to_bytes(path, model, meta)?)
+}
+
+/// The checkpoint [`save`] writes, as bytes (`path` only names the file in errors): for a writer
+/// that makes several files atomic together, as the run directory does.
+pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<Vec<u8>> {
     let mut info: HashMap<String, String> = HashMap::new();
     info.insert("format".into(), FORMAT.into());
     info.insert("kind".into(), model.kind().into());
@@ -145,8 +151,7 @@ pub fn save(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<()> 
         .map(|(name, shape, bytes)| Ok((name.as_str(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
         .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| corrupt(path, e))?;
-    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(path, e))?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, Some(info)).map_err(|e| corrupt(path, e))
 }
 
 /// A tensor to save: name, shape, little-endian f32 bytes.
@@ -173,7 +178,11 @@ fn neural(m: &dyn Model, meta: &CheckpointMeta, info: &mut HashMap<String, Strin
     Ok(out)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` atomically: to a temporary file beside it (`.<name>.<pid>.tmp`),
+/// fsync'd, then renamed over `path`, and the directory fsync'd, so that a crash at any instant
+/// leaves the old file or the new one, never a torn one. The run directory and the checkpoints
+/// share it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| ModelError::Checkpoint(CheckpointError::Io { path: path.to_path_buf(), source });
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
@@ -187,7 +196,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    result.map_err(io)?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(io)
+}
+
+/// Makes a directory's entries (renames, creations, removals) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> ModelError {

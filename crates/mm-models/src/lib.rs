@@ -35,6 +35,6 @@ pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::Model;
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
 pub use train::{
-    Best, OptimizerKind, Progress, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate, perplexity,
-    train, train_from,
+    Best, OptimizerKind, Progress, SavePoint, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate,
+    perplexity, train, train_from, train_saving,
 };

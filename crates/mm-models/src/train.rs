@@ -215,23 +215,53 @@ pub fn train_from<M: Model + ?Sized>(
     cfg: &TrainConfig,
     from: &Progress,
     stop: &AtomicBool,
-    mut observe: impl FnMut(&StepMetrics),
+    observe: impl FnMut(&StepMetrics),
 ) -> Result<TrainReport> {
+    train_saving(model, train, dev, cfg, from, stop, observe, 0, |_| Ok(()))
+}
+
+/// A point of a run to save so that it can be continued from there (see [`train_saving`]).
+#[derive(Debug)]
+pub struct SavePoint<'a> {
+    /// Where the run stands: steps done, and AdamW's moments.
+    pub progress: Progress,
+    /// The parameters after `progress.step` steps.
+    pub params: &'a ParamStore<f32>,
+    /// The best parameters by dev loss so far in this call, if any.
+    pub best: Option<&'a Best>,
+}
+
+/// [`train_from`], calling `save` after every `save_every` steps (after `observe`; never after
+/// the last step, whose state the caller has in the report; 0 for never), so that a run killed
+/// later can continue from the last save. Saving does not change the training: the weights and
+/// losses are bit for bit those of [`train_from`]. An error of `save` ends training with it.
+#[allow(clippy::too_many_arguments)]
+pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
+    model: &mut M,
+    train: &Examples,
+    dev: Option<&Examples>,
+    cfg: &TrainConfig,
+    from: &Progress,
+    stop: &AtomicBool,
+    mut observe: impl FnMut(&StepMetrics),
+    save_every: usize,
+    mut save: impl FnMut(&SavePoint) -> std::result::Result<(), E>,
+) -> std::result::Result<TrainReport, E> {
     cfg.schedule.check()?;
     if from.step > cfg.steps {
         let msg = format!("the run is at step {}, past the {} steps asked for", from.step, cfg.steps);
-        return Err(ModelError::Config(msg));
+        return Err(ModelError::Config(msg).into());
     }
     if train.is_empty() {
-        return Err(ModelError::Config("no training examples".into()));
+        return Err(ModelError::Config("no training examples".into()).into());
     }
     if train.block_size() != model.block_size() {
         let msg =
             format!("examples of block_size {} for a model of {}", train.block_size(), model.block_size());
-        return Err(ModelError::Config(msg));
+        return Err(ModelError::Config(msg).into());
     }
     if cfg.batch_size == Some(0) {
-        return Err(ModelError::Config("batch_size must be at least 1".into()));
+        return Err(ModelError::Config("batch_size must be at least 1".into()).into());
     }
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut batch = Batch::new(cfg.batch_size.unwrap_or(0), model.block_size());
@@ -241,24 +271,32 @@ pub fn train_from<M: Model + ?Sized>(
     let mut adamw = AdamW::new(cfg.schedule.lr(0));
     adamw.weight_decay = cfg.weight_decay;
     match (&from.adamw, cfg.optimizer) {
-        (Some(state), OptimizerKind::AdamW) => adamw.set_state(model.params(), state.clone())?,
+        (Some(state), OptimizerKind::AdamW) => {
+            adamw.set_state(model.params(), state.clone()).map_err(ModelError::from)?
+        }
         (None, _) if from.step > 0 && cfg.optimizer == OptimizerKind::AdamW => {
-            return Err(ModelError::Config("continuing an AdamW run needs its optimizer state".into()));
+            return Err(ModelError::Config("continuing an AdamW run needs its optimizer state".into()).into());
         }
         (Some(_), OptimizerKind::Sgd) => {
-            return Err(ModelError::Config("an AdamW state for a run with SGD".into()));
+            return Err(ModelError::Config("an AdamW state for a run with SGD".into()).into());
         }
         _ => {}
     }
-    let opt: &mut dyn Optimizer<f32> = match cfg.optimizer {
-        OptimizerKind::Sgd => &mut sgd,
-        OptimizerKind::AdamW => &mut adamw,
-    };
+    // The optimizer, chosen at each use (not held as a `&mut dyn Optimizer`), so that AdamW's
+    // state can be read between steps for a save.
+    macro_rules! opt {
+        () => {
+            match cfg.optimizer {
+                OptimizerKind::Sgd => &mut sgd as &mut dyn Optimizer<f32>,
+                OptimizerKind::AdamW => &mut adamw as &mut dyn Optimizer<f32>,
+            }
+        };
+    }
     // The batches of the steps already done: drawn again (and dropped) so that the sampler
     // continues where it was (how many random numbers a batch takes varies).
     if cfg.batch_size.is_some() {
         for _ in 0..from.step {
-            train.sample_into(&mut rng, &mut batch)?;
+            train.sample_into(&mut rng, &mut batch).map_err(ModelError::from)?;
         }
     }
     let start = Instant::now();
@@ -275,20 +313,20 @@ pub fn train_from<M: Model + ?Sized>(
             break;
         }
         let lr = cfg.schedule.lr(step);
-        opt.set_lr(lr);
+        opt!().set_lr(lr);
         let (x, y) = match cfg.batch_size {
             None => (train.x.view(), train.y.as_slice().expect("examples are contiguous")),
             Some(_) => {
-                train.sample_into(&mut rng, &mut batch)?;
+                train.sample_into(&mut rng, &mut batch).map_err(ModelError::from)?;
                 (batch.x.view(), batch.y.as_slice().expect("a batch is contiguous"))
             }
         };
         let loss = {
             let g = tape.graph(model.params());
             let loss = model.loss(&g, x, y);
-            g.backward(loss, &mut grads)?
+            g.backward(loss, &mut grads).map_err(ModelError::from)?
         };
-        opt.step(model.params_mut(), &grads)?;
+        opt!().step(model.params_mut(), &grads).map_err(ModelError::from)?;
         report.steps = step + 1;
         report.last_loss = loss;
         let last = step + 1 == cfg.steps;
@@ -303,6 +341,11 @@ pub fn train_from<M: Model + ?Sized>(
             _ => None,
         };
         observe(&StepMetrics { step, lr, loss, dev_loss, elapsed: start.elapsed() });
+        if save_every > 0 && (step + 1) % save_every == 0 && !last {
+            let state = if cfg.optimizer == OptimizerKind::AdamW { adamw.state() } else { None };
+            let progress = Progress { step: step + 1, adamw: state };
+            save(&SavePoint { progress, params: model.params(), best: report.best.as_ref() })?;
+        }
     }
     let adamw = if cfg.optimizer == OptimizerKind::AdamW { adamw.state() } else { None };
     report.progress = Progress { step: report.steps, adamw };

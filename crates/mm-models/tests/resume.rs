@@ -10,7 +10,7 @@ use mm_data::{Examples, Split, SplitSpec, Vocab};
 use mm_models::checkpoint::{AnyModel, CheckpointMeta, load, save};
 use mm_models::{
     Mlp, MlpConfig, Model, ModelError, OptimizerKind, Progress, Schedule, StepMetrics, TrainConfig, train,
-    train_from,
+    train_from, train_saving,
 };
 use rand::SeedableRng;
 
@@ -80,6 +80,59 @@ fn fifty_then_fifty_equals_a_hundred_bit_for_bit() {
         assert_eq!(parts_log, whole_log, "{optimizer:?}: every step's rate, loss and dev loss");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `train_saving` trains as `train` does, and each of its saves (every 30 steps, with AdamW's
+/// moments and the best so far), loaded and continued, ends bit for bit where one run ends.
+#[test]
+fn periodic_saves_continue_bit_for_bit_and_do_not_change_training() {
+    let (vocab, tr, dev) = data();
+    let no = AtomicBool::new(false);
+    for optimizer in [OptimizerKind::Sgd, OptimizerKind::AdamW] {
+        let cfg = config(optimizer);
+        let fresh =
+            || Mlp::new(MlpConfig::default(), &vocab, &mut rand::rngs::StdRng::seed_from_u64(1)).unwrap();
+        let mut whole = fresh();
+        let mut whole_log = Vec::new();
+        train(&mut whole, &tr, Some(&dev), &cfg, &no, log(&mut whole_log)).unwrap();
+
+        let mut saving = fresh();
+        let mut saving_log = Vec::new();
+        let mut saves = Vec::new();
+        let report = train_saving(
+            &mut saving,
+            &tr,
+            Some(&dev),
+            &cfg,
+            &Progress::default(),
+            &no,
+            log(&mut saving_log),
+            30,
+            |p| {
+                assert_eq!(p.params.ids().count(), 5);
+                let best = p.best.map(|b| b.step);
+                saves.push((p.progress.clone(), p.params.clone(), best));
+                Ok::<(), ModelError>(())
+            },
+        )
+        .unwrap();
+        assert_eq!(report.steps, 100);
+        assert!(bits(&saving) == bits(&whole), "{optimizer:?}: saving changed the training");
+        assert_eq!(saving_log, whole_log);
+        // Saved after steps 30, 60 and 90 (never after the last), the best by then evaluated at
+        // step 25, 50 or 75 (0-based 24, 49, 74).
+        let at: Vec<_> = saves.iter().map(|s| (s.0.step, s.0.adamw.is_some(), s.2.is_some())).collect();
+        let adamw = optimizer == OptimizerKind::AdamW;
+        assert_eq!(at, [(30, adamw, true), (60, adamw, true), (90, adamw, true)]);
+        for (progress, params, _) in saves {
+            let mut m = fresh();
+            *m.params_mut() = params;
+            let mut rest = Vec::new();
+            train_from(&mut m, &tr, Some(&dev), &cfg, &progress, &no, log(&mut rest)).unwrap();
+            assert!(bits(&m) == bits(&whole), "{optimizer:?}: continued from {}", progress.step);
+            assert_eq!(rest[..], whole_log[progress.step..], "{optimizer:?}: from {}", progress.step);
+        }
+    }
 }
 
 #[test]

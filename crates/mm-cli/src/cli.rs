@@ -211,6 +211,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 10_000)]
     pub eval_every: u64,
 
+    /// Save a resumable checkpoint (atomically, as at the end) every this many steps, so that even
+    /// a SIGKILL loses at most that many; 0: only at the end [default: at each evaluation,
+    /// --eval-every].
+    #[arg(long, value_name = "STEPS")]
+    pub save_every: Option<u64>,
+
     /// Print the run's summary as one JSON object on stdout, and nothing else there.
     #[arg(long)]
     pub json: bool,

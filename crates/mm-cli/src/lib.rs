@@ -1,4 +1,6 @@
 //! The library half of mm-cli: the lectures' pictures ([`plot`]), shared by the `makemore`
-//! binary and `cargo xtask lr-sweep`. Everything else of the command line is in the binary.
+//! binary and `cargo xtask lr-sweep`, and the run directory ([`run_dir`]). Everything else of the
+//! command line is in the binary.
 
 pub mod plot;
+pub mod run_dir;

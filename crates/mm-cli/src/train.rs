@@ -1,6 +1,6 @@
 //! `makemore train`: train, evaluate, sample, and save the run.
 
-use std::io::Write;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,16 +9,18 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mm_data::{Examples, Split, SplitSpec};
-use mm_models::checkpoint::{AnyModel, CheckpointMeta, save};
+use mm_models::checkpoint::{AnyModel, CheckpointMeta, to_bytes};
 use mm_models::{
     BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, Novelty, OptimizerKind, Origin, Progress,
-    SampleConfig, Schedule, TrainConfig, evaluate, sample, sample_counts, train_from,
+    SampleConfig, SavePoint, Schedule, TrainConfig, evaluate, sample, sample_counts, train_saving,
 };
+use mm_tensor::{AdamWState, ParamStore};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use mm_cli::plot::{MetricRow, read_metrics};
+use mm_cli::run_dir::RunDir;
 
 use crate::cli::{InitKind, ModelKind, OptimizerArg, TrainArgs};
 
@@ -135,7 +137,8 @@ struct Resumed {
 }
 
 /// Opens the run in `out` to continue it: its settings (with `--steps` applied), its checkpoint
-/// and optimizer state, and its logs.
+/// and optimizer state, and its logs, checked to be of the same save: a checkpoint at the
+/// summary's step, a row of metrics.csv for each step up to it, and the summary's best.
 fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed, String)> {
     let checkpoint = out.join("model.safetensors");
     if !checkpoint.exists() {
@@ -167,6 +170,19 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     }
     let (model, meta) = mm_models::checkpoint::load(&checkpoint)?;
     let step = meta.step as usize;
+    let mixed = |what: String| {
+        anyhow::anyhow!(
+            "{} does not hold one save of a run ({what}): its files were changed by hand or by another \
+             program; train it again with --force",
+            out.display()
+        )
+    };
+    if summary["steps"].as_u64() != Some(meta.step) {
+        return Err(mixed(format!(
+            "model.safetensors is at step {step}, summary.json at {}",
+            summary["steps"]
+        )));
+    }
     if let Some(steps) = args.steps {
         config.steps = steps as usize;
     }
@@ -183,15 +199,26 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         AnyModel::Counts(_) => bail!("{} holds a bigram counting model", checkpoint.display()),
     };
     let sha = meta.dataset_sha256.clone();
-    // The log up to the checkpoint's step (a run without one, e.g. 0 steps, has an empty log).
+    // The log: a row for each step up to the checkpoint's, never silently restarted.
     let log = out.join("metrics.csv");
-    let metrics: Vec<MetricRow> = if log.exists() { read_metrics(&log)? } else { Vec::new() };
-    let metrics: Vec<MetricRow> = metrics.into_iter().filter(|m| m.0 <= step).collect();
+    let metrics: Vec<MetricRow> = read_metrics(&log)?.into_iter().filter(|m| m.0 <= step).collect();
+    if metrics.len() != step || metrics.iter().enumerate().any(|(i, m)| m.0 != i + 1) {
+        return Err(mixed(format!("metrics.csv has {} of the checkpoint's {step} steps", metrics.len())));
+    }
     let elapsed = metrics.last().map_or(0.0, |m| m.4);
     let best = summary["best"]["dev_loss"]
         .as_f64()
         .zip(summary["best"]["step"].as_u64())
         .map(|(d, s)| (s as usize, d));
+    if let Some((best_step, _)) = best {
+        let (_, best_meta) = mm_models::checkpoint::load(&out.join("best.safetensors"))?;
+        if best_meta.step as usize != best_step {
+            return Err(mixed(format!(
+                "best.safetensors is at step {}, summary.json's best at {best_step}",
+                best_meta.step
+            )));
+        }
+    }
     let progress = Progress { step, adamw: meta.adamw };
     Ok((config, Resumed { model, progress, metrics, elapsed, best }, sha))
 }
@@ -200,17 +227,33 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let kind = args.model.unwrap_or(ModelKind::Mlp);
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind_name(kind)));
-    let (config, mut resumed, resumed_sha) = if args.resume {
-        let (c, r, sha) = open_run(&out, args)?;
-        (c, Some(r), Some(sha))
-    } else {
-        if !args.force && (out.join("model.safetensors").exists() || out.join("summary.json").exists()) {
-            bail!(
-                "{} already holds a run: pass --resume to continue it, --force to overwrite it, or --out DIR",
-                out.display()
-            );
+    // A new run's settings are checked before the directory is touched.
+    let fresh = if args.resume { None } else { Some(RunConfig::from_args(args, kind)?) };
+    // The directory: writable, and ours until the run ends (a failure before the first save
+    // removes it again if this run created it).
+    let mut dir = RunDir::open(&out)?;
+    if let Ok(at) = std::env::var(CRASH_AT) {
+        // Crash-consistency tests: die at a point of a save, as a SIGKILL would.
+        dir.set_hook(Box::new(move |point| {
+            if point == at {
+                std::process::abort();
+            }
+        }));
+    }
+    let (config, mut resumed, resumed_sha) = match fresh {
+        None => {
+            let (c, r, sha) = open_run(&out, args)?;
+            (c, Some(r), Some(sha))
         }
-        (RunConfig::from_args(args, kind)?, None, None)
+        Some(config) => {
+            if !args.force && dir.holds_a_run() {
+                bail!(
+                    "{} already holds a run: pass --resume to continue it, --force to overwrite it, or --out DIR",
+                    out.display()
+                );
+            }
+            (config, None, None)
+        }
     };
     let say = |line: String| {
         if !args.json {
@@ -256,18 +299,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let [tr, dev, test] = sets;
     let (tr, dev, test) = (tr?, dev?, test?);
 
-    // Ctrl-C stops training after the current step; the run is still saved.
+    // Ctrl-C and SIGTERM stop training after the current step; the run is still saved.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
 
     let start = Instant::now();
-    let (mut metrics, elapsed_before) =
+    let (metrics, elapsed_before) =
         resumed.as_mut().map_or((Vec::new(), 0.0), |r| (std::mem::take(&mut r.metrics), r.elapsed));
-    let best_before = resumed.as_ref().and_then(|r| r.best);
-    let mut best = None;
-    let mut adamw = None;
-    let (model, steps, stopped, losses, names) = match config.model.as_str() {
+    let metrics = RefCell::new(metrics);
+    let mut files = RunFiles {
+        config: &config,
+        sha: sha.clone(),
+        data: &args.data.data,
+        items: stats.items,
+        vocab: vocab.to_string(),
+        best_before: resumed.as_ref().and_then(|r| r.best),
+        best_written: None,
+        resumed: resumed.is_some(),
+        csv: String::new(),
+        csv_rows: 0,
+    };
+    let (model, steps, stopped, losses, names, adamw, best) = match config.model.as_str() {
         "bigram" => {
             let counts = BigramCounts::fit(&split.train, &vocab)?;
             say(format!("{} parameters (the counts N)", vocab.len() * vocab.len()));
@@ -279,7 +332,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             ];
             let cfg = SampleConfig { seed: config.seed, ..SampleConfig::default() };
             let names = sample_counts(&counts, alpha, &cfg)?;
-            (AnyModel::Counts(counts), 0, false, losses, names)
+            (AnyModel::Counts(counts), 0, false, losses, names, None, None)
         }
         _ => {
             let (mut model, from) = match resumed.take() {
@@ -300,30 +353,57 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             bar.set_position(from.step as u64);
             bar.reset_eta();
             let done_before = from.step;
-            let report = train_from(&mut *model, &tr, Some(&dev), &cfg, &from, &stop, |m| {
+            let template = model.snapshot(model.params());
+            let save_every = args.save_every.map_or(config.eval_every, |n| n as usize);
+            let observe = |m: &mm_models::StepMetrics| {
                 let elapsed = elapsed_before + m.elapsed.as_secs_f64();
-                metrics.push((m.step + 1, m.lr, m.loss, m.dev_loss, elapsed));
-                if m.step % 100 == 0 || m.dev_loss.is_some() {
+                metrics.borrow_mut().push((m.step + 1, m.lr, m.loss, m.dev_loss, elapsed));
+                if m.step.is_multiple_of(100) || m.dev_loss.is_some() {
                     bar.set_position(m.step as u64 + 1);
                     let rate = (m.step + 1 - done_before) as f64 / m.elapsed.as_secs_f64().max(1e-9);
                     bar.set_message(format!("loss {:.4}  lr {:.4}  {rate:.0} steps/s", m.loss, m.lr));
                 }
-            })?;
+            };
+            // A resumable checkpoint every `save_every` steps: SIGKILL loses at most that many.
+            let periodic = |p: &SavePoint| -> anyhow::Result<()> {
+                let model = with_params_any(&template, p.params);
+                let best = p.best.map(|b| (b.step + 1, b.dev_loss, &b.params));
+                let at = Saved {
+                    model: &model,
+                    step: p.progress.step,
+                    adamw: p.progress.adamw.clone(),
+                    stopped: true,
+                    best,
+                };
+                files.save(&mut dir, &at, &metrics.borrow(), None)?;
+                Ok(())
+            };
+            let report = train_saving(
+                &mut *model,
+                &tr,
+                Some(&dev),
+                &cfg,
+                &from,
+                &stop,
+                observe,
+                save_every,
+                periodic,
+            )?;
             bar.finish_and_clear();
             if report.stopped {
                 eprintln!(
-                    "stopped by Ctrl-C after {} steps; saving the run (continue it with --resume)",
+                    "stopped by Ctrl-C or SIGTERM after {} steps; saving the run (continue it with --resume)",
                     report.steps
                 );
             }
-            best = report.best.map(|b| (model.snapshot(&b.params), b.step + 1, b.dev_loss));
-            adamw = report.progress.adamw;
             let losses = [evaluate(&*model, &tr)?, evaluate(&*model, &dev)?, evaluate(&*model, &test)?];
             let names = sample(&*model, &SampleConfig { seed: config.seed, ..SampleConfig::default() })?;
-            (model.into_any(), report.steps, report.stopped, losses, names)
+            let best = report.best.map(|b| (b.step + 1, b.dev_loss, b.params));
+            (model.into_any(), report.steps, report.stopped, losses, names, report.progress.adamw, best)
         }
     };
     let elapsed = elapsed_before + start.elapsed().as_secs_f64();
+    let metrics = metrics.into_inner();
 
     // Report.
     say(format!("train loss {:.4}  dev loss {:.4}  test loss {:.4}", losses[0], losses[1], losses[2]));
@@ -344,50 +424,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
 
     // The run directory.
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let checkpoint = out.join("model.safetensors");
-    let meta = |step: usize, adamw| CheckpointMeta {
-        step: step as u64,
-        seed: config.seed,
-        dataset_sha256: sha.clone(),
-        adamw,
-    };
-    save(&checkpoint, &model, &meta(steps, adamw))?;
-    // The parameters with the lowest dev loss seen (over the whole run, when it was resumed).
-    let best_path = out.join("best.safetensors");
-    let best_json = match (&best, best_before) {
-        (Some((_, _, d)), Some((s, was))) if f64::from(*d) >= was => {
-            json!({ "step": s, "dev_loss": was, "checkpoint": best_path })
-        }
-        (Some((best_model, step, dev_loss)), _) => {
-            save(&best_path, best_model, &meta(*step, None))?;
-            json!({ "step": step, "dev_loss": dev_loss, "checkpoint": best_path })
-        }
-        (None, Some((s, was))) => json!({ "step": s, "dev_loss": was, "checkpoint": best_path }),
-        (None, None) => serde_json::Value::Null,
-    };
-    write_metrics(&out.join("metrics.csv"), &metrics)?;
-    if !metrics.is_empty() {
-        let points: Vec<_> = metrics.iter().map(|m| (m.0, m.2, m.3)).collect();
-        mm_cli::plot::loss(&points, &out.join("loss.png"))?;
-    }
-    let summary = json!({
-        "model": config.model,
-        "parameters": match &model { AnyModel::Counts(_) => vocab.len() * vocab.len(), AnyModel::BigramNet(m) => m.num_params(), AnyModel::Mlp(m) => m.num_params() },
-        "steps": steps,
-        "stopped": stopped,
-        "seed": config.seed,
-        "elapsed_s": elapsed,
-        "loss": { "train": losses[0], "dev": losses[1], "test": losses[2] },
-        "dataset": { "path": args.data.data, "sha256": sha, "items": stats.items, "vocab": vocab.to_string() },
-        "checkpoint": checkpoint,
-        "best": best_json,
-        "samples": samples.iter().map(|(n, o)| json!({ "name": n, "origin": o })).collect::<Vec<_>>(),
-        "config": config,
-    });
-    let text = serde_json::to_string_pretty(&summary)?;
-    std::fs::write(out.join("summary.json"), &text)
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    let best = best.as_ref().map(|(s, d, p)| (*s, *d, p));
+    let at = Saved { model: &model, step: steps, adamw, stopped, best };
+    let summary = files.save(&mut dir, &at, &metrics, Some((losses, &samples, elapsed)))?;
+    let checkpoint = dir.file("model.safetensors");
+    let best_json = &summary["best"];
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -442,15 +483,152 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// Writes `step,lr,train_loss,dev_loss,elapsed_s`, one line per step.
-fn write_metrics(path: &Path, metrics: &[MetricRow]) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    writeln!(w, "step,lr,train_loss,dev_loss,elapsed_s")?;
-    for (step, lr, loss, dev, t) in metrics {
-        let dev = dev.map_or(String::new(), |d| d.to_string());
-        writeln!(w, "{step},{lr},{loss},{dev},{t:.3}")?;
+/// The environment variable that makes `train` abort at a point of a save (see
+/// [`mm_cli::run_dir::Hook`]): for the crash-consistency tests.
+const CRASH_AT: &str = "MAKEMORE_CRASH_AT";
+
+/// A model of the same kind and sizes as `template`, with `params`.
+fn with_params_any(template: &AnyModel, params: &ParamStore<f32>) -> AnyModel {
+    match template {
+        AnyModel::Mlp(m) => AnyModel::Mlp(with_params(m, params)),
+        AnyModel::BigramNet(m) => AnyModel::BigramNet(with_params(m, params)),
+        AnyModel::Counts(c) => AnyModel::Counts(c.clone()),
     }
-    w.flush()?;
-    Ok(())
+}
+
+/// The end of a run, for its summary: the losses on each split, the samples with their origin,
+/// and the run's time.
+type End<'a> = ([f64; 3], &'a [(String, &'a str)], f64);
+
+/// A point of the run to save.
+struct Saved<'a> {
+    model: &'a AnyModel,
+    /// Steps done.
+    step: usize,
+    adamw: Option<AdamWState<f32>>,
+    /// Whether the run is unfinished (stopped, or a periodic checkpoint).
+    stopped: bool,
+    /// This session's best by dev loss: its step (from 1), dev loss and parameters.
+    best: Option<(usize, f32, &'a ParamStore<f32>)>,
+}
+
+/// The files of one run, each save of them one commit of the run directory: metrics.csv,
+/// best.safetensors (when it changed), model.safetensors, loss.png, and summary.json last.
+struct RunFiles<'a> {
+    config: &'a RunConfig,
+    sha: String,
+    data: &'a Path,
+    items: usize,
+    vocab: String,
+    /// The best of the run before it was resumed (step, dev loss): best.safetensors holds it.
+    best_before: Option<(usize, f64)>,
+    /// The step of the best.safetensors this session saved.
+    best_written: Option<usize>,
+    /// Whether the run was resumed (its files in the directory are this run's).
+    resumed: bool,
+    /// metrics.csv as written so far (it only grows), and its rows.
+    csv: String,
+    csv_rows: usize,
+}
+
+impl RunFiles<'_> {
+    /// Saves `at` with the log `metrics` (and, at the end of a run, its losses, samples and time),
+    /// and returns the summary.
+    fn save(
+        &mut self,
+        dir: &mut RunDir,
+        at: &Saved,
+        metrics: &[MetricRow],
+        end: Option<End>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let (mut written, mut kept) = (Vec::new(), Vec::new());
+        if self.csv.is_empty() {
+            self.csv = "step,lr,train_loss,dev_loss,elapsed_s\n".into();
+        }
+        for (step, lr, loss, dev, t) in &metrics[self.csv_rows..] {
+            let dev = dev.map_or(String::new(), |d| d.to_string());
+            self.csv += &format!("{step},{lr},{loss},{dev},{t:.3}\n");
+        }
+        self.csv_rows = metrics.len();
+        dir.stage("metrics.csv", self.csv.as_bytes())?;
+        written.push("metrics.csv");
+
+        let meta = |step: usize, adamw| CheckpointMeta {
+            step: step as u64,
+            seed: self.config.seed,
+            dataset_sha256: self.sha.clone(),
+            adamw,
+        };
+        // The parameters with the lowest dev loss seen (over the whole run, when it was resumed).
+        let best_path = dir.file("best.safetensors");
+        let mut best_step = None;
+        let best_json = match (at.best, self.best_before) {
+            (Some((_, d, _)), Some((s, was))) if f64::from(d) >= was => {
+                kept.push("best.safetensors");
+                json!({ "step": s, "dev_loss": was, "checkpoint": best_path })
+            }
+            (Some((step, dev_loss, params)), _) => {
+                if self.best_written == Some(step) {
+                    kept.push("best.safetensors");
+                } else {
+                    let best = with_params_any(at.model, params);
+                    dir.stage("best.safetensors", &to_bytes(&best_path, &best, &meta(step, None))?)?;
+                    written.push("best.safetensors");
+                    best_step = Some(step);
+                }
+                json!({ "step": step, "dev_loss": dev_loss, "checkpoint": best_path })
+            }
+            (None, Some((s, was))) => {
+                kept.push("best.safetensors");
+                json!({ "step": s, "dev_loss": was, "checkpoint": best_path })
+            }
+            (None, None) => serde_json::Value::Null,
+        };
+        let model_path = dir.file("model.safetensors");
+        dir.stage("model.safetensors", &to_bytes(&model_path, at.model, &meta(at.step, at.adamw.clone()))?)?;
+        written.push("model.safetensors");
+        // The picture is drawn at the end of a run; a periodic save keeps the run's own, if any
+        // (it is not needed to resume, and drawing it at each save would slow training).
+        if end.is_some() && !metrics.is_empty() {
+            let points: Vec<_> = metrics.iter().map(|m| (m.0, m.2, m.3)).collect();
+            mm_cli::plot::loss(&points, &dir.staged("loss.png"))?;
+            written.push("loss.png");
+        } else if end.is_none() && self.resumed {
+            kept.push("loss.png");
+        }
+        let (loss, samples, elapsed) = match end {
+            Some((l, samples, elapsed)) => (
+                json!({ "train": l[0], "dev": l[1], "test": l[2] }),
+                samples.iter().map(|(n, o)| json!({ "name": n, "origin": o })).collect(),
+                elapsed,
+            ),
+            None => (serde_json::Value::Null, Vec::new(), metrics.last().map_or(0.0, |m| m.4)),
+        };
+        let parameters = match at.model {
+            AnyModel::Counts(c) => c.vocab().len() * c.vocab().len(),
+            AnyModel::BigramNet(m) => m.num_params(),
+            AnyModel::Mlp(m) => m.num_params(),
+        };
+        let summary = json!({
+            "model": self.config.model,
+            "parameters": parameters,
+            "steps": at.step,
+            "stopped": at.stopped,
+            "seed": self.config.seed,
+            "elapsed_s": elapsed,
+            "loss": loss,
+            "dataset": { "path": self.data, "sha256": self.sha, "items": self.items, "vocab": self.vocab },
+            "checkpoint": dir.file("model.safetensors"),
+            "best": best_json,
+            "samples": samples,
+            "config": self.config,
+        });
+        dir.stage("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        written.push("summary.json");
+        dir.commit(&written, &kept)?;
+        if best_step.is_some() {
+            self.best_written = best_step;
+        }
+        Ok(summary)
+    }
 }

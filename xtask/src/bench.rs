@@ -473,7 +473,15 @@ fn build_transformer_step(workspace: &Path) -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cannot build the transformer_step example");
     }
-    Ok(workspace.join("target/release/examples/transformer_step"))
+    // Where cargo put it: `CARGO_TARGET_DIR` when set (relative to the workspace), else target/.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |d| workspace.join(d));
+    let exe =
+        target.join("release/examples").join(format!("transformer_step{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        bail!("built the transformer_step example, but {} is not there", exe.display());
+    }
+    Ok(exe)
 }
 
 /// One run of the transformer_step example (`--json`, and `extra` arguments such as `--shards 2

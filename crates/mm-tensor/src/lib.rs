@@ -63,6 +63,11 @@ pub use shape::{MAX_RANK, Shape};
 pub use shards::Shards;
 pub use tape::{Graph, Tape, Var};
 
+/// The class id that [`Var::cross_entropy`] ignores: a row with this target predicts nothing
+/// (PyTorch's `ignore_index`; makemore marks a word's positions after its end with -1, and
+/// `mm_data::Examples::NO_TARGET` is this id). The loss is the mean over the other rows.
+pub const IGNORE: u32 = op::IGNORED;
+
 /// `y = tanh(x)` elementwise with the engine's fast `f32` kernel (exposed for tests and
 /// benchmarks; [`Var::tanh`] uses it).
 pub fn tanh_f32(x: &[f32], y: &mut [f32]) {

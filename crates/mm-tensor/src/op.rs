@@ -135,5 +135,6 @@ pub(crate) enum BatchStats {
     Running { mean: NodeId, var: NodeId },
 }
 
-/// A cross-entropy target that is ignored (`ignore_index` in PyTorch).
+/// A cross-entropy target that is ignored (`ignore_index` in PyTorch); public as
+/// [`crate::IGNORE`].
 pub(crate) const IGNORED: u32 = u32::MAX;

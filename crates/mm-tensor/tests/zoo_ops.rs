@@ -349,3 +349,34 @@ fn zero_sized_dimensions_and_huge_offsets_are_handled() {
     assert_eq!(x.linear_t(w, Some(g.input(&[0], &[]))).shape().dims(), &[2, 0]);
     g.check().unwrap();
 }
+
+#[test]
+fn cross_entropy_ignores_the_ignore_id_as_cross_entropy_ignore_does_minus_one() {
+    use mm_tensor::IGNORE;
+    let mut params = ParamStore::<f64>::new();
+    let w = params.add("logits", randn(&[2, 3, 5], 11)).unwrap();
+    let ids = [0u32, 4, IGNORE, 2, IGNORE, IGNORE];
+    let signed: Vec<i64> = ids.iter().map(|&t| if t == IGNORE { -1 } else { i64::from(t) }).collect();
+    let mut tape = Tape::new();
+    let (mut ga, mut gb) = (Grads::new(&params), Grads::new(&params));
+    let a = {
+        let g = tape.graph(&params);
+        let loss = g.param(w).cross_entropy(&ids);
+        g.backward(loss, &mut ga).unwrap()
+    };
+    let b = {
+        let g = tape.graph(&params);
+        let loss = g.param(w).cross_entropy_ignore(&signed, -1);
+        g.backward(loss, &mut gb).unwrap()
+    };
+    assert_eq!(a, b);
+    assert_eq!(ga.get(w), gb.get(w));
+    // The ignored rows get no gradient; the mean is over the three others.
+    let grad = ga.get(w).as_slice().unwrap().to_vec();
+    assert!(grad[5 * 2..5 * 3].iter().all(|&d| d == 0.0));
+    let g = tape.no_grad(&params);
+    let err = g.param(w).try_cross_entropy(&[IGNORE; 6]).unwrap_err();
+    assert!(matches!(err, TensorError::AllIgnored { targets: 6, .. }), "{err}");
+    let bad = g.param(w).try_cross_entropy(&[0u32, 5, IGNORE, 0, 0, 0]).unwrap_err();
+    assert!(matches!(bad, TensorError::Index { index: 5, len: 5, .. }), "{bad}");
+}

@@ -12,12 +12,39 @@ use crate::{Float, Result, Shape, TensorError};
 impl<'g, T: Float> Var<'g, T> {
     /// The mean cross-entropy of these logits `[.., V]` (rows along the last axis: `[B, V]`, or
     /// `[B, T, V]`) against one class id per row (`[B]`, or `[B, T]`): `F.cross_entropy(logits,
-    /// Y)`, fused and numerically stable. Or the error.
+    /// Y)`, fused and numerically stable. A row whose id is [`crate::IGNORE`] has no target: the
+    /// mean is over the others (as `ignore_index`). Or the error, also when every target is
+    /// ignored.
+    ///
+    /// ```
+    /// use mm_tensor::{IGNORE, ParamStore, Tape};
+    /// let params = ParamStore::<f64>::new();
+    /// let mut tape = Tape::new();
+    /// let g = tape.no_grad(&params);
+    /// let logits = g.input(&[1, 3, 2], &[0.0, 0.0, 5.0, -5.0, 1.0, 2.0]);
+    /// let loss = logits.cross_entropy(&[1u32, IGNORE, IGNORE]).item()?;
+    /// assert!((loss - 2f64.ln()).abs() < 1e-15); // only the first position counts
+    /// assert!(logits.try_cross_entropy(&[IGNORE; 3]).is_err());
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
     pub fn try_cross_entropy(self, targets: &(impl AsIds + ?Sized)) -> Result<Self> {
         let (rows, classes) = self.logit_rows()?;
         let targets = targets.as_ids();
         if targets.len() != rows {
             return Err(TensorError::Targets { logits: self.shape(), targets: targets.len() });
+        }
+        if targets.iter().any(|&t| t == IGNORED) {
+            if targets.iter().all(|&t| t == IGNORED) {
+                return Err(TensorError::AllIgnored {
+                    targets: targets.len(),
+                    ignore_index: i64::from(IGNORED),
+                });
+            }
+            if let Some(&bad) = targets.iter().find(|&&t| t != IGNORED && t as usize >= classes) {
+                return Err(TensorError::Index { op: "cross_entropy", index: bad as usize, len: classes });
+            }
+            let span = self.g.push_ids("cross_entropy", targets.iter().copied(), usize::MAX)?;
+            return Ok(self.record_cross_entropy(span, classes));
         }
         let span = self.g.push_ids("cross_entropy", targets.iter().copied(), classes)?;
         Ok(self.record_cross_entropy(span, classes))

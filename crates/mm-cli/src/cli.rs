@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// makemore: make more of the things in a text file (new names from a list of names), with the
-/// models of Karpathy's makemore lectures: bigram counts, a bigram neural net, and an MLP.
+/// models of Karpathy's makemore lectures (bigram counts, a bigram neural net, an MLP) and of
+/// makemore.py (Transformer, bag of words, RNN, GRU, MLP, Bigram).
 #[derive(Parser, Debug)]
 #[command(name = "makemore", version)]
 pub struct Cli {
@@ -72,7 +73,7 @@ pub enum PlotCommand {
     },
 }
 
-/// The kind of model.
+/// The kind of model: the lectures' three, and makemore.py's six (which read whole words).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelKind {
     /// The bigram counting model (makemore part 1).
@@ -81,6 +82,46 @@ pub enum ModelKind {
     BigramNn,
     /// The MLP of Bengio et al. 2003 (makemore part 2).
     Mlp,
+    /// makemore.py's default: a GPT-2 style Transformer (--n-layer, --n-head, --n-embd).
+    Transformer,
+    /// makemore.py's causal bag of words (--n-embd, --n-embd2).
+    Bow,
+    /// makemore.py's RNN (--n-embd, --n-embd2).
+    Rnn,
+    /// makemore.py's GRU (--n-embd, --n-embd2).
+    Gru,
+    /// makemore.py's MLP over whole words, with its blank token (--n-embd, --n-embd2).
+    MlpMakemore,
+    /// makemore.py's Bigram: a table of logits trained with AdamW.
+    BigramMakemore,
+}
+
+impl ModelKind {
+    /// The kind's name, as in checkpoints and run directories.
+    pub fn name(self) -> &'static str {
+        match self.makemore() {
+            Some(k) => k.name(),
+            None => match self {
+                ModelKind::Bigram => "bigram",
+                ModelKind::BigramNn => "bigram-nn",
+                _ => "mlp",
+            },
+        }
+    }
+
+    /// The kind of makemore.py's model, for those.
+    pub fn makemore(self) -> Option<mm_models::zoo::Kind> {
+        use mm_models::zoo::Kind;
+        match self {
+            ModelKind::Bigram | ModelKind::BigramNn | ModelKind::Mlp => None,
+            ModelKind::Transformer => Some(Kind::Transformer),
+            ModelKind::Bow => Some(Kind::Bow),
+            ModelKind::Rnn => Some(Kind::Rnn),
+            ModelKind::Gru => Some(Kind::Gru),
+            ModelKind::MlpMakemore => Some(Kind::Mlp),
+            ModelKind::BigramMakemore => Some(Kind::Bigram),
+        }
+    }
 }
 
 /// The MLP's initialisation.
@@ -146,8 +187,9 @@ pub struct TrainArgs {
     /// summary.json). --steps may raise the number of steps; the other training flags cannot be
     /// given.
     #[arg(long, conflicts_with_all = [
-        "force", "seed", "block_size", "n_embd", "n_hidden", "init", "batch_size", "lr", "decay_step",
-        "lr_decayed", "optimizer", "weight_decay", "reg", "alpha", "eval_every",
+        "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2",
+        "batch_size", "lr", "decay_step", "lr_decayed", "optimizer", "beta2", "weight_decay", "reg",
+        "alpha", "eval_every",
     ])]
     pub resume: bool,
 
@@ -155,61 +197,86 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// MLP: characters of context.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub block_size: u64,
+    /// Characters of context (MLP), or the longest sequence (makemore's models) [default: 3
+    /// for the MLP; the longest item + 1 for makemore's models].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub block_size: Option<u64>,
 
-    /// MLP: dimensions of each character's embedding.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub n_embd: u64,
+    /// Dimensions of each character's embedding [default: 10 for the MLP, 64 for makemore's
+    /// models].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub n_embd: Option<u64>,
 
-    /// MLP: units of the hidden layer.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=65536))]
-    pub n_hidden: u64,
+    /// MLP: units of the hidden layer [default: 200].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub n_hidden: Option<u64>,
 
-    /// MLP: the initialisation.
-    #[arg(long, value_enum, default_value_t = InitKind::Lecture)]
-    pub init: InitKind,
+    /// MLP: the initialisation [default: lecture].
+    #[arg(long, value_enum)]
+    pub init: Option<InitKind>,
 
-    /// Examples per step (the bigram net always uses the whole training set).
+    /// Transformer: blocks [default: 4].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub n_layer: Option<u64>,
+
+    /// Transformer: attention heads per block; --n-embd must be a multiple [default: 4].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub n_head: Option<u64>,
+
+    /// bow, rnn, gru, mlp-makemore: the second width (hidden state or layer) [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub n_embd2: Option<u64>,
+
+    /// Examples per step: characters for the MLP, words for makemore's models (the bigram net
+    /// always uses the whole training set).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_size: u64,
 
-    /// Optimisation steps [default: 200000 for the MLP, 500 for the bigram net].
+    /// Optimisation steps [default: 200000 for the MLP, 500 for the bigram net, 10000 for
+    /// makemore's models].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub steps: Option<u64>,
 
-    /// The learning rate [default: 0.1 for the MLP, 50 for the bigram net].
+    /// The learning rate [default: 0.1 for the MLP, 50 for the bigram net, 5e-4 for makemore's
+    /// models].
     #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
     pub lr: Option<f32>,
 
-    /// The step from which the learning rate decays to --lr-decayed [default: half of --steps].
+    /// The step from which the learning rate decays to --lr-decayed [default: half of --steps;
+    /// never for makemore's models].
     #[arg(long, value_name = "STEP")]
     pub decay_step: Option<u64>,
 
-    /// The learning rate after --decay-step [default: --lr / 10 for the MLP, --lr for the bigram net].
+    /// The learning rate after --decay-step [default: --lr / 10 for the MLP, --lr otherwise].
     #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
     pub lr_decayed: Option<f32>,
 
-    /// The optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
-    pub optimizer: OptimizerArg,
+    /// The optimizer [default: sgd for the lectures' models, adamw for makemore's].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
 
-    /// Weight decay (L2 for SGD, decoupled for AdamW).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_rate)]
-    pub weight_decay: f32,
+    /// AdamW's beta2 [default: 0.999 for the lectures' models, 0.99 for makemore's, as
+    /// makemore.py].
+    #[arg(long, value_parser = parse_beta)]
+    pub beta2: Option<f32>,
 
-    /// Bigram net: the strength of the regularisation reg * mean(W²).
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true, value_parser = parse_rate)]
-    pub reg: f32,
+    /// Weight decay (L2 for SGD, decoupled for AdamW) [default: 0 for the lectures' models,
+    /// 0.01 for makemore's].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub weight_decay: Option<f32>,
 
-    /// Bigram counts: the smoothing added to every count.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
-    pub alpha: f32,
+    /// Bigram net: the strength of the regularisation reg * mean(W²) [default: 0.01].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub reg: Option<f32>,
 
-    /// Evaluate on the dev split every this many steps (0: only at the end).
-    #[arg(long, default_value_t = 10_000)]
-    pub eval_every: u64,
+    /// Bigram counts: the smoothing added to every count [default: 1].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub alpha: Option<f32>,
+
+    /// Evaluate on the dev split every this many steps (0: only at the end) [default: 10000;
+    /// 1000 for makemore's models].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
 
     /// Save a resumable checkpoint (atomically, as at the end) every this many steps, so that even
     /// a SIGKILL loses at most that many; 0: only at the end [default: at each evaluation,
@@ -220,6 +287,34 @@ pub struct TrainArgs {
     /// Print the run's summary as one JSON object on stdout, and nothing else there.
     #[arg(long)]
     pub json: bool,
+}
+
+impl TrainArgs {
+    /// A usage error if a flag is given that `kind` does not take (`--n-layer` for the MLP).
+    pub fn check_flags(&self, kind: ModelKind) -> Result<(), String> {
+        use mm_models::zoo::Kind;
+        let zoo = kind.makemore();
+        let mlp = kind == ModelKind::Mlp;
+        let reads = |size: &str| zoo.is_some_and(|k| k.sizes().contains(&size));
+        let flags = [
+            ("--block-size", self.block_size.is_some(), mlp || zoo.is_some_and(|k| k != Kind::Bigram)),
+            ("--n-embd", self.n_embd.is_some(), mlp || reads("n_embd")),
+            ("--n-hidden", self.n_hidden.is_some(), mlp),
+            ("--init", self.init.is_some(), mlp),
+            ("--n-layer", self.n_layer.is_some(), reads("n_layer")),
+            ("--n-head", self.n_head.is_some(), reads("n_head")),
+            ("--n-embd2", self.n_embd2.is_some(), reads("n_embd2")),
+            ("--reg", self.reg.is_some(), kind == ModelKind::BigramNn),
+            ("--alpha", self.alpha.is_some(), kind == ModelKind::Bigram),
+        ];
+        match flags.iter().find(|(_, given, takes)| *given && !takes) {
+            Some((flag, _, _)) => Err(format!(
+                "--model {} does not take {flag}; `makemore train --help` says which model takes which flag",
+                kind.name()
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// `makemore sample`.
@@ -288,6 +383,12 @@ pub struct InfoArgs {
 fn parse_rate(s: &str) -> Result<f32, String> {
     let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(format!("{s} must be a finite number >= 0")) }
+}
+
+/// A number in [0, 1).
+fn parse_beta(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..1.0).contains(&v) { Ok(v) } else { Err(format!("{s} must be in [0, 1)")) }
 }
 
 /// A finite, positive number.

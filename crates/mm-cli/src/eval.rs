@@ -1,8 +1,8 @@
 //! `makemore eval`: a checkpoint's loss on the lectures' splits of a dataset.
 
 use mm_data::{Examples, Split, SplitSpec};
-use mm_models::checkpoint::{AnyModel, load};
-use mm_models::{Model, evaluate, perplexity};
+use mm_models::checkpoint::{ModelRef, load};
+use mm_models::{evaluate, perplexity};
 
 use crate::cli::{EvalArgs, SplitArg};
 
@@ -23,10 +23,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         if !take {
             continue;
         }
-        let loss = match &model {
-            AnyModel::Counts(m) => m.nll(words, f64::from(args.alpha))?,
-            AnyModel::BigramNet(m) => evaluate(m, &Examples::windows(words, m.vocab(), m.block_size())?)?,
-            AnyModel::Mlp(m) => evaluate(m, &Examples::windows(words, m.vocab(), m.block_size())?)?,
+        let loss = match model.as_model() {
+            ModelRef::Counts(m) => m.nll(words, f64::from(args.alpha))?,
+            ModelRef::Neural(m) => {
+                evaluate(m, &Examples::new(words, m.vocab(), m.layout(), m.block_size())?)?
+            }
         };
         println!("{name:5} loss {loss:.4}  perplexity {:.2}", perplexity(loss));
     }

@@ -71,6 +71,15 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     // Usage errors: clap prints `error: ...` and exits with code 2.
     let cli = cli::Cli::parse();
+    // A flag the chosen model does not take is a usage error too (the model of a resumed run is
+    // its own; --resume takes no model flags).
+    if let cli::Command::Train(args) = &cli.command
+        && let Err(msg) = args.check_flags(args.model.unwrap_or(cli::ModelKind::Mlp))
+        && !args.resume
+    {
+        use clap::CommandFactory;
+        cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+    }
     let result = match &cli.command {
         cli::Command::Train(args) => train::run(args),
         cli::Command::Sample(args) => sample::run(args),

@@ -1,6 +1,6 @@
 //! `makemore sample`: names from a checkpoint.
 
-use mm_models::checkpoint::{AnyModel, load};
+use mm_models::checkpoint::{ModelRef, load};
 use mm_models::{SampleConfig, sample, sample_counts};
 
 use crate::cli::SampleArgs;
@@ -16,10 +16,9 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         prefix: args.prefix.clone(),
         max_len: args.max_len as usize,
     };
-    let names = match &model {
-        AnyModel::Counts(m) => sample_counts(m, f64::from(args.alpha), &cfg)?,
-        AnyModel::BigramNet(m) => sample(m, &cfg)?,
-        AnyModel::Mlp(m) => sample(m, &cfg)?,
+    let names = match model.as_model() {
+        ModelRef::Counts(m) => sample_counts(m, f64::from(args.alpha), &cfg)?,
+        ModelRef::Neural(m) => sample(m, &cfg)?,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for name in names {

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use mm_data::{Examples, Split, SplitSpec};
+use mm_data::{Examples, Layout, Split, SplitSpec};
 use mm_models::checkpoint::{AnyModel, CheckpointMeta, to_bytes};
+use mm_models::zoo::{Kind, Makemore, ModelConfig};
 use mm_models::{
     BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, Novelty, OptimizerKind, Origin, Progress,
     SampleConfig, SavePoint, Schedule, TrainConfig, evaluate, sample, sample_counts, train_saving,
@@ -28,16 +29,25 @@ use crate::cli::{InitKind, ModelKind, OptimizerArg, TrainArgs};
 /// their gradients). Beyond that a typo in a size flag would exhaust memory.
 const MAX_PARAMS: u64 = 250_000_000;
 
-/// The settings of a run, resolved from the flags and each model's lecture defaults. summary.json
-/// records them (as "config"), so that `--resume` continues the run exactly.
+/// The settings of a run, resolved from the flags and each model's defaults (the lectures' for
+/// theirs, makemore.py's for its models). summary.json records them (as "config"), so that
+/// `--resume` continues the run exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct RunConfig {
     model: String,
     seed: u64,
+    /// 0 until the data is loaded, for makemore's models without --block-size (then the
+    /// longest item + 1).
     block_size: usize,
     n_embd: usize,
     n_hidden: usize,
     init: String,
+    #[serde(default)]
+    n_layer: usize,
+    #[serde(default)]
+    n_head: usize,
+    #[serde(default)]
+    n_embd2: usize,
     reg: f32,
     alpha: f32,
     /// `None`: the whole training set every step.
@@ -47,34 +57,65 @@ struct RunConfig {
     decay_step: usize,
     lr_decayed: f32,
     optimizer: String,
+    #[serde(default = "default_beta2")]
+    beta2: f32,
     weight_decay: f32,
     eval_every: usize,
 }
 
+/// PyTorch's AdamW beta2, for runs saved before it was a setting.
+fn default_beta2() -> f32 {
+    0.999
+}
+
 impl RunConfig {
-    /// A new run's settings, from the flags.
+    /// A new run's settings, from the flags; a flag the kind does not take is an error.
     fn from_args(args: &TrainArgs, kind: ModelKind) -> anyhow::Result<RunConfig> {
+        let zoo = kind.makemore();
         let mlp = kind == ModelKind::Mlp;
-        let base = if mlp { TrainConfig::mlp() } else { TrainConfig::bigram_nn() };
+        args.check_flags(kind).map_err(anyhow::Error::msg)?;
+        let base = match (kind, zoo) {
+            (_, Some(_)) => TrainConfig::makemore(),
+            (ModelKind::Mlp, _) => TrainConfig::mlp(),
+            _ => TrainConfig::bigram_nn(),
+        };
         let steps = args.steps.map_or(base.steps, |s| s as usize);
         let lr = args.lr.unwrap_or(base.schedule.lr(0));
+        let defaults = ModelConfig::default();
+        let size = |flag: Option<u64>, default: usize| flag.map_or(default, |v| v as usize);
         let c = RunConfig {
-            model: kind_name(kind).into(),
+            model: kind.name().into(),
             seed: args.seed,
-            block_size: if mlp { args.block_size as usize } else { 1 },
-            n_embd: args.n_embd as usize,
-            n_hidden: args.n_hidden as usize,
-            init: if args.init == InitKind::Kaiming { "kaiming" } else { "lecture" }.into(),
-            reg: args.reg,
-            alpha: args.alpha,
-            batch_size: mlp.then_some(args.batch_size as usize),
+            block_size: match zoo {
+                _ if mlp => size(args.block_size, 3),
+                Some(Kind::Bigram) | None => 1,
+                Some(_) => size(args.block_size, 0),
+            },
+            n_embd: size(args.n_embd, if mlp { 10 } else { defaults.n_embd }),
+            n_hidden: size(args.n_hidden, 200),
+            init: if args.init == Some(InitKind::Kaiming) { "kaiming" } else { "lecture" }.into(),
+            n_layer: size(args.n_layer, defaults.n_layer),
+            n_head: size(args.n_head, defaults.n_head),
+            n_embd2: size(args.n_embd2, defaults.n_embd2),
+            reg: args.reg.unwrap_or(0.01),
+            alpha: args.alpha.unwrap_or(1.0),
+            batch_size: base.batch_size.map(|_| args.batch_size as usize),
             steps,
             lr,
-            decay_step: args.decay_step.map_or(steps / 2, |s| s as usize),
+            decay_step: args.decay_step.map_or(if zoo.is_some() { steps } else { steps / 2 }, |s| s as usize),
             lr_decayed: args.lr_decayed.unwrap_or(if mlp { lr / 10.0 } else { lr }),
-            optimizer: if args.optimizer == OptimizerArg::Adamw { "adamw" } else { "sgd" }.into(),
-            weight_decay: args.weight_decay,
-            eval_every: args.eval_every as usize,
+            optimizer: match args.optimizer {
+                Some(OptimizerArg::Adamw) => "adamw",
+                Some(OptimizerArg::Sgd) => "sgd",
+                None if base.optimizer == OptimizerKind::AdamW => "adamw",
+                None => "sgd",
+            }
+            .into(),
+            beta2: args.beta2.unwrap_or(base.betas.1),
+            weight_decay: args.weight_decay.unwrap_or(base.weight_decay),
+            eval_every: args
+                .eval_every
+                .map_or(if zoo.is_some() { base.eval_every } else { 10_000 }, |e| e as usize),
         };
         if mlp {
             let (b, e, h) = (c.block_size as u64, c.n_embd as u64, c.n_hidden as u64);
@@ -89,6 +130,33 @@ impl RunConfig {
         Ok(c)
     }
 
+    /// The sizes of makemore's model `kind` for a vocabulary of `vocab_size`, checked (n_embd
+    /// a multiple of n_head, at most [`MAX_PARAMS`] parameters) before anything is allocated.
+    fn model_config(&self, kind: Kind, vocab_size: usize) -> anyhow::Result<ModelConfig> {
+        let c = ModelConfig {
+            block_size: self.block_size,
+            vocab_size,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            n_embd: self.n_embd,
+            n_embd2: self.n_embd2,
+        };
+        let name = match kind {
+            Kind::Mlp => "mlp",
+            Kind::Bigram => "bigram",
+            other => other.name(),
+        };
+        c.check(name)?;
+        let params = kind.num_params(&c);
+        if params > u128::from(MAX_PARAMS) {
+            bail!(
+                "these sizes make a {} of {params} parameters, more than {MAX_PARAMS}: choose smaller sizes",
+                kind.name()
+            );
+        }
+        Ok(c)
+    }
+
     /// The training loop's configuration.
     fn train_config(&self) -> TrainConfig {
         TrainConfig {
@@ -96,6 +164,7 @@ impl RunConfig {
             batch_size: self.batch_size,
             schedule: Schedule::Step { lr: self.lr, at: self.decay_step, then: self.lr_decayed },
             optimizer: if self.optimizer == "adamw" { OptimizerKind::AdamW } else { OptimizerKind::Sgd },
+            betas: (0.9, self.beta2),
             weight_decay: self.weight_decay,
             eval_every: self.eval_every,
             seed: self.seed,
@@ -105,6 +174,10 @@ impl RunConfig {
     /// A fresh neural model, its weights drawn with the run's seed.
     fn new_model(&self, vocab: &mm_data::Vocab) -> anyhow::Result<Box<dyn NeuralModel>> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        if let Some(kind) = Kind::from_name(&self.model) {
+            let config = self.model_config(kind, vocab.len())?;
+            return Ok(Box::new(Makemore::new(kind, config, vocab, &mut rng)?));
+        }
         Ok(if self.model == "mlp" {
             let init = if self.init == "kaiming" { Init::Kaiming } else { Init::Lecture };
             let cfg =
@@ -114,13 +187,10 @@ impl RunConfig {
             Box::new(BigramNet::new(vocab, self.reg, &mut rng)?)
         })
     }
-}
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Bigram => "bigram",
-        ModelKind::BigramNn => "bigram-nn",
-        ModelKind::Mlp => "mlp",
+    /// How the model reads words.
+    fn layout(&self) -> Layout {
+        if Kind::from_name(&self.model).is_some() { Layout::Words } else { Layout::Windows }
     }
 }
 
@@ -156,13 +226,13 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         format!("{} has no run settings to resume from: train it again with --force", summary_path.display())
     })?;
     if let Some(kind) = args.model
-        && kind_name(kind) != config.model
+        && kind.name() != config.model
     {
         bail!(
             "{} holds a {} run, not {}: drop --model or pass --out",
             out.display(),
             config.model,
-            kind_name(kind)
+            kind.name()
         );
     }
     if config.model == "bigram" {
@@ -196,6 +266,7 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     let model: Box<dyn NeuralModel> = match model {
         AnyModel::Mlp(m) => Box::new(m),
         AnyModel::BigramNet(m) => Box::new(m),
+        AnyModel::Makemore(m) => Box::new(m),
         AnyModel::Counts(_) => bail!("{} holds a bigram counting model", checkpoint.display()),
     };
     let sha = meta.dataset_sha256.clone();
@@ -226,7 +297,7 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
 /// Runs `makemore train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let kind = args.model.unwrap_or(ModelKind::Mlp);
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind_name(kind)));
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
     // A new run's settings are checked before the directory is touched.
     let fresh = if args.resume { None } else { Some(RunConfig::from_args(args, kind)?) };
     // The directory: writable, and ours until the run ends (a failure before the first save
@@ -294,8 +365,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         split.dev.len(),
         split.test.len()
     ));
-    let block_size = config.block_size;
-    let sets = [&split.train, &split.dev, &split.test].map(|w| Examples::windows(w, &vocab, block_size));
+    let mut config = config;
+    if config.block_size == 0 {
+        // makemore's: the longest item and its end token.
+        config.block_size = stats.max_len + 1;
+    }
+    if let Some(kind) = Kind::from_name(&config.model) {
+        config.model_config(kind, vocab.len())?;
+    }
+    let (block_size, layout) = (config.block_size, config.layout());
+    let sets = [&split.train, &split.dev, &split.test].map(|w| Examples::new(w, &vocab, layout, block_size));
     let [tr, dev, test] = sets;
     let (tr, dev, test) = (tr?, dev?, test?);
 
@@ -456,6 +535,15 @@ impl NeuralModel for Mlp {
     }
 }
 
+impl NeuralModel for Makemore {
+    fn into_any(self: Box<Self>) -> AnyModel {
+        AnyModel::Makemore(*self)
+    }
+    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
+        AnyModel::Makemore(with_params(self, params))
+    }
+}
+
 impl NeuralModel for BigramNet {
     fn into_any(self: Box<Self>) -> AnyModel {
         AnyModel::BigramNet(*self)
@@ -492,6 +580,7 @@ fn with_params_any(template: &AnyModel, params: &ParamStore<f32>) -> AnyModel {
     match template {
         AnyModel::Mlp(m) => AnyModel::Mlp(with_params(m, params)),
         AnyModel::BigramNet(m) => AnyModel::BigramNet(with_params(m, params)),
+        AnyModel::Makemore(m) => AnyModel::Makemore(with_params(m, params)),
         AnyModel::Counts(c) => AnyModel::Counts(c.clone()),
     }
 }
@@ -604,11 +693,7 @@ impl RunFiles<'_> {
             ),
             None => (serde_json::Value::Null, Vec::new(), metrics.last().map_or(0.0, |m| m.4)),
         };
-        let parameters = match at.model {
-            AnyModel::Counts(c) => c.vocab().len() * c.vocab().len(),
-            AnyModel::BigramNet(m) => m.num_params(),
-            AnyModel::Mlp(m) => m.num_params(),
-        };
+        let parameters = at.model.num_params();
         let summary = json!({
             "model": self.config.model,
             "parameters": parameters,

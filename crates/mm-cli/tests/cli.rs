@@ -180,7 +180,13 @@ fn usage_errors_exit_2() {
     fails(&["train", "--block-size", "0"], &[], 2, "--block-size");
     fails(&["sample", "--checkpoint", "x", "-n", "99999999999"], &[], 2, "-n");
     fails(&["sample", "--checkpoint", "x", "--temperature", "0"], &[], 2, "--temperature");
-    fails(&["train", "--model", "transformer"], &[], 2, "--model");
+    fails(&["train", "--model", "gpt"], &[], 2, "--model");
+    // A flag the model does not take.
+    fails(&["train", "--model", "mlp", "--n-layer", "2"], &[], 2, "--model mlp does not take --n-layer");
+    fails(&["train", "--model", "transformer", "--n-hidden", "9"], &[], 2, "does not take --n-hidden");
+    fails(&["train", "--model", "rnn", "--n-head", "2"], &[], 2, "does not take --n-head");
+    fails(&["train", "--n-embd2", "8"], &[], 2, "--model mlp does not take --n-embd2");
+    fails(&["train", "--model", "bigram-makemore", "--n-embd", "8"], &[], 2, "does not take --n-embd");
 }
 
 #[test]

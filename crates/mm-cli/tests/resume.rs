@@ -7,8 +7,7 @@ use std::process::Output;
 mod common;
 
 use common::{makemore, workdir};
-use mm_models::Model;
-use mm_models::checkpoint::{AnyModel, load};
+use mm_models::checkpoint::load;
 
 /// `makemore train ARGS --data <d>/names.txt --out <d>/<out>`, run.
 fn run_train(d: &Path, out: &str, args: &[&str]) -> Output {
@@ -33,11 +32,7 @@ fn train(d: &Path, out: &str, args: &[&str]) -> Output {
 /// The parameters (and AdamW's moments) of a run's checkpoint, as raw bits, and its step.
 fn checkpoint_bits(run: &Path) -> (Vec<u32>, u64, Option<Vec<u32>>) {
     let (model, meta) = load(&run.join("model.safetensors")).unwrap();
-    let params = match &model {
-        AnyModel::Mlp(m) => m.params().clone(),
-        AnyModel::BigramNet(m) => m.params().clone(),
-        AnyModel::Counts(_) => panic!("a neural model"),
-    };
+    let params = model.neural().expect("a neural model").params().clone();
     let bits = params.ids().flat_map(|id| params.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     let adamw = meta.adamw.map(|s| s.m.iter().chain(&s.v).flatten().map(|x| x.to_bits()).collect());
     (bits.collect(), meta.step, adamw)

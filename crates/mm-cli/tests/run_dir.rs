@@ -14,8 +14,7 @@ use std::time::Duration;
 mod common;
 
 use common::workdir;
-use mm_models::Model;
-use mm_models::checkpoint::{AnyModel, load};
+use mm_models::checkpoint::load;
 
 fn cmd(d: &Path, out: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_makemore"));
@@ -52,11 +51,7 @@ fn one_line_error(o: &Output, code: i32, contains: &str) {
 /// The parameters and AdamW moments of a checkpoint, as bits, and its step.
 fn bits(path: &Path) -> (Vec<u32>, u64, Option<Vec<u32>>) {
     let (model, meta) = load(path).unwrap();
-    let params = match &model {
-        AnyModel::Mlp(m) => m.params().clone(),
-        AnyModel::BigramNet(m) => m.params().clone(),
-        AnyModel::Counts(_) => panic!("a neural model"),
-    };
+    let params = model.neural().expect("a neural model").params().clone();
     let b = params.ids().flat_map(|id| params.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     let adamw = meta.adamw.map(|s| s.m.iter().chain(&s.v).flatten().map(|x| x.to_bits()).collect());
     (b.collect(), meta.step, adamw)

@@ -79,6 +79,17 @@ pub enum DataError {
     /// A context length of 0.
     #[error("block_size must be at least 1")]
     ZeroBlockSize,
+    /// A word too long for the sequences of [`crate::Examples::words`]: `[0, w...]` must fit in
+    /// `block_size` positions.
+    #[error("the word {word:?} has {len} characters: sequences of block_size {block_size} hold at most {max} (pass a block_size of at least {need})", max = block_size - 1, need = len + 1)]
+    WordTooLong {
+        /// The word.
+        word: String,
+        /// Its length in characters.
+        len: usize,
+        /// The sequence length asked for.
+        block_size: usize,
+    },
     /// Sampling a batch from a set with no examples.
     #[error("cannot sample a batch from an empty set of examples")]
     NoExamples,

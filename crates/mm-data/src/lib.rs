@@ -31,7 +31,7 @@ mod vocab;
 
 pub use dataset::{DEFAULT_DATASET, Dataset, LoadOptions, Stats, default_dataset_path};
 pub use error::{DataError, Result};
-pub use examples::{Batch, Examples};
+pub use examples::{Batch, Examples, Layout};
 pub use pyrandom::PyRandom;
 pub use split::{Split, SplitSpec};
 pub use vocab::{DOT, Vocab};

@@ -145,8 +145,8 @@ fn batches_are_seeded_and_reuse_their_arrays() {
     assert_eq!(a.x.as_ptr(), ptr, "the batch's array is reused");
     assert_ne!(a, b);
     // Every sampled row is an example.
-    for (row, &y) in a.x.rows().into_iter().zip(&a.y) {
-        assert!((0..ex.len()).any(|k| ex.x.row(k) == row && ex.y[k] == y));
+    for (row, y) in a.x.rows().into_iter().zip(a.y.rows()) {
+        assert!((0..ex.len()).any(|k| ex.x.row(k) == row && ex.y.row(k) == y));
     }
     let empty = Examples::windows::<&str>(&[], &v, 3).unwrap();
     assert!(matches!(empty.sample_into(&mut rand::rng(), &mut a), Err(DataError::NoExamples)));
@@ -165,7 +165,49 @@ fn a_batch_is_the_rows_at_the_generators_indices_for_every_block_size() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for (i, row) in batch.x.rows().into_iter().enumerate() {
             let k = rng.random_range(0..ex.len());
-            assert_eq!((row, batch.y[i]), (ex.x.row(k), ex.y[k]), "block size {bs}, row {i}");
+            assert_eq!((row, batch.y.row(i)), (ex.x.row(k), ex.y.row(k)), "block size {bs}, row {i}");
         }
     }
+}
+
+#[test]
+fn word_batches_are_the_rows_at_the_generators_indices_with_their_targets() {
+    use rand::Rng;
+    let words = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte"];
+    let v = Vocab::from_words(&words);
+    let ex = Examples::words(&words, &v, 10).unwrap();
+    assert_eq!((ex.len(), ex.targets_per_row(), ex.targets()), (6, 10, 4 + 6 + 3 + 8 + 6 + 9 + 6));
+    // A batch made for windows takes the words' widths once, then keeps its arrays.
+    let mut batch = Batch::new(16, 3);
+    ex.sample_into(&mut rand::rngs::StdRng::seed_from_u64(7), &mut batch).unwrap();
+    assert_eq!((batch.x.dim(), batch.y.dim()), ((16, 10), (16, 10)));
+    let ptrs = (batch.x.as_ptr(), batch.y.as_ptr());
+    ex.sample_into(&mut rand::rngs::StdRng::seed_from_u64(7), &mut batch).unwrap();
+    assert_eq!((batch.x.as_ptr(), batch.y.as_ptr()), ptrs, "the batch's arrays are reused");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..16 {
+        let k = rng.random_range(0..ex.len());
+        assert_eq!((batch.x.row(i), batch.y.row(i)), (ex.x.row(k), ex.y.row(k)), "row {i}");
+    }
+}
+
+#[test]
+fn words_are_makemores_char_dataset() {
+    // makemore.py: CharDataset(["emma", "bo"], chars, max_word_length=4)[0] and [1]:
+    // x = [0, e, m, m, a], y = [e, m, m, a, 0]; x = [0, b, o, 0, 0], y = [b, o, 0, -1, -1].
+    let v = Vocab::from_words(&["emma", "bo"]);
+    let ex = Examples::words(&["emma", "bo"], &v, 5).unwrap();
+    let ids = |s: &str| s.chars().map(|c| if c == '.' { 0 } else { v.id(c).unwrap() }).collect::<Vec<u32>>();
+    let n = Examples::NO_TARGET;
+    assert_eq!(ex.x.row(0).to_vec(), ids(".emma"));
+    assert_eq!(ex.y.row(0).to_vec(), ids("emma."));
+    assert_eq!(ex.x.row(1).to_vec(), ids(".bo.."));
+    assert_eq!(ex.y.row(1).to_vec(), [ids("bo.").as_slice(), &[n, n]].concat());
+    // Every character and each end token is a target, as with windows.
+    let windows = Examples::windows(&["emma", "bo"], &v, 3).unwrap();
+    assert_eq!(ex.targets(), windows.len());
+    let err = Examples::words(&["emma"], &v, 4).unwrap_err();
+    assert!(matches!(err, DataError::WordTooLong { len: 4, block_size: 4, .. }), "{err}");
+    assert!(err.to_string().contains("block_size of at least 5"), "{err}");
+    assert!(matches!(Examples::words(&["emma"], &v, 0), Err(DataError::ZeroBlockSize)));
 }

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::zoo::{Kind, Makemore, ModelConfig};
 use crate::{BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, ModelError, Result};
 
 /// The format tag in every checkpoint's metadata.
@@ -27,6 +28,8 @@ pub enum AnyModel {
     BigramNet(BigramNet),
     /// The MLP.
     Mlp(Mlp),
+    /// One of makemore.py's models (its parameters under makemore's `state_dict()` names).
+    Makemore(Makemore),
 }
 
 impl AnyModel {
@@ -36,6 +39,7 @@ impl AnyModel {
             AnyModel::Counts(_) => "bigram",
             AnyModel::BigramNet(m) => m.kind(),
             AnyModel::Mlp(m) => m.kind(),
+            AnyModel::Makemore(m) => m.kind(),
         }
     }
 
@@ -45,8 +49,47 @@ impl AnyModel {
             AnyModel::Counts(m) => m.vocab(),
             AnyModel::BigramNet(m) => m.vocab(),
             AnyModel::Mlp(m) => m.vocab(),
+            AnyModel::Makemore(m) => m.vocab(),
         }
     }
+
+    /// The model as the counting model or as a neural [`Model`]: what evaluation and sampling
+    /// tell apart.
+    pub fn as_model(&self) -> ModelRef<'_> {
+        match self {
+            AnyModel::Counts(m) => ModelRef::Counts(m),
+            AnyModel::BigramNet(m) => ModelRef::Neural(m),
+            AnyModel::Mlp(m) => ModelRef::Neural(m),
+            AnyModel::Makemore(m) => ModelRef::Neural(m),
+        }
+    }
+
+    /// The model as a neural [`Model`], unless it is the counting model.
+    pub fn neural(&self) -> Option<&dyn Model> {
+        match self.as_model() {
+            ModelRef::Counts(_) => None,
+            ModelRef::Neural(m) => Some(m),
+        }
+    }
+
+    /// The number of scalar parameters (the counting model's: its 27x27 counts).
+    pub fn num_params(&self) -> usize {
+        match self {
+            AnyModel::Counts(c) => c.vocab().len() * c.vocab().len(),
+            AnyModel::BigramNet(m) => m.num_params(),
+            AnyModel::Mlp(m) => m.num_params(),
+            AnyModel::Makemore(m) => m.num_params(),
+        }
+    }
+}
+
+/// A model of any kind, borrowed: the counting model, or a neural [`Model`].
+#[derive(Clone, Copy)]
+pub enum ModelRef<'a> {
+    /// The bigram counting model (no parameters to train; its own NLL and sampler).
+    Counts(&'a BigramCounts),
+    /// A model with parameters, trained by the training loop.
+    Neural(&'a dyn Model),
 }
 
 /// What a checkpoint records besides the model.
@@ -93,7 +136,9 @@ pub enum CheckpointError {
         problem: String,
     },
     /// A kind of model this version does not know.
-    #[error("{path}: unknown model kind {kind:?} (expected bigram, bigram-nn or mlp)")]
+    #[error(
+        "{path}: unknown model kind {kind:?} (expected bigram, bigram-nn, mlp, transformer, bow, rnn, gru, mlp-makemore or bigram-makemore)"
+    )]
     UnknownKind {
         /// The file.
         path: PathBuf,
@@ -145,6 +190,7 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
         }
         AnyModel::BigramNet(m) => neural(m, meta, &mut info)?,
         AnyModel::Mlp(m) => neural(m, meta, &mut info)?,
+        AnyModel::Makemore(m) => neural(m, meta, &mut info)?,
     };
     let views = tensors
         .iter()
@@ -165,6 +211,11 @@ fn neural(m: &dyn Model, meta: &CheckpointMeta, info: &mut HashMap<String, Strin
     let bytes = |xs: &[f32]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let mut out: Vec<_> =
         p.ids().map(|id| (p.name(id).to_string(), p.shape(id).dims().to_vec(), bytes(p.data(id)))).collect();
+    // Buffers (BatchNorm's running statistics) beside the parameters, under their own names, as
+    // PyTorch's state_dict() holds them.
+    out.extend(p.buffer_ids().map(|id| {
+        (p.buffer_name(id).to_string(), p.buffer_shape(id).dims().to_vec(), bytes(p.buffer_data(id)))
+    }));
     if let Some(state) = &meta.adamw {
         // Checked as a restore would check it, so that only loadable states are saved.
         mm_tensor::AdamW::new(0.0).set_state(p, state.clone())?;
@@ -271,6 +322,31 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
             meta.adamw = ck.adamw(m.params())?;
             AnyModel::Mlp(m)
         }
+        other if Kind::from_name(other).is_some() => {
+            let kind = Kind::from_name(other).expect("checked");
+            let size = |key: &str| -> Result<usize> {
+                if key == "vocab_size" || key == "block_size" || kind.sizes().contains(&key) {
+                    Ok(ck.number(key)? as usize)
+                } else {
+                    Ok(ModelConfig::default().size(key))
+                }
+            };
+            let config = ModelConfig {
+                block_size: size("block_size")?,
+                vocab_size: size("vocab_size")?,
+                n_layer: size("n_layer")?,
+                n_head: size("n_head")?,
+                n_embd: size("n_embd")?,
+                n_embd2: size("n_embd2")?,
+            };
+            // By name, as load_state_dict(strict=True): the file's tensors (no larger than the
+            // file) are looked up by the model's names, never allocated from the metadata.
+            let state = ck.state()?;
+            let m = Makemore::load(kind, config, &vocab, &state)
+                .map_err(|e| corrupt(path, format!("{e} (for a {other} of {config:?})")))?;
+            meta.adamw = ck.adamw(m.params())?;
+            AnyModel::Makemore(m)
+        }
         _ => {
             return Err(ModelError::Checkpoint(CheckpointError::UnknownKind {
                 path: path.to_path_buf(),
@@ -344,6 +420,21 @@ impl Reader<'_> {
             v.push(self.tensor(&format!("adamw.v.{name}"), shape.dims())?);
         }
         Ok(Some(mm_tensor::AdamWState { t, m, v }))
+    }
+
+    /// The file's tensors but AdamW's moments, as parameters by name (a state dict).
+    fn state(&self) -> Result<mm_tensor::ParamStore<f32>> {
+        let mut state = mm_tensor::ParamStore::new();
+        let mut names: Vec<String> =
+            self.st.names().into_iter().filter(|n| !n.starts_with("adamw.")).map(|n| n.to_string()).collect();
+        names.sort();
+        for name in names {
+            let t = self.st.tensor(&name).map_err(|e| corrupt(self.path, e))?;
+            let values = self.tensor(&name, t.shape())?;
+            let value = ndarray::ArrayD::from_shape_vec(t.shape(), values).expect("checked shape");
+            state.add(&name, value)?;
+        }
+        Ok(state)
     }
 
     /// Overwrites every parameter of `params` with the tensor of its name.

@@ -27,6 +27,9 @@ mod sample;
 mod train;
 pub mod zoo;
 
+// mm-data marks a position without a target as the engine's loss ignores it.
+const _: () = assert!(mm_data::Examples::NO_TARGET == mm_tensor::IGNORE);
+
 pub use bigram::BigramCounts;
 pub use bigram_nn::BigramNet;
 pub use error::{ModelError, Result};

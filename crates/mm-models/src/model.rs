@@ -1,35 +1,47 @@
 //! The interface every neural model shares: what the training loop, evaluation and sampling need.
 
-use mm_data::Vocab;
+use mm_data::{Layout, Vocab};
 use mm_tensor::{Graph, ParamStore, Var};
 use ndarray::ArrayView2;
 
-/// A neural character model: from a batch of contexts to logits over the vocabulary. Models are
-/// `Sync`, so that evaluation can share one among threads.
+/// A neural character model: from a batch of inputs to logits over the vocabulary. The
+/// lectures' models read context windows ([`Layout::Windows`]: `x` `[B, block_size]`, logits
+/// `[B, V]`, one prediction per row); makemore.py's read whole words ([`Layout::Words`]: `x`
+/// `[B, T]` with `T <= block_size`, logits `[B, T, V]`, one prediction per position, each
+/// seeing only the positions before it). Models are `Sync`, so that evaluation can share one
+/// among threads.
 pub trait Model: Sync {
-    /// The model's kind, e.g. `"mlp"` or `"bigram-nn"` (checkpoints record it).
+    /// The model's kind, e.g. `"mlp"` or `"transformer"` (checkpoints record it).
     fn kind(&self) -> &'static str;
 
     /// The vocabulary.
     fn vocab(&self) -> &Vocab;
 
-    /// How many previous characters the model sees.
+    /// How many positions the model sees: the context of a window, or the longest sequence.
     fn block_size(&self) -> usize;
+
+    /// How the model reads words: windows (the default) or whole words.
+    fn layout(&self) -> Layout {
+        Layout::Windows
+    }
 
     /// The hyperparameters, as `(name, value)` pairs (checkpoints record them as metadata).
     fn config(&self) -> Vec<(&'static str, String)>;
 
-    /// The named parameters.
+    /// The named parameters (and buffers, such as BatchNorm's running statistics).
     fn params(&self) -> &ParamStore<f32>;
 
     /// The named parameters, writable (the optimizer updates them).
     fn params_mut(&mut self) -> &mut ParamStore<f32>;
 
-    /// The forward pass: logits `[B, V]` for contexts `x` `[B, block_size]`.
+    /// The forward pass: logits `[B, V]` for windows `x` `[B, block_size]`, or `[B, T, V]` for
+    /// words `x` `[B, T]`.
     fn forward<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>) -> Var<'g, f32>;
 
-    /// The training loss for contexts `x` and targets `y`: the mean cross-entropy, plus any
-    /// regularisation the model has (the bigram net's `reg * mean(W²)`).
+    /// The training loss for inputs `x` and their targets `y` (one per row of the logits,
+    /// flattened: `[B]` for windows, `[B·T]` for words, `mm_tensor::IGNORE` where a position has
+    /// none): the mean cross-entropy over the targets, plus any regularisation the model has (the
+    /// bigram net's `reg * mean(W²)`).
     fn loss<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>, y: &[u32]) -> Var<'g, f32> {
         self.forward(g, x).cross_entropy(y)
     }

@@ -4,9 +4,9 @@
 
 use std::collections::HashSet;
 
-use mm_data::{Split, Vocab};
+use mm_data::{Layout, Split, Vocab};
 use mm_tensor::Tape;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -47,25 +47,40 @@ impl Default for SampleConfig {
 /// ```
 pub fn sample<M: Model + ?Sized>(model: &M, cfg: &SampleConfig) -> Result<Vec<String>> {
     let mut tape = Tape::new();
-    sample_with(model.vocab(), model.block_size(), cfg, |x| {
+    let layout = model.layout();
+    sample_with(model.vocab(), layout, model.block_size(), cfg, |x| {
         let g = tape.no_grad(model.params());
         let logits = model.forward(&g, x);
         g.check()?;
-        Ok(logits.to_array().into_dimensionality().map_err(mm_tensor::TensorError::from)?)
+        let logits = logits.to_array();
+        Ok(match layout {
+            Layout::Windows => logits.into_dimensionality().map_err(mm_tensor::TensorError::from)?,
+            // makemore's `logits[:, -1, :]`: the prediction after the last position.
+            Layout::Words => {
+                let t = x.ncols() - 1;
+                logits
+                    .index_axis(Axis(1), t)
+                    .into_dimensionality()
+                    .map_err(mm_tensor::TensorError::from)?
+                    .to_owned()
+            }
+        })
     })
 }
 
 /// Samples `cfg.n` items from the counting model, its probabilities smoothed by `alpha`.
 pub fn sample_counts(model: &BigramCounts, alpha: f64, cfg: &SampleConfig) -> Result<Vec<String>> {
     let logp = model.probs(alpha).mapv(|p| p.ln() as f32);
-    sample_with(model.vocab(), 1, cfg, |x| {
+    sample_with(model.vocab(), Layout::Windows, 1, cfg, |x| {
         Ok(Array2::from_shape_fn((x.nrows(), logp.ncols()), |(r, c)| logp[[x[[r, 0]] as usize, c]]))
     })
 }
 
-/// The sampling loop over any model that maps contexts `[B, block_size]` to logits `[B, V]`.
+/// The sampling loop over any model that maps its inputs (windows `[B, block_size]`, or words
+/// `[B, T]`) to the logits of the next character `[B, V]`.
 fn sample_with(
     vocab: &Vocab,
+    layout: Layout,
     block_size: usize,
     cfg: &SampleConfig,
     mut logits: impl FnMut(ArrayView2<'_, u32>) -> Result<Array2<f32>>,
@@ -93,12 +108,24 @@ fn sample_with(
         if active.is_empty() {
             break;
         }
-        let x = Array2::from_shape_fn((active.len(), block_size), |(r, k)| {
-            let ids = &out[active[r]];
-            // The last block_size ids, with dots before the start.
-            let pos = ids.len() as isize - block_size as isize + k as isize;
-            if pos < 0 { 0 } else { ids[pos as usize] }
-        });
+        let x = match layout {
+            Layout::Windows => Array2::from_shape_fn((active.len(), block_size), |(r, k)| {
+                let ids = &out[active[r]];
+                // The last block_size ids, with dots before the start.
+                let pos = ids.len() as isize - block_size as isize + k as isize;
+                if pos < 0 { 0 } else { ids[pos as usize] }
+            }),
+            // makemore's `generate`: the start token and the ids so far, cropped to the last
+            // block_size (every active sample has as many ids: they grow together).
+            Layout::Words => {
+                let len = out[active[0]].len() + 1;
+                let t = len.min(block_size);
+                Array2::from_shape_fn((active.len(), t), |(r, k)| {
+                    let pos = len - t + k;
+                    if pos == 0 { 0 } else { out[active[r]][pos - 1] }
+                })
+            }
+        };
         let l = logits(x.view())?;
         for (r, &i) in active.iter().enumerate() {
             next_probs(l.row(r).as_slice().expect("logits are contiguous"), cfg, &mut probs);

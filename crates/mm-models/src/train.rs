@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mm_data::{Batch, Examples};
+use mm_data::{Batch, Examples, Layout};
 use mm_tensor::{AdamW, AdamWState, Grads, Optimizer, ParamStore, Sgd, Tape};
 use ndarray::s;
 use rand::SeedableRng;
@@ -84,7 +84,7 @@ pub enum OptimizerKind {
     /// Stochastic gradient descent, as the lectures.
     #[default]
     Sgd,
-    /// AdamW (betas 0.9, 0.999; eps 1e-8).
+    /// AdamW (betas from [`TrainConfig::betas`]; eps 1e-8).
     AdamW,
 }
 
@@ -100,6 +100,9 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// The optimizer.
     pub optimizer: OptimizerKind,
+    /// AdamW's `(beta1, beta2)`: PyTorch's default `(0.9, 0.999)`; makemore trains with
+    /// `(0.9, 0.99)`. SGD ignores them.
+    pub betas: (f32, f32),
     /// Weight decay (L2 for SGD, decoupled for AdamW); 0 for none.
     pub weight_decay: f32,
     /// Evaluate on the dev set every this many steps (and after the last); 0 for never.
@@ -117,6 +120,7 @@ impl TrainConfig {
             batch_size: Some(32),
             schedule: Schedule::Step { lr: 0.1, at: 100_000, then: 0.01 },
             optimizer: OptimizerKind::Sgd,
+            betas: (0.9, 0.999),
             weight_decay: 0.0,
             eval_every: 10_000,
             seed: 42,
@@ -131,9 +135,26 @@ impl TrainConfig {
             batch_size: None,
             schedule: Schedule::Constant(50.0),
             optimizer: OptimizerKind::Sgd,
+            betas: (0.9, 0.999),
             weight_decay: 0.0,
             eval_every: 0,
             seed: 42,
+        }
+    }
+
+    /// makemore.py's training of its models: AdamW at learning rate 5e-4, weight decay 0.01,
+    /// betas (0.9, 0.99), eps 1e-8, batches of 32 words; 10,000 steps (makemore runs until
+    /// stopped; the zoo's references are taken at 10,000), evaluating every 1,000.
+    pub fn makemore() -> TrainConfig {
+        TrainConfig {
+            steps: 10_000,
+            batch_size: Some(32),
+            schedule: Schedule::Constant(5e-4),
+            optimizer: OptimizerKind::AdamW,
+            betas: (0.9, 0.99),
+            weight_decay: 0.01,
+            eval_every: 1_000,
+            seed: 3407,
         }
     }
 }
@@ -255,10 +276,9 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
     if train.is_empty() {
         return Err(ModelError::Config("no training examples".into()).into());
     }
-    if train.block_size() != model.block_size() {
-        let msg =
-            format!("examples of block_size {} for a model of {}", train.block_size(), model.block_size());
-        return Err(ModelError::Config(msg).into());
+    check_examples(model, train)?;
+    if let Some(dev) = dev {
+        check_examples(model, dev)?;
     }
     if cfg.batch_size == Some(0) {
         return Err(ModelError::Config("batch_size must be at least 1".into()).into());
@@ -270,6 +290,7 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
     let mut sgd = Sgd::new(cfg.schedule.lr(0)).with_weight_decay(cfg.weight_decay);
     let mut adamw = AdamW::new(cfg.schedule.lr(0));
     adamw.weight_decay = cfg.weight_decay;
+    (adamw.beta1, adamw.beta2) = cfg.betas;
     match (&from.adamw, cfg.optimizer) {
         (Some(state), OptimizerKind::AdamW) => {
             adamw.set_state(model.params(), state.clone()).map_err(ModelError::from)?
@@ -352,22 +373,42 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
     Ok(report)
 }
 
+/// Checks that `examples` are cut as `model` reads them: windows or words of its block size.
+fn check_examples<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<()> {
+    let (layout, bs) = (model.layout(), model.block_size());
+    let per_row = if layout == Layout::Words { bs } else { 1 };
+    if examples.block_size() != bs || examples.targets_per_row() != per_row {
+        let (got, targets) = (examples.block_size(), examples.targets_per_row());
+        return Err(ModelError::Config(format!(
+            "examples of block_size {got} with {targets} target(s) per row for a {} model reading \
+             {layout:?} of block_size {bs} (cut them with Examples::new(words, vocab, {layout:?}, {bs}))",
+            model.kind()
+        )));
+    }
+    Ok(())
+}
+
 /// The perplexity of a mean cross-entropy: `exp(loss)`, the effective number of equally likely
 /// next characters (27 for a uniform guess over `names.txt`'s vocabulary).
 pub fn perplexity(loss: f64) -> f64 {
     loss.exp()
 }
 
-/// The mean cross-entropy of `model` over all of `examples` (a whole split), in batches of 1,024
-/// (small enough that a batch's activations stay in cache) and without gradient machinery, accumulated in `f64`. The batches are shared among the
-/// machine's cores; each batch's loss is summed in order, so the result does not depend on how
-/// many there are. [`perplexity`] turns it into a perplexity.
+/// The mean cross-entropy of `model` over all of `examples` (a whole split): the summed NLL of
+/// every target over their number, so that models that read windows and models that read
+/// words are measured alike (per predicted character). In batches of 1,024 rows (small enough
+/// that a batch's activations stay in cache) and without gradient machinery, accumulated in
+/// `f64`. The batches are shared among the machine's cores; each batch's loss is summed in
+/// order, so the result does not depend on how many there are. [`perplexity`] turns it into a
+/// perplexity.
 pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64> {
     const CHUNK: usize = 1024;
     if examples.is_empty() {
         return Err(ModelError::Config("no examples to evaluate".into()));
     }
+    check_examples(model, examples)?;
     let y = examples.y.as_slice().expect("examples are contiguous");
+    let k = examples.targets_per_row();
     let chunks = examples.len().div_ceil(CHUNK);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks);
     // Each thread takes every `threads`-th chunk, and writes the chunk's summed loss to its slot.
@@ -378,8 +419,13 @@ pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64
             let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(examples.len()));
             let g = tape.no_grad(model.params());
             let x = examples.x.slice(s![start..end, ..]);
-            let loss = model.forward(&g, x).cross_entropy(&y[start..end]);
-            out.push((c, f64::from(loss.item()?) * (end - start) as f64));
+            let targets = &y[start * k..end * k];
+            let count = targets.iter().filter(|&&t| t != mm_tensor::IGNORE).count();
+            if count == 0 {
+                continue;
+            }
+            let loss = model.forward(&g, x).cross_entropy(targets);
+            out.push((c, f64::from(loss.item()?) * count as f64));
         }
         Ok(())
     };
@@ -403,5 +449,9 @@ pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64
             sums[c] = sum;
         }
     }
-    Ok(sums.iter().sum::<f64>() / examples.len() as f64)
+    let targets = examples.targets();
+    if targets == 0 {
+        return Err(ModelError::Config("no targets to evaluate".into()));
+    }
+    Ok(sums.iter().sum::<f64>() / targets as f64)
 }

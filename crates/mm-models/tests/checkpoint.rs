@@ -144,10 +144,16 @@ fn a_wrong_shape_is_named() {
 fn an_unknown_kind_and_bad_metadata_are_errors() {
     let d = dir();
     let mut meta: Vec<_> = MLP_META.to_vec();
-    meta[1] = ("kind", "transformer");
+    meta[1] = ("kind", "gpt");
     write(&d.join("k.safetensors"), &mlp_tensors(), &meta);
     assert!(
-        matches!(checkpoint_err(&d.join("k.safetensors")), CheckpointError::UnknownKind { kind, .. } if kind == "transformer")
+        matches!(checkpoint_err(&d.join("k.safetensors")), CheckpointError::UnknownKind { kind, .. } if kind == "gpt")
+    );
+    // A kind of makemore.py's over an MLP's file: its sizes are missing.
+    meta[1] = ("kind", "transformer");
+    write(&d.join("t.safetensors"), &mlp_tensors(), &meta);
+    assert!(
+        matches!(checkpoint_err(&d.join("t.safetensors")), CheckpointError::Meta { key, .. } if key == "vocab_size")
     );
     let mut meta: Vec<_> = MLP_META.to_vec();
     meta[6] = ("block_size", "three");

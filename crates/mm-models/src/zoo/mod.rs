@@ -1,7 +1,8 @@
 //! makemore.py's own models, on the engine: [`Transformer`], [`BoW`], [`Rnn`] and [`Gru`]
 //! (makemore's `RNN(cell_type="rnn")` and `RNN(cell_type="gru")`: one recurrent model over a
-//! [`RnnCell`] or a [`GruCell`]) and [`MlpMakemore`] (makemore's `MLP`, with its blank token),
-//! sized by one [`ModelConfig`] as in makemore.
+//! [`RnnCell`] or a [`GruCell`]), [`MlpMakemore`] (makemore's `MLP`, with its blank token) and
+//! [`BigramMakemore`], sized by one [`ModelConfig`] as in makemore. [`Makemore`] is any of them
+//! ([`Kind`]) with its vocabulary, as a [`crate::Model`] that trains, samples and saves.
 //!
 //! Unlike the lectures' models, these read whole words: `idx` `[B, T]` is makemore's
 //! `CharDataset` input (`[0, w...]` padded with 0), the logits are `[B, T, vocab_size]` (one
@@ -14,17 +15,21 @@
 //! PyTorch state dict loads by name ([`ZooModel::load`]) and the golden cases' gradients line up.
 //! A fresh model ([`ZooModel::new`]) starts as PyTorch's modules do.
 
+mod bigram;
 mod bow;
 #[cfg(feature = "golden")]
 pub mod golden;
 mod layers;
+mod makemore;
 mod mlp_makemore;
 mod params;
 mod rnn;
 mod transformer;
 
+pub use bigram::BigramMakemore;
 pub use bow::BoW;
 pub use layers::{Embedding, LayerNorm, Linear};
+pub use makemore::{Kind, Makemore};
 pub use mlp_makemore::MlpMakemore;
 pub use params::{Builder, Init, ParamError};
 pub use rnn::{Cell, Gru, GruCell, Recurrent, Rnn, RnnCell};
@@ -64,6 +69,20 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The size called `key` (`block_size`, `vocab_size`, `n_layer`, `n_head`, `n_embd`,
+    /// `n_embd2`); 0 for another name.
+    pub fn size(&self, key: &str) -> usize {
+        match key {
+            "block_size" => self.block_size,
+            "vocab_size" => self.vocab_size,
+            "n_layer" => self.n_layer,
+            "n_head" => self.n_head,
+            "n_embd" => self.n_embd,
+            "n_embd2" => self.n_embd2,
+            _ => 0,
+        }
+    }
+
     /// Checks the sizes `kind` uses: all at least 1, and for the Transformer `n_embd` a
     /// multiple of `n_head` (makemore asserts it).
     pub fn check(&self, kind: &str) -> Result<()> {
@@ -72,6 +91,7 @@ impl ModelConfig {
             vec![("block_size", c.block_size), ("vocab_size", c.vocab_size), ("n_embd", c.n_embd)];
         match kind {
             "transformer" => sizes.extend([("n_layer", c.n_layer), ("n_head", c.n_head)]),
+            "bigram" => sizes.retain(|(name, _)| *name != "n_embd"),
             _ => sizes.push(("n_embd2", c.n_embd2)),
         }
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {

@@ -82,6 +82,10 @@ pub enum ModelKind {
     BigramNn,
     /// The MLP of Bengio et al. 2003 (makemore part 2).
     Mlp,
+    /// The MLP with BatchNorm and a fixed initialisation (makemore part 3).
+    BnMlp,
+    /// The WaveNet: the context fused two neighbours at a time (makemore part 5).
+    Wavenet,
     /// makemore.py's default: a GPT-2 style Transformer (--n-layer, --n-head, --n-embd).
     Transformer,
     /// makemore.py's causal bag of words (--n-embd, --n-embd2).
@@ -104,6 +108,8 @@ impl ModelKind {
             None => match self {
                 ModelKind::Bigram => "bigram",
                 ModelKind::BigramNn => "bigram-nn",
+                ModelKind::BnMlp => "bn-mlp",
+                ModelKind::Wavenet => "wavenet",
                 _ => "mlp",
             },
         }
@@ -113,7 +119,11 @@ impl ModelKind {
     pub fn makemore(self) -> Option<mm_models::zoo::Kind> {
         use mm_models::zoo::Kind;
         match self {
-            ModelKind::Bigram | ModelKind::BigramNn | ModelKind::Mlp => None,
+            ModelKind::Bigram
+            | ModelKind::BigramNn
+            | ModelKind::Mlp
+            | ModelKind::BnMlp
+            | ModelKind::Wavenet => None,
             ModelKind::Transformer => Some(Kind::Transformer),
             ModelKind::Bow => Some(Kind::Bow),
             ModelKind::Rnn => Some(Kind::Rnn),
@@ -197,17 +207,18 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Characters of context (MLP), or the longest sequence (makemore's models) [default: 3
-    /// for the MLP; the longest item + 1 for makemore's models].
+    /// Characters of context (mlp, bn-mlp, wavenet: a power of two), or the longest sequence
+    /// (makemore's models) [default: 3 for mlp and bn-mlp, 8 for wavenet; the longest item + 1
+    /// for makemore's models].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub block_size: Option<u64>,
 
-    /// Dimensions of each character's embedding [default: 10 for the MLP, 64 for makemore's
-    /// models].
+    /// Dimensions of each character's embedding [default: 10 for mlp and bn-mlp, 24 for
+    /// wavenet, 64 for makemore's models].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub n_embd: Option<u64>,
 
-    /// MLP: units of the hidden layer [default: 200].
+    /// mlp, bn-mlp, wavenet: units of each hidden layer [default: 200; 128 for wavenet].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub n_hidden: Option<u64>,
 
@@ -232,8 +243,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_size: u64,
 
-    /// Optimisation steps [default: 200000 for the MLP, 500 for the bigram net, 10000 for
-    /// makemore's models].
+    /// Optimisation steps [default: 200000 for mlp, bn-mlp and wavenet, 500 for the bigram net,
+    /// 10000 for makemore's models].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub steps: Option<u64>,
 
@@ -242,12 +253,13 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
     pub lr: Option<f32>,
 
-    /// The step from which the learning rate decays to --lr-decayed [default: half of --steps;
-    /// never for makemore's models].
+    /// The step from which the learning rate decays to --lr-decayed [default: half of --steps,
+    /// three quarters for wavenet; never for makemore's models].
     #[arg(long, value_name = "STEP")]
     pub decay_step: Option<u64>,
 
-    /// The learning rate after --decay-step [default: --lr / 10 for the MLP, --lr otherwise].
+    /// The learning rate after --decay-step [default: --lr / 10 for mlp, bn-mlp and wavenet,
+    /// --lr otherwise].
     #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
     pub lr_decayed: Option<f32>,
 
@@ -295,11 +307,13 @@ impl TrainArgs {
         use mm_models::zoo::Kind;
         let zoo = kind.makemore();
         let mlp = kind == ModelKind::Mlp;
+        // The lectures' models with an embedding and hidden layers.
+        let hidden = mlp || kind == ModelKind::BnMlp || kind == ModelKind::Wavenet;
         let reads = |size: &str| zoo.is_some_and(|k| k.sizes().contains(&size));
         let flags = [
-            ("--block-size", self.block_size.is_some(), mlp || zoo.is_some_and(|k| k != Kind::Bigram)),
-            ("--n-embd", self.n_embd.is_some(), mlp || reads("n_embd")),
-            ("--n-hidden", self.n_hidden.is_some(), mlp),
+            ("--block-size", self.block_size.is_some(), hidden || zoo.is_some_and(|k| k != Kind::Bigram)),
+            ("--n-embd", self.n_embd.is_some(), hidden || reads("n_embd")),
+            ("--n-hidden", self.n_hidden.is_some(), hidden),
             ("--init", self.init.is_some(), mlp),
             ("--n-layer", self.n_layer.is_some(), reads("n_layer")),
             ("--n-head", self.n_head.is_some(), reads("n_head")),

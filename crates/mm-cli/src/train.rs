@@ -12,8 +12,9 @@ use mm_data::{Examples, Layout, Split, SplitSpec};
 use mm_models::checkpoint::{AnyModel, CheckpointMeta, to_bytes};
 use mm_models::zoo::{Kind, Makemore, ModelConfig};
 use mm_models::{
-    BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, Novelty, OptimizerKind, Origin, Progress,
-    SampleConfig, SavePoint, Schedule, TrainConfig, evaluate, sample, sample_counts, train_saving,
+    BigramCounts, BigramNet, BnMlp, BnMlpConfig, Init, Mlp, MlpConfig, Model, Novelty, OptimizerKind, Origin,
+    Progress, SampleConfig, SavePoint, Schedule, TrainConfig, WaveNet, WaveNetConfig, evaluate, sample,
+    sample_counts, train_saving,
 };
 use mm_tensor::{AdamWState, ParamStore};
 use rand::SeedableRng;
@@ -73,10 +74,13 @@ impl RunConfig {
     fn from_args(args: &TrainArgs, kind: ModelKind) -> anyhow::Result<RunConfig> {
         let zoo = kind.makemore();
         let mlp = kind == ModelKind::Mlp;
+        let wavenet = kind == ModelKind::Wavenet;
+        // The lectures' models with hidden layers, trained as the MLP.
+        let hidden = mlp || wavenet || kind == ModelKind::BnMlp;
         args.check_flags(kind).map_err(anyhow::Error::msg)?;
         let base = match (kind, zoo) {
             (_, Some(_)) => TrainConfig::makemore(),
-            (ModelKind::Mlp, _) => TrainConfig::mlp(),
+            _ if hidden => TrainConfig::mlp(),
             _ => TrainConfig::bigram_nn(),
         };
         let steps = args.steps.map_or(base.steps, |s| s as usize);
@@ -87,12 +91,22 @@ impl RunConfig {
             model: kind.name().into(),
             seed: args.seed,
             block_size: match zoo {
-                _ if mlp => size(args.block_size, 3),
-                Some(Kind::Bigram) | None => 1,
+                _ if wavenet => size(args.block_size, 8),
+                _ if hidden => size(args.block_size, 3),
+                None => 1,
                 Some(_) => size(args.block_size, 0),
             },
-            n_embd: size(args.n_embd, if mlp { 10 } else { defaults.n_embd }),
-            n_hidden: size(args.n_hidden, 200),
+            n_embd: size(
+                args.n_embd,
+                if wavenet {
+                    24
+                } else if hidden {
+                    10
+                } else {
+                    defaults.n_embd
+                },
+            ),
+            n_hidden: size(args.n_hidden, if wavenet { 128 } else { 200 }),
             init: if args.init == Some(InitKind::Kaiming) { "kaiming" } else { "lecture" }.into(),
             n_layer: size(args.n_layer, defaults.n_layer),
             n_head: size(args.n_head, defaults.n_head),
@@ -102,8 +116,17 @@ impl RunConfig {
             batch_size: base.batch_size.map(|_| args.batch_size as usize),
             steps,
             lr,
-            decay_step: args.decay_step.map_or(if zoo.is_some() { steps } else { steps / 2 }, |s| s as usize),
-            lr_decayed: args.lr_decayed.unwrap_or(if mlp { lr / 10.0 } else { lr }),
+            decay_step: args.decay_step.map_or(
+                if zoo.is_some() {
+                    steps
+                } else if wavenet {
+                    steps / 4 * 3
+                } else {
+                    steps / 2
+                },
+                |s| s as usize,
+            ),
+            lr_decayed: args.lr_decayed.unwrap_or(if hidden { lr / 10.0 } else { lr }),
             optimizer: match args.optimizer {
                 Some(OptimizerArg::Adamw) => "adamw",
                 Some(OptimizerArg::Sgd) => "sgd",
@@ -117,13 +140,20 @@ impl RunConfig {
                 .eval_every
                 .map_or(if zoo.is_some() { base.eval_every } else { 10_000 }, |e| e as usize),
         };
-        if mlp {
+        if hidden {
             let (b, e, h) = (c.block_size as u64, c.n_embd as u64, c.n_hidden as u64);
-            let params = 27 * e + b * e * h + h + h * 27 + 27;
+            let levels = u64::from(b.trailing_zeros());
+            let params = if wavenet {
+                // 27 e + 2 e h + (levels - 1) 2 h h, the BatchNorms, the output layer.
+                27 * e + 2 * e * h + levels.saturating_sub(1) * 2 * h * h + levels * 2 * h + h * 27 + 27
+            } else {
+                27 * e + b * e * h + h + h * 27 + 27
+            };
             if params > MAX_PARAMS {
                 bail!(
-                    "--block-size {b} --n-embd {e} --n-hidden {h} make an MLP of about {params} parameters, \
-                     more than {MAX_PARAMS}: choose smaller sizes"
+                    "--block-size {b} --n-embd {e} --n-hidden {h} make a {} of about {params} parameters, \
+                     more than {MAX_PARAMS}: choose smaller sizes",
+                    kind.name()
                 );
             }
         }
@@ -177,6 +207,15 @@ impl RunConfig {
         if let Some(kind) = Kind::from_name(&self.model) {
             let config = self.model_config(kind, vocab.len())?;
             return Ok(Box::new(Makemore::new(kind, config, vocab, &mut rng)?));
+        }
+        let (block_size, n_embd, n_hidden) = (self.block_size, self.n_embd, self.n_hidden);
+        if self.model == "bn-mlp" {
+            let cfg = BnMlpConfig { block_size, n_embd, n_hidden, ..BnMlpConfig::default() };
+            return Ok(Box::new(BnMlp::new(cfg, vocab, &mut rng)?));
+        }
+        if self.model == "wavenet" {
+            let cfg = WaveNetConfig { block_size, n_embd, n_hidden, ..WaveNetConfig::default() };
+            return Ok(Box::new(WaveNet::new(cfg, vocab, &mut rng)?));
         }
         Ok(if self.model == "mlp" {
             let init = if self.init == "kaiming" { Init::Kaiming } else { Init::Lecture };
@@ -266,6 +305,8 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     let model: Box<dyn NeuralModel> = match model {
         AnyModel::Mlp(m) => Box::new(m),
         AnyModel::BigramNet(m) => Box::new(m),
+        AnyModel::BnMlp(m) => Box::new(m),
+        AnyModel::WaveNet(m) => Box::new(m),
         AnyModel::Makemore(m) => Box::new(m),
         AnyModel::Counts(_) => bail!("{} holds a bigram counting model", checkpoint.display()),
     };
@@ -544,6 +585,24 @@ impl NeuralModel for Makemore {
     }
 }
 
+impl NeuralModel for BnMlp {
+    fn into_any(self: Box<Self>) -> AnyModel {
+        AnyModel::BnMlp(*self)
+    }
+    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
+        AnyModel::BnMlp(with_params(self, params))
+    }
+}
+
+impl NeuralModel for WaveNet {
+    fn into_any(self: Box<Self>) -> AnyModel {
+        AnyModel::WaveNet(*self)
+    }
+    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
+        AnyModel::WaveNet(with_params(self, params))
+    }
+}
+
 impl NeuralModel for BigramNet {
     fn into_any(self: Box<Self>) -> AnyModel {
         AnyModel::BigramNet(*self)
@@ -580,6 +639,8 @@ fn with_params_any(template: &AnyModel, params: &ParamStore<f32>) -> AnyModel {
     match template {
         AnyModel::Mlp(m) => AnyModel::Mlp(with_params(m, params)),
         AnyModel::BigramNet(m) => AnyModel::BigramNet(with_params(m, params)),
+        AnyModel::BnMlp(m) => AnyModel::BnMlp(with_params(m, params)),
+        AnyModel::WaveNet(m) => AnyModel::WaveNet(with_params(m, params)),
         AnyModel::Makemore(m) => AnyModel::Makemore(with_params(m, params)),
         AnyModel::Counts(c) => AnyModel::Counts(c.clone()),
     }

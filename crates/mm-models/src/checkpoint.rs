@@ -14,7 +14,10 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::zoo::{Kind, Makemore, ModelConfig};
-use crate::{BigramCounts, BigramNet, Init, Mlp, MlpConfig, Model, ModelError, Result};
+use crate::{
+    BigramCounts, BigramNet, BnMlp, BnMlpConfig, Init, Mlp, MlpConfig, Model, ModelError, Result, WaveNet,
+    WaveNetConfig,
+};
 
 /// The format tag in every checkpoint's metadata.
 pub const FORMAT: &str = "makemore-rs/1";
@@ -28,6 +31,10 @@ pub enum AnyModel {
     BigramNet(BigramNet),
     /// The MLP.
     Mlp(Mlp),
+    /// The BatchNorm MLP of part 3 (with its running statistics).
+    BnMlp(BnMlp),
+    /// The WaveNet of part 5 (with its running statistics).
+    WaveNet(WaveNet),
     /// One of makemore.py's models (its parameters under makemore's `state_dict()` names).
     Makemore(Makemore),
 }
@@ -39,6 +46,8 @@ impl AnyModel {
             AnyModel::Counts(_) => "bigram",
             AnyModel::BigramNet(m) => m.kind(),
             AnyModel::Mlp(m) => m.kind(),
+            AnyModel::BnMlp(m) => m.kind(),
+            AnyModel::WaveNet(m) => m.kind(),
             AnyModel::Makemore(m) => m.kind(),
         }
     }
@@ -49,6 +58,8 @@ impl AnyModel {
             AnyModel::Counts(m) => m.vocab(),
             AnyModel::BigramNet(m) => m.vocab(),
             AnyModel::Mlp(m) => m.vocab(),
+            AnyModel::BnMlp(m) => m.vocab(),
+            AnyModel::WaveNet(m) => m.vocab(),
             AnyModel::Makemore(m) => m.vocab(),
         }
     }
@@ -60,6 +71,8 @@ impl AnyModel {
             AnyModel::Counts(m) => ModelRef::Counts(m),
             AnyModel::BigramNet(m) => ModelRef::Neural(m),
             AnyModel::Mlp(m) => ModelRef::Neural(m),
+            AnyModel::BnMlp(m) => ModelRef::Neural(m),
+            AnyModel::WaveNet(m) => ModelRef::Neural(m),
             AnyModel::Makemore(m) => ModelRef::Neural(m),
         }
     }
@@ -74,11 +87,9 @@ impl AnyModel {
 
     /// The number of scalar parameters (the counting model's: its 27x27 counts).
     pub fn num_params(&self) -> usize {
-        match self {
-            AnyModel::Counts(c) => c.vocab().len() * c.vocab().len(),
-            AnyModel::BigramNet(m) => m.num_params(),
-            AnyModel::Mlp(m) => m.num_params(),
-            AnyModel::Makemore(m) => m.num_params(),
+        match self.as_model() {
+            ModelRef::Counts(c) => c.vocab().len() * c.vocab().len(),
+            ModelRef::Neural(m) => m.num_params(),
         }
     }
 }
@@ -137,7 +148,7 @@ pub enum CheckpointError {
     },
     /// A kind of model this version does not know.
     #[error(
-        "{path}: unknown model kind {kind:?} (expected bigram, bigram-nn, mlp, transformer, bow, rnn, gru, mlp-makemore or bigram-makemore)"
+        "{path}: unknown model kind {kind:?} (expected bigram, bigram-nn, mlp, bn-mlp, wavenet, transformer, bow, rnn, gru, mlp-makemore or bigram-makemore)"
     )]
     UnknownKind {
         /// The file.
@@ -190,6 +201,8 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
         }
         AnyModel::BigramNet(m) => neural(m, meta, &mut info)?,
         AnyModel::Mlp(m) => neural(m, meta, &mut info)?,
+        AnyModel::BnMlp(m) => neural(m, meta, &mut info)?,
+        AnyModel::WaveNet(m) => neural(m, meta, &mut info)?,
         AnyModel::Makemore(m) => neural(m, meta, &mut info)?,
     };
     let views = tensors
@@ -322,6 +335,34 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
             meta.adamw = ck.adamw(m.params())?;
             AnyModel::Mlp(m)
         }
+        "bn-mlp" | "wavenet" => {
+            let (block_size, n_embd, n_hidden) = (
+                ck.number("block_size")? as usize,
+                ck.number("n_embd")? as usize,
+                ck.number("n_hidden")? as usize,
+            );
+            let momentum: f32 =
+                ck.meta("momentum")?.parse().map_err(|_| ck.bad("momentum", "not a number"))?;
+            // The file's first tensors must fit the configuration before anything is allocated.
+            let rng = &mut rand::rngs::StdRng::seed_from_u64(0);
+            let mut m: Box<dyn ModelMut> = if kind == "bn-mlp" {
+                let fan_in =
+                    block_size.checked_mul(n_embd).ok_or_else(|| ck.bad("block_size", "too large"))?;
+                ck.view("C", &[v, n_embd])?;
+                ck.view("W1", &[fan_in, n_hidden])?;
+                Box::new(BnMlp::new(BnMlpConfig { block_size, n_embd, n_hidden, momentum }, &vocab, rng)?)
+            } else {
+                if block_size > 1 << 16 {
+                    return Err(ck.bad("block_size", "too large"));
+                }
+                ck.view("layers.0.weight", &[v, n_embd])?;
+                ck.view("layers.2.weight", &[2 * n_embd, n_hidden])?;
+                Box::new(WaveNet::new(WaveNetConfig { block_size, n_embd, n_hidden, momentum }, &vocab, rng)?)
+            };
+            ck.fill(m.params_mut())?;
+            meta.adamw = ck.adamw(m.params())?;
+            m.into_any()
+        }
         other if Kind::from_name(other).is_some() => {
             let kind = Kind::from_name(other).expect("checked");
             let size = |key: &str| -> Result<usize> {
@@ -355,6 +396,23 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
         }
     };
     Ok((model, meta))
+}
+
+/// A window model being loaded, boxed while its parameters are filled in.
+trait ModelMut: Model {
+    fn into_any(self: Box<Self>) -> AnyModel;
+}
+
+impl ModelMut for BnMlp {
+    fn into_any(self: Box<Self>) -> AnyModel {
+        AnyModel::BnMlp(*self)
+    }
+}
+
+impl ModelMut for WaveNet {
+    fn into_any(self: Box<Self>) -> AnyModel {
+        AnyModel::WaveNet(*self)
+    }
 }
 
 /// Reads a checkpoint's metadata and tensors with errors that name the file.
@@ -437,11 +495,15 @@ impl Reader<'_> {
         Ok(state)
     }
 
-    /// Overwrites every parameter of `params` with the tensor of its name.
+    /// Overwrites every parameter and buffer of `params` with the tensor of its name.
     fn fill(&self, params: &mut mm_tensor::ParamStore<f32>) -> Result<()> {
         for id in params.ids().collect::<Vec<_>>() {
             let values = self.tensor(params.name(id), params.shape(id).dims())?;
             params.data_mut(id).copy_from_slice(&values);
+        }
+        for id in params.buffer_ids().collect::<Vec<_>>() {
+            let values = self.tensor(params.buffer_name(id), params.buffer_shape(id).dims())?;
+            params.buffer_data_mut(id).copy_from_slice(&values);
         }
         Ok(())
     }

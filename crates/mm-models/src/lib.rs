@@ -7,6 +7,8 @@
 //! - [`BigramNet`]: the bigram neural net of part 1 (`W`, L2 regularisation).
 //! - [`Mlp`]: the MLP of part 2 (`C`, `W1`, `b1`, `W2`, `b2`), with part 3's initialisation as an
 //!   option.
+//! - [`BnMlp`]: the BatchNorm MLP of part 3 (`bngain`, `bnbias`, running mean and std).
+//! - [`WaveNet`]: the WaveNet of part 5 (pairs of neighbours fused level by level).
 //! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
 //! - [`sample`] and [`sample_counts`]: new items, batched, with temperature, top-k and a prefix;
 //!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
@@ -18,6 +20,7 @@
 
 mod bigram;
 mod bigram_nn;
+mod bn_mlp;
 pub mod checkpoint;
 mod error;
 pub mod lr_sweep;
@@ -25,6 +28,7 @@ mod mlp;
 mod model;
 mod sample;
 mod train;
+mod wavenet;
 pub mod zoo;
 
 // mm-data marks a position without a target as the engine's loss ignores it.
@@ -32,6 +36,7 @@ const _: () = assert!(mm_data::Examples::NO_TARGET == mm_tensor::IGNORE);
 
 pub use bigram::BigramCounts;
 pub use bigram_nn::BigramNet;
+pub use bn_mlp::{BnMlp, BnMlpConfig};
 pub use error::{ModelError, Result};
 pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};
 pub use mlp::{Init, Mlp, MlpConfig};
@@ -41,3 +46,4 @@ pub use train::{
     Best, OptimizerKind, Progress, SavePoint, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate,
     perplexity, train, train_from, train_saving,
 };
+pub use wavenet::{WaveNet, WaveNetConfig};

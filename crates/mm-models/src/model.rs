@@ -1,7 +1,7 @@
 //! The interface every neural model shares: what the training loop, evaluation and sampling need.
 
 use mm_data::{Layout, Vocab};
-use mm_tensor::{Graph, ParamStore, Var};
+use mm_tensor::{BatchStatsLog, Graph, ParamStore, Var};
 use ndarray::ArrayView2;
 
 /// A neural character model: from a batch of inputs to logits over the vocabulary. The
@@ -46,7 +46,17 @@ pub trait Model: Sync {
         self.forward(g, x).cross_entropy(y)
     }
 
-    /// The number of scalar parameters.
+    /// Updates the state that training changes besides the parameters, from the training
+    /// step's BatchNorm statistics in the order its forward pass recorded them: BatchNorm's
+    /// running averages (PyTorch updates them inside `forward`; here the graph holds the
+    /// parameters while it lives, so the training loop calls this after the optimizer's step).
+    /// Models without BatchNorm keep the default, which does nothing. In a graph without
+    /// gradients ([`mm_tensor::Tape::no_grad`]) a model normalises with its running statistics.
+    fn update_running(&mut self, _stats: &BatchStatsLog<f32>) -> crate::Result<()> {
+        Ok(())
+    }
+
+    /// The number of scalar parameters (buffers, such as running statistics, are not).
     fn num_params(&self) -> usize {
         self.params().numel()
     }

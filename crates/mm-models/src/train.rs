@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mm_data::{Batch, Examples, Layout};
-use mm_tensor::{AdamW, AdamWState, Grads, Optimizer, ParamStore, Sgd, Tape};
+use mm_tensor::{AdamW, AdamWState, BatchStatsLog, Grads, Optimizer, ParamStore, Sgd, Tape};
 use ndarray::s;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -287,6 +287,7 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
     let mut batch = Batch::new(cfg.batch_size.unwrap_or(0), model.block_size());
     let mut tape = Tape::new();
     let mut grads = Grads::new(model.params());
+    let mut stats = BatchStatsLog::new();
     let mut sgd = Sgd::new(cfg.schedule.lr(0)).with_weight_decay(cfg.weight_decay);
     let mut adamw = AdamW::new(cfg.schedule.lr(0));
     adamw.weight_decay = cfg.weight_decay;
@@ -345,9 +346,14 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
         let loss = {
             let g = tape.graph(model.params());
             let loss = model.loss(&g, x, y);
-            g.backward(loss, &mut grads).map_err(ModelError::from)?
+            let loss = g.backward(loss, &mut grads).map_err(ModelError::from)?;
+            g.batch_stats(&mut stats);
+            loss
         };
         opt!().step(model.params_mut(), &grads).map_err(ModelError::from)?;
+        if !stats.is_empty() {
+            model.update_running(&stats)?;
+        }
         report.steps = step + 1;
         report.last_loss = loss;
         let last = step + 1 == cfg.steps;

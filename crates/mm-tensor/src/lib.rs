@@ -56,6 +56,7 @@ mod tape;
 pub use error::{Result, TensorError};
 pub use float::Float;
 pub use ops::elementwise::causal_mask;
+pub use ops::norm::BatchStatsLog;
 pub use ops::{AsIds, AsTargets};
 pub use optim::{AdamW, AdamWState, Optimizer, Sgd};
 pub use param::{BufferId, Grads, ParamId, ParamStore};

@@ -7,8 +7,80 @@ use crate::backward::{Ctx, Sinks};
 use crate::kernels::axis::{dot, lanes};
 use crate::kernels::{Acc, add_rows, sized, zeros};
 use crate::op::{BatchStats, NodeId, Op};
-use crate::tape::Var;
+use crate::tape::{Graph, Var};
 use crate::{Float, Result, TensorError};
+
+/// The batch statistics of a training step's BatchNorm nodes, copied out of its graph
+/// ([`Graph::batch_stats`]) so that the running averages can be updated once the graph is gone
+/// and the parameters are writable again. Reused step after step: no allocation once warm.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchStatsLog<T> {
+    /// Every node's mean, then its variance, back to back.
+    values: Vec<T>,
+    /// Per node, in recording order: where its mean starts in `values`, and its channels.
+    nodes: Vec<(usize, usize)>,
+}
+
+impl<T: Float> BatchStatsLog<T> {
+    /// An empty log.
+    pub fn new() -> Self {
+        BatchStatsLog { values: Vec::new(), nodes: Vec::new() }
+    }
+
+    /// The number of training-mode BatchNorm nodes logged.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node was logged.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The `i`-th node's `(mean, var)` (the variance with the node's correction), in the order
+    /// the forward pass recorded them.
+    pub fn get(&self, i: usize) -> Option<(&[T], &[T])> {
+        let &(start, c) = self.nodes.get(i)?;
+        Some((&self.values[start..start + c], &self.values[start + c..start + 2 * c]))
+    }
+}
+
+impl<T: Float> Graph<'_, T> {
+    /// Copies the statistics of every training-mode BatchNorm node of this graph into `log`
+    /// (cleared first), in recording order: what a model's running averages are updated with
+    /// after the step (see [`Var::with_batch_stats`] for one node).
+    ///
+    /// ```
+    /// use mm_tensor::{BatchStatsLog, ParamStore, Tape};
+    /// let mut params = ParamStore::<f64>::new();
+    /// let w = params.add("w", ndarray::arr1(&[1.0]).into_dyn())?;
+    /// let b = params.add("b", ndarray::arr1(&[0.0]).into_dyn())?;
+    /// let mut tape = Tape::new();
+    /// let mut log = BatchStatsLog::new();
+    /// {
+    ///     let g = tape.graph(&params);
+    ///     let x = g.input(&[3, 1], &[1.0, 2.0, 6.0]);
+    ///     let y = x.batch_norm(g.param(w), g.param(b), &[0], 1, 0.0).tanh();
+    ///     y.batch_norm(g.param(w), g.param(b), &[0], 0, 0.0);
+    ///     g.batch_stats(&mut log);
+    /// }
+    /// assert_eq!(log.len(), 2);
+    /// assert_eq!(log.get(0), Some((&[3.0][..], &[7.0][..])));
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn batch_stats(&self, log: &mut BatchStatsLog<T>) {
+        log.values.clear();
+        log.nodes.clear();
+        let n = self.nodes.borrow();
+        for (id, op) in n.ops.iter().enumerate() {
+            if let Op::BatchNorm { w, stats: BatchStats::Batch { .. }, .. } = *op {
+                let c = n.shapes[w as usize].numel();
+                log.nodes.push((log.values.len(), c));
+                log.values.extend_from_slice(&n.aux[id][..2 * c]);
+            }
+        }
+    }
+}
 
 impl<'g, T: Float> Var<'g, T> {
     /// LayerNorm over the last axis, `(x - mean) / sqrt(var + eps) * weight + bias` with the

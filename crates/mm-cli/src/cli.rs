@@ -26,6 +26,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Print a dataset's statistics and split sizes.
     Info(InfoArgs),
+    /// List the model kinds, with their default settings, parameters and training.
+    Models(ModelsArgs),
     /// Draw the lectures' pictures, as PNG or SVG (by the output's extension).
     #[command(subcommand)]
     Plot(PlotCommand),
@@ -73,65 +75,13 @@ pub enum PlotCommand {
     },
 }
 
-/// The kind of model: the lectures' three, and makemore.py's six (which read whole words).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelKind {
-    /// The bigram counting model (makemore part 1).
-    Bigram,
-    /// The bigram neural net (makemore part 1).
-    BigramNn,
-    /// The MLP of Bengio et al. 2003 (makemore part 2).
-    Mlp,
-    /// The MLP with BatchNorm and a fixed initialisation (makemore part 3).
-    BnMlp,
-    /// The WaveNet: the context fused two neighbours at a time (makemore part 5).
-    Wavenet,
-    /// makemore.py's default: a GPT-2 style Transformer (--n-layer, --n-head, --n-embd).
-    Transformer,
-    /// makemore.py's causal bag of words (--n-embd, --n-embd2).
-    Bow,
-    /// makemore.py's RNN (--n-embd, --n-embd2).
-    Rnn,
-    /// makemore.py's GRU (--n-embd, --n-embd2).
-    Gru,
-    /// makemore.py's MLP over whole words, with its blank token (--n-embd, --n-embd2).
-    MlpMakemore,
-    /// makemore.py's Bigram: a table of logits trained with AdamW.
-    BigramMakemore,
-}
-
-impl ModelKind {
-    /// The kind's name, as in checkpoints and run directories.
-    pub fn name(self) -> &'static str {
-        match self.makemore() {
-            Some(k) => k.name(),
-            None => match self {
-                ModelKind::Bigram => "bigram",
-                ModelKind::BigramNn => "bigram-nn",
-                ModelKind::BnMlp => "bn-mlp",
-                ModelKind::Wavenet => "wavenet",
-                _ => "mlp",
-            },
-        }
-    }
-
-    /// The kind of makemore.py's model, for those.
-    pub fn makemore(self) -> Option<mm_models::zoo::Kind> {
-        use mm_models::zoo::Kind;
-        match self {
-            ModelKind::Bigram
-            | ModelKind::BigramNn
-            | ModelKind::Mlp
-            | ModelKind::BnMlp
-            | ModelKind::Wavenet => None,
-            ModelKind::Transformer => Some(Kind::Transformer),
-            ModelKind::Bow => Some(Kind::Bow),
-            ModelKind::Rnn => Some(Kind::Rnn),
-            ModelKind::Gru => Some(Kind::Gru),
-            ModelKind::MlpMakemore => Some(Kind::Mlp),
-            ModelKind::BigramMakemore => Some(Kind::Bigram),
-        }
-    }
+/// `--model`'s values: every kind of the registry ([`mm_models::Spec::all`]), each with its line
+/// of help.
+fn model_kinds() -> clap::builder::PossibleValuesParser {
+    let kinds = mm_models::Spec::all();
+    clap::builder::PossibleValuesParser::new(
+        kinds.iter().map(|s| clap::builder::PossibleValue::new(s.kind()).help(s.about())),
+    )
 }
 
 /// The MLP's initialisation.
@@ -177,9 +127,10 @@ pub struct DataArg {
 /// `makemore train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// The model to train [default: mlp; with --resume, the run's].
-    #[arg(long, value_enum)]
-    pub model: Option<ModelKind>,
+    /// The model to train (`makemore models` lists them with their defaults) [default: mlp;
+    /// with --resume, the run's].
+    #[arg(long, value_parser = model_kinds())]
+    pub model: Option<String>,
 
     #[command(flatten)]
     pub data: DataArg,
@@ -197,7 +148,7 @@ pub struct TrainArgs {
     /// summary.json). --steps may raise the number of steps; the other training flags cannot be
     /// given.
     #[arg(long, conflicts_with_all = [
-        "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2",
+        "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2", "momentum",
         "batch_size", "lr", "decay_step", "lr_decayed", "optimizer", "beta2", "weight_decay", "reg",
         "alpha", "eval_every",
     ])]
@@ -233,6 +184,11 @@ pub struct TrainArgs {
     /// Transformer: attention heads per block; --n-embd must be a multiple [default: 4].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub n_head: Option<u64>,
+
+    /// bn-mlp, wavenet: how far each step moves BatchNorm's running statistics towards the
+    /// batch's [default: 0.001 for bn-mlp, 0.1 for wavenet].
+    #[arg(long, value_parser = parse_beta)]
+    pub momentum: Option<f32>,
 
     /// bow, rnn, gru, mlp-makemore: the second width (hidden state or layer) [default: 64].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -302,29 +258,43 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// A usage error if a flag is given that `kind` does not take (`--n-layer` for the MLP).
-    pub fn check_flags(&self, kind: ModelKind) -> Result<(), String> {
-        use mm_models::zoo::Kind;
-        let zoo = kind.makemore();
-        let mlp = kind == ModelKind::Mlp;
-        // The lectures' models with an embedding and hidden layers.
-        let hidden = mlp || kind == ModelKind::BnMlp || kind == ModelKind::Wavenet;
-        let reads = |size: &str| zoo.is_some_and(|k| k.sizes().contains(&size));
-        let flags = [
-            ("--block-size", self.block_size.is_some(), hidden || zoo.is_some_and(|k| k != Kind::Bigram)),
-            ("--n-embd", self.n_embd.is_some(), hidden || reads("n_embd")),
-            ("--n-hidden", self.n_hidden.is_some(), hidden),
-            ("--init", self.init.is_some(), mlp),
-            ("--n-layer", self.n_layer.is_some(), reads("n_layer")),
-            ("--n-head", self.n_head.is_some(), reads("n_head")),
-            ("--n-embd2", self.n_embd2.is_some(), reads("n_embd2")),
-            ("--reg", self.reg.is_some(), kind == ModelKind::BigramNn),
-            ("--alpha", self.alpha.is_some(), kind == ModelKind::Bigram),
+    /// The model settings given on the command line, by their names in the registry's specs
+    /// (`--n-embd` is `n_embd`), as text.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let sizes = [
+            ("block_size", self.block_size),
+            ("n_embd", self.n_embd),
+            ("n_hidden", self.n_hidden),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_embd2", self.n_embd2),
         ];
-        match flags.iter().find(|(_, given, takes)| *given && !takes) {
-            Some((flag, _, _)) => Err(format!(
-                "--model {} does not take {flag}; `makemore train --help` says which model takes which flag",
-                kind.name()
+        let mut out: Vec<_> = sizes.iter().filter_map(|(k, v)| Some((*k, (*v)?.to_string()))).collect();
+        if let Some(init) = self.init {
+            out.push(("init", if init == InitKind::Kaiming { "kaiming" } else { "lecture" }.into()));
+        }
+        if let Some(m) = self.momentum {
+            out.push(("momentum", m.to_string()));
+        }
+        if let Some(reg) = self.reg {
+            out.push(("reg", reg.to_string()));
+        }
+        out
+    }
+
+    /// A usage error if a flag is given that the model `kind` does not take (`--n-layer` for the
+    /// MLP): each kind takes the settings of its spec.
+    pub fn check_flags(&self, kind: &str) -> Result<(), String> {
+        let takes = mm_models::Spec::default_of(kind).map(|s| s.settings()).unwrap_or_default();
+        let mut given: Vec<&str> = self.settings().into_iter().map(|(k, _)| k).collect();
+        if self.alpha.is_some() {
+            given.push("alpha");
+        }
+        let takes_alpha = kind == "bigram";
+        match given.iter().find(|k| !(takes.iter().any(|t| t == *k) || (**k == "alpha" && takes_alpha))) {
+            Some(key) => Err(format!(
+                "--model {kind} does not take --{}; `makemore models` lists each model's settings",
+                key.replace('_', "-")
             )),
             None => Ok(()),
         }
@@ -384,6 +354,14 @@ pub struct EvalArgs {
     /// Bigram counts: the smoothing.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
     pub alpha: f32,
+}
+
+/// `makemore models`.
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Print one JSON object per kind (its spec, parameters and training) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `makemore info`.

@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod eval;
 mod info;
+mod models;
 mod sample;
 mod train;
 
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
     // A flag the chosen model does not take is a usage error too (the model of a resumed run is
     // its own; --resume takes no model flags).
     if let cli::Command::Train(args) = &cli.command
-        && let Err(msg) = args.check_flags(args.model.unwrap_or(cli::ModelKind::Mlp))
+        && let Err(msg) = args.check_flags(args.model.as_deref().unwrap_or("mlp"))
         && !args.resume
     {
         use clap::CommandFactory;
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         cli::Command::Sample(args) => sample::run(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Info(args) => info::run(args),
+        cli::Command::Models(args) => models::run(args),
         cli::Command::Plot(what) => plot_command(what),
     };
     match result {

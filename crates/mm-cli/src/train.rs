@@ -10,11 +10,9 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mm_data::{Examples, Layout, Split, SplitSpec};
 use mm_models::checkpoint::{AnyModel, CheckpointMeta, to_bytes};
-use mm_models::zoo::{Kind, Makemore, ModelConfig};
 use mm_models::{
-    BigramCounts, BigramNet, BnMlp, BnMlpConfig, Init, Mlp, MlpConfig, Model, Novelty, OptimizerKind, Origin,
-    Progress, SampleConfig, SavePoint, Schedule, TrainConfig, WaveNet, WaveNetConfig, evaluate, sample,
-    sample_counts, train_saving,
+    BigramCounts, Novelty, OptimizerKind, Origin, Progress, SampleConfig, SavePoint, Schedule, Spec,
+    TrainConfig, evaluate, sample, sample_counts, train_saving,
 };
 use mm_tensor::{AdamWState, ParamStore};
 use rand::SeedableRng;
@@ -24,15 +22,16 @@ use serde_json::json;
 use mm_cli::plot::{MetricRow, read_metrics};
 use mm_cli::run_dir::RunDir;
 
-use crate::cli::{InitKind, ModelKind, OptimizerArg, TrainArgs};
+use crate::cli::{OptimizerArg, TrainArgs};
 
 /// The largest model `train` builds: 250 million parameters (1 GB of weights, as much again for
 /// their gradients). Beyond that a typo in a size flag would exhaust memory.
 const MAX_PARAMS: u64 = 250_000_000;
 
-/// The settings of a run, resolved from the flags and each model's defaults (the lectures' for
-/// theirs, makemore.py's for its models). summary.json records them (as "config"), so that
-/// `--resume` continues the run exactly.
+/// The settings of a run, resolved from the flags and each kind's defaults (the registry's:
+/// the lectures' for theirs, makemore.py's for its models). summary.json records them (as
+/// "config"), so that `--resume` continues the run exactly. The model's settings are those of
+/// its [`Spec`]; a setting the kind does not have is stored as 0 and never read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct RunConfig {
     model: String,
@@ -49,6 +48,8 @@ struct RunConfig {
     n_head: usize,
     #[serde(default)]
     n_embd2: usize,
+    #[serde(default)]
+    momentum: f32,
     reg: f32,
     alpha: f32,
     /// `None`: the whole training set every step.
@@ -70,63 +71,49 @@ fn default_beta2() -> f32 {
 }
 
 impl RunConfig {
-    /// A new run's settings, from the flags; a flag the kind does not take is an error.
-    fn from_args(args: &TrainArgs, kind: ModelKind) -> anyhow::Result<RunConfig> {
-        let zoo = kind.makemore();
-        let mlp = kind == ModelKind::Mlp;
-        let wavenet = kind == ModelKind::Wavenet;
-        // The lectures' models with hidden layers, trained as the MLP.
-        let hidden = mlp || wavenet || kind == ModelKind::BnMlp;
+    /// A new run's settings, from the flags (checked by [`TrainArgs::check_flags`]) and the
+    /// kind's defaults.
+    fn from_args(args: &TrainArgs, kind: &str) -> anyhow::Result<RunConfig> {
         args.check_flags(kind).map_err(anyhow::Error::msg)?;
-        let base = match (kind, zoo) {
-            (_, Some(_)) => TrainConfig::makemore(),
-            _ if hidden => TrainConfig::mlp(),
-            _ => TrainConfig::bigram_nn(),
-        };
+        let given = args.settings();
+        let get = |key: &str| given.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        let mut spec = Spec::parse(kind, get, false)?;
+        if spec.layout() == Layout::Words && args.block_size.is_none() {
+            spec = spec.with_block_size(0); // the data's longest item + 1, once it is loaded
+        }
+        let base = spec.train_config();
         let steps = args.steps.map_or(base.steps, |s| s as usize);
-        let lr = args.lr.unwrap_or(base.schedule.lr(0));
-        let defaults = ModelConfig::default();
-        let size = |flag: Option<u64>, default: usize| flag.map_or(default, |v| v as usize);
-        let c = RunConfig {
-            model: kind.name().into(),
+        // The kind's schedule, stretched to the steps asked for: the decay at the same fraction
+        // of the run, to the same fraction of the rate.
+        let (lr0, at, then) = match base.schedule {
+            Schedule::Step { lr, at, then } => (lr, at, then),
+            ref other => (other.lr(0), base.steps, other.lr(0)),
+        };
+        let lr = args.lr.unwrap_or(lr0);
+        let decay_step = match args.decay_step {
+            Some(s) => s as usize,
+            None if base.steps == 0 => steps,
+            None => (at as u128 * steps as u128 / base.steps as u128) as usize,
+        };
+        let size = |key: &str| spec.setting(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(RunConfig {
+            model: kind.into(),
             seed: args.seed,
-            block_size: match zoo {
-                _ if wavenet => size(args.block_size, 8),
-                _ if hidden => size(args.block_size, 3),
-                None => 1,
-                Some(_) => size(args.block_size, 0),
-            },
-            n_embd: size(
-                args.n_embd,
-                if wavenet {
-                    24
-                } else if hidden {
-                    10
-                } else {
-                    defaults.n_embd
-                },
-            ),
-            n_hidden: size(args.n_hidden, if wavenet { 128 } else { 200 }),
-            init: if args.init == Some(InitKind::Kaiming) { "kaiming" } else { "lecture" }.into(),
-            n_layer: size(args.n_layer, defaults.n_layer),
-            n_head: size(args.n_head, defaults.n_head),
-            n_embd2: size(args.n_embd2, defaults.n_embd2),
-            reg: args.reg.unwrap_or(0.01),
+            block_size: spec.block_size(),
+            n_embd: size("n_embd"),
+            n_hidden: size("n_hidden"),
+            init: spec.setting("init").unwrap_or_else(|| "lecture".into()),
+            n_layer: size("n_layer"),
+            n_head: size("n_head"),
+            n_embd2: size("n_embd2"),
+            momentum: spec.setting("momentum").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            reg: spec.setting("reg").and_then(|v| v.parse().ok()).unwrap_or(0.0),
             alpha: args.alpha.unwrap_or(1.0),
             batch_size: base.batch_size.map(|_| args.batch_size as usize),
             steps,
             lr,
-            decay_step: args.decay_step.map_or(
-                if zoo.is_some() {
-                    steps
-                } else if wavenet {
-                    steps / 4 * 3
-                } else {
-                    steps / 2
-                },
-                |s| s as usize,
-            ),
-            lr_decayed: args.lr_decayed.unwrap_or(if hidden { lr / 10.0 } else { lr }),
+            decay_step,
+            lr_decayed: args.lr_decayed.unwrap_or(if lr0 > 0.0 { lr * (then / lr0) } else { lr }),
             optimizer: match args.optimizer {
                 Some(OptimizerArg::Adamw) => "adamw",
                 Some(OptimizerArg::Sgd) => "sgd",
@@ -138,53 +125,39 @@ impl RunConfig {
             weight_decay: args.weight_decay.unwrap_or(base.weight_decay),
             eval_every: args
                 .eval_every
-                .map_or(if zoo.is_some() { base.eval_every } else { 10_000 }, |e| e as usize),
-        };
-        if hidden {
-            let (b, e, h) = (c.block_size as u64, c.n_embd as u64, c.n_hidden as u64);
-            let levels = u64::from(b.trailing_zeros());
-            let params = if wavenet {
-                // 27 e + 2 e h + (levels - 1) 2 h h, the BatchNorms, the output layer.
-                27 * e + 2 * e * h + levels.saturating_sub(1) * 2 * h * h + levels * 2 * h + h * 27 + 27
-            } else {
-                27 * e + b * e * h + h + h * 27 + 27
-            };
-            if params > MAX_PARAMS {
-                bail!(
-                    "--block-size {b} --n-embd {e} --n-hidden {h} make a {} of about {params} parameters, \
-                     more than {MAX_PARAMS}: choose smaller sizes",
-                    kind.name()
-                );
-            }
-        }
-        Ok(c)
+                .map_or(if base.eval_every > 0 { base.eval_every } else { 10_000 }, |e| e as usize),
+        })
     }
 
-    /// The sizes of makemore's model `kind` for a vocabulary of `vocab_size`, checked (n_embd
-    /// a multiple of n_head, at most [`MAX_PARAMS`] parameters) before anything is allocated.
-    fn model_config(&self, kind: Kind, vocab_size: usize) -> anyhow::Result<ModelConfig> {
-        let c = ModelConfig {
-            block_size: self.block_size,
-            vocab_size,
-            n_layer: self.n_layer,
-            n_head: self.n_head,
-            n_embd: self.n_embd,
-            n_embd2: self.n_embd2,
+    /// The model's kind and settings, from the run's (through the registry).
+    fn spec(&self) -> anyhow::Result<Spec> {
+        let fields = serde_json::to_value(self)?;
+        let get = |key: &str| match &fields[key] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
         };
-        let name = match kind {
-            Kind::Mlp => "mlp",
-            Kind::Bigram => "bigram",
-            other => other.name(),
-        };
-        c.check(name)?;
-        let params = kind.num_params(&c);
+        Ok(Spec::parse(&self.model, get, true)?)
+    }
+
+    /// The spec for a vocabulary of `vocab_size`, checked to make at most [`MAX_PARAMS`]
+    /// parameters before anything is allocated (a typo in a size flag would exhaust memory).
+    fn checked_spec(&self, vocab_size: usize) -> anyhow::Result<Spec> {
+        let spec = self.spec()?;
+        let params = spec.num_params(vocab_size);
         if params > u128::from(MAX_PARAMS) {
+            let sizes: Vec<String> = spec
+                .settings()
+                .iter()
+                .filter_map(|k| Some(format!("--{} {}", k.replace('_', "-"), spec.setting(k)?)))
+                .collect();
             bail!(
-                "these sizes make a {} of {params} parameters, more than {MAX_PARAMS}: choose smaller sizes",
-                kind.name()
+                "{} make a {} of {params} parameters, more than {MAX_PARAMS}: choose smaller sizes",
+                sizes.join(" "),
+                self.model
             );
         }
-        Ok(c)
+        Ok(spec)
     }
 
     /// The training loop's configuration.
@@ -202,40 +175,15 @@ impl RunConfig {
     }
 
     /// A fresh neural model, its weights drawn with the run's seed.
-    fn new_model(&self, vocab: &mm_data::Vocab) -> anyhow::Result<Box<dyn NeuralModel>> {
+    fn new_model(&self, vocab: &mm_data::Vocab) -> anyhow::Result<AnyModel> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
-        if let Some(kind) = Kind::from_name(&self.model) {
-            let config = self.model_config(kind, vocab.len())?;
-            return Ok(Box::new(Makemore::new(kind, config, vocab, &mut rng)?));
-        }
-        let (block_size, n_embd, n_hidden) = (self.block_size, self.n_embd, self.n_hidden);
-        if self.model == "bn-mlp" {
-            let cfg = BnMlpConfig { block_size, n_embd, n_hidden, ..BnMlpConfig::default() };
-            return Ok(Box::new(BnMlp::new(cfg, vocab, &mut rng)?));
-        }
-        if self.model == "wavenet" {
-            let cfg = WaveNetConfig { block_size, n_embd, n_hidden, ..WaveNetConfig::default() };
-            return Ok(Box::new(WaveNet::new(cfg, vocab, &mut rng)?));
-        }
-        Ok(if self.model == "mlp" {
-            let init = if self.init == "kaiming" { Init::Kaiming } else { Init::Lecture };
-            let cfg =
-                MlpConfig { block_size: self.block_size, n_embd: self.n_embd, n_hidden: self.n_hidden, init };
-            Box::new(Mlp::new(cfg, vocab, &mut rng)?)
-        } else {
-            Box::new(BigramNet::new(vocab, self.reg, &mut rng)?)
-        })
-    }
-
-    /// How the model reads words.
-    fn layout(&self) -> Layout {
-        if Kind::from_name(&self.model).is_some() { Layout::Words } else { Layout::Windows }
+        Ok(self.checked_spec(vocab.len())?.build(vocab, &mut rng)?)
     }
 }
 
 /// What `--resume` carries over from the run it continues.
 struct Resumed {
-    model: Box<dyn NeuralModel>,
+    model: AnyModel,
     progress: Progress,
     /// metrics.csv up to the checkpoint's step.
     metrics: Vec<MetricRow>,
@@ -264,15 +212,10 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     let mut config: RunConfig = serde_json::from_value(summary["config"].clone()).with_context(|| {
         format!("{} has no run settings to resume from: train it again with --force", summary_path.display())
     })?;
-    if let Some(kind) = args.model
-        && kind.name() != config.model
+    if let Some(kind) = &args.model
+        && *kind != config.model
     {
-        bail!(
-            "{} holds a {} run, not {}: drop --model or pass --out",
-            out.display(),
-            config.model,
-            kind.name()
-        );
+        bail!("{} holds a {} run, not {kind}: drop --model or pass --out", out.display(), config.model);
     }
     if config.model == "bigram" {
         bail!("{} holds a bigram counting model: it has no training steps to resume", out.display());
@@ -302,14 +245,9 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
             config.steps
         );
     }
-    let model: Box<dyn NeuralModel> = match model {
-        AnyModel::Mlp(m) => Box::new(m),
-        AnyModel::BigramNet(m) => Box::new(m),
-        AnyModel::BnMlp(m) => Box::new(m),
-        AnyModel::WaveNet(m) => Box::new(m),
-        AnyModel::Makemore(m) => Box::new(m),
-        AnyModel::Counts(_) => bail!("{} holds a bigram counting model", checkpoint.display()),
-    };
+    if model.neural().is_none() {
+        bail!("{} holds a bigram counting model", checkpoint.display());
+    }
     let sha = meta.dataset_sha256.clone();
     // The log: a row for each step up to the checkpoint's, never silently restarted.
     let log = out.join("metrics.csv");
@@ -337,8 +275,8 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
 
 /// Runs `makemore train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let kind = args.model.unwrap_or(ModelKind::Mlp);
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
+    let kind = args.model.as_deref().unwrap_or("mlp");
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind));
     // A new run's settings are checked before the directory is touched.
     let fresh = if args.resume { None } else { Some(RunConfig::from_args(args, kind)?) };
     // The directory: writable, and ours until the run ends (a failure before the first save
@@ -411,10 +349,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         // makemore's: the longest item and its end token.
         config.block_size = stats.max_len + 1;
     }
-    if let Some(kind) = Kind::from_name(&config.model) {
-        config.model_config(kind, vocab.len())?;
-    }
-    let (block_size, layout) = (config.block_size, config.layout());
+    let spec = config.checked_spec(vocab.len())?;
+    let (block_size, layout) = (spec.block_size(), spec.layout());
     let sets = [&split.train, &split.dev, &split.test].map(|w| Examples::new(w, &vocab, layout, block_size));
     let [tr, dev, test] = sets;
     let (tr, dev, test) = (tr?, dev?, test?);
@@ -468,12 +404,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 None => (config.new_model(&vocab)?, Progress::default()),
             };
             say(format!("{} parameters", model.num_params()));
+            let template = model.clone();
+            let net = model.neural_mut().expect("only the counting model is not neural");
             let cfg = config.train_config();
             let bar = progress_bar(cfg.steps as u64, args.json);
             bar.set_position(from.step as u64);
             bar.reset_eta();
             let done_before = from.step;
-            let template = model.snapshot(model.params());
             let save_every = args.save_every.map_or(config.eval_every, |n| n as usize);
             let observe = |m: &mm_models::StepMetrics| {
                 let elapsed = elapsed_before + m.elapsed.as_secs_f64();
@@ -486,7 +423,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             };
             // A resumable checkpoint every `save_every` steps: SIGKILL loses at most that many.
             let periodic = |p: &SavePoint| -> anyhow::Result<()> {
-                let model = with_params_any(&template, p.params);
+                let model = template.with_params(p.params);
                 let best = p.best.map(|b| (b.step + 1, b.dev_loss, &b.params));
                 let at = Saved {
                     model: &model,
@@ -498,17 +435,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 files.save(&mut dir, &at, &metrics.borrow(), None)?;
                 Ok(())
             };
-            let report = train_saving(
-                &mut *model,
-                &tr,
-                Some(&dev),
-                &cfg,
-                &from,
-                &stop,
-                observe,
-                save_every,
-                periodic,
-            )?;
+            let report =
+                train_saving(net, &tr, Some(&dev), &cfg, &from, &stop, observe, save_every, periodic)?;
             bar.finish_and_clear();
             if report.stopped {
                 eprintln!(
@@ -516,10 +444,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                     report.steps
                 );
             }
-            let losses = [evaluate(&*model, &tr)?, evaluate(&*model, &dev)?, evaluate(&*model, &test)?];
-            let names = sample(&*model, &SampleConfig { seed: config.seed, ..SampleConfig::default() })?;
+            let net = &*net;
+            let losses = [evaluate(net, &tr)?, evaluate(net, &dev)?, evaluate(net, &test)?];
+            let names = sample(net, &SampleConfig { seed: config.seed, ..SampleConfig::default() })?;
             let best = report.best.map(|b| (b.step + 1, b.dev_loss, b.params));
-            (model.into_any(), report.steps, report.stopped, losses, names, report.progress.adamw, best)
+            (model, report.steps, report.stopped, losses, names, report.progress.adamw, best)
         }
     };
     let elapsed = elapsed_before + start.elapsed().as_secs_f64();
@@ -559,66 +488,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A neural model behind a box: the trait object the train command works with.
-trait NeuralModel: Model {
-    /// The model, for saving.
-    fn into_any(self: Box<Self>) -> AnyModel;
-    /// A copy of the model with other parameters (of the same shapes), e.g. the best by dev loss.
-    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel;
-}
-
-impl NeuralModel for Mlp {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::Mlp(*self)
-    }
-    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        AnyModel::Mlp(with_params(self, params))
-    }
-}
-
-impl NeuralModel for Makemore {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::Makemore(*self)
-    }
-    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        AnyModel::Makemore(with_params(self, params))
-    }
-}
-
-impl NeuralModel for BnMlp {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::BnMlp(*self)
-    }
-    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        AnyModel::BnMlp(with_params(self, params))
-    }
-}
-
-impl NeuralModel for WaveNet {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::WaveNet(*self)
-    }
-    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        AnyModel::WaveNet(with_params(self, params))
-    }
-}
-
-impl NeuralModel for BigramNet {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::BigramNet(*self)
-    }
-    fn snapshot(&self, params: &mm_tensor::ParamStore<f32>) -> AnyModel {
-        AnyModel::BigramNet(with_params(self, params))
-    }
-}
-
-/// A copy of `model` with `params` in place of its own.
-fn with_params<M: Model + Clone>(model: &M, params: &mm_tensor::ParamStore<f32>) -> M {
-    let mut m = model.clone();
-    *m.params_mut() = params.clone();
-    m
-}
-
 /// A progress bar on stderr (drawn only when stderr is a terminal).
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
@@ -633,18 +502,6 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
 /// The environment variable that makes `train` abort at a point of a save (see
 /// [`mm_cli::run_dir::Hook`]): for the crash-consistency tests.
 const CRASH_AT: &str = "MAKEMORE_CRASH_AT";
-
-/// A model of the same kind and sizes as `template`, with `params`.
-fn with_params_any(template: &AnyModel, params: &ParamStore<f32>) -> AnyModel {
-    match template {
-        AnyModel::Mlp(m) => AnyModel::Mlp(with_params(m, params)),
-        AnyModel::BigramNet(m) => AnyModel::BigramNet(with_params(m, params)),
-        AnyModel::BnMlp(m) => AnyModel::BnMlp(with_params(m, params)),
-        AnyModel::WaveNet(m) => AnyModel::WaveNet(with_params(m, params)),
-        AnyModel::Makemore(m) => AnyModel::Makemore(with_params(m, params)),
-        AnyModel::Counts(c) => AnyModel::Counts(c.clone()),
-    }
-}
 
 /// The end of a run, for its summary: the losses on each split, the samples with their origin,
 /// and the run's time.
@@ -721,7 +578,7 @@ impl RunFiles<'_> {
                 if self.best_written == Some(step) {
                     kept.push("best.safetensors");
                 } else {
-                    let best = with_params_any(at.model, params);
+                    let best = at.model.with_params(params);
                     dir.stage("best.safetensors", &to_bytes(&best_path, &best, &meta(step, None))?)?;
                     written.push("best.safetensors");
                     best_step = Some(step);

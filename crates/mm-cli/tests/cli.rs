@@ -54,10 +54,24 @@ fn help_explains_every_flag_with_its_default() {
 fn each_model_trains_on_a_small_dataset_then_samples_and_evaluates() {
     let d = workdir();
     let data = d.join("names.txt");
-    for model in ["bigram", "bigram-nn", "mlp"] {
+    let kinds = [
+        ("bigram", &[][..]),
+        ("bigram-nn", &[]),
+        ("mlp", &[]),
+        ("bn-mlp", &[]),
+        ("wavenet", &["--n-embd", "8", "--n-hidden", "16"]),
+        ("transformer", &["--n-layer", "1", "--n-head", "2", "--n-embd", "16"]),
+        ("bow", &["--n-embd", "16", "--n-embd2", "16"]),
+        ("rnn", &["--n-embd", "16", "--n-embd2", "16"]),
+        ("gru", &["--n-embd", "16", "--n-embd2", "16"]),
+        ("mlp-makemore", &["--n-embd", "8", "--n-embd2", "16"]),
+        ("bigram-makemore", &[]),
+    ];
+    for (model, sizes) in kinds {
         let out = d.join(model);
         let run = makemore()
             .args(["train", "--model", model, "--steps", "50", "--eval-every", "10", "--json"])
+            .args(sizes)
             .arg("--data")
             .arg(&data)
             .arg("--out")
@@ -81,6 +95,17 @@ fn each_model_trains_on_a_small_dataset_then_samples_and_evaluates() {
         assert!(e.status.success(), "{}", stderr(&e));
         assert_eq!(String::from_utf8_lossy(&e.stdout).lines().filter(|l| l.contains("loss")).count(), 3);
     }
+    // A run of a model that reads whole words continues where it stopped.
+    let run = makemore()
+        .args(["train", "--resume", "--steps", "60", "--json", "--out"])
+        .arg(d.join("gru"))
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!((summary["model"].as_str(), summary["steps"].as_u64()), (Some("gru"), Some(60)));
     // The best parameters by dev loss are saved beside the final ones, and loadable.
     let best = d.join("mlp/best.safetensors");
     assert!(best.is_file());
@@ -118,6 +143,38 @@ fn the_neural_models_train_briefly_on_names_txt() {
     assert!(run.status.success(), "{}", stderr(&run));
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(summary["parameters"].as_u64(), Some(729));
+}
+
+#[test]
+fn models_lists_every_kind_with_its_parameters() {
+    let out = makemore().arg("models").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (kind, params) in [
+        ("bigram-nn", "729"),
+        ("mlp", "11897"),
+        ("bn-mlp", "12097"),
+        ("wavenet", "76579"),
+        ("transformer", "204544"),
+        ("bow", "12827"),
+        ("rnn", "11803"),
+        ("gru", "28315"),
+        ("mlp-makemore", "69147"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{kind} ")))
+            .unwrap_or_else(|| panic!("{kind}: {text}"));
+        assert!(line.split_whitespace().nth(1) == Some(params), "{line}");
+    }
+    let out = makemore().args(["models", "--json"]).output().unwrap();
+    let specs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(specs.len(), 11);
+    assert_eq!(
+        specs[5]["spec"],
+        serde_json::json!({"kind": "transformer", "block_size": 16, "n_layer": 4, "n_head": 4, "n_embd": 64})
+    );
 }
 
 #[test]
@@ -187,6 +244,8 @@ fn usage_errors_exit_2() {
     fails(&["train", "--model", "rnn", "--n-head", "2"], &[], 2, "does not take --n-head");
     fails(&["train", "--n-embd2", "8"], &[], 2, "--model mlp does not take --n-embd2");
     fails(&["train", "--model", "bigram-makemore", "--n-embd", "8"], &[], 2, "does not take --n-embd");
+    fails(&["train", "--model", "mlp", "--momentum", "0.1"], &[], 2, "--model mlp does not take --momentum");
+    fails(&["train", "--model", "bn-mlp", "--momentum", "1.5"], &[], 2, "--momentum");
 }
 
 #[test]

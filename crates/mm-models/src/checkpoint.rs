@@ -13,95 +13,12 @@ use rand::SeedableRng;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::zoo::{Kind, Makemore, ModelConfig};
-use crate::{
-    BigramCounts, BigramNet, BnMlp, BnMlpConfig, Init, Mlp, MlpConfig, Model, ModelError, Result, WaveNet,
-    WaveNetConfig,
-};
+use crate::{BigramCounts, Model, ModelError, Result, Spec, SpecError};
 
 /// The format tag in every checkpoint's metadata.
 pub const FORMAT: &str = "makemore-rs/1";
 
-/// A model of any kind, as a checkpoint holds it.
-#[derive(Clone, Debug)]
-pub enum AnyModel {
-    /// The bigram counting model.
-    Counts(BigramCounts),
-    /// The bigram neural net.
-    BigramNet(BigramNet),
-    /// The MLP.
-    Mlp(Mlp),
-    /// The BatchNorm MLP of part 3 (with its running statistics).
-    BnMlp(BnMlp),
-    /// The WaveNet of part 5 (with its running statistics).
-    WaveNet(WaveNet),
-    /// One of makemore.py's models (its parameters under makemore's `state_dict()` names).
-    Makemore(Makemore),
-}
-
-impl AnyModel {
-    /// The kind, as recorded: `bigram`, `bigram-nn` or `mlp`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AnyModel::Counts(_) => "bigram",
-            AnyModel::BigramNet(m) => m.kind(),
-            AnyModel::Mlp(m) => m.kind(),
-            AnyModel::BnMlp(m) => m.kind(),
-            AnyModel::WaveNet(m) => m.kind(),
-            AnyModel::Makemore(m) => m.kind(),
-        }
-    }
-
-    /// The vocabulary.
-    pub fn vocab(&self) -> &Vocab {
-        match self {
-            AnyModel::Counts(m) => m.vocab(),
-            AnyModel::BigramNet(m) => m.vocab(),
-            AnyModel::Mlp(m) => m.vocab(),
-            AnyModel::BnMlp(m) => m.vocab(),
-            AnyModel::WaveNet(m) => m.vocab(),
-            AnyModel::Makemore(m) => m.vocab(),
-        }
-    }
-
-    /// The model as the counting model or as a neural [`Model`]: what evaluation and sampling
-    /// tell apart.
-    pub fn as_model(&self) -> ModelRef<'_> {
-        match self {
-            AnyModel::Counts(m) => ModelRef::Counts(m),
-            AnyModel::BigramNet(m) => ModelRef::Neural(m),
-            AnyModel::Mlp(m) => ModelRef::Neural(m),
-            AnyModel::BnMlp(m) => ModelRef::Neural(m),
-            AnyModel::WaveNet(m) => ModelRef::Neural(m),
-            AnyModel::Makemore(m) => ModelRef::Neural(m),
-        }
-    }
-
-    /// The model as a neural [`Model`], unless it is the counting model.
-    pub fn neural(&self) -> Option<&dyn Model> {
-        match self.as_model() {
-            ModelRef::Counts(_) => None,
-            ModelRef::Neural(m) => Some(m),
-        }
-    }
-
-    /// The number of scalar parameters (the counting model's: its 27x27 counts).
-    pub fn num_params(&self) -> usize {
-        match self.as_model() {
-            ModelRef::Counts(c) => c.vocab().len() * c.vocab().len(),
-            ModelRef::Neural(m) => m.num_params(),
-        }
-    }
-}
-
-/// A model of any kind, borrowed: the counting model, or a neural [`Model`].
-#[derive(Clone, Copy)]
-pub enum ModelRef<'a> {
-    /// The bigram counting model (no parameters to train; its own NLL and sampler).
-    Counts(&'a BigramCounts),
-    /// A model with parameters, trained by the training loop.
-    Neural(&'a dyn Model),
-}
+pub use crate::registry::{AnyModel, ModelRef};
 
 /// What a checkpoint records besides the model.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -156,6 +73,18 @@ pub enum CheckpointError {
         /// The kind.
         kind: String,
     },
+    /// The metadata's sizes make a model larger than the file's tensors.
+    #[error(
+        "{path}: the metadata describes a model of {params} parameters, but the file holds {held} values"
+    )]
+    Sizes {
+        /// The file.
+        path: PathBuf,
+        /// The parameters the metadata's sizes make (at most `u64::MAX`).
+        params: u64,
+        /// The values of the file's tensors.
+        held: u64,
+    },
     /// A tensor the model needs is missing.
     #[error("{path}: tensor {name:?} is missing")]
     MissingTensor {
@@ -194,16 +123,12 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
     info.insert("step".into(), meta.step.to_string());
     info.insert("seed".into(), meta.seed.to_string());
     info.insert("dataset_sha256".into(), meta.dataset_sha256.clone());
-    let tensors: Vec<Named> = match model {
-        AnyModel::Counts(m) => {
+    let tensors: Vec<Named> = match model.as_model() {
+        ModelRef::Counts(m) => {
             let n = m.counts();
             vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
         }
-        AnyModel::BigramNet(m) => neural(m, meta, &mut info)?,
-        AnyModel::Mlp(m) => neural(m, meta, &mut info)?,
-        AnyModel::BnMlp(m) => neural(m, meta, &mut info)?,
-        AnyModel::WaveNet(m) => neural(m, meta, &mut info)?,
-        AnyModel::Makemore(m) => neural(m, meta, &mut info)?,
+        ModelRef::Neural(m) => neural(m, meta, &mut info)?,
     };
     let views = tensors
         .iter()
@@ -296,123 +221,45 @@ pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
     };
     let v = vocab.len();
     let kind = ck.meta("kind")?;
-    let model = match kind.as_str() {
-        "bigram" => {
-            let n = ck.tensor("N", &[v, v])?;
-            let counts =
-                Array2::from_shape_vec((v, v), n.iter().map(|&c| c as u32).collect()).expect("checked shape");
-            AnyModel::Counts(BigramCounts::from_counts(vocab, counts)?)
-        }
-        "bigram-nn" => {
-            let reg: f32 = ck.meta("reg")?.parse().map_err(|_| ck.bad("reg", "not a number"))?;
-            let mut m = BigramNet::new(&vocab, reg, &mut rand::rngs::StdRng::seed_from_u64(0))?;
-            ck.fill(m.params_mut())?;
-            meta.adamw = ck.adamw(m.params())?;
-            AnyModel::BigramNet(m)
-        }
-        "mlp" => {
-            let init = match ck.meta("init")?.as_str() {
-                "lecture" => Init::Lecture,
-                "kaiming" => Init::Kaiming,
-                other => return Err(ck.bad("init", &format!("{other:?}, expected lecture or kaiming"))),
-            };
-            let config = MlpConfig {
-                block_size: ck.number("block_size")? as usize,
-                n_embd: ck.number("n_embd")? as usize,
-                n_hidden: ck.number("n_hidden")? as usize,
-                init,
-            };
-            // The file's tensors must fit the configuration before anything is allocated for it:
-            // absurd metadata gets an error, not an overflow or a huge allocation.
-            let fan_in = config
-                .block_size
-                .checked_mul(config.n_embd)
-                .ok_or_else(|| ck.bad("block_size", "too large"))?;
-            ck.view("C", &[v, config.n_embd])?;
-            ck.view("W1", &[fan_in, config.n_hidden])?;
-            let mut m = Mlp::new(config, &vocab, &mut rand::rngs::StdRng::seed_from_u64(0))?;
-            ck.fill(m.params_mut())?;
-            meta.adamw = ck.adamw(m.params())?;
-            AnyModel::Mlp(m)
-        }
-        "bn-mlp" | "wavenet" => {
-            let (block_size, n_embd, n_hidden) = (
-                ck.number("block_size")? as usize,
-                ck.number("n_embd")? as usize,
-                ck.number("n_hidden")? as usize,
-            );
-            let momentum: f32 =
-                ck.meta("momentum")?.parse().map_err(|_| ck.bad("momentum", "not a number"))?;
-            // The file's first tensors must fit the configuration before anything is allocated.
-            let rng = &mut rand::rngs::StdRng::seed_from_u64(0);
-            let mut m: Box<dyn ModelMut> = if kind == "bn-mlp" {
-                let fan_in =
-                    block_size.checked_mul(n_embd).ok_or_else(|| ck.bad("block_size", "too large"))?;
-                ck.view("C", &[v, n_embd])?;
-                ck.view("W1", &[fan_in, n_hidden])?;
-                Box::new(BnMlp::new(BnMlpConfig { block_size, n_embd, n_hidden, momentum }, &vocab, rng)?)
-            } else {
-                if block_size > 1 << 16 {
-                    return Err(ck.bad("block_size", "too large"));
-                }
-                ck.view("layers.0.weight", &[v, n_embd])?;
-                ck.view("layers.2.weight", &[2 * n_embd, n_hidden])?;
-                Box::new(WaveNet::new(WaveNetConfig { block_size, n_embd, n_hidden, momentum }, &vocab, rng)?)
-            };
-            ck.fill(m.params_mut())?;
-            meta.adamw = ck.adamw(m.params())?;
-            m.into_any()
-        }
-        other if Kind::from_name(other).is_some() => {
-            let kind = Kind::from_name(other).expect("checked");
-            let size = |key: &str| -> Result<usize> {
-                if key == "vocab_size" || key == "block_size" || kind.sizes().contains(&key) {
-                    Ok(ck.number(key)? as usize)
-                } else {
-                    Ok(ModelConfig::default().size(key))
-                }
-            };
-            let config = ModelConfig {
-                block_size: size("block_size")?,
-                vocab_size: size("vocab_size")?,
-                n_layer: size("n_layer")?,
-                n_head: size("n_head")?,
-                n_embd: size("n_embd")?,
-                n_embd2: size("n_embd2")?,
-            };
-            // By name, as load_state_dict(strict=True): the file's tensors (no larger than the
-            // file) are looked up by the model's names, never allocated from the metadata.
-            let state = ck.state()?;
-            let m = Makemore::load(kind, config, &vocab, &state)
-                .map_err(|e| corrupt(path, format!("{e} (for a {other} of {config:?})")))?;
-            meta.adamw = ck.adamw(m.params())?;
-            AnyModel::Makemore(m)
-        }
-        _ => {
-            return Err(ModelError::Checkpoint(CheckpointError::UnknownKind {
+    let model = if kind == "bigram" {
+        let n = ck.tensor("N", &[v, v])?;
+        let counts =
+            Array2::from_shape_vec((v, v), n.iter().map(|&c| c as u32).collect()).expect("checked shape");
+        AnyModel::Counts(BigramCounts::from_counts(vocab, counts)?)
+    } else {
+        // The kind and its settings, through the registry: one loader for every neural kind.
+        let spec = Spec::parse(&kind, |key| info.get(key).cloned(), true).map_err(|e| match e {
+            SpecError::UnknownKind(kind) => {
+                ModelError::Checkpoint(CheckpointError::UnknownKind { path: path.to_path_buf(), kind })
+            }
+            SpecError::Setting { key, problem } => ck.bad(&key, &problem),
+        })?;
+        // Sizes the file cannot hold are refused before anything is allocated for them (up to
+        // 16 M parameters a model is built anyway, so that a missing or misshapen tensor gets
+        // its own error, by name).
+        let held: u128 = st
+            .tensors()
+            .iter()
+            .filter(|(n, _)| !n.starts_with("adamw."))
+            .map(|(_, t)| t.data().len() as u128 / 4)
+            .sum();
+        let params = spec.num_params(v);
+        if params > held.max(1 << 24) {
+            let params = u64::try_from(params).unwrap_or(u64::MAX);
+            let held = held as u64;
+            return Err(ModelError::Checkpoint(CheckpointError::Sizes {
                 path: path.to_path_buf(),
-                kind,
+                params,
+                held,
             }));
         }
+        let mut model = spec.build(&vocab, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+        let m = model.neural_mut().expect("only the counting model is not neural");
+        ck.fill(m.params_mut())?;
+        meta.adamw = ck.adamw(m.params())?;
+        model
     };
     Ok((model, meta))
-}
-
-/// A window model being loaded, boxed while its parameters are filled in.
-trait ModelMut: Model {
-    fn into_any(self: Box<Self>) -> AnyModel;
-}
-
-impl ModelMut for BnMlp {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::BnMlp(*self)
-    }
-}
-
-impl ModelMut for WaveNet {
-    fn into_any(self: Box<Self>) -> AnyModel {
-        AnyModel::WaveNet(*self)
-    }
 }
 
 /// Reads a checkpoint's metadata and tensors with errors that name the file.
@@ -478,21 +325,6 @@ impl Reader<'_> {
             v.push(self.tensor(&format!("adamw.v.{name}"), shape.dims())?);
         }
         Ok(Some(mm_tensor::AdamWState { t, m, v }))
-    }
-
-    /// The file's tensors but AdamW's moments, as parameters by name (a state dict).
-    fn state(&self) -> Result<mm_tensor::ParamStore<f32>> {
-        let mut state = mm_tensor::ParamStore::new();
-        let mut names: Vec<String> =
-            self.st.names().into_iter().filter(|n| !n.starts_with("adamw.")).map(|n| n.to_string()).collect();
-        names.sort();
-        for name in names {
-            let t = self.st.tensor(&name).map_err(|e| corrupt(self.path, e))?;
-            let values = self.tensor(&name, t.shape())?;
-            let value = ndarray::ArrayD::from_shape_vec(t.shape(), values).expect("checked shape");
-            state.add(&name, value)?;
-        }
-        Ok(state)
     }
 
     /// Overwrites every parameter and buffer of `params` with the tensor of its name.

@@ -16,6 +16,8 @@
 //!   reliably.
 //! - [`zoo`]: makemore.py's own models (`Transformer`, `BoW`, `RNN` with its RNN and GRU cells,
 //!   `MLP`), parameters under its `state_dict()` names, checked against PyTorch's golden values.
+//! - [`registry`]: the one list of model kinds: a [`Spec`] (kind and hyperparameters) builds
+//!   any model; [`AnyModel`] holds one.
 //! - [`checkpoint`]: safetensors files with the lectures' tensor names, readable by PyTorch.
 
 mod bigram;
@@ -26,6 +28,7 @@ mod error;
 pub mod lr_sweep;
 mod mlp;
 mod model;
+pub mod registry;
 mod sample;
 mod train;
 mod wavenet;
@@ -41,6 +44,7 @@ pub use error::{ModelError, Result};
 pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};
 pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::Model;
+pub use registry::{AnyModel, ModelRef, Spec, SpecError};
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
 pub use train::{
     Best, OptimizerKind, Progress, SavePoint, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate,

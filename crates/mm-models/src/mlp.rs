@@ -10,7 +10,8 @@ use rand::Rng;
 use crate::{Model, ModelError, Result};
 
 /// How the MLP's weights start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Init {
     /// Every parameter from a standard normal, as in part 2.
     #[default]

@@ -43,7 +43,7 @@ pub use bn_mlp::{BnMlp, BnMlpConfig};
 pub use error::{ModelError, Result};
 pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};
 pub use mlp::{Init, Mlp, MlpConfig};
-pub use model::Model;
+pub use model::{Decoder, Model};
 pub use registry::{AnyModel, ModelRef, Spec, SpecError};
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
 pub use train::{

@@ -56,8 +56,25 @@ pub trait Model: Sync {
         Ok(())
     }
 
+    /// A decoder of `n` sequences for sampling, for models that read words and can feed one
+    /// position at a time faster than re-reading the whole prefix (the Transformer, with its
+    /// key/value cache). `None`, the default: sampling runs the forward pass over the prefix at
+    /// each step, as makemore's `generate` does.
+    fn decoder(&self, _n: usize) -> Option<Box<dyn Decoder + '_>> {
+        None
+    }
+
     /// The number of scalar parameters (buffers, such as running statistics, are not).
     fn num_params(&self) -> usize {
         self.params().numel()
     }
+}
+
+/// Incremental decoding, for sampling: sequences fed one position at a time, the decoder keeping
+/// what later positions need of the earlier ones.
+pub trait Decoder {
+    /// Feeds `ids[i]` as the token at position `t` of sequence `rows[i]` (positions `0..t` of
+    /// those sequences fed before) and returns the logits of the next token,
+    /// `[rows.len(), vocab]`: row `t` of the forward pass over the whole prefix, up to rounding.
+    fn step(&mut self, rows: &[usize], ids: &[u32], t: usize) -> crate::Result<ndarray::Array2<f32>>;
 }

@@ -47,43 +47,86 @@ impl Default for SampleConfig {
 /// ```
 pub fn sample<M: Model + ?Sized>(model: &M, cfg: &SampleConfig) -> Result<Vec<String>> {
     let mut tape = Tape::new();
-    let layout = model.layout();
-    sample_with(model.vocab(), layout, model.block_size(), cfg, |x| {
+    let (layout, block_size) = (model.layout(), model.block_size());
+    // The whole forward pass over `x`, and the logits after its last position.
+    let mut full = |x: ArrayView2<'_, u32>| -> Result<Array2<f32>> {
         let g = tape.no_grad(model.params());
         let logits = model.forward(&g, x);
         g.check()?;
         let logits = logits.to_array();
-        Ok(match layout {
-            Layout::Windows => logits.into_dimensionality().map_err(mm_tensor::TensorError::from)?,
+        let last = match layout {
+            Layout::Windows => logits.view(),
             // makemore's `logits[:, -1, :]`: the prediction after the last position.
-            Layout::Words => {
-                let t = x.ncols() - 1;
-                logits
-                    .index_axis(Axis(1), t)
-                    .into_dimensionality()
-                    .map_err(mm_tensor::TensorError::from)?
-                    .to_owned()
+            Layout::Words => logits.index_axis(Axis(1), x.ncols() - 1),
+        };
+        Ok(last.into_dimensionality().map_err(mm_tensor::TensorError::from)?.to_owned())
+    };
+    let mut decoder = if layout == Layout::Words { model.decoder(CHUNK.min(cfg.n)) } else { None };
+    // Positions of the current rows fed to the decoder so far.
+    let mut fed = 0;
+    sample_with(model.vocab(), cfg, |first_step, active, out| match layout {
+        Layout::Windows => full(windows(active, out, block_size).view()),
+        Layout::Words => {
+            // The start token and the ids so far (every active sample has as many: they grow
+            // together).
+            let len = out[active[0]].len() + 1;
+            let token = |row: usize, pos: usize| if pos == 0 { 0 } else { out[row][pos - 1] };
+            match decoder.as_mut() {
+                // One new position at a time, while the sequence fits the block.
+                Some(dec) if len <= block_size => {
+                    if first_step {
+                        fed = 0;
+                    }
+                    let mut logits = None;
+                    for pos in fed..len {
+                        let ids: Vec<u32> = active.iter().map(|&r| token(r, pos)).collect();
+                        logits = Some(dec.step(active, &ids, pos)?);
+                    }
+                    fed = len;
+                    Ok(logits.expect("at least the newest position is fed"))
+                }
+                // makemore's `generate`: the whole sequence, cropped to the last block_size.
+                _ => {
+                    let t = len.min(block_size);
+                    let x = Array2::from_shape_fn((active.len(), t), |(i, k)| token(active[i], len - t + k));
+                    full(x.view())
+                }
             }
-        })
+        }
+    })
+}
+
+/// Samples are drawn in chunks of this many: the decoder's cache stays small (a Transformer's is
+/// `2 · n_layer · block_size · n_embd` floats per sample).
+const CHUNK: usize = 1024;
+
+/// The inputs of the active samples as windows `[B, block_size]`: the last `block_size` ids of
+/// each, with dots before the start.
+fn windows(active: &[usize], out: &[Vec<u32>], block_size: usize) -> Array2<u32> {
+    Array2::from_shape_fn((active.len(), block_size), |(r, k)| {
+        let ids = &out[active[r]];
+        let pos = ids.len() as isize - block_size as isize + k as isize;
+        if pos < 0 { 0 } else { ids[pos as usize] }
     })
 }
 
 /// Samples `cfg.n` items from the counting model, its probabilities smoothed by `alpha`.
 pub fn sample_counts(model: &BigramCounts, alpha: f64, cfg: &SampleConfig) -> Result<Vec<String>> {
     let logp = model.probs(alpha).mapv(|p| p.ln() as f32);
-    sample_with(model.vocab(), Layout::Windows, 1, cfg, |x| {
-        Ok(Array2::from_shape_fn((x.nrows(), logp.ncols()), |(r, c)| logp[[x[[r, 0]] as usize, c]]))
+    sample_with(model.vocab(), cfg, |_, active, out| {
+        let prev = |r: usize| out[active[r]].last().copied().unwrap_or(0) as usize;
+        Ok(Array2::from_shape_fn((active.len(), logp.ncols()), |(r, c)| logp[[prev(r), c]]))
     })
 }
 
-/// The sampling loop over any model that maps its inputs (windows `[B, block_size]`, or words
-/// `[B, T]`) to the logits of the next character `[B, V]`.
+/// The sampling loop, in chunks of [`CHUNK`] samples: at each step, `next(first_step, active,
+/// out)` gives the logits of the next character `[active.len(), V]` for the unfinished samples
+/// `active` (indices into the chunk's ids so far, `out`); `first_step` is true at each chunk's
+/// first step.
 fn sample_with(
     vocab: &Vocab,
-    layout: Layout,
-    block_size: usize,
     cfg: &SampleConfig,
-    mut logits: impl FnMut(ArrayView2<'_, u32>) -> Result<Array2<f32>>,
+    mut next: impl FnMut(bool, &[usize], &[Vec<u32>]) -> Result<Array2<f32>>,
 ) -> Result<Vec<String>> {
     if !(cfg.temperature.is_finite() && cfg.temperature > 0.0) {
         return Err(ModelError::Config(format!(
@@ -99,46 +142,37 @@ fn sample_with(
     }
     let prefix = vocab.encode(&cfg.prefix)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    // Each sample's ids so far, and whether it has ended.
-    let mut out: Vec<Vec<u32>> = vec![prefix.clone(); cfg.n];
-    let mut done = vec![prefix.len() >= cfg.max_len; cfg.n];
+    let mut names = Vec::with_capacity(cfg.n);
     let mut probs = Vec::with_capacity(vocab.len());
-    loop {
-        let active: Vec<usize> = (0..cfg.n).filter(|&i| !done[i]).collect();
-        if active.is_empty() {
-            break;
+    for start in (0..cfg.n).step_by(CHUNK) {
+        let n = CHUNK.min(cfg.n - start);
+        // Each sample's ids so far, and whether it has ended.
+        let mut out: Vec<Vec<u32>> = vec![prefix.clone(); n];
+        let mut done = vec![prefix.len() >= cfg.max_len; n];
+        let mut first_step = true;
+        loop {
+            let active: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
+            if active.is_empty() {
+                break;
+            }
+            let l = next(first_step, &active, &out)?;
+            first_step = false;
+            for (r, &i) in active.iter().enumerate() {
+                next_probs(l.row(r).as_slice().expect("logits are contiguous"), cfg, &mut probs);
+                let id = draw(&probs, &mut rng);
+                if id == 0 {
+                    done[i] = true;
+                } else {
+                    out[i].push(id);
+                    done[i] = out[i].len() >= cfg.max_len;
+                }
+            }
         }
-        let x = match layout {
-            Layout::Windows => Array2::from_shape_fn((active.len(), block_size), |(r, k)| {
-                let ids = &out[active[r]];
-                // The last block_size ids, with dots before the start.
-                let pos = ids.len() as isize - block_size as isize + k as isize;
-                if pos < 0 { 0 } else { ids[pos as usize] }
-            }),
-            // makemore's `generate`: the start token and the ids so far, cropped to the last
-            // block_size (every active sample has as many ids: they grow together).
-            Layout::Words => {
-                let len = out[active[0]].len() + 1;
-                let t = len.min(block_size);
-                Array2::from_shape_fn((active.len(), t), |(r, k)| {
-                    let pos = len - t + k;
-                    if pos == 0 { 0 } else { out[active[r]][pos - 1] }
-                })
-            }
-        };
-        let l = logits(x.view())?;
-        for (r, &i) in active.iter().enumerate() {
-            next_probs(l.row(r).as_slice().expect("logits are contiguous"), cfg, &mut probs);
-            let id = draw(&probs, &mut rng);
-            if id == 0 {
-                done[i] = true;
-            } else {
-                out[i].push(id);
-                done[i] = out[i].len() >= cfg.max_len;
-            }
+        for ids in &out {
+            names.push(vocab.decode(ids)?);
         }
     }
-    out.iter().map(|ids| Ok(vocab.decode(ids)?)).collect()
+    Ok(names)
 }
 
 /// Softmax of `logits / temperature`, restricted to the top `k`, into `probs`.

@@ -3,12 +3,13 @@
 //! of them. A model reads whole words ([`Layout::Words`]): `x` `[B, T]`, logits `[B, T, V]`.
 
 use mm_data::{Layout, Vocab};
-use mm_tensor::{Graph, ParamStore, Var};
+use mm_tensor::{Graph, ParamStore, Tape, Var};
 use ndarray::ArrayView2;
 use rand::RngCore;
 
+use super::transformer::KvCache;
 use super::{BigramMakemore, BoW, Builder, Gru, MlpMakemore, ModelConfig, Rnn, Transformer, ZooModel};
-use crate::{Model, ModelError, Result};
+use crate::{Decoder, Model, ModelError, Result};
 
 /// One of makemore.py's model types (its `--type`), under its name in this project.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,6 +93,19 @@ impl Kind {
             Kind::Bow | Kind::Rnn | Kind::Gru | Kind::Mlp => &["n_embd", "n_embd2"],
             Kind::Bigram => &[],
         }
+    }
+}
+
+/// The Transformer's incremental decoder: its key/value cache and a tape reused step after step.
+struct TransformerDecoder<'a> {
+    model: &'a Transformer,
+    tape: Tape<f32>,
+    cache: KvCache,
+}
+
+impl Decoder for TransformerDecoder<'_> {
+    fn step(&mut self, rows: &[usize], ids: &[u32], t: usize) -> Result<ndarray::Array2<f32>> {
+        self.model.decode(&mut self.tape, &mut self.cache, rows, ids, t)
     }
 }
 
@@ -226,5 +240,15 @@ impl Model for Makemore {
 
     fn forward<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>) -> Var<'g, f32> {
         each!(&self.net, m => m.forward(g, x))
+    }
+
+    /// The Transformer decodes with its key/value cache; the others re-read the prefix.
+    fn decoder(&self, n: usize) -> Option<Box<dyn Decoder + '_>> {
+        match &self.net {
+            Net::Transformer(model) => {
+                Some(Box::new(TransformerDecoder { model, tape: Tape::new(), cache: model.kv_cache(n) }))
+            }
+            _ => None,
+        }
     }
 }

@@ -121,3 +121,89 @@ impl<T: Float> ZooModel<T> for Transformer<T> {
         self.lm_head.forward(self.ln_f.forward(x))
     }
 }
+
+/// The keys and values of every position fed so far, per layer: what makes sampling one
+/// position at a time cost one position's work (makemore's `generate` recomputes the whole
+/// prefix for every new character). `[n, block_size, n_embd]` per layer for keys and for values,
+/// the heads side by side as `c_attn` produces them.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    n: usize,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl Transformer<f32> {
+    /// A cache for `n` sequences.
+    pub fn kv_cache(&self, n: usize) -> KvCache {
+        let size = n * self.config.block_size * self.config.n_embd;
+        KvCache { n, k: vec![vec![0.0; size]; self.h.len()], v: vec![vec![0.0; size]; self.h.len()] }
+    }
+
+    /// Feeds `ids[i]` as the token at position `t` of sequence `rows[i]` (whose positions
+    /// `0..t` were fed before) and returns the logits of the next token, `[rows.len(),
+    /// vocab_size]`: the same as row `t` of [`ZooModel::forward`] on the whole prefix, up to
+    /// rounding. The dense layers run on the engine (a graph without gradients on `tape`); the
+    /// attention of one query over the cached keys runs here.
+    pub fn decode(
+        &self,
+        tape: &mut mm_tensor::Tape<f32>,
+        cache: &mut KvCache,
+        rows: &[usize],
+        ids: &[u32],
+        t: usize,
+    ) -> Result<ndarray::Array2<f32>> {
+        let (c, bs, nh) = (self.config.n_embd, self.config.block_size, self.config.n_head);
+        let bad = |msg: String| Err(crate::ModelError::Config(msg));
+        if t >= bs {
+            return bad(format!("position {t} is past the block size {bs}"));
+        }
+        if rows.len() != ids.len() || rows.iter().any(|&r| r >= cache.n) || cache.k.len() != self.h.len() {
+            return bad(format!(
+                "{} rows for {} ids, in a cache of {} sequences",
+                rows.len(),
+                ids.len(),
+                cache.n
+            ));
+        }
+        let hs = c / nh;
+        let scale = 1.0 / (hs as f32).sqrt();
+        let g = tape.no_grad(&self.params);
+        let mut x = self.wte.forward(&g, ids) + self.wpe.forward(&g, &[t as u32]); // [B, C]
+        let mut y = vec![0.0f32; rows.len() * c];
+        let mut att = vec![0.0f32; t + 1];
+        for (layer, block) in self.h.iter().enumerate() {
+            let qkv = block.attn.c_attn.forward(block.ln_1.forward(x)); // [B, 3C]
+            let (k_cache, v_cache) = (&mut cache.k[layer], &mut cache.v[layer]);
+            qkv.with_data(|qkv| {
+                for (i, &r) in rows.iter().enumerate() {
+                    let (q, kv) = qkv[i * 3 * c..(i + 1) * 3 * c].split_at(c);
+                    let at = (r * bs + t) * c;
+                    k_cache[at..at + c].copy_from_slice(&kv[..c]);
+                    v_cache[at..at + c].copy_from_slice(&kv[c..]);
+                    for h in 0..nh {
+                        let q = &q[h * hs..(h + 1) * hs];
+                        let key = |j: usize| &k_cache[(r * bs + j) * c + h * hs..][..hs];
+                        for (j, a) in att.iter_mut().enumerate() {
+                            *a = q.iter().zip(key(j)).map(|(q, k)| q * k).sum::<f32>() * scale;
+                        }
+                        let max = att.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        att.iter_mut().for_each(|a| *a = (*a - max).exp());
+                        let sum: f32 = att.iter().sum();
+                        let out = &mut y[i * c + h * hs..][..hs];
+                        out.fill(0.0);
+                        for (j, a) in att.iter().enumerate() {
+                            let value = &v_cache[(r * bs + j) * c + h * hs..][..hs];
+                            out.iter_mut().zip(value).for_each(|(o, v)| *o += a / sum * v);
+                        }
+                    }
+                }
+            });
+            x = x + block.attn.c_proj.forward(g.input(&[rows.len(), c], &y));
+            x = x + block.c_proj.forward(block.c_fc.forward(block.ln_2.forward(x)).gelu());
+        }
+        let logits = self.lm_head.forward(self.ln_f.forward(x));
+        g.check()?;
+        Ok(logits.to_array().into_dimensionality().map_err(mm_tensor::TensorError::from)?)
+    }
+}

@@ -15,8 +15,8 @@ use mm_tensor::golden::{self, Case, Outcome};
 /// Model cases (`transformer`, `bow`, `rnn`, `gru`, `mlp_makemore`) run makemore.py's models of
 /// `mm_models::zoo`, their parameters loaded by their PyTorch names. Prints one line per failing
 /// case (its name, the worst element, got vs want) and per skipped case, then `golden: N passed,
-/// M failed, K skipped`. Exits non-zero if any case fails, names an unknown op, or a file cannot
-/// be read.
+/// M failed, K skipped`. Exits non-zero if any case fails, names an unknown op, a file cannot
+/// be read, or no case ran at all (empty files, or every case skipped).
 #[derive(clap::Args)]
 pub struct Args {
     /// Golden files to run, e.g. ../shared/golden/ops.json.
@@ -57,6 +57,11 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
         }
     }
     println!("golden: {passed} passed, {failed} failed, {skipped} skipped");
+    if passed + failed == 0 {
+        // Nothing was checked: a run that proves nothing must not look like a success.
+        let files: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!("no case of {} ran (0 passed, 0 failed, {skipped} skipped)", files.join(", "));
+    }
     Ok(failed == 0)
 }
 

@@ -39,6 +39,7 @@
 //! ```
 
 mod backward;
+mod dot;
 mod error;
 mod float;
 #[cfg(feature = "golden")]

@@ -28,6 +28,10 @@ pub(crate) struct Nodes<T> {
     pub(crate) ids: Vec<u32>,
     /// The input lists of variadic ops (`concat`).
     pub(crate) links: Vec<NodeId>,
+    /// Every node's inputs (those a gradient can flow through), for drawing the graph:
+    /// `inputs[input_spans[i]]` are node `i`'s.
+    pub(crate) inputs: Vec<NodeId>,
+    pub(crate) input_spans: Vec<Span>,
     /// Scratch space for kernels (a packed operand, attention's weights' gradient), reused.
     pub(crate) scratch: Scratch<T>,
     /// The first error of this graph (sticky).
@@ -49,6 +53,8 @@ impl<T> Nodes<T> {
         self.needs_grad.clear();
         self.ids.clear();
         self.links.clear();
+        self.inputs.clear();
+        self.input_spans.clear();
         self.error = None;
     }
 }
@@ -263,6 +269,9 @@ impl<'a, T: Float> Graph<'a, T> {
         n.aux[id] = aux;
         let needs = self.grad && (leaf_grad || inputs.iter().any(|&i| n.needs_grad[i as usize]));
         n.ops.push(op);
+        let start = n.inputs.len() as u32;
+        n.inputs.extend_from_slice(inputs);
+        n.input_spans.push(Span { start, len: inputs.len() as u32 });
         n.shapes.push(shape);
         n.needs_grad.push(needs);
         Var { g: self, id: id as NodeId }
@@ -319,6 +328,34 @@ impl<'g, T: Float> Var<'g, T> {
     pub fn with_data<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
         let n = self.g.nodes.borrow();
         f(Values { ops: &n.ops, values: &n.values, params: self.g.params, ids: &n.ids }.get(self.id))
+    }
+
+    /// The gradient that the last backward pass of this graph reached this node with (micrograd's
+    /// `.grad` of any `Value`), or `None` if it reached none (no backward yet, a node that
+    /// needs no gradient, or one off the loss's path). A parameter's gradient is in the
+    /// [`crate::Grads`] the backward pass filled.
+    ///
+    /// ```
+    /// use mm_tensor::{Grads, ParamStore, Tape};
+    /// let mut params = ParamStore::<f64>::new();
+    /// let a = params.add("a", ndarray::arr0(2.0).into_dyn())?;
+    /// let mut tape = Tape::new();
+    /// let mut grads = Grads::new(&params);
+    /// let g = tape.graph(&params);
+    /// let e = g.param(a) * -3.0;
+    /// let l = e * -2.0;
+    /// g.backward(l, &mut grads)?;
+    /// assert_eq!(e.grad().unwrap().sum(), -2.0); // dL/de
+    /// assert_eq!(grads.get(a).sum(), 6.0); // dL/da
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn grad(&self) -> Option<ArrayD<T>> {
+        let n = self.g.nodes.borrow();
+        let id = self.id as usize;
+        let reached = n.grad_live.get(id).copied().unwrap_or(false) && !matches!(n.ops[id], Op::Param(_));
+        reached
+            .then(|| ArrayD::from_shape_vec(IxDyn(self.shape().dims()), n.grads[id].clone()).ok())
+            .flatten()
     }
 
     /// A copy of the node's value as an array (for inspection: activations, histograms).

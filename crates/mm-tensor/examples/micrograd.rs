@@ -41,7 +41,6 @@ fn main() -> Result<(), TensorError> {
             grad(f)
         );
     }
-    drop(g);
 
     // The neuron: o = tanh(x1 w1 + x2 w2 + b).
     let mut p = ParamStore::new();
@@ -65,7 +64,6 @@ fn main() -> Result<(), TensorError> {
         grad(x2),
         grad(w2)
     );
-    drop(g);
 
     // MLP(3, [4, 4, 1]) of tanh neurons, squared error, plain gradient descent.
     let xs = [2.0, 3.0, -1.0, 3.0, -1.0, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, -1.0];
@@ -93,7 +91,6 @@ fn main() -> Result<(), TensorError> {
             let preds: Vec<String> = h.to_array().iter().map(|y| format!("{y:+.3}")).collect();
             println!("step {step:3}: loss {loss:.5}, predictions [{}]", preds.join(", "));
         }
-        drop(g);
         sgd.step(&mut p, &grads)?;
     }
     Ok(())

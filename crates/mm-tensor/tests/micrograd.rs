@@ -96,7 +96,6 @@ fn an_mlp_of_tanh_neurons_fits_the_four_examples() {
         let loss = (diff * diff).sum();
         losses.push(g.backward(loss, &mut grads).unwrap());
         preds = h.to_array().iter().copied().collect();
-        drop(g);
         sgd.step(&mut p, &grads).unwrap();
     }
     assert!(losses[199] < 0.01 && losses[199] < losses[0] / 10.0, "{} -> {}", losses[0], losses[199]);

@@ -290,8 +290,10 @@ mod tests {
     #[test]
     fn transpose_of_a_tile() {
         if !available() {
+            eprintln!("transpose_of_a_tile: skipped avx512 (this CPU has no AVX-512F)");
             return;
         }
+        eprintln!("transpose_of_a_tile: ran avx512");
         let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
         // SAFETY: AVX-512F is available (checked above).
         let t = unsafe {

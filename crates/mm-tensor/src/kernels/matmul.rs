@@ -298,12 +298,47 @@ mod tests {
         }
     }
 
-    /// Both `f32` kernels this CPU can run (the dispatched one, AVX-512 when the CPU has it, and
-    /// the portable one) against an `f64` reference: every layout of `A` and `B` and all three
-    /// starts, at sizes around each block and vector edge and at makemore's own. `C` sits
+    /// The `f32` gemm paths: `(name, why it cannot run here)`. The dispatcher picks AVX-512 when
+    /// the CPU has it and the portable kernel otherwise, so on a CPU without AVX-512 the
+    /// "avx512" path is skipped (the portable path is tested on its own), never silently run as
+    /// the portable kernel a second time.
+    fn paths() -> [(&'static str, Option<&'static str>); 2] {
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = (!crate::kernels::gemm_avx512::available()).then_some("this CPU has no AVX-512F");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = Some("not an x86_64 CPU");
+        [("avx512", avx512), ("portable", None)]
+    }
+
+    /// Says which paths a test ran and which it skipped, and why (shown with `--nocapture`, and
+    /// on failure).
+    fn report(test: &str) -> Vec<bool> {
+        let paths = paths();
+        let ran: Vec<&str> = paths.iter().filter(|p| p.1.is_none()).map(|p| p.0).collect();
+        let skipped: Vec<String> =
+            paths.iter().filter_map(|(n, why)| Some(format!("{n} ({})", (*why)?))).collect();
+        eprintln!(
+            "{test}: ran {}; skipped {}",
+            ran.join(", "),
+            if skipped.is_empty() { "none".into() } else { skipped.join(", ") }
+        );
+        paths.iter().map(|p| p.1.is_none()).collect()
+    }
+
+    #[test]
+    fn the_gemm_paths_are_named() {
+        let names: Vec<&str> = paths().iter().map(|p| p.0).collect();
+        assert_eq!(names, ["avx512", "portable"]);
+        assert!(paths()[1].1.is_none(), "the portable kernel runs everywhere");
+    }
+
+    /// Each `f32` kernel this CPU can run (AVX-512 through the dispatcher when the CPU has it;
+    /// the portable one always) against an `f64` reference: every layout of `A` and `B` and all
+    /// three starts, at sizes around each block and vector edge and at makemore's own. `C` sits
     /// between guard values that must not change.
     #[test]
     fn f32_gemm_matches_a_reference_at_every_edge() {
+        let runs = report("f32_gemm_matches_a_reference_at_every_edge");
         let sizes = [1, 2, 3, 7, 8, 9, 15, 16, 17, 27, 30, 32, 33, 47, 48, 49, 64, 65, 200];
         let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 256.0;
         let (a_all, b_all): (Vec<f32>, Vec<f32>) =
@@ -337,6 +372,9 @@ mod tests {
                         };
                         reference((m, k, n), a, b, &mut want, Acc::Add);
                         for portable in [false, true] {
+                            if !runs[usize::from(portable)] {
+                                continue;
+                            }
                             let mut buf = vec![-7.0f32; m * n + 32];
                             buf[16..16 + m * n].copy_from_slice(&old);
                             let c = &mut buf[16..16 + m * n];
@@ -374,7 +412,11 @@ mod tests {
         let (a, b) = (Strided::rows(&[][..], 0), Strided::rows(&[][..], n));
         let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
         let mut pack = Vec::new();
+        let runs = report("a_product_over_k_0_is_its_start");
         for portable in [false, true] {
+            if !runs[usize::from(portable)] {
+                continue;
+            }
             let run = |start: Start<'_, f32>, c: &mut [f32], pack: &mut Vec<f32>| {
                 if portable {
                     gemm_portable((m, 0, n), a, b, c, start, pack);

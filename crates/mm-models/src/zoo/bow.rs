@@ -4,20 +4,27 @@
 //! has 12,827 parameters.
 
 use mm_tensor::{Float, Graph, ParamStore, Var, causal_mask};
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2, s};
 
 use super::{Builder, Embedding, Linear, ModelConfig, ZooModel};
 use crate::Result;
 
 /// makemore's `CausalBoW`: each position becomes the mean of the positions up to it, written as
 /// makemore writes it, attention with zero scores: `softmax(zeros.masked_fill(mask, -inf)) @ x`.
-fn causal_bow<'g, T: Float>(x: Var<'g, T>) -> Var<'g, T> {
+/// `mask` is the causal mask of the longest sequence (`[block_size, block_size]`, true above the
+/// diagonal) and `zeros` as many zeros: made once with the model, so that a step allocates
+/// nothing.
+fn causal_bow<'g, T: Float>(x: Var<'g, T>, mask: &Array2<bool>, zeros: &[T]) -> Var<'g, T> {
     // x is [B, T, C] (or an earlier error's placeholder, which passes through).
     let &[_, t, _] = x.shape().dims() else { return x };
+    if t > mask.nrows() {
+        // Past the block: the position table's narrow has already failed with its error.
+        return x;
+    }
     let g = x.graph();
-    let zeros = vec![T::zero(); t * t];
     // [T, T], the same for every sequence: it broadcasts over the batch in the product.
-    let att = g.input(&[t, t], &zeros).masked_fill(&causal_mask(t), f64::NEG_INFINITY).softmax(1);
+    let mask = mask.slice(s![..t, ..t]);
+    let att = g.input(&[t, t], &zeros[..t * t]).masked_fill(&mask, f64::NEG_INFINITY).softmax(1);
     att.matmul(x) // (T, T) x (B, T, C) -> (B, T, C)
 }
 
@@ -29,8 +36,8 @@ struct BoWBlock {
 }
 
 impl BoWBlock {
-    fn forward<'g, T: Float>(&self, x: Var<'g, T>) -> Var<'g, T> {
-        let x = x + causal_bow(x);
+    fn forward<'g, T: Float>(&self, x: Var<'g, T>, mask: &Array2<bool>, zeros: &[T]) -> Var<'g, T> {
+        let x = x + causal_bow(x, mask, zeros);
         x + self.c_proj.forward(self.c_fc.forward(x).tanh())
     }
 }
@@ -44,6 +51,9 @@ pub struct BoW<T = f32> {
     wpe: Embedding,
     context_block: BoWBlock,
     lm_head: Linear,
+    /// `causal_mask(block_size)`, and `block_size²` zeros (the attention's scores).
+    mask: Array2<bool>,
+    zeros: Vec<T>,
 }
 
 impl<T: Float> ZooModel<T> for BoW<T> {
@@ -62,7 +72,8 @@ impl<T: Float> ZooModel<T> for BoW<T> {
             c_proj: Linear::new(&mut b, "context_block.mlp.c_proj", c.n_embd2, c.n_embd, true)?,
         };
         let lm_head = Linear::new(&mut b, "lm_head", c.n_embd, c.vocab_size, true)?;
-        Ok(BoW { config, params: b.finish()?, wte, wpe, context_block, lm_head })
+        let (mask, zeros) = (causal_mask(c.block_size), vec![T::zero(); c.block_size * c.block_size]);
+        Ok(BoW { config, params: b.finish()?, wte, wpe, context_block, lm_head, mask, zeros })
     }
 
     fn config(&self) -> &ModelConfig {
@@ -81,6 +92,6 @@ impl<T: Float> ZooModel<T> for BoW<T> {
     /// is the error of the position table's narrow (makemore asserts).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         let x = self.wte.forward(g, &idx) + self.wpe.first(g, idx.ncols());
-        self.lm_head.forward(self.context_block.forward(x))
+        self.lm_head.forward(self.context_block.forward(x, &self.mask, &self.zeros))
     }
 }

@@ -10,6 +10,11 @@ use ndarray::{Array3, ArrayView2};
 use super::{Builder, Embedding, Linear, ModelConfig, ZooModel};
 use crate::Result;
 
+thread_local! {
+    /// The context ids of the last forward pass on this thread (see [`MlpMakemore::context`]).
+    static CONTEXT: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// makemore.py's `MLP` language model (the lectures' MLP is [`crate::Mlp`]).
 #[derive(Clone, Debug)]
 pub struct MlpMakemore<T = f32> {
@@ -72,7 +77,19 @@ impl<T: Float> ZooModel<T> for MlpMakemore<T> {
     /// as `[B, T, block_size * n_embd]`: the same order (`k` major).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         let (b, t) = idx.dim();
-        let x = self.wte.forward(g, &self.context(idx));
+        let bs = self.config.block_size;
+        let blank = self.config.vocab_size as u32;
+        // The context ids in this thread's buffer, which the embedding copies into the tape: a
+        // warm step allocates nothing.
+        let x = CONTEXT.with_borrow_mut(|ids| {
+            ids.clear();
+            ids.extend((0..b * t * bs).map(|n| {
+                let (i, j, k) = (n / (t * bs), n / bs % t, n % bs);
+                if k <= j { idx[[i, j - k]] } else { blank }
+            }));
+            let view = ndarray::ArrayView3::from_shape((b, t, bs), &ids[..]).expect("b * t * bs ids");
+            self.wte.forward(g, &view)
+        });
         let x = x.reshape(&[b, t, self.config.block_size * self.config.n_embd]);
         self.out.forward(self.hidden.forward(x).tanh())
     }

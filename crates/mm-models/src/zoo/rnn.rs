@@ -78,6 +78,10 @@ impl Cell for GruCell {
     }
 }
 
+/// Row ids of `start` for up to 4,096 sequences (training batches, evaluation and sampling
+/// chunks), so that expanding it allocates nothing.
+static ZEROS: [u32; 4096] = [0; 4096];
+
 /// makemore.py's `RNN` language model over the cell `C`: [`Rnn`] (`--type rnn`) and [`Gru`]
 /// (`--type gru`).
 #[derive(Clone, Debug)]
@@ -131,13 +135,23 @@ impl<T: Float, C: Cell> ZooModel<T> for Recurrent<T, C> {
         let (b, t) = idx.dim();
         let emb = self.wte.forward(g, &idx); // [B, T, n_embd]
         // start.expand((b, -1)): row 0 of `start` gathered b times (its gradient is their sum).
-        let mut hprev = g.param(self.start).embedding(&vec![0u32; b]); // [B, n_embd2]
-        let mut hiddens = Vec::with_capacity(t);
+        let start = g.param(self.start);
+        let mut hprev = match ZEROS.get(..b) {
+            Some(zeros) => start.embedding(zeros),
+            None => start.embedding(&vec![0u32; b]),
+        }; // [B, n_embd2]
+        // The hidden states, on the stack for makemore's lengths (a step allocates nothing).
+        let mut few = [hprev; 64];
+        let mut many = Vec::new();
         for i in 0..t {
             hprev = self.cell.forward(emb.select(1, i), hprev);
-            hiddens.push(hprev);
+            match few.get_mut(i) {
+                Some(h) => *h = hprev,
+                None => many.push(hprev),
+            }
         }
-        let hidden = g.stack(&hiddens, 1); // [B, T, n_embd2]
+        let hidden =
+            if t <= few.len() { g.stack(&few[..t], 1) } else { g.stack(&[&few[..], &many[..]].concat(), 1) }; // [B, T, n_embd2]
         self.lm_head.forward(hidden)
     }
 }

@@ -279,29 +279,39 @@ pub(crate) fn lookup_cross_entropy<T: Float>(
     aux: &mut Vec<T>,
 ) -> f64 {
     let cells = table.len();
-    let mut counts = vec![0u32; cells];
-    for (&i, &t) in ids.iter().zip(targets) {
-        counts[i as usize * classes + t as usize] += 1;
-    }
     aux.clear();
+    aux.resize(2 * cells, T::zero());
+    let (probs, counts) = aux.split_at_mut(cells);
+    if ids.len() < 1 << 24 {
+        // Counted in place: every count is below 2^24, so exact even in f32. No allocation.
+        for (&i, &t) in ids.iter().zip(targets) {
+            counts[i as usize * classes + t as usize] += T::one();
+        }
+    } else {
+        let mut exact = vec![0u64; cells];
+        for (&i, &t) in ids.iter().zip(targets) {
+            exact[i as usize * classes + t as usize] += 1;
+        }
+        counts.iter_mut().zip(&exact).for_each(|(c, &n)| *c = T::of(n as f64));
+    }
     let mut total = 0.0;
-    for (r, row) in table.chunks_exact(classes).enumerate() {
+    for ((row, p), n) in
+        table.chunks_exact(classes).zip(probs.chunks_exact_mut(classes)).zip(counts.chunks_exact(classes))
+    {
         let max = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
-        let start = aux.len();
-        aux.extend(row.iter().map(|&x| x - max));
-        T::exp_slice(&mut aux[start..]);
-        let sum = aux[start..].iter().fold(T::zero(), |s, &e| s + e);
+        p.iter_mut().zip(row).for_each(|(p, &x)| *p = x - max);
+        T::exp_slice(p);
+        let sum = p.iter().fold(T::zero(), |s, &e| s + e);
         let inv = T::one() / sum;
-        aux[start..].iter_mut().for_each(|e| *e *= inv);
+        p.iter_mut().for_each(|e| *e *= inv);
         // Σ over this row's examples of lse(row) - row[t], with lse = max + ln(sum).
         let lse = max.as_f64() + sum.ln().as_f64();
-        for (c, &n) in counts[r * classes..][..classes].iter().enumerate() {
-            if n > 0 {
-                total += f64::from(n) * (lse - row[c].as_f64());
+        for (c, &n) in n.iter().enumerate() {
+            if n > T::zero() {
+                total += n.as_f64() * (lse - row[c].as_f64());
             }
         }
     }
-    aux.extend(counts.iter().map(|&n| T::of(f64::from(n))));
     total / ids.len().max(1) as f64
 }
 

@@ -1,0 +1,86 @@
+//! Every model kind's warm training step (batch drawn, forward, backward, optimizer, running
+//! statistics) allocates nothing: the tape, the gradients, the batch and the optimizer reuse
+//! their buffers. Checked with a global allocator that counts each thread's allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use mm_data::{Batch, Examples, Vocab};
+use mm_models::Spec;
+use mm_tensor::{AdamW, BatchStatsLog, Grads, Optimizer, Tape};
+use rand::SeedableRng;
+
+struct Counting;
+
+thread_local! {
+    /// This thread's allocations (a const-initialised `Cell`: reading it never allocates).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count() {
+    // `try_with`: a thread being torn down has no counter left, and that is not ours to count.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn every_kinds_warm_training_step_allocates_nothing() {
+    let words = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"];
+    let vocab = Vocab::from_words(&words);
+    let mut report = Vec::new();
+    for spec in Spec::all().into_iter().filter(|s| s.kind() != "bigram") {
+        let block = if spec.layout() == mm_data::Layout::Words { 10 } else { spec.block_size() };
+        let spec = spec.with_block_size(block);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut model = spec.build(&vocab, &mut rng).unwrap();
+        let m = model.neural_mut().unwrap();
+        let ex = Examples::new(&words, &vocab, m.layout(), m.block_size()).unwrap();
+        let mut batch = Batch::new(8, m.block_size());
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(m.params());
+        let mut adam = AdamW::new(1e-3f32);
+        let mut stats = BatchStatsLog::new();
+        let mut step = |m: &mut dyn mm_models::Model| {
+            ex.sample_into(&mut rng, &mut batch).unwrap();
+            {
+                let g = tape.graph(m.params());
+                let loss = m.loss(&g, batch.x.view(), batch.y.as_slice().unwrap());
+                g.backward(loss, &mut grads).unwrap();
+                g.batch_stats(&mut stats);
+            }
+            adam.step(m.params_mut(), &grads).unwrap();
+            if !stats.is_empty() {
+                m.update_running(&stats).unwrap();
+            }
+        };
+        for _ in 0..3 {
+            step(m);
+        }
+        let before = allocations();
+        step(m);
+        report.push((spec.kind(), allocations() - before));
+    }
+    let allocating: Vec<_> = report.iter().filter(|(_, n)| *n > 0).collect();
+    assert!(allocating.is_empty(), "allocations in a warm step: {allocating:?}");
+}

@@ -53,6 +53,10 @@ pub enum PlotCommand {
         /// The picture to write (.png or .svg).
         #[arg(long, value_name = "PATH", default_value = "embeddings.png")]
         out: PathBuf,
+        /// Load a checkpoint whose weights hold NaN or infinite values (non-finite points are
+        /// left out of the picture).
+        #[arg(long)]
+        allow_non_finite: bool,
     },
     /// Training and dev loss over steps (log scale), from a run's metrics.csv.
     Loss {
@@ -335,6 +339,10 @@ pub struct SampleArgs {
     /// Bigram counts: the smoothing.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
     pub alpha: f32,
+    /// Load a checkpoint whose weights hold NaN or infinite values (a run that diverged); by
+    /// default it is refused.
+    #[arg(long)]
+    pub allow_non_finite: bool,
 }
 
 /// `makemore eval`.
@@ -354,6 +362,10 @@ pub struct EvalArgs {
     /// Bigram counts: the smoothing.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
     pub alpha: f32,
+    /// Load a checkpoint whose weights hold NaN or infinite values (a run that diverged); by
+    /// default it is refused.
+    #[arg(long)]
+    pub allow_non_finite: bool,
 }
 
 /// `makemore models`.

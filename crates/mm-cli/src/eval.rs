@@ -1,14 +1,14 @@
 //! `makemore eval`: a checkpoint's loss on the lectures' splits of a dataset.
 
 use mm_data::{Examples, Split, SplitSpec};
-use mm_models::checkpoint::{ModelRef, load};
+use mm_models::checkpoint::ModelRef;
 use mm_models::{evaluate, perplexity};
 
 use crate::cli::{EvalArgs, SplitArg};
 
 /// Runs `makemore eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let (model, _) = load(&args.checkpoint)?;
+    let (model, _) = crate::sample::load_checkpoint(&args.checkpoint, args.allow_non_finite)?;
     let data = crate::data::load(&args.data.data)?;
     let split = Split::new(data.words(), SplitSpec::default())?;
     let wanted: &[(&str, &Vec<String>)] =

@@ -20,6 +20,15 @@ use anyhow::Context;
 use clap::Parser;
 use mm_cli::plot;
 
+/// The picture a `makemore plot` command writes (its `--out`, or the default).
+fn plot_out(what: &cli::PlotCommand) -> std::path::PathBuf {
+    match what {
+        cli::PlotCommand::Bigram { out, .. } | cli::PlotCommand::Embeddings { out, .. } => out.clone(),
+        cli::PlotCommand::Loss { run, out } => out.clone().unwrap_or_else(|| run.join("loss.png")),
+        cli::PlotCommand::LrSweep { csv, out } => out.clone().unwrap_or_else(|| csv.with_extension("png")),
+    }
+}
+
 /// Runs `makemore plot ...`.
 fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
     let written = match what {
@@ -29,8 +38,8 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
             plot::bigram(d.vocab().itos(), counts.counts(), out)?;
             out.clone()
         }
-        cli::PlotCommand::Embeddings { checkpoint, out } => {
-            let (model, _) = mm_models::checkpoint::load(checkpoint)?;
+        cli::PlotCommand::Embeddings { checkpoint, out, allow_non_finite } => {
+            let (model, _) = sample::load_checkpoint(checkpoint, *allow_non_finite)?;
             let mm_models::checkpoint::AnyModel::Mlp(mlp) = &model else {
                 anyhow::bail!(
                     "{} holds a {} model: embeddings need an mlp checkpoint",
@@ -44,14 +53,14 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
             plot::embeddings(mlp.vocab().itos(), &c, out)?;
             out.clone()
         }
-        cli::PlotCommand::Loss { run, out } => {
-            let out = out.clone().unwrap_or_else(|| run.join("loss.png"));
+        cli::PlotCommand::Loss { run, .. } => {
+            let out = plot_out(what);
             let rows = plot::read_metrics(&run.join("metrics.csv"))?;
             plot::loss(&rows.iter().map(|m| (m.0, m.2, m.3)).collect::<Vec<_>>(), &out)?;
             out
         }
-        cli::PlotCommand::LrSweep { csv, out } => {
-            let out = out.clone().unwrap_or_else(|| csv.with_extension("png"));
+        cli::PlotCommand::LrSweep { csv, .. } => {
+            let out = plot_out(what);
             let file = std::fs::File::open(csv).with_context(|| format!("cannot read {}", csv.display()))?;
             let sweep = mm_models::LrSweep::read_csv(std::io::BufReader::new(file))
                 .with_context(|| csv.display().to_string())?;
@@ -80,6 +89,13 @@ fn main() -> ExitCode {
     {
         use clap::CommandFactory;
         cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+    }
+    // A picture's format is its extension: another one is a usage error, found before any work.
+    if let cli::Command::Plot(what) = &cli.command
+        && let Err(e) = plot::format_of(&plot_out(what))
+    {
+        use clap::CommandFactory;
+        cli::Cli::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
     }
     let result = match &cli.command {
         cli::Command::Train(args) => train::run(args),

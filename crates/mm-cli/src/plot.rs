@@ -58,26 +58,98 @@ fn register_font() -> Result<(), PlotError> {
 type Drawn = Result<(), String>;
 
 fn err(e: impl std::fmt::Display) -> String {
-    format!("drawing failed: {e}")
+    format!("drawing failed: {}", tidy(&e.to_string()))
 }
 
-/// Draws with `draw` on a PNG or SVG of `size` at `path`.
+/// A backend's message without Rust's debug text: the bitmap backend shows its errors with
+/// `{:?}` (`ImageError(IoError(Os { code: 28, kind: StorageFull, message: "No space left on
+/// device" }))`); the system's message is what says what went wrong.
+fn tidy(msg: &str) -> String {
+    let msg = msg.trim_start_matches("backend error: ").trim_start_matches("Drawing backend error: ");
+    if let Some(start) = msg.find("message: \"") {
+        let rest = &msg[start + 10..];
+        let text = rest.split('"').next().unwrap_or_default();
+        let code = msg.split("code: ").nth(1).and_then(|c| c.split(|ch: char| !ch.is_ascii_digit()).next());
+        return match code {
+            Some(code) if !code.is_empty() => format!("{text} (os error {code})"),
+            _ => text.to_string(),
+        };
+    }
+    if msg.contains("Error(") || msg.contains(" { ") {
+        return "the image could not be encoded or written".into();
+    }
+    msg.to_string()
+}
+
+/// The format of a picture, by its path's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `.png`.
+    Png,
+    /// `.svg`.
+    Svg,
+}
+
+/// The format of the picture at `path` (`.png` or `.svg`, in any case), or
+/// [`PlotError::Extension`].
+pub fn format_of(path: &Path) -> Result<Format, PlotError> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => Ok(Format::Png),
+        Some("svg") => Ok(Format::Svg),
+        _ => Err(PlotError::Extension(path.to_path_buf())),
+    }
+}
+
+/// Where a picture is drawn before it is renamed over `path`: `.<name>.<pid>.tmp.<ext>` beside
+/// it (the backend goes by the extension), so that a failed or interrupted drawing never leaves
+/// a partial picture under the name asked for. A run directory throws away stale ones when it is
+/// opened.
+fn temp_path(path: &Path, format: Format) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = if format == Format::Png { "png" } else { "svg" };
+    path.with_file_name(format!(".{name}.{}.tmp.{ext}", std::process::id()))
+}
+
+/// Renames the drawn picture `tmp` over `path`, or removes it if the drawing failed.
+fn finish(path: &Path, tmp: &Path, drawn: Drawn) -> Result<(), PlotError> {
+    let result = drawn.and_then(|()| {
+        std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+        std::fs::rename(tmp, path).map_err(|e| e.to_string())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result.map_err(|msg| PlotError::Draw { path: path.to_path_buf(), msg })
+}
+
+/// Draws with `draw` on a PNG or SVG of `size` at `path`: into a temporary file beside it,
+/// renamed over `path` once the picture is whole.
 macro_rules! render {
     ($path:expr, $size:expr, $draw:ident ( $($arg:expr),* )) => {{
-        register_font()?;
         let path: &Path = $path;
-        let drawn: Drawn = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("svg") => {
-                let root = SVGBackend::new(path, $size).into_drawing_area();
+        let format = format_of(path)?;
+        register_font()?;
+        let tmp = temp_path(path, format);
+        // Created first, so that a missing or read-only directory gets the system's message.
+        std::fs::File::create(&tmp)
+            .map_err(|e| PlotError::Draw { path: path.to_path_buf(), msg: e.to_string() })?;
+        let drawn: Drawn = match format {
+            Format::Svg => {
+                let mut svg = String::new();
+                let drawn = {
+                    let root = SVGBackend::with_string(&mut svg, $size).into_drawing_area();
+                    $draw(&root, $($arg),*).and_then(|()| root.present().map_err(err))
+                };
+                drawn.and_then(|()| std::fs::write(&tmp, svg.as_bytes()).map_err(|e| e.to_string()))
+            }
+            Format::Png => {
+                // The backend writes the file when presented, and when dropped unpresented (after
+                // a failed drawing): the block ends before `finish` removes or renames it.
+                let root = BitMapBackend::new(&tmp, $size).into_drawing_area();
                 $draw(&root, $($arg),*).and_then(|()| root.present().map_err(err))
             }
-            Some("png") => {
-                let root = BitMapBackend::new(path, $size).into_drawing_area();
-                $draw(&root, $($arg),*).and_then(|()| root.present().map_err(err))
-            }
-            _ => return Err(PlotError::Extension(path.to_path_buf())),
         };
-        drawn.map_err(|msg| PlotError::Draw { path: path.to_path_buf(), msg })
+        finish(path, &tmp, drawn)
     }};
 }
 
@@ -104,14 +176,21 @@ fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metri
         .collect();
     let dev: Vec<(f64, f64)> = metrics
         .iter()
-        .filter_map(|m| m.2.filter(|d| *d > 0.0).map(|d| (m.0 as f64, f64::from(d).log10())))
+        .filter_map(|m| m.2.filter(|d| d.is_finite() && *d > 0.0).map(|d| (m.0 as f64, f64::from(d).log10())))
         .collect();
-    let all = train.iter().chain(&dev).map(|p| p.1);
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| (lo.min(l), hi.max(l)));
+    // NaN, infinite, zero and negative losses have no place on a log scale: they are left out,
+    // and the caption says how many (a diverged run, an edited file).
+    let skipped = metrics.iter().filter(|m| !(m.1.is_finite() && m.1 > 0.0)).count()
+        + metrics.iter().filter(|m| m.2.is_some_and(|d| !(d.is_finite() && d > 0.0))).count();
+    let (lo, hi) = range(train.iter().chain(&dev).map(|p| p.1));
     let pad = ((hi - lo) * 0.04).max(0.01);
-    let last = metrics[metrics.len() - 1].0 as f64;
+    let last = metrics.iter().map(|m| m.0).max().unwrap_or(0) as f64;
+    let caption = match skipped {
+        0 => "loss".to_string(),
+        n => format!("loss ({n} NaN, infinite or non-positive values not drawn)"),
+    };
     let mut chart = ChartBuilder::on(root)
-        .caption("loss", ("sans-serif", 24))
+        .caption(caption, ("sans-serif", 24))
         .margin(12)
         .margin_right(40)
         .x_label_area_size(40)
@@ -148,6 +227,13 @@ fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metri
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// The smallest and largest of `values` (all finite), or `(0, 1)` when there are none, so that a
+/// chart always has a finite, non-empty range (plotters does not end on a NaN or infinite one).
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) }
 }
 
 /// One line of a run's metrics.csv: step (from 1), learning rate, train loss, dev loss (on
@@ -210,9 +296,19 @@ fn draw_bigram<DB: DrawingBackend>(
 
 /// The rows of `C` as points labelled by character: the lecture's picture of learnt embeddings.
 /// With more than two dimensions, the first two principal components.
+/// Rows with a NaN or an infinity (the weights of a diverged run) are left out, and the caption
+/// says how many.
 pub fn embeddings(itos: &[char], c: &ndarray::Array2<f32>, path: &Path) -> Result<(), PlotError> {
-    let points = project_2d(c);
-    render!(path, (700, 700), draw_embeddings(itos, &points, c.ncols()))
+    let finite: Vec<usize> = (0..c.nrows()).filter(|&i| c.row(i).iter().all(|x| x.is_finite())).collect();
+    let rows = c.select(ndarray::Axis(0), &finite);
+    let labels: Vec<char> = finite.iter().filter_map(|&i| itos.get(i).copied()).collect();
+    let mut points = project_2d(&rows);
+    // Finite rows can still project outside f64 (values near f32::MAX): left out too.
+    let keep: Vec<bool> = points.iter().map(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let labels: Vec<char> = labels.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(l, _)| l).collect();
+    points.retain(|p| p.0.is_finite() && p.1.is_finite());
+    let skipped = c.nrows() - points.len();
+    render!(path, (700, 700), draw_embeddings(&labels, &points, c.ncols(), skipped))
 }
 
 fn draw_embeddings<DB: DrawingBackend>(
@@ -220,19 +316,22 @@ fn draw_embeddings<DB: DrawingBackend>(
     itos: &[char],
     points: &[(f64, f64)],
     dims: usize,
+    skipped: usize,
 ) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let range = |f: fn(&(f64, f64)) -> f64| {
-        let (lo, hi) =
-            points.iter().map(f).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let (lo, hi) = range(points.iter().map(f));
         let pad = ((hi - lo) * 0.08).max(1e-3);
         (lo - pad)..(hi + pad)
     };
-    let caption = if dims > 2 {
+    let mut caption = if dims > 2 {
         format!("embeddings C ({dims}-D, first two principal components)")
     } else {
         "embeddings C".into()
     };
+    if skipped > 0 {
+        caption += &format!(", {skipped} non-finite rows not drawn");
+    }
     let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 20))
         .margin(12)
@@ -258,6 +357,9 @@ fn draw_embeddings<DB: DrawingBackend>(
 /// Each row of `c` projected on the first two principal components (or its two columns).
 fn project_2d(c: &ndarray::Array2<f32>) -> Vec<(f64, f64)> {
     let x = c.mapv(f64::from);
+    if x.nrows() == 0 {
+        return Vec::new();
+    }
     if x.ncols() <= 2 {
         return x.rows().into_iter().map(|r| (r[0], if r.len() > 1 { r[1] } else { 0.0 })).collect();
     }
@@ -294,6 +396,10 @@ pub fn lr_sweep(sweep: &LrSweep, path: &Path) -> Result<(), PlotError> {
     if sweep.exps.len() < 2 || sweep.runs.is_empty() {
         return Err(PlotError::Empty("a sweep needs two rates and one repeat"));
     }
+    let (x0, x1) = (sweep.exps[0], sweep.exps[sweep.exps.len() - 1]);
+    if !(x0.is_finite() && x1.is_finite() && x0 < x1) {
+        return Err(PlotError::Empty("the sweep's rates are not finite and increasing"));
+    }
     render!(path, LR_SWEEP_SIZE, draw_lr_sweep(sweep))
 }
 
@@ -301,7 +407,13 @@ fn draw_lr_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, sweep: &LrSw
     root.fill(&WHITE).map_err(err)?;
     let log = |l: f32| (l.is_finite() && l > 0.0).then(|| f64::from(l).log10());
     let curve = |ys: &[f32]| -> Vec<(f64, f64)> {
-        sweep.exps.iter().zip(ys).filter_map(|(&e, &l)| log(l).map(|y| (f64::from(e), y))).collect()
+        sweep
+            .exps
+            .iter()
+            .zip(ys)
+            .filter(|(e, _)| e.is_finite())
+            .filter_map(|(&e, &l)| log(l).map(|y| (f64::from(e), y)))
+            .collect()
     };
     let raw: Vec<Vec<(f64, f64)>> = sweep.runs.iter().map(|r| curve(&r.loss)).collect();
     let mean = curve(&sweep.mean);

@@ -209,8 +209,9 @@ impl RunDir {
         })?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // Staged files, and the temporaries of atomic writes (`.<name>.<pid>.tmp`).
-            if name.starts_with(STAGED) || (name.starts_with('.') && name.ends_with(".tmp")) {
+            // Staged files, and the temporaries of atomic writes and pictures of processes that
+            // are gone.
+            if name.starts_with(STAGED) || stale_temporary(&name) {
                 let path = entry.path();
                 std::fs::remove_file(&path).map_err(|source| RunDirError::Io {
                     what: "remove",
@@ -278,6 +279,26 @@ impl RunDir {
     }
 }
 
+/// Whether `name` is a temporary file (`.<name>.<pid>.tmp` of an atomic write, or
+/// `.<name>.<pid>.tmp.png` / `.tmp.svg` of a picture) left by a process that no longer runs:
+/// killed during its fsync, it never renamed or removed it. One of a live process (`makemore
+/// plot loss` drawing into the run) is left to it.
+fn stale_temporary(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else { return false };
+    let Some(rest) = [".tmp", ".tmp.png", ".tmp.svg"].iter().find_map(|t| rest.strip_suffix(t)) else {
+        return false;
+    };
+    let pid = rest.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid != std::process::id() => {
+            let proc = Path::new("/proc");
+            // Without /proc (not Linux) no process can be found: the file is taken as stale.
+            !proc.join(pid.to_string()).exists() || !proc.join("self").exists()
+        }
+        _ => true,
+    }
+}
+
 impl Drop for RunDir {
     /// A save that failed (a full disk, ...) leaves no staged files (or, past its commit record,
     /// is finished), and a directory this run created and never saved into is removed again: a
@@ -341,13 +362,35 @@ mod tests {
         assert!(leftovers(&d).is_empty());
         // Staged, but no record: the save never happened.
         std::fs::write(d.join(".new.summary.json"), "newer").unwrap();
-        std::fs::write(d.join(".model.safetensors.123.tmp"), "torn").unwrap();
+        std::fs::write(d.join(".model.safetensors.4194305.tmp"), "torn").unwrap();
         drop(RunDir::open(&d).unwrap());
         assert_eq!(read(&d, "summary.json"), "new");
         assert!(leftovers(&d).is_empty());
         // A record this version does not write is an error, not a guess.
         std::fs::write(d.join(JOURNAL), "rename ../../etc/passwd\n").unwrap();
         assert!(matches!(RunDir::open(&d), Err(RunDirError::Journal(_))));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn opening_removes_the_temporaries_of_dead_processes_only() {
+        let d = tmp();
+        // pid 1 always runs; 4194305 is past Linux's largest pid.
+        let dead =
+            [".model.safetensors.4194305.tmp", ".loss.png.4194305.tmp.png", ".loss.svg.4194305.tmp.svg"];
+        let live = ".loss.png.1.tmp.png";
+        for name in dead.iter().chain([&live]) {
+            std::fs::write(d.join(name), "torn").unwrap();
+        }
+        std::fs::write(d.join("notes.tmp"), "a user's file").unwrap();
+        drop(RunDir::open(&d).unwrap());
+        for name in dead {
+            assert!(!d.join(name).exists(), "{name} was left");
+        }
+        assert!(d.join("notes.tmp").exists());
+        if Path::new("/proc/1").exists() {
+            assert!(d.join(live).exists(), "a live process's picture was removed");
+        }
         std::fs::remove_dir_all(d).unwrap();
     }
 

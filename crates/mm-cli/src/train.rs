@@ -312,8 +312,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
 
     // The data: validated before anything is written.
-    let data = crate::data::load(&args.data.data)?;
-    let sha = mm_data::download::sha256_file(&args.data.data).unwrap_or_default();
+    // Read once (a pipe can be read only once), and the hash of what was read.
+    let (data, sha) = crate::data::load_hashed(&args.data.data)?;
     if let Some(was) = resumed_sha.filter(|s| !s.is_empty() && *s != sha) {
         bail!(
             "{} is not the dataset the run was trained on (sha256 {}, the run's {}): pass --data with that file",
@@ -412,6 +412,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             bar.reset_eta();
             let done_before = from.step;
             let save_every = args.save_every.map_or(config.eval_every, |n| n as usize);
+            // The step of the run's last save, for the error of a run that diverges.
+            let saved = std::cell::Cell::new((from.step > 0).then_some(from.step));
             let observe = |m: &mm_models::StepMetrics| {
                 let elapsed = elapsed_before + m.elapsed.as_secs_f64();
                 metrics.borrow_mut().push((m.step + 1, m.lr, m.loss, m.dev_loss, elapsed));
@@ -433,10 +435,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                     best,
                 };
                 files.save(&mut dir, &at, &metrics.borrow(), None)?;
+                saved.set(Some(p.progress.step));
                 Ok(())
             };
             let report =
-                train_saving(net, &tr, Some(&dev), &cfg, &from, &stop, observe, save_every, periodic)?;
+                train_saving(net, &tr, Some(&dev), &cfg, &from, &stop, observe, save_every, periodic)
+                    .map_err(|e| diverged(e, &out, saved.get()))?;
             bar.finish_and_clear();
             if report.stopped {
                 eprintln!(
@@ -486,6 +490,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("saved {} (and metrics.csv, summary.json{plot}{best})", checkpoint.display());
     }
     Ok(())
+}
+
+/// A run that diverged is not saved (its weights are NaN): the error says what the directory
+/// keeps.
+fn diverged(e: anyhow::Error, out: &Path, saved: Option<usize>) -> anyhow::Error {
+    if !matches!(e.downcast_ref(), Some(mm_models::ModelError::Diverged { .. })) {
+        return e;
+    }
+    match saved {
+        Some(step) => anyhow::anyhow!("{e} ({} keeps the run's last save, at step {step})", out.display()),
+        None => anyhow::anyhow!("{e} (nothing of this run was saved)"),
+    }
 }
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).

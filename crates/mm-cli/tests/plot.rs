@@ -122,11 +122,15 @@ fn plot_errors_are_one_line() {
     fail(&["plot", "lr-sweep"], &[&d.join("names.txt")], "expected a sweep.csv");
     assert!(!d.join("names.png").exists());
     fail(&["plot", "lr-sweep"], &[&d.join("nothing.csv")], "cannot read");
-    fail(
-        &["plot", "bigram", "--out", "x.jpg", "--data"],
-        &[&d.join("names.txt")],
-        "must end in .png or .svg",
-    );
+    // Another extension is a usage error (exit 2), found before any work.
+    let out = makemore()
+        .args(["plot", "bigram", "--out", "x.jpg", "--data"])
+        .arg(d.join("names.txt"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: ") && err.contains("must end in .png or .svg"), "{err}");
     makemore()
         .args(["train", "--model", "bigram", "--data"])
         .arg(d.join("names.txt"))

@@ -37,8 +37,12 @@ pub enum DataError {
         /// The line's text.
         text: String,
     },
-    /// A line contains a control character (a tab, a NUL, ...).
-    #[error("{path}: line {line} ({text:?}) contains the control character {ch:?}")]
+    /// A line contains a control character (a tab, a NUL, an ESC, ...), a line separator
+    /// (U+2028) or a bidirectional control (U+202E, ...).
+    #[error(
+        "{path}: line {line} ({text:?}) contains the control character U+{:04X}: remove it from the file",
+        u32::from(*ch)
+    )]
     ControlChar {
         /// The file.
         path: PathBuf,
@@ -50,7 +54,7 @@ pub enum DataError {
         ch: char,
     },
     /// A character that is not in the vocabulary.
-    #[error("the character {ch:?} is not in the vocabulary ({vocab})")]
+    #[error("the character {ch:?} is not in the vocabulary ({})", shown(vocab))]
     UnknownChar {
         /// The character.
         ch: char,
@@ -90,6 +94,18 @@ pub enum DataError {
         /// The sequence length asked for.
         block_size: usize,
     },
+    /// A dataset that is not a regular file (a pipe, a device) holds more than the limit read
+    /// from one ([`crate::Dataset::MAX_STREAM_BYTES`]).
+    #[error(
+        "{path}: more than {} MiB read and not a regular file (a pipe or a device): save the dataset to a file and pass that",
+        limit >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// Sampling a batch from a set with no examples.
     #[error("cannot sample a batch from an empty set of examples")]
     NoExamples,
@@ -97,6 +113,21 @@ pub enum DataError {
     #[cfg(feature = "download")]
     #[error(transparent)]
     Download(#[from] crate::download::DownloadError),
+}
+
+/// `text` with its invisible and control characters written as `\u{...}`, so that a message
+/// shows them (a zero-width joiner, a byte-order mark) and a terminal does not act on them (ESC).
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let invisible = c.is_control()
+                || (c.is_whitespace() && c != ' ')
+                || matches!(c, '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{3164}')
+                || matches!(c, '\u{ffa0}' | '\u{feff}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{fe00}'..='\u{fe0f}');
+            if invisible { c.escape_unicode().to_string() } else { c.to_string() }
+        })
+        .collect()
 }
 
 /// mm-data's `Result`.

@@ -85,6 +85,19 @@ pub enum CheckpointError {
         /// The values of the file's tensors.
         held: u64,
     },
+    /// A tensor holds NaN or infinite values (the run that saved it diverged), and the loader
+    /// was not asked to allow them ([`LoadOptions::allow_non_finite`]).
+    #[error(
+        "{path}: tensor {name:?} holds {count} NaN or infinite values (the run diverged): retrain it with a smaller learning rate, or load it with allow_non_finite to inspect it"
+    )]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// How many of its values are not finite.
+        count: usize,
+    },
     /// A tensor the model needs is missing.
     #[error("{path}: tensor {name:?} is missing")]
     MissingTensor {
@@ -199,15 +212,29 @@ fn corrupt(path: &Path, e: impl std::fmt::Display) -> ModelError {
     ModelError::Checkpoint(CheckpointError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
 }
 
+/// How to load a checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Accept tensors with NaN or infinite values (the weights of a run that diverged), e.g. to
+    /// inspect them; by default they are [`CheckpointError::NonFinite`].
+    pub allow_non_finite: bool,
+}
+
 /// Loads a checkpoint, checking its format, kind, metadata and every tensor's name, type and
-/// shape. A model saved and loaded gives bit-identical logits.
+/// shape, and that every value is finite ([`load_with`] can allow NaN and infinities). A model
+/// saved and loaded gives bit-identical logits.
 pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
+    load_with(path, LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(path: &Path, options: LoadOptions) -> Result<(AnyModel, CheckpointMeta)> {
     let bytes = std::fs::read(path)
         .map_err(|source| ModelError::Checkpoint(CheckpointError::Io { path: path.to_path_buf(), source }))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
     let info = header.metadata().clone().unwrap_or_default();
-    let ck = Reader { path, info: &info, st: &st };
+    let ck = Reader { path, info: &info, st: &st, allow_non_finite: options.allow_non_finite };
     let format = ck.meta("format")?;
     if format != FORMAT {
         return Err(ck.bad("format", &format!("{format:?}, expected {FORMAT:?}")));
@@ -267,6 +294,8 @@ struct Reader<'a> {
     path: &'a Path,
     info: &'a HashMap<String, String>,
     st: &'a SafeTensors<'a>,
+    /// Whether NaN and infinite values are accepted.
+    allow_non_finite: bool,
 }
 
 impl Reader<'_> {
@@ -287,10 +316,20 @@ impl Reader<'_> {
         v.parse().map_err(|_| self.bad(key, &format!("{v:?}, not a whole number")))
     }
 
-    /// Tensor `name` as f32 values, checked to be float32 of `shape`.
+    /// Tensor `name` as f32 values, checked to be float32 of `shape`, and finite unless allowed.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t = self.view(name, shape)?;
-        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        let values: Vec<f32> =
+            t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let count = values.iter().filter(|x| !x.is_finite()).count();
+        if count > 0 && !self.allow_non_finite {
+            return Err(ModelError::Checkpoint(CheckpointError::NonFinite {
+                path: self.path.into(),
+                name: name.into(),
+                count,
+            }));
+        }
+        Ok(values)
     }
 
     /// Tensor `name`, checked to be present and float32 of `shape`.

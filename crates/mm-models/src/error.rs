@@ -21,6 +21,15 @@ pub enum ModelError {
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Training diverged: the loss, the dev loss or a parameter became NaN or infinite
+    /// ([`crate::train_saving`] stops there, so that a run never saves such weights).
+    #[error("training diverged at step {step}: {what}; lower the learning rate or the weight decay")]
+    Diverged {
+        /// The step (from 1) at which it was found.
+        step: usize,
+        /// What was not finite (e.g. "the training loss is NaN").
+        what: String,
+    },
     /// A stop request ended work whose partial result would mislead (a learning-rate sweep or
     /// grid); `train` itself reports a stop in its `TrainReport` instead.
     #[error("{0} was stopped before it finished")]

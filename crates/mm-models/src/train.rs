@@ -238,7 +238,7 @@ pub fn train_from<M: Model + ?Sized>(
     stop: &AtomicBool,
     observe: impl FnMut(&StepMetrics),
 ) -> Result<TrainReport> {
-    train_saving(model, train, dev, cfg, from, stop, observe, 0, |_| Ok(()))
+    run(model, train, dev, cfg, from, stop, observe, 0, |_| Ok(()), false)
 }
 
 /// A point of a run to save so that it can be continued from there (see [`train_saving`]).
@@ -256,8 +256,31 @@ pub struct SavePoint<'a> {
 /// the last step, whose state the caller has in the report; 0 for never), so that a run killed
 /// later can continue from the last save. Saving does not change the training: the weights and
 /// losses are bit for bit those of [`train_from`]. An error of `save` ends training with it.
+///
+/// Unlike [`train`] and [`train_from`] (which run on, as a learning-rate sweep does past the
+/// rates that diverge), it stops with [`ModelError::Diverged`] when a minibatch loss or a dev
+/// loss is NaN or infinite, and checks that the parameters are finite before each save and at
+/// the end: a run it trains never saves or returns NaN weights, and its last save is the last
+/// good state.
 #[allow(clippy::too_many_arguments)]
 pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
+    model: &mut M,
+    train: &Examples,
+    dev: Option<&Examples>,
+    cfg: &TrainConfig,
+    from: &Progress,
+    stop: &AtomicBool,
+    observe: impl FnMut(&StepMetrics),
+    save_every: usize,
+    save: impl FnMut(&SavePoint) -> std::result::Result<(), E>,
+) -> std::result::Result<TrainReport, E> {
+    run(model, train, dev, cfg, from, stop, observe, save_every, save, true)
+}
+
+/// The training loop of [`train_from`] and [`train_saving`]; `finite` stops it on a non-finite
+/// loss or parameter.
+#[allow(clippy::too_many_arguments)]
+fn run<M: Model + ?Sized, E: From<ModelError>>(
     model: &mut M,
     train: &Examples,
     dev: Option<&Examples>,
@@ -267,6 +290,7 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
     mut observe: impl FnMut(&StepMetrics),
     save_every: usize,
     mut save: impl FnMut(&SavePoint) -> std::result::Result<(), E>,
+    finite: bool,
 ) -> std::result::Result<TrainReport, E> {
     cfg.schedule.check()?;
     if from.step > cfg.steps {
@@ -350,6 +374,10 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
             g.batch_stats(&mut stats);
             loss
         };
+        if finite && !loss.is_finite() {
+            let what = format!("the training loss is {loss}");
+            return Err(ModelError::Diverged { step: step + 1, what }.into());
+        }
         opt!().step(model.params_mut(), &grads).map_err(ModelError::from)?;
         if !stats.is_empty() {
             model.update_running(&stats)?;
@@ -360,6 +388,10 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
         let dev_loss = match dev {
             Some(dev) if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) => {
                 let d = evaluate(model, dev)? as f32;
+                if finite && !d.is_finite() {
+                    let what = format!("the dev loss is {d}");
+                    return Err(ModelError::Diverged { step: step + 1, what }.into());
+                }
                 if report.best.as_ref().is_none_or(|b| d < b.dev_loss) {
                     report.best = Some(Best { step, dev_loss: d, params: model.params().clone() });
                 }
@@ -371,12 +403,38 @@ pub fn train_saving<M: Model + ?Sized, E: From<ModelError>>(
         if save_every > 0 && (step + 1) % save_every == 0 && !last {
             let state = if cfg.optimizer == OptimizerKind::AdamW { adamw.state() } else { None };
             let progress = Progress { step: step + 1, adamw: state };
+            if finite {
+                check_finite(model.params(), step + 1)?;
+            }
             save(&SavePoint { progress, params: model.params(), best: report.best.as_ref() })?;
         }
+    }
+    if finite {
+        check_finite(model.params(), report.steps)?;
     }
     let adamw = if cfg.optimizer == OptimizerKind::AdamW { adamw.state() } else { None };
     report.progress = Progress { step: report.steps, adamw };
     Ok(report)
+}
+
+/// [`ModelError::Diverged`] at `step` if a parameter or buffer of `params` is not finite.
+fn check_finite(params: &ParamStore<f32>, step: usize) -> Result<()> {
+    let bad = params
+        .ids()
+        .find(|&id| params.data(id).iter().any(|x| !x.is_finite()))
+        .map(|id| params.name(id).to_string())
+        .or_else(|| {
+            params
+                .buffer_ids()
+                .find(|&id| params.buffer_data(id).iter().any(|x| !x.is_finite()))
+                .map(|id| params.buffer_name(id).to_string())
+        });
+    match bad {
+        Some(name) => {
+            Err(ModelError::Diverged { step, what: format!("the parameter {name} is NaN or infinite") })
+        }
+        None => Ok(()),
+    }
 }
 
 /// Checks that `examples` are cut as `model` reads them: windows or words of its block size.

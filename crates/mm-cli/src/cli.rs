@@ -28,6 +28,9 @@ pub enum Command {
     Info(InfoArgs),
     /// List the model kinds, with their default settings, parameters and training.
     Models(ModelsArgs),
+    /// Draw one training step of a model as a graph (micrograd's draw_dot), as SVG or Graphviz
+    /// DOT (by the output's extension).
+    Graph(GraphArgs),
     /// Draw the lectures' pictures, as PNG or SVG (by the output's extension).
     #[command(subcommand)]
     Plot(PlotCommand),
@@ -366,6 +369,29 @@ pub struct EvalArgs {
     /// default it is refused.
     #[arg(long)]
     pub allow_non_finite: bool,
+}
+
+/// `makemore graph`.
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    /// The model whose step to draw, at its default sizes.
+    #[arg(long, value_parser = model_kinds(), default_value = "mlp")]
+    pub model: String,
+
+    #[command(flatten)]
+    pub data: DataArg,
+
+    /// Examples in the drawn step's batch (the graph's shapes; small tensors show their values).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=1024))]
+    pub batch_size: u64,
+
+    /// The seed of the weights and of the batch.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// The picture to write: .svg (drawn here, no Graphviz needed) or .dot (Graphviz's input).
+    #[arg(long, value_name = "PATH", default_value = "graph.svg")]
+    pub out: PathBuf,
 }
 
 /// `makemore models`.

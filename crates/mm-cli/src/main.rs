@@ -8,6 +8,7 @@
 mod cli;
 mod data;
 mod eval;
+mod graph;
 mod info;
 mod models;
 mod sample;
@@ -97,12 +98,19 @@ fn main() -> ExitCode {
         use clap::CommandFactory;
         cli::Cli::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
     }
+    if let cli::Command::Graph(args) = &cli.command
+        && let Err(e) = graph::format_of(&args.out)
+    {
+        use clap::CommandFactory;
+        cli::Cli::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
+    }
     let result = match &cli.command {
         cli::Command::Train(args) => train::run(args),
         cli::Command::Sample(args) => sample::run(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Models(args) => models::run(args),
+        cli::Command::Graph(args) => graph::run(args),
         cli::Command::Plot(what) => plot_command(what),
     };
     match result {

@@ -321,3 +321,34 @@ fn a_run_directory_is_not_overwritten_without_force() {
     assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
     assert!(train(true).status.success());
 }
+
+#[test]
+fn graph_draws_a_training_step_as_svg_or_dot() {
+    let d = workdir();
+    let data = d.join("names.txt");
+    for (model, out) in [("mlp", "mlp.svg"), ("mlp", "mlp.dot"), ("gru", "gru.svg")] {
+        let path = d.join(out);
+        let run = makemore()
+            .args(["graph", "--model", model, "--out"])
+            .arg(&path)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        let text = std::fs::read_to_string(&path).unwrap();
+        if model == "mlp" {
+            for name in ["C", "W1", "b1", "W2", "b2", "Embedding", "Linear", "Tanh", "CrossEntropy"] {
+                assert!(text.contains(name), "{out}: {name}");
+            }
+        }
+        assert!(text.starts_with(if out.ends_with(".svg") { "<?xml" } else { "digraph" }), "{out}");
+    }
+    fails(&["graph", "--out", "x.png"], &[], 2, ".svg or .dot");
+    fails(
+        &["graph", "--model", "bigram", "--out"],
+        &[&d.join("b.svg"), Path::new("--data"), &data],
+        1,
+        "no training step",
+    );
+}

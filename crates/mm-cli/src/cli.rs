@@ -139,6 +139,15 @@ pub struct TrainArgs {
     #[arg(long, value_parser = model_kinds())]
     pub model: Option<String>,
 
+    /// A model spec file instead of --model and its size flags: a JSON object with the kind and
+    /// every setting of its spec, e.g. {"kind": "transformer", "block_size": 16, "n_layer": 4,
+    /// "n_head": 4, "n_embd": 64} (`makemore models --json` prints each kind's default spec).
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "model", "resume", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2",
+        "momentum", "reg", "alpha",
+    ])]
+    pub spec: Option<PathBuf>,
+
     #[command(flatten)]
     pub data: DataArg,
 

@@ -81,6 +81,13 @@ impl RunConfig {
         if spec.layout() == Layout::Words && args.block_size.is_none() {
             spec = spec.with_block_size(0); // the data's longest item + 1, once it is loaded
         }
+        Self::from_spec(args, spec)
+    }
+
+    /// A new run's settings for the model `spec` (from `--spec FILE`, or from the flags), with
+    /// the training flags and the kind's training defaults.
+    fn from_spec(args: &TrainArgs, spec: Spec) -> anyhow::Result<RunConfig> {
+        let kind = spec.kind();
         let base = spec.train_config();
         let steps = args.steps.map_or(base.steps, |s| s as usize);
         // The kind's schedule, stretched to the steps asked for: the decay at the same fraction
@@ -275,10 +282,33 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
 
 /// Runs `makemore train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let kind = args.model.as_deref().unwrap_or("mlp");
+    // The model: a spec file's, or --model with its flags.
+    let spec_file = match &args.spec {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let spec: Spec = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a model spec (`makemore models --json` prints one per kind)",
+                    path.display()
+                )
+            })?;
+            Some(spec)
+        }
+        None => None,
+    };
+    let kind: String = match &spec_file {
+        Some(spec) => spec.kind().into(),
+        None => args.model.clone().unwrap_or_else(|| "mlp".into()),
+    };
+    let kind = kind.as_str();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind));
     // A new run's settings are checked before the directory is touched.
-    let fresh = if args.resume { None } else { Some(RunConfig::from_args(args, kind)?) };
+    let fresh = match (&spec_file, args.resume) {
+        (_, true) => None,
+        (Some(spec), false) => Some(RunConfig::from_spec(args, spec.clone())?),
+        (None, false) => Some(RunConfig::from_args(args, kind)?),
+    };
     // The directory: writable, and ours until the run ends (a failure before the first save
     // removes it again if this run created it).
     let mut dir = RunDir::open(&out)?;

@@ -352,3 +352,42 @@ fn graph_draws_a_training_step_as_svg_or_dot() {
         "no training step",
     );
 }
+
+#[test]
+fn a_spec_file_chooses_the_model_and_its_sizes() {
+    let d = workdir();
+    let data = d.join("names.txt");
+    let spec = d.join("tiny.json");
+    std::fs::write(
+        &spec,
+        r#"{"kind": "transformer", "block_size": 12, "n_layer": 1, "n_head": 2, "n_embd": 16}"#,
+    )
+    .unwrap();
+    let run = makemore()
+        .args(["train", "--steps", "20", "--json", "--spec"])
+        .arg(&spec)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(d.join("tiny"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let want: mm_models::Spec = serde_json::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    assert_eq!(summary["model"], "transformer");
+    assert_eq!(
+        summary["parameters"].as_u64().map(u128::from),
+        Some(want.num_params(summary["dataset"]["vocab"].as_str().unwrap().chars().count()))
+    );
+    assert_eq!(summary["config"]["block_size"], 12);
+    // A spec that is not one names the file; a spec with --model is a usage error.
+    std::fs::write(&spec, r#"{"kind": "transformer", "n_layers": 1}"#).unwrap();
+    fails(
+        &["train", "--spec"],
+        &[&spec, Path::new("--data"), &data, Path::new("--out"), &d.join("bad")],
+        1,
+        "is not a model spec",
+    );
+    fails(&["train", "--model", "mlp", "--spec"], &[&spec], 2, "--spec");
+}

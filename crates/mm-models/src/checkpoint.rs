@@ -148,7 +148,44 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
         .map(|(name, shape, bytes)| Ok((name.as_str(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
         .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| corrupt(path, e))?;
-    safetensors::serialize(views, Some(info)).map_err(|e| corrupt(path, e))
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(path, e))?;
+    canonical(&bytes).map_err(|e| corrupt(path, e))
+}
+
+/// `bytes` (a safetensors file) with its JSON header's keys sorted, at every level: safetensors
+/// writes the metadata from a `HashMap`, whose order changes from one map to the next, so the
+/// same state would not always give the same bytes. The tensors' offsets are relative to the data,
+/// which does not move; the header stays padded with spaces to a multiple of 8 bytes.
+fn canonical(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    use std::collections::BTreeMap;
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let map: BTreeMap<String, serde_json::Value> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(map).unwrap_or(serde_json::Value::Null)
+            }
+            other => other,
+        }
+    }
+    let len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let Some(end) = len.and_then(|n| n.checked_add(8)).filter(|&e| e <= bytes.len()) else {
+        return Err("the serialised header is cut".into());
+    };
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..end]).map_err(|e| e.to_string())?;
+    // A BTreeMap serialises in key order whatever serde_json's own map does.
+    let header = match sorted(header) {
+        serde_json::Value::Object(map) => map.into_iter().collect::<BTreeMap<_, _>>(),
+        _ => return Err("the header is not a JSON object".into()),
+    };
+    let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// A tensor to save: name, shape, little-endian f32 bytes.

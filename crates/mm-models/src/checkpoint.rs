@@ -161,7 +161,8 @@ fn canonical(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
     fn sorted(v: serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(map) => {
-                let map: BTreeMap<String, serde_json::Value> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                let map: BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
                 serde_json::to_value(map).unwrap_or(serde_json::Value::Null)
             }
             other => other,

@@ -17,10 +17,12 @@ use rand::rngs::StdRng;
 
 /// Time makemore-rs and PyTorch on each workload of the lectures, alternately, and print one
 /// table with the ratio and the target; then the scaling with 10x and 100x synthetic data.
+/// `--zoo` adds a training step of every model kind (makemore.py's six, the lectures' BatchNorm
+/// MLP and WaveNet).
 ///
-/// PyTorch's figures come from bench/pytorch_bench.py and, for the Transformer step,
-/// bench/pytorch_zoo.py (one thread), when `python3 -c "import torch"` works; otherwise only
-/// ours are printed.
+/// PyTorch's figures come from bench/pytorch_bench.py and, for the Transformer step and the
+/// zoo, bench/pytorch_zoo.py (one thread), when `python3 -c "import torch"` works; otherwise
+/// only ours are printed.
 #[derive(clap::Args)]
 pub struct Args {
     /// The dataset (`cargo xtask download` fetches it).
@@ -46,6 +48,13 @@ pub struct Args {
     /// Skip the scaling measurements (10x and 100x synthetic data).
     #[arg(long)]
     no_scaling: bool,
+
+    /// Also time a training step (batch 32) of every model kind: transformer, bow, rnn, gru,
+    /// mlp-makemore, bigram-makemore (makemore.py's, AdamW), bn-mlp and wavenet (the lectures',
+    /// SGD), each against bench/pytorch_zoo.py, one row per kind. About 5 more minutes with
+    /// PyTorch, under 1 without.
+    #[arg(long)]
+    zoo: bool,
 }
 
 /// One row of the table.
@@ -130,7 +139,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // examples/transformer_step.rs run as a child (20 warm-up steps, then the best of 3 blocks of
     // 200 steps), PyTorch's is makemore.py's own Transformer in bench/pytorch_zoo.py, timed
     // alike.
-    let example = build_transformer_step(&workspace)?;
+    let example = build_example(&workspace, "mm-tensor", "transformer_step")?;
     let zoo = Python {
         script: workspace.join("bench/pytorch_zoo.py"),
         extra: vec!["--steps".into(), "200".into()],
@@ -215,6 +224,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             target: Target::FasterOr { faster: 10.0, at_most: at_peak / 0.6 / cores as f64 },
         });
     }
+
+    let zoo_notes = if args.zoo {
+        zoo_rows(&workspace, &zoo, zoo_torch, rounds, transformer.peak.macs_per_ms(), &mut rows)?
+    } else {
+        Vec::new()
+    };
 
     eprintln!("measuring the loss over the train split...");
     // The loss over the whole train split, no gradients.
@@ -311,6 +326,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     print_table(&rows, torch);
     transformer.print();
+    print_zoo_notes(&zoo_notes);
     if !torch && !args.no_torch {
         println!(
             "\nPyTorch's column is empty: `{} -c \"import torch\"` failed. `pip install torch` (CPU wheels \
@@ -426,7 +442,9 @@ fn print_machine(args: &Args, torch: bool) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cpu}, {cores} cores; makemore-rs one thread except the split loss (all cores)");
     match (torch, torch_version(&args.python)) {
-        (true, Some(v)) => println!("PyTorch {v}, torch.set_num_threads(1), bench/pytorch_bench.py"),
+        (true, Some(v)) => {
+            println!("PyTorch {v}, torch.set_num_threads(1), bench/pytorch_bench.py and bench/pytorch_zoo.py")
+        }
         _ => println!("PyTorch: not compared"),
     }
     println!("each figure is the best of {} rounds, ours and PyTorch's alternately\n", args.rounds);
@@ -464,22 +482,26 @@ fn print_table(rows: &[Row], torch: bool) {
     }
 }
 
-/// Builds examples/transformer_step.rs (release) and returns the binary's path.
-fn build_transformer_step(workspace: &Path) -> anyhow::Result<PathBuf> {
+/// Where cargo puts this workspace's builds: `CARGO_TARGET_DIR` when set (relative to the
+/// workspace), else target/.
+fn target_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |d| workspace.join(d))
+}
+
+/// Builds example `name` of `package` (release) and returns the binary's path.
+fn build_example(workspace: &Path, package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "--release", "-p", "mm-tensor", "--example", "transformer_step"])
+        .args(["build", "--quiet", "--release", "-p", package, "--example", name])
         .current_dir(workspace)
         .status()?;
     if !status.success() {
-        bail!("cannot build the transformer_step example");
+        bail!("cannot build the {name} example");
     }
-    // Where cargo put it: `CARGO_TARGET_DIR` when set (relative to the workspace), else target/.
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |d| workspace.join(d));
-    let exe =
-        target.join("release/examples").join(format!("transformer_step{}", std::env::consts::EXE_SUFFIX));
+    let exe = target_dir(workspace)
+        .join("release/examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !exe.is_file() {
-        bail!("built the transformer_step example, but {} is not there", exe.display());
+        bail!("built the {name} example, but {} is not there", exe.display());
     }
     Ok(exe)
 }
@@ -497,6 +519,140 @@ fn run_transformer_step(example: &Path, steps: usize, extra: &[String]) -> anyho
         bail!("{} failed: {}", example.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The zoo's rows (`--zoo`): our kind (examples/zoo_step.rs `--model`), PyTorch's workload
+/// (bench/pytorch_zoo.py), the row's name, and the steps per timed block: 1–3 s of PyTorch's
+/// time each, so that a block outlasts this VM's short stalls on both sides.
+const ZOO: [(&str, &str, &str, usize); 8] = [
+    ("transformer", "transformer_step", "transformer training step (batch 32)", 100),
+    ("bow", "bow_step", "bow training step (batch 32)", 400),
+    ("rnn", "rnn_step", "rnn training step (batch 32)", 300),
+    ("gru", "gru_step", "gru training step (batch 32)", 200),
+    ("mlp-makemore", "mlp_step", "mlp-makemore training step (batch 32)", 200),
+    ("bigram-makemore", "bigram_step", "bigram-makemore training step (batch 32)", 1000),
+    ("bn-mlp", "bn_mlp_step", "bn-mlp training step (batch 32)", 2000),
+    ("wavenet", "wavenet_step", "wavenet training step (batch 32)", 500),
+];
+
+/// What the table does not show of a zoo row: the model's size and its products' multiply-adds
+/// (the same on both sides, or the bench stops), the products' time at 60% of the peak, and
+/// each side's batch building inside its step, ms.
+struct ZooNote {
+    kind: &'static str,
+    params: f64,
+    macs: f64,
+    at_60: f64,
+    ours_batch: Option<f64>,
+    torch_batch: Option<f64>,
+}
+
+/// One row per model kind of the zoo: a training step, ours (`mm_models::train` in
+/// examples/zoo_step.rs, a child process) against PyTorch's (`zoo`), alternately. The target is
+/// the Transformer row's rule for every kind: the looser of 10x PyTorch and the step's products
+/// (the `macs` both sides report) at 60% of the peak (`peak` multiply-adds per ms); 10x alone
+/// for the bigram, which has no products.
+fn zoo_rows(
+    workspace: &Path,
+    zoo: &Python<'_>,
+    torch: bool,
+    rounds: usize,
+    peak: f64,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Vec<ZooNote>> {
+    eprintln!("building examples/zoo_step...");
+    let example = build_example(workspace, "mm-models", "zoo_step")?;
+    let mut notes = Vec::new();
+    for (kind, workload, name, steps) in ZOO {
+        eprintln!("measuring the {kind} training step...");
+        let theirs_py = Python { extra: vec!["--steps".into(), steps.to_string()], ..zoo.clone() };
+        let (mut ours_json, mut theirs_json) = (serde_json::Value::Null, serde_json::Value::Null);
+        let (ours, theirs) = alternate(
+            rounds,
+            || {
+                ours_json = run_zoo_step(&example, kind, steps)?;
+                ours_json["value"].as_f64().context("no value in zoo_step's output")
+            },
+            || {
+                if !torch {
+                    return Ok(None);
+                }
+                theirs_json = theirs_py.json(workload, 3)?;
+                Ok(Some(theirs_json["value"].as_f64().context("no value in pytorch_zoo.py's output")?))
+            },
+        )?;
+        for key in ["params", "macs"] {
+            if !theirs_json.is_null() && theirs_json[key] != ours_json[key] {
+                bail!(
+                    "the {kind} steps differ in {key}: ours {}, PyTorch's {}",
+                    ours_json[key],
+                    theirs_json[key]
+                );
+            }
+        }
+        let macs = ours_json["macs"].as_f64().context("no macs in zoo_step's output")?;
+        let at_60 = macs / peak / 0.6;
+        // Steps under a millisecond read better in µs.
+        let (unit, k) = if ours < 1.0 { ("µs", 1e3) } else { ("ms", 1.0) };
+        let target = if macs > 0.0 {
+            Target::FasterOr { faster: 10.0, at_most: at_60 * k }
+        } else {
+            Target::Faster(10.0)
+        };
+        rows.push(Row { name, unit, ours: ours * k, torch: theirs.map(|t| t * k), target });
+        notes.push(ZooNote {
+            kind,
+            params: ours_json["params"].as_f64().unwrap_or(f64::NAN),
+            macs,
+            at_60,
+            ours_batch: ours_json["batch_ms"].as_f64(),
+            torch_batch: theirs_json["data_ms"].as_f64(),
+        });
+    }
+    Ok(notes)
+}
+
+/// One run of the zoo_step example for `kind` (`--json`): its JSON object, `value` in ms per
+/// step.
+fn run_zoo_step(example: &Path, kind: &str, steps: usize) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(example)
+        .args(["--model", kind, "--steps", &steps.to_string(), "--json"])
+        .output()
+        .with_context(|| format!("cannot run {}", example.display()))?;
+    if !out.status.success() {
+        bail!("{} --model {kind} failed: {}", example.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The zoo rows' sizes, bounds and batch building, under the table.
+fn print_zoo_notes(notes: &[ZooNote]) {
+    if notes.is_empty() {
+        return;
+    }
+    println!(
+        "\nzoo rows: parameters and the products' multiply-adds per step (checked equal to PyTorch's when \
+         it runs), the products at 60% of the peak above, and the batch building inside each step:"
+    );
+    println!(
+        "{:<17} {:>10} {:>13} {:>12} {:>13} {:>15}",
+        "kind", "parameters", "mult-adds", "60% peak", "ours: batch", "PyTorch: batch"
+    );
+    // Milliseconds as µs below 1 ms.
+    let time = |ms: f64| if ms < 1.0 { format!("{:.1} µs", ms * 1e3) } else { format!("{ms:.2} ms") };
+    let us = |v: Option<f64>| v.map_or("-".into(), time);
+    for n in notes {
+        let bound = if n.macs > 0.0 { time(n.at_60) } else { "-".into() };
+        println!(
+            "{:<17} {:>10} {:>13} {:>12} {:>13} {:>15}",
+            n.kind,
+            thousands(n.params),
+            thousands(n.macs),
+            bound,
+            us(n.ours_batch),
+            us(n.torch_batch)
+        );
+    }
 }
 
 /// The FMA peak assumed for one core: `ports` FMA units of `lanes` f32 lanes each, one
@@ -609,7 +765,7 @@ fn full_run(workspace: &Path, data: &Path) -> anyhow::Result<(f64, f64)> {
     }
     let out = std::env::temp_dir().join(format!("mm-bench-run-{}", std::process::id()));
     let t = Instant::now();
-    let child = Command::new(workspace.join("target/release/makemore"))
+    let child = Command::new(target_dir(workspace).join("release/makemore"))
         .args(["train", "--force", "--json", "--data"])
         .arg(data)
         .arg("--out")
@@ -762,6 +918,18 @@ mod tests {
         assert_eq!(thousands(204_544.0), "204,544");
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(-1234.0), "-1,234");
+    }
+
+    #[test]
+    fn the_zoo_rows_name_each_kind_once_and_fit_the_table() {
+        let mut kinds: Vec<_> = ZOO.iter().map(|z| z.0).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), ZOO.len());
+        for (kind, workload, name, steps) in ZOO {
+            assert!(name.starts_with(kind) && name.chars().count() <= 40, "{name}");
+            assert!(workload.ends_with("_step") && steps > 0, "{workload}");
+        }
     }
 
     #[test]

@@ -481,6 +481,18 @@ impl AnyModel {
         })
     }
 
+    /// The model as an owned neural [`Model`], unless it is the counting model.
+    pub fn into_neural(self) -> Option<Box<dyn Model>> {
+        Some(match self {
+            AnyModel::Counts(_) => return None,
+            AnyModel::BigramNet(m) => Box::new(m),
+            AnyModel::Mlp(m) => Box::new(m),
+            AnyModel::BnMlp(m) => Box::new(m),
+            AnyModel::WaveNet(m) => Box::new(m),
+            AnyModel::Makemore(m) => Box::new(m),
+        })
+    }
+
     /// The model as a neural [`Model`], unless it is the counting model.
     pub fn neural(&self) -> Option<&dyn Model> {
         match self.as_model() {

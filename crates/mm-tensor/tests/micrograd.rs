@@ -103,3 +103,68 @@ fn an_mlp_of_tanh_neurons_fits_the_four_examples() {
         assert_eq!(pred.signum(), y, "{preds:?}");
     }
 }
+
+/// micrograd's `Value` supports `+ - * / **`, `exp`, `tanh`, `relu`: every elementwise op of the
+/// engine works on 0-d tensors, forward and backward (against a central difference), and the
+/// optimizers step 0-d parameters.
+#[test]
+fn scalars_go_through_every_elementwise_op_and_the_optimizers() {
+    type Op = for<'a> fn(mm_tensor::Var<'a, f64>, mm_tensor::Var<'a, f64>) -> mm_tensor::Var<'a, f64>;
+    type Plain = fn(f64, f64) -> f64;
+    let ops: [(&str, Op, Plain); 16] = [
+        ("a + b", |a, b| a + b, |a, b| a + b),
+        ("a - b", |a, b| a - b, |a, b| a - b),
+        ("a * b", |a, b| a * b, |a, b| a * b),
+        ("a / b", |a, b| a / b, |a, b| a / b),
+        ("a * 3 - 1 / b", |a, b| a * 3.0 - b.pow(-1.0), |a, b| a * 3.0 - 1.0 / b),
+        ("-a", |a, _| -a, |a, _| -a),
+        ("a ** 3", |a, _| a.pow(3.0), |a, _| a.powi(3)),
+        ("exp", |a, _| a.exp(), |a, _| a.exp()),
+        ("log", |a, b| (a * b).log(), |a, b| (a * b).ln()),
+        ("sqrt", |a, b| (a * b).sqrt(), |a, b| (a * b).sqrt()),
+        ("tanh", |a, _| a.tanh(), |a, _| a.tanh()),
+        ("relu", |a, _| a.relu(), |a, _| a.max(0.0)),
+        ("sigmoid", |a, _| a.sigmoid(), |a, _| 1.0 / (1.0 + (-a).exp())),
+        (
+            "gelu",
+            |a, _| a.gelu(),
+            |a, _| {
+                0.5 * a * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (a + 0.044715 * a.powi(3))).tanh())
+            },
+        ),
+        ("sum", |a, b| (a * b).sum(), |a, b| a * b),
+        ("mean", |a, b| (a + b).mean(), |a, b| a + b),
+    ];
+    let (x, y) = (0.7, 1.3);
+    for (name, op, f) in ops {
+        let mut p = ParamStore::new();
+        let (a, b) = (value(&mut p, "a", x), value(&mut p, "b", y));
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(&p);
+        let g = tape.graph(&p);
+        let out = op(g.param(a), g.param(b));
+        assert_eq!(out.shape().dims(), [] as [usize; 0], "{name} keeps a scalar a scalar");
+        let got = g.backward(out, &mut grads).unwrap();
+        assert!(close(got, f(x, y)), "{name}: {got} vs {}", f(x, y));
+        let h = 1e-6;
+        let (da, db) = ((f(x + h, y) - f(x - h, y)) / (2.0 * h), (f(x, y + h) - f(x, y - h)) / (2.0 * h));
+        let (ga, gb) = (grads.get(a).sum(), grads.get(b).sum());
+        assert!(close(ga, da) && close(gb, db), "{name}: gradients ({ga}, {gb}) vs ({da}, {db})");
+    }
+    // SGD: a -= lr * grad; AdamW's first step moves each by lr against the gradient's sign.
+    let mut p = ParamStore::new();
+    let a = value(&mut p, "a", 2.0);
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(&p);
+    {
+        let g = tape.graph(&p);
+        let loss = g.param(a) * g.param(a); // d/da = 2a = 4
+        g.backward(loss, &mut grads).unwrap();
+    }
+    Sgd::new(0.1).step(&mut p, &grads).unwrap();
+    assert!(close(p.get(a).sum(), 2.0 - 0.1 * 4.0));
+    let mut adamw = mm_tensor::AdamW::new(0.01);
+    adamw.weight_decay = 0.0;
+    adamw.step(&mut p, &grads).unwrap();
+    assert!(close(p.get(a).sum(), 1.6 - 0.01), "{}", p.get(a).sum());
+}

@@ -72,9 +72,30 @@ fn svg(dot: &str) -> anyhow::Result<String> {
         let mut graph = builder.get();
         let mut svg = SVGWriter::new();
         graph.do_it(false, false, false, &mut svg);
-        svg.finalize()
+        portable_colors(&svg.finalize())
     })
     .map_err(|_| {
         anyhow::anyhow!("cannot lay out this graph as SVG: write it as .dot and draw it with Graphviz")
     })
+}
+
+/// The layout crate writes colours with an alpha byte (`#ffffffff`, `#00000000`), which
+/// browsers read but other SVG renderers (librsvg, cairosvg) draw as black: an opaque colour
+/// becomes `#rrggbb`, a transparent one `none`.
+pub fn portable_colors(svg: &str) -> String {
+    let mut out = String::with_capacity(svg.len());
+    let mut rest = svg;
+    while let Some(at) = rest.find("\"#") {
+        out.push_str(&rest[..at]);
+        let color = rest[at + 2..].split('"').next().unwrap_or_default();
+        let hex = color.len() == 8 && color.chars().all(|c| c.is_ascii_hexdigit());
+        match color.get(6..).filter(|_| hex) {
+            Some("ff" | "FF") => out.push_str(&format!("\"#{}", &color[..6])),
+            Some("00") => out.push_str("\"none"),
+            _ => out.push_str(&format!("\"#{color}")),
+        }
+        rest = &rest[at + 2 + color.len()..];
+    }
+    out.push_str(rest);
+    out
 }

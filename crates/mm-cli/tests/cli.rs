@@ -343,6 +343,8 @@ fn graph_draws_a_training_step_as_svg_or_dot() {
             }
         }
         assert!(text.starts_with(if out.ends_with(".svg") { "<?xml" } else { "digraph" }), "{out}");
+        // Colours every SVG renderer reads: no alpha byte (librsvg draws `#ffffffff` black).
+        assert!(!text.contains("ffffffff\"") && !text.contains("00000000\""), "{out}");
     }
     fails(&["graph", "--out", "x.png"], &[], 2, ".svg or .dot");
     fails(

@@ -189,12 +189,12 @@ impl Transformer<f32> {
                         }
                         let max = att.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         att.iter_mut().for_each(|a| *a = (*a - max).exp());
-                        let sum: f32 = att.iter().sum();
+                        let inv = 1.0 / att.iter().sum::<f32>();
                         let out = &mut y[i * c + h * hs..][..hs];
                         out.fill(0.0);
                         for (j, a) in att.iter().enumerate() {
-                            let value = &v_cache[(r * bs + j) * c + h * hs..][..hs];
-                            out.iter_mut().zip(value).for_each(|(o, v)| *o += a / sum * v);
+                            let (w, value) = (a * inv, &v_cache[(r * bs + j) * c + h * hs..][..hs]);
+                            out.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
                         }
                     }
                 }

@@ -232,7 +232,8 @@ impl Spec {
     pub fn parse(name: &str, get: impl Fn(&str) -> Option<String>, strict: bool) -> Result<Spec, SpecError> {
         let default = Spec::default_of(name).ok_or_else(|| SpecError::UnknownKind(name.to_string()))?;
         let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&default) else {
-            unreachable!("a spec serialises as an object");
+            let problem = "not serialisable as an object".to_string();
+            return Err(SpecError::Setting { key: name.to_string(), problem });
         };
         for (key, value) in fields.iter_mut().filter(|(k, _)| *k != "kind") {
             let Some(text) = get(key) else {

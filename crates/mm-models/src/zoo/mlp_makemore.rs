@@ -33,14 +33,22 @@ impl<T: Float> MlpMakemore<T> {
     /// `vocab_size` before the start. This is what makemore's loop of
     /// `idx = torch.roll(idx, 1, 1); idx[:, 0] = vocab_size` produces, computed on the host.
     pub fn context(&self, idx: ArrayView2<'_, u32>) -> Array3<u32> {
-        let blank = self.config.vocab_size as u32;
+        let mut ids = Vec::new();
+        self.context_into(idx, &mut ids);
         let (b, t) = idx.dim();
-        Array3::from_shape_fn(
-            (b, t, self.config.block_size),
-            |(i, j, k)| {
-                if k <= j { idx[[i, j - k]] } else { blank }
-            },
-        )
+        Array3::from_shape_vec((b, t, self.config.block_size), ids).expect("b * t * block_size ids")
+    }
+
+    /// [`MlpMakemore::context`] into `ids` (cleared first), row-major: the forward pass reuses
+    /// its buffer.
+    fn context_into(&self, idx: ArrayView2<'_, u32>, ids: &mut Vec<u32>) {
+        let (bs, blank) = (self.config.block_size, self.config.vocab_size as u32);
+        let (b, t) = idx.dim();
+        ids.clear();
+        ids.extend((0..b * t * bs).map(|n| {
+            let (i, j, k) = (n / (t * bs), n / bs % t, n % bs);
+            if k <= j { idx[[i, j - k]] } else { blank }
+        }));
     }
 }
 
@@ -78,15 +86,10 @@ impl<T: Float> ZooModel<T> for MlpMakemore<T> {
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         let (b, t) = idx.dim();
         let bs = self.config.block_size;
-        let blank = self.config.vocab_size as u32;
         // The context ids in this thread's buffer, which the embedding copies into the tape: a
         // warm step allocates nothing.
         let x = CONTEXT.with_borrow_mut(|ids| {
-            ids.clear();
-            ids.extend((0..b * t * bs).map(|n| {
-                let (i, j, k) = (n / (t * bs), n / bs % t, n % bs);
-                if k <= j { idx[[i, j - k]] } else { blank }
-            }));
+            self.context_into(idx, ids);
             let view = ndarray::ArrayView3::from_shape((b, t, bs), &ids[..]).expect("b * t * bs ids");
             self.wte.forward(g, &view)
         });

@@ -181,6 +181,13 @@ impl<T: Float> Ctx<'_, T> {
             Op::Linear { x, w, b, w_t } => self.linear_grad((x, w, b, w_t), g, sinks, s),
             Op::Attention { q, k, v } => self.attention_grad((q, k, v), g, sinks, s),
             Op::SelfAttention { qkv, heads } => self.self_attention_grad(qkv, heads as usize, g, sinks, s),
+            // ops/embedding_linear.rs
+            Op::EmbeddingLinear { table, ids, w, b } => {
+                self.embedding_linear_grad((table, ids, w, b), g, sinks, s)
+            }
+            // ops/recurrent.rs
+            Op::RnnScan { x, h0, w, b } => self.rnn_scan_grad((x, h0, w, b), g, sinks, s),
+            Op::GruScan { x, h0, w, b } => self.gru_scan_grad((x, h0, w, b), g, sinks, s),
             // ops/norm.rs
             Op::LayerNorm { x, w, b, .. } => self.layer_norm_grad((x, w, b), g, sinks, &mut s.tmp),
             Op::BatchNorm { x, w, b, stats, .. } => {

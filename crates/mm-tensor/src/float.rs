@@ -41,6 +41,10 @@ pub trait Float:
 
     /// Replaces every element of `x` by its `exp`.
     fn exp_slice(x: &mut [Self]);
+
+    /// Writes the logistic sigmoid `1 / (1 + exp(-x))` of every element of `x` into `y` (same
+    /// length).
+    fn sigmoid_slice(x: &[Self], y: &mut [Self]);
 }
 
 /// The kernels that differ by more than arithmetic between the precisions, in a supertrait that
@@ -119,6 +123,10 @@ impl Float for f32 {
     fn exp_slice(x: &mut [Self]) {
         crate::kernels::exp::exp_f32(x);
     }
+
+    fn sigmoid_slice(x: &[Self], y: &mut [Self]) {
+        crate::kernels::exp::sigmoid_f32(x, y);
+    }
 }
 
 impl Float for f64 {
@@ -140,5 +148,11 @@ impl Float for f64 {
 
     fn exp_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.exp());
+    }
+
+    fn sigmoid_slice(x: &[Self], y: &mut [Self]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = 1.0 / (1.0 + (-x).exp());
+        }
     }
 }

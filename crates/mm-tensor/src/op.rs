@@ -107,6 +107,18 @@ pub(crate) enum Op {
     /// side by side), written as `[B, T, C]`; `aux` holds the attention weights.
     SelfAttention { qkv: NodeId, heads: u32 },
 
+    /// `F.linear(table[ids].flatten(-2), w, b)` with `w` stored `[out, in]`, fused; `aux` holds
+    /// the table's product with each slot's block of `w`.
+    EmbeddingLinear { table: NodeId, ids: Span, w: NodeId, b: Option<NodeId> },
+
+    // Recurrent cells over a sequence (`ops/recurrent.rs`).
+    /// makemore's `RNNCell` over every position of `x` `[B, T, E]` from `h0`, weight `w`
+    /// `[H, E + H]`, bias `b`; `aux` holds each position's `cat([x_t, h_{t-1}])`.
+    RnnScan { x: NodeId, h0: NodeId, w: NodeId, b: NodeId },
+    /// makemore's `GRUCell` over every position of `x` from `h0`, the gates' weights and biases
+    /// in the order z, r, hbar; `aux` holds the gates' inputs and values.
+    GruScan { x: NodeId, h0: NodeId, w: [NodeId; 3], b: [NodeId; 3] },
+
     // Normalisation (`ops/norm.rs`).
     /// LayerNorm over the last axis with weight and bias; `aux` holds each row's mean and
     /// `1 / std`.

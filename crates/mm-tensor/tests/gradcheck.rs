@@ -415,3 +415,40 @@ fn cross_entropy_over_sequences_with_ignored_targets() {
     let yu = ndarray::array![[2u32, 0, 1], [4, 3, 3]];
     check("cross_entropy-3d", &[(&[2, 3, 5], N)], |_, x| x[0].cross_entropy(&yu));
 }
+
+#[test]
+fn recurrent_scans_backpropagate_through_time() {
+    // x [B, T, E], h0 [B, H], and per gate a weight [H, E + H] and a bias [H]: B = 2, T = 4,
+    // E = 3, H = 2, so every position's gradient reaches h0 through three earlier states.
+    let (x, h0, w, b) = (&[2, 4, 3][..], &[2, 2][..], &[2, 5][..], &[2][..]);
+    check("rnn_scan", &[(x, N), (h0, N), (w, N), (b, N)], |_, v| v[0].rnn_scan(v[1], v[2], v[3]));
+    let gru = [(x, N), (h0, N), (w, N), (b, N), (w, N), (b, N), (w, N), (b, N)];
+    check("gru_scan", &gru, |_, v| v[0].gru_scan(v[1], [(v[2], v[3]), (v[4], v[5]), (v[6], v[7])]));
+    // One weight for every gate, and the input reused after the scan: the gradients add.
+    check("gru_scan-shared", &[(x, N), (h0, N), (w, N), (b, N)], |_, v| {
+        let gate = (v[2], v[3]);
+        v[0].gru_scan(v[1], [gate, gate, gate]) * v[0].narrow(2, 0, 2).tanh()
+    });
+    check("rnn_scan-shared", &[(&[3, 2, 2], N), (&[3, 2], N), (&[2, 4], N)], |_, v| {
+        // h0 doubles as the bias's source and the input as the start state's.
+        let b = v[1].narrow(0, 0, 1).reshape(&[2]);
+        v[0].rnn_scan(v[0].narrow(1, 0, 1).reshape(&[3, 2]), v[2], b)
+    });
+}
+
+#[test]
+fn embedding_linear_gradients() {
+    // A table of 4 rows read through 3 slots, with repeated ids in a row and across rows.
+    let ids = ndarray::arr3(&[[[1u32, 1, 3], [0, 2, 1]], [[3, 3, 3], [2, 0, 0]]]);
+    check("embedding_linear", &[(&[4, 2], N), (&[5, 6], N), (&[5], N)], |_, x| {
+        x[0].embedding_linear(&ids, x[1], Some(x[2]))
+    });
+    check("embedding_linear-nobias", &[(&[4, 2], N), (&[3, 6], N)], |_, x| {
+        x[0].embedding_linear(&ids, x[1], None).tanh()
+    });
+    // The table also feeds the weight: both paths' gradients add.
+    check("embedding_linear-shared", &[(&[4, 3], N)], |_, x| {
+        let w = x[0].reshape(&[2, 6]);
+        x[0].embedding_linear(&ndarray::arr2(&[[0u32, 3], [1, 1]]), w, None)
+    });
+}

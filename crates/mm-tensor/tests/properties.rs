@@ -249,6 +249,30 @@ fn exp_f32_is_within_3_ulp_of_f64() {
 }
 
 #[test]
+fn sigmoid_f32_is_within_4_ulp_of_f64() {
+    // The `sigmoid` op on its fast f32 path, every 1e-3 over [-80, 80] (below -80 the result
+    // leaves the normal range), and at the ends of the range.
+    let xs: Vec<f32> = (-80_000..=80_000).map(|i| i as f32 * 1e-3).collect();
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    let g = tape.no_grad(&params);
+    let ys = g.input(&[xs.len()], &xs).sigmoid().to_array();
+    let worst = xs
+        .iter()
+        .zip(&ys)
+        .map(|(&x, &y)| {
+            let want = 1.0 / (1.0 + (-f64::from(x)).exp());
+            (f64::from(y) - want).abs() / (want * f64::from(f32::EPSILON))
+        })
+        .fold(0.0, f64::max);
+    assert!(worst <= 4.0, "max error {worst:.2} ulp");
+    let special = [0.0, -200.0, 200.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    let ys = g.input(&[6], &special).sigmoid().to_array();
+    assert_eq!(&ys.as_slice().unwrap()[..5], &[0.5, 0.0, 1.0, 1.0, 0.0]);
+    assert!(ys[5].is_nan());
+}
+
+#[test]
 fn ids_come_as_slices_vecs_arrays_and_ndarrays() {
     let mut params = ParamStore::<f32>::new();
     let c = params.add("C", ArrayD::from_shape_fn(IxDyn(&[3, 2]), |i| (i[0] * 2 + i[1]) as f32)).unwrap();

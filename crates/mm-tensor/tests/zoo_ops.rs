@@ -380,3 +380,129 @@ fn cross_entropy_ignores_the_ignore_id_as_cross_entropy_ignore_does_minus_one() 
     let bad = g.param(w).try_cross_entropy(&[0u32, 5, IGNORE, 0, 0, 0]).unwrap_err();
     assert!(matches!(bad, TensorError::Index { index: 5, len: 5, .. }), "{bad}");
 }
+
+/// makemore's `RNNCell` and `GRUCell` written out as `RNN.forward` runs them (a `select`, a
+/// `concat` and the gate products per position), against the fused scans: same values and
+/// gradients. Weights `[H, E + H]` as `nn.Linear` stores them.
+#[test]
+fn recurrent_scans_equal_the_cells_written_out_position_by_position() {
+    let (b, t, e, h) = (3, 5, 4, 6);
+    for gru in [false, true] {
+        let mut params = ParamStore::<f64>::new();
+        let mut shapes = vec![("x", vec![b, t, e]), ("h0", vec![b, h])];
+        for gate in if gru { &["z", "r", "hbar"][..] } else { &["h"][..] } {
+            shapes.push((gate, vec![h, e + h]));
+            shapes.push((gate, vec![h]));
+        }
+        let ids: Vec<_> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, (name, shape))| params.add(&format!("{name}{i}"), randn(shape, 40 + i as u64)).unwrap())
+            .collect();
+        let run = |fused: bool| {
+            let mut tape = Tape::new();
+            let mut grads = Grads::new(&params);
+            let g = tape.graph(&params);
+            let p: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
+            let (x, h0) = (p[0], p[1]);
+            let lin = |xh, i: usize| mm_tensor::Var::linear_t(xh, p[2 + 2 * i], Some(p[3 + 2 * i]));
+            let y = match (fused, gru) {
+                (true, false) => x.rnn_scan(h0, p[2], p[3]),
+                (true, true) => x.gru_scan(h0, [(p[2], p[3]), (p[4], p[5]), (p[6], p[7])]),
+                (false, _) => {
+                    let mut hprev = h0;
+                    let mut hs = Vec::new();
+                    for i in 0..t {
+                        let xt = x.select(1, i);
+                        let xh = g.concat(&[xt, hprev], 1);
+                        hprev = if gru {
+                            let r = lin(xh, 1).sigmoid();
+                            let hbar = lin(g.concat(&[xt, r * hprev], 1), 2).tanh();
+                            let z = lin(xh, 0).sigmoid();
+                            (-z + 1.0) * hprev + z * hbar
+                        } else {
+                            lin(xh, 0).tanh()
+                        };
+                        hs.push(hprev);
+                    }
+                    g.stack(&hs, 1)
+                }
+            };
+            g.backward_from(y, randn(&[b, t, h], 7).view(), &mut grads).unwrap();
+            (y.to_array(), ids.iter().map(|&i| grads.get(i).to_owned()).collect::<Vec<_>>())
+        };
+        let ((yf, gf), (yc, gc)) = (run(true), run(false));
+        assert_eq!(yf.shape(), &[b, t, h]);
+        assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12), "gru {gru}: values");
+        for ((a, b), name) in gf.iter().zip(&gc).zip(&shapes) {
+            assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12), "gru {gru}: d{}", name.0);
+        }
+    }
+    // Shapes that do not fit are typed errors that name them.
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    let zeros = |shape: &[usize]| g.input(shape, &vec![0.0; shape.iter().product()]);
+    let (x, h0, w, bias) = (zeros(&[2, 3, 4]), zeros(&[2, 5]), zeros(&[5, 9]), zeros(&[5]));
+    assert!(x.try_rnn_scan(h0, w, bias).is_ok());
+    assert_eq!(
+        x.try_rnn_scan(h0, zeros(&[5, 8]), bias).unwrap_err().to_string(),
+        "rnn_scan: expected shape [5, 9], got [5, 8]"
+    );
+    assert_eq!(
+        x.try_rnn_scan(zeros(&[3, 5]), w, bias).unwrap_err().to_string(),
+        "rnn_scan: expected shape [2, 5], got [3, 5]"
+    );
+    assert!(matches!(zeros(&[2, 4]).try_rnn_scan(h0, w, bias), Err(TensorError::Rank { .. })));
+    assert_eq!(
+        x.try_gru_scan(h0, [(w, bias), (w, zeros(&[4])), (w, bias)]).unwrap_err().to_string(),
+        "gru_scan: expected shape [5], got [4]"
+    );
+}
+
+/// The fused linear layer over concatenated embeddings against the gather, reshape and linear
+/// it replaces: the same values and gradients (to rounding: the sums are grouped differently).
+#[test]
+fn embedding_linear_equals_embedding_then_linear() {
+    let (v, e, s, h) = (7, 3, 4, 5);
+    let mut params = ParamStore::<f64>::new();
+    let table = params.add("C", randn(&[v, e], 1)).unwrap();
+    let weight = params.add("W", randn(&[h, s * e], 2)).unwrap();
+    let bias = params.add("b", randn(&[h], 3)).unwrap();
+    let ids = ndarray::Array3::from_shape_fn((2, 3, s), |(i, j, k)| ((i * 5 + j * 3 + k * k) % v) as u32);
+    let run = |fused: bool| {
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(&params);
+        let g = tape.graph(&params);
+        let (c, w, b) = (g.param(table), g.param(weight), g.param(bias));
+        let y = if fused {
+            c.embedding_linear(&ids, w, Some(b))
+        } else {
+            c.embedding(&ids).reshape(&[2, 3, s * e]).linear_t(w, Some(b))
+        };
+        g.backward_from(y, randn(&[2, 3, h], 4).view(), &mut grads).unwrap();
+        (y.to_array(), [table, weight, bias].map(|i| grads.get(i).to_owned()))
+    };
+    let ((yf, gf), (yc, gc)) = (run(true), run(false));
+    assert_eq!(yf.shape(), &[2, 3, h]);
+    assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12));
+    for (a, b) in gf.iter().zip(&gc) {
+        assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+    // Shapes that do not fit, and ids past the table, are typed errors.
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    let (c, w) = (g.param(table), g.param(weight));
+    assert_eq!(
+        c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2]]), w, None).unwrap_err().to_string(),
+        "embedding_linear: expected shape [5, 9], got [5, 12]"
+    );
+    assert!(matches!(
+        c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2, 7]]), w, None),
+        Err(TensorError::Index { index: 7, len: 7, .. })
+    ));
+    assert!(matches!(
+        c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2, 3]]), w, Some(c)),
+        Err(TensorError::Bias { .. })
+    ));
+}

@@ -32,6 +32,13 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// The weight and the bias on graph `g`, for a fused op that takes them apart (the
+    /// recurrent cells' scans, makemore's MLP), whose layers are all declared with a bias.
+    pub(crate) fn weight_and_bias<'g, T: Float>(&self, g: &'g Graph<'_, T>) -> (Var<'g, T>, Var<'g, T>) {
+        let bias = self.bias.expect("the fused ops' layers are declared with a bias");
+        (g.param(self.weight), g.param(bias))
+    }
+
     /// `F.linear(x, weight, bias)`: `x @ weightᵀ + bias` over the last axis of `x`.
     pub fn forward<'g, T: Float>(&self, x: Var<'g, T>) -> Var<'g, T> {
         let g = x.graph();

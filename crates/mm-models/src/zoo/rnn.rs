@@ -23,6 +23,28 @@ pub trait Cell: Clone + Debug + Send + Sync {
 
     /// `h_t = cell(x_t, h_{t-1})`.
     fn forward<'g, T: Float>(&self, xt: Var<'g, T>, hprev: Var<'g, T>) -> Var<'g, T>;
+
+    /// The cell over every position of `x` `[B, T, n_embd]` from `h0` `[B, n_embd2]`: every
+    /// hidden state, `[B, T, n_embd2]`. This default is makemore's loop written out
+    /// ([`Cell::forward`] position by position, then `stack`); makemore's cells override it
+    /// with their fused scans (`rnn_scan`, `gru_scan`), which compute the same values and
+    /// gradients as one op.
+    fn scan<'g, T: Float>(&self, x: Var<'g, T>, h0: Var<'g, T>) -> Var<'g, T> {
+        let t = x.shape().dims()[1];
+        let mut hprev = h0;
+        // The hidden states, on the stack for makemore's lengths.
+        let mut few = [hprev; 64];
+        let mut many = Vec::new();
+        for i in 0..t {
+            hprev = self.forward(x.select(1, i), hprev);
+            match few.get_mut(i) {
+                Some(h) => *h = hprev,
+                None => many.push(hprev),
+            }
+        }
+        let g = x.graph();
+        if t <= few.len() { g.stack(&few[..t], 1) } else { g.stack(&[&few[..], &many[..]].concat(), 1) }
+    }
 }
 
 /// makemore's `RNNCell`: `tanh(xh_to_h(cat([xt, hprev])))`.
@@ -42,6 +64,11 @@ impl Cell for RnnCell {
     fn forward<'g, T: Float>(&self, xt: Var<'g, T>, hprev: Var<'g, T>) -> Var<'g, T> {
         let xh = xt.graph().concat(&[xt, hprev], 1);
         self.xh_to_h.forward(xh).tanh()
+    }
+
+    fn scan<'g, T: Float>(&self, x: Var<'g, T>, h0: Var<'g, T>) -> Var<'g, T> {
+        let (w, b) = self.xh_to_h.weight_and_bias(x.graph());
+        x.rnn_scan(h0, w, b)
     }
 }
 
@@ -75,6 +102,12 @@ impl Cell for GruCell {
         let hbar = self.xh_to_hbar.forward(xhr).tanh();
         let z = self.xh_to_z.forward(xh).sigmoid();
         (-z + T::one()) * hprev + z * hbar // (1 - z) * hprev + z * hbar
+    }
+
+    fn scan<'g, T: Float>(&self, x: Var<'g, T>, h0: Var<'g, T>) -> Var<'g, T> {
+        let g = x.graph();
+        let gates = [&self.xh_to_z, &self.xh_to_r, &self.xh_to_hbar].map(|l| l.weight_and_bias(g));
+        x.gru_scan(h0, gates)
     }
 }
 
@@ -130,28 +163,17 @@ impl<T: Float, C: Cell> ZooModel<T> for Recurrent<T, C> {
     }
 
     /// `emb = wte(idx)`; from `hprev = start` (one row per sequence) the cell runs over the
-    /// positions, `h_t = cell(emb[:, t, :], h_{t-1})`; `lm_head(stack(h, 1))`.
+    /// positions, `h_t = cell(emb[:, t, :], h_{t-1})` ([`Cell::scan`]); `lm_head(stack(h, 1))`.
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
-        let (b, t) = idx.dim();
+        let b = idx.dim().0;
         let emb = self.wte.forward(g, &idx); // [B, T, n_embd]
         // start.expand((b, -1)): row 0 of `start` gathered b times (its gradient is their sum).
         let start = g.param(self.start);
-        let mut hprev = match ZEROS.get(..b) {
+        let hprev = match ZEROS.get(..b) {
             Some(zeros) => start.embedding(zeros),
             None => start.embedding(&vec![0u32; b]),
         }; // [B, n_embd2]
-        // The hidden states, on the stack for makemore's lengths (a step allocates nothing).
-        let mut few = [hprev; 64];
-        let mut many = Vec::new();
-        for i in 0..t {
-            hprev = self.cell.forward(emb.select(1, i), hprev);
-            match few.get_mut(i) {
-                Some(h) => *h = hprev,
-                None => many.push(hprev),
-            }
-        }
-        let hidden =
-            if t <= few.len() { g.stack(&few[..t], 1) } else { g.stack(&[&few[..], &many[..]].concat(), 1) }; // [B, T, n_embd2]
+        let hidden = self.cell.scan(emb, hprev); // [B, T, n_embd2]
         self.lm_head.forward(hidden)
     }
 }

@@ -104,7 +104,13 @@ impl<'g, T: Float> Var<'g, T> {
 
     /// The logistic sigmoid `1 / (1 + exp(-self))` elementwise.
     pub fn sigmoid(self) -> Self {
-        self.unary(Op::Sigmoid(self.id), |x| T::one() / (T::one() + (-x).exp()))
+        or_poisoned!(self);
+        let x = self.id;
+        self.g.push(Op::Sigmoid(x), self.shape(), false, &[x], |v, out, _| {
+            let x = v.get(x);
+            sized(out, x.len());
+            T::sigmoid_slice(x, out);
+        })
     }
 
     /// GELU with the tanh approximation, `0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))`: makemore's

@@ -16,10 +16,12 @@ use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
 
 pub(crate) mod attention;
 pub(crate) mod elementwise;
+pub(crate) mod embedding_linear;
 pub(crate) mod index;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod norm;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 

@@ -161,14 +161,31 @@ impl Model for WaveNet {
     /// otherwise), tanh; the output layer.
     fn forward<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>) -> Var<'g, f32> {
         let (b, mut t) = x.dim();
-        let mut h = g.param(self.embedding).embedding(&x); // [B, T, n_embd]
+        let table = g.param(self.embedding);
+        let mut h = table; // replaced by the first level's product
         let mut width = self.config.n_embd;
-        for level in &self.levels {
+        for (i, level) in self.levels.iter().enumerate() {
             // FlattenConsecutive(2): pairs of neighbours side by side; squeezed when one is left.
             t /= 2;
             width *= 2;
-            h = if t == 1 { h.reshape(&[b, width]) } else { h.reshape(&[b, t, width]) };
-            h = h.matmul(g.param(level.weight));
+            let w = g.param(level.weight);
+            h = if i == 0 {
+                // The first level reads pairs of embeddings, C[x] viewed as [B, T/2, 2 n_embd]:
+                // the fused `embedding_linear` takes its product with the table's rows instead.
+                let pairs = if t == 1 {
+                    x.to_shape((b, 2)).map(|p| p.into_dyn())
+                } else {
+                    x.to_shape((b, t, 2)).map(|p| p.into_dyn())
+                };
+                match pairs {
+                    Ok(pairs) => table.embedding_linear(&pairs, w, None),
+                    Err(_) => table.embedding(&x).reshape(&[b, t, width]).matmul(w),
+                }
+            } else if t == 1 {
+                h.reshape(&[b, width]).matmul(w)
+            } else {
+                h.reshape(&[b, t, width]).matmul(w)
+            };
             let axes: &[usize] = if t == 1 { &[0] } else { &[0, 1] };
             let (gamma, beta) = (g.param(level.gamma), g.param(level.beta));
             h = if g.is_grad() {

@@ -182,8 +182,8 @@ impl<T: Float> Ctx<'_, T> {
             Op::Attention { q, k, v } => self.attention_grad((q, k, v), g, sinks, s),
             Op::SelfAttention { qkv, heads } => self.self_attention_grad(qkv, heads as usize, g, sinks, s),
             // ops/embedding_linear.rs
-            Op::EmbeddingLinear { table, ids, w, b } => {
-                self.embedding_linear_grad((table, ids, w, b), g, sinks, s)
+            Op::EmbeddingLinear { table, ids, w, b, w_t } => {
+                self.embedding_linear_grad((table, ids, w, b, w_t), g, sinks, s)
             }
             // ops/recurrent.rs
             Op::RnnScan { x, h0, w, b } => self.rnn_scan_grad((x, h0, w, b), g, sinks, s),

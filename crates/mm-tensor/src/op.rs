@@ -107,9 +107,9 @@ pub(crate) enum Op {
     /// side by side), written as `[B, T, C]`; `aux` holds the attention weights.
     SelfAttention { qkv: NodeId, heads: u32 },
 
-    /// `F.linear(table[ids].flatten(-2), w, b)` with `w` stored `[out, in]`, fused; `aux` holds
-    /// the table's product with each slot's block of `w`.
-    EmbeddingLinear { table: NodeId, ids: Span, w: NodeId, b: Option<NodeId> },
+    /// `table[ids].flatten(-2) @ w (+ b)`, fused; with `w_t` the weight is stored `[out, in]`
+    /// (`F.linear`). `aux` holds the table's product with each slot's block of `w`.
+    EmbeddingLinear { table: NodeId, ids: Span, w: NodeId, b: Option<NodeId>, w_t: bool },
 
     // Recurrent cells over a sequence (`ops/recurrent.rs`).
     /// makemore's `RNNCell` over every position of `x` `[B, T, E]` from `h0`, weight `w`

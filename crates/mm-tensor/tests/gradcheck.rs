@@ -440,15 +440,22 @@ fn recurrent_scans_backpropagate_through_time() {
 fn embedding_linear_gradients() {
     // A table of 4 rows read through 3 slots, with repeated ids in a row and across rows.
     let ids = ndarray::arr3(&[[[1u32, 1, 3], [0, 2, 1]], [[3, 3, 3], [2, 0, 0]]]);
-    check("embedding_linear", &[(&[4, 2], N), (&[5, 6], N), (&[5], N)], |_, x| {
+    check("embedding_linear", &[(&[4, 2], N), (&[6, 5], N), (&[5], N)], |_, x| {
         x[0].embedding_linear(&ids, x[1], Some(x[2]))
     });
-    check("embedding_linear-nobias", &[(&[4, 2], N), (&[3, 6], N)], |_, x| {
-        x[0].embedding_linear(&ids, x[1], None).tanh()
+    check("embedding_linear_t", &[(&[4, 2], N), (&[5, 6], N), (&[5], N)], |_, x| {
+        x[0].embedding_linear_t(&ids, x[1], Some(x[2]))
+    });
+    check("embedding_linear_t-nobias", &[(&[4, 2], N), (&[3, 6], N)], |_, x| {
+        x[0].embedding_linear_t(&ids, x[1], None).tanh()
     });
     // The table also feeds the weight: both paths' gradients add.
     check("embedding_linear-shared", &[(&[4, 3], N)], |_, x| {
-        let w = x[0].reshape(&[2, 6]);
+        let w = x[0].reshape(&[6, 2]);
         x[0].embedding_linear(&ndarray::arr2(&[[0u32, 3], [1, 1]]), w, None)
+    });
+    check("embedding_linear_t-shared", &[(&[4, 3], N)], |_, x| {
+        let w = x[0].reshape(&[2, 6]);
+        x[0].embedding_linear_t(&ndarray::arr2(&[[0u32, 3], [1, 1]]), w, None)
     });
 }

@@ -461,48 +461,58 @@ fn recurrent_scans_equal_the_cells_written_out_position_by_position() {
 }
 
 /// The fused linear layer over concatenated embeddings against the gather, reshape and linear
-/// it replaces: the same values and gradients (to rounding: the sums are grouped differently).
+/// it replaces, for both weight layouts: the same values and gradients (to rounding: the sums
+/// are grouped differently).
 #[test]
 fn embedding_linear_equals_embedding_then_linear() {
     let (v, e, s, h) = (7, 3, 4, 5);
-    let mut params = ParamStore::<f64>::new();
-    let table = params.add("C", randn(&[v, e], 1)).unwrap();
-    let weight = params.add("W", randn(&[h, s * e], 2)).unwrap();
-    let bias = params.add("b", randn(&[h], 3)).unwrap();
     let ids = ndarray::Array3::from_shape_fn((2, 3, s), |(i, j, k)| ((i * 5 + j * 3 + k * k) % v) as u32);
-    let run = |fused: bool| {
-        let mut tape = Tape::new();
-        let mut grads = Grads::new(&params);
-        let g = tape.graph(&params);
-        let (c, w, b) = (g.param(table), g.param(weight), g.param(bias));
-        let y = if fused {
-            c.embedding_linear(&ids, w, Some(b))
-        } else {
-            c.embedding(&ids).reshape(&[2, 3, s * e]).linear_t(w, Some(b))
+    for w_t in [false, true] {
+        let mut params = ParamStore::<f64>::new();
+        let table = params.add("C", randn(&[v, e], 1)).unwrap();
+        let wshape = if w_t { [h, s * e] } else { [s * e, h] };
+        let weight = params.add("W", randn(&wshape, 2)).unwrap();
+        let bias = params.add("b", randn(&[h], 3)).unwrap();
+        let run = |fused: bool| {
+            let mut tape = Tape::new();
+            let mut grads = Grads::new(&params);
+            let g = tape.graph(&params);
+            let (c, w, b) = (g.param(table), g.param(weight), g.param(bias));
+            let y = match (fused, w_t) {
+                (true, true) => c.embedding_linear_t(&ids, w, Some(b)),
+                (true, false) => c.embedding_linear(&ids, w, Some(b)),
+                (false, true) => c.embedding(&ids).reshape(&[2, 3, s * e]).linear_t(w, Some(b)),
+                (false, false) => c.embedding(&ids).reshape(&[2, 3, s * e]).linear(w, b),
+            };
+            g.backward_from(y, randn(&[2, 3, h], 4).view(), &mut grads).unwrap();
+            (y.to_array(), [table, weight, bias].map(|i| grads.get(i).to_owned()))
         };
-        g.backward_from(y, randn(&[2, 3, h], 4).view(), &mut grads).unwrap();
-        (y.to_array(), [table, weight, bias].map(|i| grads.get(i).to_owned()))
-    };
-    let ((yf, gf), (yc, gc)) = (run(true), run(false));
-    assert_eq!(yf.shape(), &[2, 3, h]);
-    assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12));
-    for (a, b) in gf.iter().zip(&gc) {
-        assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12));
+        let ((yf, gf), (yc, gc)) = (run(true), run(false));
+        assert_eq!(yf.shape(), &[2, 3, h]);
+        assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12), "w_t {w_t}");
+        for (a, b) in gf.iter().zip(&gc) {
+            assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12), "w_t {w_t}");
+        }
+        // Shapes that do not fit, and ids past the table, are typed errors.
+        let mut tape = Tape::new();
+        let g = tape.graph(&params);
+        let (c, w) = (g.param(table), g.param(weight));
+        let three = ndarray::arr2(&[[0u32, 1, 2]]);
+        let err = if w_t {
+            c.try_embedding_linear_t(&three, w, None)
+        } else {
+            c.try_embedding_linear(&three, w, None)
+        };
+        let want =
+            if w_t { "expected shape [5, 9], got [5, 12]" } else { "expected shape [9, 5], got [12, 5]" };
+        assert_eq!(err.unwrap_err().to_string(), format!("embedding_linear: {want}"));
+        assert!(matches!(
+            c.try_embedding_linear_t(&ndarray::arr2(&[[0u32, 1, 2, 7]]), w, None),
+            Err(TensorError::Index { index: 7, len: 7, .. }) | Err(TensorError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2, 3]]), w, Some(c)),
+            Err(TensorError::Bias { .. }) | Err(TensorError::ShapeMismatch { .. })
+        ));
     }
-    // Shapes that do not fit, and ids past the table, are typed errors.
-    let mut tape = Tape::new();
-    let g = tape.graph(&params);
-    let (c, w) = (g.param(table), g.param(weight));
-    assert_eq!(
-        c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2]]), w, None).unwrap_err().to_string(),
-        "embedding_linear: expected shape [5, 9], got [5, 12]"
-    );
-    assert!(matches!(
-        c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2, 7]]), w, None),
-        Err(TensorError::Index { index: 7, len: 7, .. })
-    ));
-    assert!(matches!(
-        c.try_embedding_linear(&ndarray::arr2(&[[0u32, 1, 2, 3]]), w, Some(c)),
-        Err(TensorError::Bias { .. })
-    ));
 }

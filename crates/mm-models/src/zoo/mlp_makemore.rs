@@ -83,7 +83,7 @@ impl<T: Float> ZooModel<T> for MlpMakemore<T> {
     /// `x = cat([wte(idx rolled k places) for k in 0..block_size], -1)`; `mlp(x)`. The
     /// concatenation is one embedding of the context ids `[B, T, block_size]` (`k` major, as
     /// makemore concatenates), and `mlp.0` reads it through the engine's fused
-    /// `embedding_linear`, which multiplies the table's 28 rows instead of 512 gathered rows of
+    /// `embedding_linear_t`, which multiplies the table's 28 rows instead of 512 gathered rows of
     /// 1,024 (`wte(ids).view(B, T, -1)` then `mlp.0`, to rounding).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         let (b, t) = idx.dim();
@@ -94,7 +94,7 @@ impl<T: Float> ZooModel<T> for MlpMakemore<T> {
             self.context_into(idx, ids);
             let view = ndarray::ArrayView3::from_shape((b, t, bs), &ids[..]).expect("b * t * bs ids");
             let (wte, (w, bias)) = (g.param(self.wte.weight), self.hidden.weight_and_bias(g));
-            wte.embedding_linear(&view, w, Some(bias))
+            wte.embedding_linear_t(&view, w, Some(bias))
         });
         self.out.forward(h.tanh())
     }

@@ -17,7 +17,7 @@
 
 use crate::backward::{Ctx, Sinks};
 use crate::kernels::matmul::{self, Start, Strided};
-use crate::kernels::{Acc, add_rows, sized, store, zeros};
+use crate::kernels::{Acc, sized, store, zeros};
 use crate::op::{NodeId, Op};
 use crate::tape::Var;
 use crate::{Float, Result, Shape, TensorError};
@@ -69,9 +69,10 @@ fn at_t<T: Copy>(xh: &[T], d: Dims, t: usize) -> Strided<'_, T> {
     Strided { data: &xh[t * eh..], rs: d.t * eh, cs: 1 }
 }
 
-/// Row `t` of every sequence of a `[B, T, H]` buffer: `[B, H]`, rows `T · H` apart.
-fn rows_at<T: Copy>(buf: &[T], d: Dims, t: usize) -> Strided<'_, T> {
-    Strided { data: &buf[t * d.h..], rs: d.t * d.h, cs: 1 }
+/// Position `t` of every sequence of a `[B, T, width]` buffer: `[B, width]`, rows `T · width`
+/// apart.
+fn rows_at<T: Copy>(buf: &[T], d: Dims, width: usize, t: usize) -> Strided<'_, T> {
+    Strided { data: &buf[t * width..], rs: d.t * width, cs: 1 }
 }
 
 /// Fills the `x_t` half of `xh` `[B, T, E + H]` from `x` `[B, T, E]`, and the `h_{-1}` half of
@@ -87,13 +88,14 @@ fn start_xh<T: Float>(xh: &mut [T], x: &[T], h0: &[T], d: Dims) {
     }
 }
 
-/// `Wᵀ` `[E + H, H]` of a gate's weight `[H, E + H]`, copied row-major into `wt`: the products
-/// of the loop read it in place, where reading `W` transposed would repack it at every position.
-fn transpose_into<T: Float>(w: &[T], d: Dims, wt: &mut [T]) {
+/// `Wᵀ` of a gate's weight `[H, E + H]` into columns `col..col + H` of `wt` `[E + H, ld]`: the
+/// products of the loop read it in place, where reading `W` transposed would repack it at every
+/// position. The GRU puts its `r` and `z` gates side by side (`ld = 2H`): one product for both.
+fn transpose_into<T: Float>(w: &[T], d: Dims, wt: &mut [T], (ld, col): (usize, usize)) {
     let eh = d.e + d.h;
     for (j, row) in w.chunks_exact(eh).enumerate() {
         for (p, &v) in row.iter().enumerate() {
-            wt[p * d.h + j] = v;
+            wt[p * ld + col + j] = v;
         }
     }
 }
@@ -117,7 +119,7 @@ impl<'g, T: Float> Var<'g, T> {
             let eh = d.e + d.h;
             sized(&mut s.tmp, d.b * d.h + eh * d.h);
             let (pre, wt) = s.tmp.split_at_mut(d.b * d.h);
-            transpose_into(v.get(w), d, wt);
+            transpose_into(v.get(w), d, wt, (d.h, 0));
             let (wt, bias) = (Strided::rows(&*wt, d.h), v.get(b));
             for t in 0..d.t {
                 // The pre-activation of position t, then its tanh into the output and into the
@@ -169,44 +171,44 @@ impl<'g, T: Float> Var<'g, T> {
             let (z_all, hbar_all) = rest.split_at_mut(d.bth());
             start_xh(xh, v.get(x), v.get(h0), d);
             start_xh(xhr, v.get(x), v.get(h0), d);
-            let (bz, br, bh) = (v.get(b[0]), v.get(b[1]), v.get(b[2]));
-            let (eh, bh_n) = (d.e + d.h, d.b * d.h);
-            sized(&mut s.tmp, 3 * bh_n + 3 * eh * d.h);
-            let (pre, wts) = s.tmp.split_at_mut(3 * bh_n);
-            let (ar, rest) = pre.split_at_mut(bh_n);
-            let (az, ah) = rest.split_at_mut(bh_n);
-            for (i, wt) in wts.chunks_exact_mut(eh * d.h).enumerate() {
-                transpose_into(v.get(w[i]), d, wt);
-            }
-            let [wz, wr, wh] = [0, 1, 2].map(|i| &wts[i * eh * d.h..][..eh * d.h]);
+            let (eh, h2) = (d.e + d.h, 2 * d.h);
+            // Scratch: the gates' pre-activations (r and z side by side, then hbar's), their
+            // transposed weights (`[E + H, 2H]` for r and z, `[E + H, H]` for hbar) and r and
+            // z's biases side by side.
+            sized(&mut s.tmp, d.b * (h2 + d.h) + eh * (h2 + d.h) + h2);
+            let (arz, rest) = s.tmp.split_at_mut(d.b * h2);
+            let (ah, rest) = rest.split_at_mut(d.b * d.h);
+            let (wrz, rest) = rest.split_at_mut(eh * h2);
+            let (wh, brz) = rest.split_at_mut(eh * d.h);
+            transpose_into(v.get(w[1]), d, wrz, (h2, 0));
+            transpose_into(v.get(w[0]), d, wrz, (h2, d.h));
+            transpose_into(v.get(w[2]), d, wh, (d.h, 0));
+            brz[..d.h].copy_from_slice(v.get(b[1]));
+            brz[d.h..].copy_from_slice(v.get(b[0]));
+            let (wrz, wh, bh) = (Strided::rows(&*wrz, h2), Strided::rows(&*wh, d.h), v.get(b[2]));
             for t in 0..d.t {
-                let gemm = |xh: &[T], wt: &[T], bias: &[T], c: &mut [T], pack: &mut Vec<T>| {
-                    let wt = Strided::rows(wt, d.h);
-                    matmul::gemm((d.b, eh, d.h), at_t(xh, d, t), wt, c, Start::Bias(bias), pack);
-                };
-                gemm(xh, wr, br, ar, &mut s.pack);
-                gemm(xh, wz, bz, az, &mut s.pack);
+                matmul::gemm((d.b, eh, h2), at_t(xh, d, t), wrz, arz, Start::Bias(brz), &mut s.pack);
                 // r, z, and the reset state `r * h_{t-1}` into the candidate's input.
                 for bi in 0..d.b {
                     let row = (bi * d.t + t) * d.h;
                     let r = &mut r_all[row..][..d.h];
-                    T::sigmoid_slice(&ar[bi * d.h..][..d.h], r);
-                    T::sigmoid_slice(&az[bi * d.h..][..d.h], &mut z_all[row..][..d.h]);
+                    T::sigmoid_slice(&arz[bi * h2..][..d.h], r);
+                    T::sigmoid_slice(&arz[bi * h2 + d.h..][..d.h], &mut z_all[row..][..d.h]);
                     let hprev = &xh[(bi * d.t + t) * eh + d.e..][..d.h];
                     let hr = &mut xhr[(bi * d.t + t) * eh + d.e..][..d.h];
                     for i in 0..d.h {
                         hr[i] = r[i] * hprev[i];
                     }
                 }
-                gemm(xhr, wh, bh, ah, &mut s.pack);
+                matmul::gemm((d.b, eh, d.h), at_t(xhr, d, t), wh, ah, Start::Bias(bh), &mut s.pack);
                 for bi in 0..d.b {
                     let row = (bi * d.t + t) * d.h;
                     let hbar = &mut hbar_all[row..][..d.h];
                     T::tanh_slice(&ah[bi * d.h..][..d.h], hbar);
                     let at = (bi * d.t + t) * eh + d.e;
+                    let (z, hprev, h) = (&z_all[row..][..d.h], &xh[at..][..d.h], &mut out[row..][..d.h]);
                     for i in 0..d.h {
-                        let (z, hprev) = (z_all[row + i], xh[at + i]);
-                        out[row + i] = (-z + T::one()) * hprev + z * hbar[i];
+                        h[i] = (-z[i] + T::one()) * hprev[i] + z[i] * hbar[i];
                     }
                     if t + 1 < d.t {
                         let next = at + eh;
@@ -233,13 +235,14 @@ impl<T: Float> Ctx<'_, T> {
         Dims { b, t, e, h }
     }
 
-    /// After the loop over positions, the gradients that do not depend on it, given a gate's
-    /// pre-activation gradient `da` `[B, T, H]` and its product's input `xh` `[B, T, E + H]`:
-    /// `dW (+)= daᵀ · xh`, `db (+)=` the column sums of `da`, and `dx (+)= da · W[:, :E]`.
-    fn gate_grads(
+    /// After the loop over positions, a gate's weight and bias gradients, given its
+    /// pre-activation gradient `da` (position `p`'s row at `da[p * ld..][..H]`) and its
+    /// product's input `xh` `[B, T, E + H]`: `dW (+)= daᵀ · xh` and `db (+)=` the column sums of
+    /// `da`.
+    fn gate_weight_grads(
         &self,
-        (x, w, b): (NodeId, NodeId, NodeId),
-        (da, xh): (&[T], &[T]),
+        (w, b): (NodeId, NodeId),
+        (da, ld, xh): (&[T], usize, &[T]),
         d: Dims,
         sinks: &mut Sinks<'_, T>,
         pack: &mut Vec<T>,
@@ -247,26 +250,24 @@ impl<T: Float> Ctx<'_, T> {
         let (eh, bt) = (d.e + d.h, d.b * d.t);
         if let Some((dst, acc)) = sinks.get(w) {
             sized(dst, d.h * eh);
-            let (dat, xhr) = (Strided::transposed(da, d.h), Strided::rows(xh, eh));
-            matmul::gemm((d.h, bt, eh), dat, xhr, dst, acc.into(), pack);
+            let da_t = Strided::transposed(da, ld);
+            matmul::gemm((d.h, bt, eh), da_t, Strided::rows(xh, eh), dst, acc.into(), pack);
         }
         if let Some((dst, acc)) = sinks.get(b) {
             if acc == Acc::Write {
                 zeros(dst, d.h);
             }
-            add_rows(da, dst);
-        }
-        if let Some((dst, acc)) = sinks.get(x) {
-            sized(dst, bt * d.e);
-            let wx = Strided::rows(self.x(w), eh);
-            matmul::gemm((bt, d.h, d.e), Strided::rows(da, d.h), wx, dst, acc.into(), pack);
+            for p in 0..bt {
+                dst.iter_mut().zip(&da[p * ld..][..d.h]).for_each(|(db, &x)| *db += x);
+            }
         }
     }
 
     /// `rnn_scan`, backwards through time: at each position from the last, the hidden state's
     /// gradient (from the output and from the next position) through the tanh,
     /// `da_t = (g_t + dh_t) * (1 - h_t²)`, and on to the previous state, `dh_{t-1} = da_t ·
-    /// W[:, E:]`; then the products over all positions ([`Ctx::gate_grads`]).
+    /// W[:, E:]`; then the products over all positions: `dW (+)= daᵀ · xh`, `db`, and
+    /// `dx (+)= da · W[:, :E]`.
     pub(crate) fn rnn_scan_grad(
         &self,
         (x, h0, w, b): (NodeId, NodeId, NodeId, NodeId),
@@ -282,28 +283,33 @@ impl<T: Float> Ctx<'_, T> {
         let (dh, dh_prev) = rest.split_at_mut(bh_n);
         dh.fill(T::zero());
         for t in (0..d.t).rev() {
-            for bi in 0..d.b {
+            for (bi, dh) in dh.chunks_exact(d.h).enumerate() {
                 let row = (bi * d.t + t) * d.h;
-                for i in 0..d.h {
-                    let y = self.y[row + i];
-                    da[row + i] = (g[row + i] + dh[bi * d.h + i]) * (T::one() - y * y);
+                let (da, g, y) = (&mut da[row..][..d.h], &g[row..][..d.h], &self.y[row..][..d.h]);
+                for (((da, &g), &dh), &y) in da.iter_mut().zip(g).zip(dh).zip(y) {
+                    *da = (g + dh) * (T::one() - y * y);
                 }
             }
-            matmul::gemm((d.b, d.h, d.h), rows_at(da, d, t), wh, dh_prev, Start::Zero, &mut s.pack);
+            matmul::gemm((d.b, d.h, d.h), rows_at(da, d, d.h, t), wh, dh_prev, Start::Zero, &mut s.pack);
             dh.copy_from_slice(dh_prev);
         }
         if let Some((dst, acc)) = sinks.get(h0) {
             store(dst, acc, dh.iter().copied());
         }
-        self.gate_grads((x, w, b), (da, self.aux), d, sinks, &mut s.pack);
+        self.gate_weight_grads((w, b), (da, d.h, self.aux), d, sinks, &mut s.pack);
+        if let Some((dst, acc)) = sinks.get(x) {
+            sized(dst, d.b * d.t * d.e);
+            let wx = Strided::rows(self.x(w), eh);
+            matmul::gemm((d.b * d.t, d.h, d.e), Strided::rows(da, d.h), wx, dst, acc.into(), &mut s.pack);
+        }
     }
 
     /// `gru_scan`, backwards through time. At each position from the last, with `dh` the hidden
     /// state's gradient (from the output and from the next position):
     /// `dz = dh * (hbar - h_{t-1})`, `dhbar = dh * z`, and `h_{t-1}` gets `dh * (1 - z)`
     /// directly; through the candidate's tanh and product, `d(r * h_{t-1}) = da_hbar ·
-    /// W_hbar[:, E:]`, which gives `dr` and another term of `h_{t-1}`'s; and the gates'
-    /// products give the last two. Then the products over all positions, per gate.
+    /// W_hbar[:, E:]`, which gives `dr` and another term of `h_{t-1}`'s; and the r and z gates'
+    /// product (one, side by side) gives the last. Then the products over all positions.
     pub(crate) fn gru_scan_grad(
         &self,
         (x, h0, w, b): (NodeId, NodeId, [NodeId; 3], [NodeId; 3]),
@@ -312,51 +318,77 @@ impl<T: Float> Ctx<'_, T> {
         s: &mut crate::tape::Scratch<T>,
     ) {
         let d = self.scan_dims(x, w[0]);
-        let (eh, bh_n, bth) = (d.e + d.h, d.b * d.h, d.bth());
+        let (eh, h2, bh_n, bth) = (d.e + d.h, 2 * d.h, d.b * d.h, d.bth());
         let aux = self.aux;
         let (xh, rest) = aux.split_at(d.bt_eh());
         let (xhr, rest) = rest.split_at(d.bt_eh());
         let (r_all, rest) = rest.split_at(bth);
         let (z_all, hbar_all) = rest.split_at(bth);
-        let hidden = |id: NodeId| Strided::rows(&self.x(id)[d.e..], eh);
-        let (wz_h, wr_h, wh_h) = (hidden(w[0]), hidden(w[1]), hidden(w[2]));
-        sized(&mut s.tmp, 3 * bth + 3 * bh_n);
-        let (daz, rest) = s.tmp.split_at_mut(bth);
-        let (dar, rest) = rest.split_at_mut(bth);
+        let (wz, wr, wh) = (self.x(w[0]), self.x(w[1]), self.x(w[2]));
+        let wh_h = Strided::rows(&wh[d.e..], eh);
+        // Scratch: the pre-activation gradients (r and z side by side `[B, T, 2H]`, hbar's `[B,
+        // T, H]`), three `[B, H]` states, and r and z's weights stacked, `[2H, E + H]`.
+        sized(&mut s.tmp, 3 * bth + 3 * bh_n + h2 * eh);
+        let (darz, rest) = s.tmp.split_at_mut(2 * bth);
         let (dah, rest) = rest.split_at_mut(bth);
         let (dh, rest) = rest.split_at_mut(bh_n);
-        let (dh_prev, dhr) = rest.split_at_mut(bh_n);
+        let (dh_prev, rest) = rest.split_at_mut(bh_n);
+        let (dhr, wrz) = rest.split_at_mut(bh_n);
+        wrz[..d.h * eh].copy_from_slice(wr);
+        wrz[d.h * eh..].copy_from_slice(wz);
+        let wrz_h = Strided::rows(&wrz[d.e..], eh);
         dh.fill(T::zero());
         for t in (0..d.t).rev() {
             for bi in 0..d.b {
-                let (row, at) = ((bi * d.t + t) * d.h, (bi * d.t + t) * eh + d.e);
+                let (row, at, row2) = ((bi * d.t + t) * d.h, (bi * d.t + t) * eh + d.e, (bi * d.t + t) * h2);
+                let (g, dh) = (&g[row..][..d.h], &dh[bi * d.h..][..d.h]);
+                let (z, hbar, hprev) = (&z_all[row..][..d.h], &hbar_all[row..][..d.h], &xh[at..][..d.h]);
+                let (daz, dah) = (&mut darz[row2 + d.h..][..d.h], &mut dah[row..][..d.h]);
+                let dh_prev = &mut dh_prev[bi * d.h..][..d.h];
                 for i in 0..d.h {
-                    let dht = g[row + i] + dh[bi * d.h + i];
-                    let (z, hbar, hprev) = (z_all[row + i], hbar_all[row + i], xh[at + i]);
-                    daz[row + i] = dht * (hbar - hprev) * z * (T::one() - z);
-                    dah[row + i] = dht * z * (T::one() - hbar * hbar);
-                    dh_prev[bi * d.h + i] = dht * (T::one() - z);
+                    let dht = g[i] + dh[i];
+                    let (z, hbar, hprev) = (z[i], hbar[i], hprev[i]);
+                    daz[i] = dht * (hbar - hprev) * z * (T::one() - z);
+                    dah[i] = dht * z * (T::one() - hbar * hbar);
+                    dh_prev[i] = dht * (T::one() - z);
                 }
             }
             // d(r * h_{t-1}), then r's gradient and h_{t-1}'s through the reset.
-            matmul::gemm((d.b, d.h, d.h), rows_at(dah, d, t), wh_h, dhr, Start::Zero, &mut s.pack);
+            let dah_t = rows_at(dah, d, d.h, t);
+            matmul::gemm((d.b, d.h, d.h), dah_t, wh_h, dhr, Start::Zero, &mut s.pack);
             for bi in 0..d.b {
-                let (row, at) = ((bi * d.t + t) * d.h, (bi * d.t + t) * eh + d.e);
+                let (row, at, row2) = ((bi * d.t + t) * d.h, (bi * d.t + t) * eh + d.e, (bi * d.t + t) * h2);
+                let (r, hprev, dhr) = (&r_all[row..][..d.h], &xh[at..][..d.h], &dhr[bi * d.h..][..d.h]);
+                let (dar, dh_prev) = (&mut darz[row2..][..d.h], &mut dh_prev[bi * d.h..][..d.h]);
                 for i in 0..d.h {
-                    let (r, hprev, dhr) = (r_all[row + i], xh[at + i], dhr[bi * d.h + i]);
-                    dar[row + i] = dhr * hprev * r * (T::one() - r);
-                    dh_prev[bi * d.h + i] += dhr * r;
+                    dar[i] = dhr[i] * hprev[i] * r[i] * (T::one() - r[i]);
+                    dh_prev[i] += dhr[i] * r[i];
                 }
             }
-            matmul::gemm((d.b, d.h, d.h), rows_at(dar, d, t), wr_h, dh_prev, Start::C, &mut s.pack);
-            matmul::gemm((d.b, d.h, d.h), rows_at(daz, d, t), wz_h, dh_prev, Start::C, &mut s.pack);
+            let darz_t = rows_at(darz, d, h2, t);
+            matmul::gemm((d.b, h2, d.h), darz_t, wrz_h, dh_prev, Start::C, &mut s.pack);
             dh.copy_from_slice(dh_prev);
         }
         if let Some((dst, acc)) = sinks.get(h0) {
             store(dst, acc, dh.iter().copied());
         }
-        self.gate_grads((x, w[0], b[0]), (daz, xh), d, sinks, &mut s.pack);
-        self.gate_grads((x, w[1], b[1]), (dar, xh), d, sinks, &mut s.pack);
-        self.gate_grads((x, w[2], b[2]), (dah, xhr), d, sinks, &mut s.pack);
+        let (darz, dah) = (&*darz, &*dah);
+        let gates = [
+            ((w[0], b[0]), (&darz[d.h..], h2, xh)),
+            ((w[1], b[1]), (darz, h2, xh)),
+            ((w[2], b[2]), (dah, d.h, xhr)),
+        ];
+        for (wb, da) in gates {
+            self.gate_weight_grads(wb, da, d, sinks, &mut s.pack);
+        }
+        if let Some((dst, acc)) = sinks.get(x) {
+            // dx = [dr, dz] · [W_r; W_z][:, :E] + dhbar · W_hbar[:, :E].
+            sized(dst, d.b * d.t * d.e);
+            let bt = d.b * d.t;
+            let wrz_x = Strided::rows(&*wrz, eh);
+            matmul::gemm((bt, h2, d.e), Strided::rows(darz, h2), wrz_x, dst, acc.into(), &mut s.pack);
+            let wh_x = Strided::rows(wh, eh);
+            matmul::gemm((bt, d.h, d.e), Strided::rows(dah, d.h), wh_x, dst, Start::C, &mut s.pack);
+        }
     }
 }

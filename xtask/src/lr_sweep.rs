@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use mm_data::{Dataset, Examples, Split, SplitSpec};
-use mm_models::{BigramNet, Init, Mlp, MlpConfig, Model, SweepConfig, TrainConfig, lr_grid, lr_sweep};
+use mm_data::{Dataset, Examples, Layout, Split, SplitSpec};
+use mm_models::{Model, Spec, SweepConfig, TrainConfig, lr_grid, lr_sweep};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -15,13 +15,15 @@ use rand::rngs::StdRng;
 /// 10^--max-exp (the lecture's sweep), repeated over --repeats seeds, smoothed and averaged; or,
 /// with --grid, short runs at a few fixed rates compared by their dev loss.
 ///
-/// Writes <out>/sweep.csv, sweep.png and sweep.svg (or grid.csv), and prints the suggested rate
-/// with the rule that chose it.
+/// Any neural kind of the registry (`makemore models` lists them), trained with its own
+/// optimizer (SGD for the lectures' models, AdamW for makemore.py's) at its default sizes unless
+/// set otherwise. Writes <out>/sweep.csv, sweep.png and sweep.svg (or grid.csv), and prints the
+/// suggested rate with the rule that chose it.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model.
-    #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
-    model: ModelArg,
+    /// The model kind.
+    #[arg(long, default_value = "mlp", value_parser = clap::builder::PossibleValuesParser::new(Spec::names()))]
+    model: String,
 
     /// The dataset, one item per line (`cargo xtask download` fetches the default).
     #[arg(long, value_name = "PATH", default_value = mm_data::DEFAULT_DATASET)]
@@ -55,29 +57,28 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
-    /// Examples per step; 0 for the whole training split (full-batch gradient descent).
+    /// Examples (windows, or words for makemore.py's kinds) per step; 0 for the whole training
+    /// split (full-batch gradient descent).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     batch_size: u64,
 
-    /// MLP: characters of context.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
-    block_size: u64,
+    /// Characters of context (windows), or the longest sequence (makemore.py's kinds) [default:
+    /// the kind's; for makemore.py's kinds the longest word + 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    block_size: Option<u64>,
 
-    /// MLP: dimensions of each character's embedding.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    n_embd: u64,
+    /// Dimensions of each character's embedding [default: the kind's].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    n_embd: Option<u64>,
 
-    /// MLP: units of the hidden layer.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=65536))]
-    n_hidden: u64,
+    /// MLP kinds: units of the hidden layer [default: the kind's].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    n_hidden: Option<u64>,
 
-    /// MLP: the initialisation (lecture: standard normal; kaiming: part 3's scaling).
-    #[arg(long, value_enum, default_value_t = InitArg::Lecture)]
-    init: InitArg,
-
-    /// Bigram net: the strength of the regularisation reg * mean(W²).
-    #[arg(long, default_value_t = 0.01)]
-    reg: f32,
+    /// Any other setting of the kind, as KEY=VALUE (e.g. `--set n_layer=2 --set n_head=2`;
+    /// `makemore models --json` lists each kind's settings).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 
     /// Instead of the sweep: train --grid-steps steps at each of --grid-points rates from
     /// 10^--min-exp to 10^--max-exp (the same initial weights and batches for each), and report
@@ -94,20 +95,40 @@ pub struct Args {
     grid_points: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ModelArg {
-    /// The MLP of makemore part 2.
-    Mlp,
-    /// The bigram neural net of makemore part 1.
-    BigramNn,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum InitArg {
-    /// Every weight from a standard normal (part 2).
-    Lecture,
-    /// Part 3's scaling of W1, b1, W2 and b2.
-    Kaiming,
+impl Args {
+    /// The kind's spec with the settings given (a setting the kind does not have is an error
+    /// that lists the ones it has).
+    fn spec(&self, max_len: usize) -> anyhow::Result<Spec> {
+        let mut given: Vec<(String, String)> = Vec::new();
+        for (key, value) in
+            [("block_size", self.block_size), ("n_embd", self.n_embd), ("n_hidden", self.n_hidden)]
+        {
+            if let Some(v) = value {
+                given.push((key.into(), v.to_string()));
+            }
+        }
+        for kv in &self.set {
+            let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
+            given.push((k.trim().replace('-', "_"), v.trim().to_string()));
+        }
+        let default = Spec::default_of(&self.model).context("a kind of the registry")?;
+        let settings = default.settings();
+        if let Some((key, _)) = given.iter().find(|(k, _)| !settings.contains(k)) {
+            bail!(
+                "the {} has no setting {key}; its settings: {}",
+                self.model,
+                if settings.is_empty() { "none".into() } else { settings.join(", ") }
+            );
+        }
+        let get = |key: &str| given.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let spec = Spec::parse(&self.model, get, false)?;
+        // makemore.py's kinds read whole words: by default, the longest one and its end token.
+        Ok(if spec.layout() == Layout::Words && self.block_size.is_none() {
+            spec.with_block_size(max_len + 1)
+        } else {
+            spec
+        })
+    }
 }
 
 /// Runs the sweep (or the grid), writes its files and prints the suggestion.
@@ -117,38 +138,37 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     let vocab = data.vocab();
     let split = Split::new(data.words(), SplitSpec::default())?;
-    let mlp = MlpConfig {
-        block_size: args.block_size as usize,
-        n_embd: args.n_embd as usize,
-        n_hidden: args.n_hidden as usize,
-        init: if args.init == InitArg::Kaiming { Init::Kaiming } else { Init::Lecture },
-    };
-    let (name, block_size) = match args.model {
-        ModelArg::Mlp => ("mlp", mlp.block_size),
-        ModelArg::BigramNn => ("bigram-nn", 1),
-    };
-    let train = Examples::windows(&split.train, &vocab, block_size)?;
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/lr-sweep-{name}")));
+    let spec = args.spec(data.stats().max_len)?;
+    if spec.train_config().steps == 0 {
+        bail!("the {} is counted, not trained: it has no learning rate", spec.kind());
+    }
+    let (layout, block_size) = (spec.layout(), spec.block_size());
+    let train = Examples::new(&split.train, &vocab, layout, block_size)?;
+    let dev = Examples::new(&split.dev, &vocab, layout, block_size)?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/lr-sweep-{}", spec.kind())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let batch_size = (args.batch_size > 0).then_some(args.batch_size as usize);
     let stop = AtomicBool::new(false);
-    match args.model {
-        ModelArg::Mlp => {
-            let new = |seed| Mlp::new(mlp, &vocab, &mut StdRng::seed_from_u64(seed));
-            if args.grid {
-                grid(new, &train, &split, &vocab, block_size, batch_size, args, &out, &stop)
-            } else {
-                sweep(new, &train, batch_size, args, &out, &stop)
-            }
-        }
-        ModelArg::BigramNn => {
-            let new = |seed| BigramNet::new(&vocab, args.reg, &mut StdRng::seed_from_u64(seed));
-            if args.grid {
-                grid(new, &train, &split, &vocab, block_size, batch_size, args, &out, &stop)
-            } else {
-                sweep(new, &train, batch_size, args, &out, &stop)
-            }
-        }
+    let new = |seed| -> mm_models::Result<Box<dyn Model>> {
+        let model = spec.build(&vocab, &mut StdRng::seed_from_u64(seed))?;
+        model.into_neural().ok_or_else(|| mm_models::ModelError::Config("a model with parameters".into()))
+    };
+    let settings: Vec<String> =
+        spec.settings().iter().filter_map(|k| Some(format!("{k} {}", spec.setting(k)?))).collect();
+    let optimizer = match spec.train_config().optimizer {
+        mm_models::OptimizerKind::Sgd => "SGD",
+        mm_models::OptimizerKind::AdamW => "AdamW",
+    };
+    eprintln!(
+        "lr-sweep: {} of {} parameters ({}), trained by {optimizer}",
+        spec.kind(),
+        new(args.seed)?.num_params(),
+        settings.join(", ")
+    );
+    if args.grid {
+        grid(new, (&train, &dev), &spec, batch_size, args, &out, &stop)
+    } else {
+        sweep(new, &train, &spec, batch_size, args, &out, &stop)
     }
 }
 
@@ -166,6 +186,7 @@ fn bar(total: u64, what: &str) -> ProgressBar {
 fn sweep<M: Model>(
     new_model: impl FnMut(u64) -> mm_models::Result<M>,
     train: &Examples,
+    spec: &Spec,
     batch_size: Option<usize>,
     args: &Args,
     out: &Path,
@@ -179,6 +200,7 @@ fn sweep<M: Model>(
         smoothing: args.smoothing,
         batch_size,
         seed: args.seed,
+        base: spec.train_config(),
     };
     let pb = bar(args.points * args.repeats, "sweep");
     let start = std::time::Instant::now();
@@ -222,19 +244,15 @@ fn sweep<M: Model>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn grid<M: Model>(
     new_model: impl FnMut(u64) -> mm_models::Result<M>,
-    train: &Examples,
-    split: &Split,
-    vocab: &mm_data::Vocab,
-    block_size: usize,
+    (train, dev): (&Examples, &Examples),
+    spec: &Spec,
     batch_size: Option<usize>,
     args: &Args,
     out: &Path,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let dev = Examples::windows(&split.dev, vocab, block_size)?;
     let spacing = SweepConfig {
         points: args.grid_points as usize,
         min_exp: args.min_exp,
@@ -243,9 +261,9 @@ fn grid<M: Model>(
     };
     let rates: Vec<f32> = spacing.exponents().iter().map(|e| 10f32.powf(*e)).collect();
     let cfg =
-        TrainConfig { steps: args.grid_steps as usize, batch_size, seed: args.seed, ..TrainConfig::mlp() };
+        TrainConfig { steps: args.grid_steps as usize, batch_size, seed: args.seed, ..spec.train_config() };
     let pb = bar(args.grid_steps * args.grid_points, "grid");
-    let points = lr_grid(new_model, train, &dev, &rates, &cfg, stop, |done| pb.set_position(done as u64))?;
+    let points = lr_grid(new_model, train, dev, &rates, &cfg, stop, |done| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     let csv = out.join("grid.csv");
     let mut text = String::from("lr,train_loss,dev_loss\n");

@@ -112,3 +112,48 @@ fn a_missing_dataset_is_one_line_with_the_fix() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: ") && err.contains("cargo xtask download"), "{err}");
 }
+
+/// Runs `xtask lr-sweep ARGS` and returns its exit code and stderr.
+fn lr_sweep_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(workspace())
+        .arg("lr-sweep")
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn any_kind_of_the_registry_is_swept_with_its_own_optimizer_and_settings() {
+    // makemore.py's GRU with settings of its own: the spec the registry builds is the one swept,
+    // trained by AdamW over whole words.
+    let dir = outdir("gru");
+    let d = dir.to_str().unwrap();
+    let args = ["--model", "gru", "--n-embd", "8", "--set", "n_embd2=12", "--points", "40", "--repeats", "1"];
+    let (code, err) = lr_sweep_status(&[&args[..], &["--out", d]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let spec = mm_models::Spec::Gru { block_size: 16, n_embd: 8, n_embd2: 12 };
+    let params = spec.num_params(27);
+    assert!(
+        err.contains(&format!("lr-sweep: gru of {params} parameters (")) && err.contains("trained by AdamW"),
+        "{err}"
+    );
+    assert!(err.contains("n_embd 8") && err.contains("n_embd2 12") && err.contains("block_size 16"), "{err}");
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 41, "a header and one row per rate");
+    std::fs::remove_dir_all(dir).unwrap();
+    // The lectures' MLP keeps SGD.
+    let (code, err) =
+        lr_sweep_status(&["--points", "20", "--repeats", "1", "--out", outdir("mlp").to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("lr-sweep: mlp of 11897 parameters") && err.contains("trained by SGD"), "{err}");
+    std::fs::remove_dir_all(outdir("mlp")).unwrap();
+    // A setting the kind does not have, and the counting model, are one-line errors.
+    let (code, err) = lr_sweep_status(&["--model", "bow", "--n-hidden", "10"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("the bow has no setting n_hidden; its settings: "), "{err}");
+    let (code, err) = lr_sweep_status(&["--model", "bigram"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("counted, not trained"), "{err}");
+}

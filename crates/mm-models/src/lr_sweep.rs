@@ -29,6 +29,10 @@ pub struct SweepConfig {
     pub batch_size: Option<usize>,
     /// The seed of the first repeat; repeat `r` uses `seed + r` for its model and its batches.
     pub seed: u64,
+    /// How the model trains apart from the rate: its optimizer (the lectures' SGD, or AdamW for
+    /// makemore.py's kinds: the registry's [`crate::Spec::train_config`]). Its steps, schedule,
+    /// batch size, evaluation and seed are the sweep's.
+    pub base: TrainConfig,
 }
 
 impl Default for SweepConfig {
@@ -43,6 +47,7 @@ impl Default for SweepConfig {
             smoothing: 0.98,
             batch_size: Some(32),
             seed: 42,
+            base: TrainConfig::mlp(),
         }
     }
 }
@@ -302,7 +307,7 @@ pub fn lr_sweep<M: Model>(
             schedule: schedule.clone(),
             eval_every: 0,
             seed,
-            ..TrainConfig::mlp()
+            ..cfg.base.clone()
         };
         let mut loss = Vec::with_capacity(cfg.points);
         let report = train(&mut model, examples, None, &tc, stop, |m| {

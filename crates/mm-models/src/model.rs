@@ -70,6 +70,59 @@ pub trait Model: Sync {
     }
 }
 
+/// A boxed model is a model (every method forwarded, the defaults too): what a kind chosen at
+/// run time from the registry ([`crate::AnyModel::into_neural`]) gives to generic code such as
+/// [`crate::lr_sweep()`].
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
+    fn vocab(&self) -> &Vocab {
+        (**self).vocab()
+    }
+
+    fn block_size(&self) -> usize {
+        (**self).block_size()
+    }
+
+    fn layout(&self) -> Layout {
+        (**self).layout()
+    }
+
+    fn config(&self) -> Vec<(&'static str, String)> {
+        (**self).config()
+    }
+
+    fn params(&self) -> &ParamStore<f32> {
+        (**self).params()
+    }
+
+    fn params_mut(&mut self) -> &mut ParamStore<f32> {
+        (**self).params_mut()
+    }
+
+    fn forward<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>) -> Var<'g, f32> {
+        (**self).forward(g, x)
+    }
+
+    fn loss<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>, y: &[u32]) -> Var<'g, f32> {
+        (**self).loss(g, x, y)
+    }
+
+    fn update_running(&mut self, stats: &BatchStatsLog<f32>) -> crate::Result<()> {
+        (**self).update_running(stats)
+    }
+
+    fn decoder(&self, n: usize) -> Option<Box<dyn Decoder + '_>> {
+        (**self).decoder(n)
+    }
+
+    fn num_params(&self) -> usize {
+        (**self).num_params()
+    }
+}
+
 /// Incremental decoding, for sampling: sequences fed one position at a time, the decoder keeping
 /// what later positions need of the earlier ones.
 pub trait Decoder {

@@ -136,6 +136,19 @@ impl RunConfig {
         })
     }
 
+    /// Checks every setting against the ranges of its flag ([`mm_models::limits`]): the model's
+    /// sizes, the batch size, the steps, the rates. The flags are checked as they are parsed;
+    /// settings read from a file (a run's summary.json, a `--spec FILE`) are checked here, before
+    /// anything is sized by them.
+    fn check(&self) -> anyhow::Result<()> {
+        self.spec()?.check_limits()?;
+        if self.model != "bigram" {
+            self.train_config().check_limits()?;
+        }
+        mm_models::limits::check_rate("alpha", self.alpha)?;
+        Ok(())
+    }
+
     /// The model's kind and settings, from the run's (through the registry).
     fn spec(&self) -> anyhow::Result<Spec> {
         let fields = serde_json::to_value(self)?;
@@ -151,6 +164,8 @@ impl RunConfig {
     /// parameters before anything is allocated (a typo in a size flag would exhaust memory).
     fn checked_spec(&self, vocab_size: usize) -> anyhow::Result<Spec> {
         let spec = self.spec()?;
+        // makemore.py's block size may come from the data (its longest item + 1).
+        spec.check_limits().with_context(|| format!("a {} of these sizes cannot be trained", self.model))?;
         let params = spec.num_params(vocab_size);
         if params > u128::from(MAX_PARAMS) {
             let sizes: Vec<String> = spec
@@ -219,6 +234,13 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     let mut config: RunConfig = serde_json::from_value(summary["config"].clone()).with_context(|| {
         format!("{} has no run settings to resume from: train it again with --force", summary_path.display())
     })?;
+    // An edited file gets the flags' ranges, before the checkpoint is read or anything is sized.
+    config.check().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e:#} (the range of its flag): correct the file, or train the run again with --force",
+            summary_path.display()
+        )
+    })?;
     if let Some(kind) = &args.model
         && *kind != config.model
     {
@@ -254,6 +276,12 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     }
     if model.neural().is_none() {
         bail!("{} holds a bigram counting model", checkpoint.display());
+    }
+    if model.spec() != config.spec()? {
+        return Err(mixed(format!(
+            "model.safetensors is a {} of other settings than summary.json's",
+            model.kind()
+        )));
     }
     let sha = meta.dataset_sha256.clone();
     // The log: a row for each step up to the checkpoint's, never silently restarted.
@@ -306,7 +334,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // A new run's settings are checked before the directory is touched.
     let fresh = match (&spec_file, args.resume) {
         (_, true) => None,
-        (Some(spec), false) => Some(RunConfig::from_spec(args, spec.clone())?),
+        (Some(spec), false) => {
+            let config = RunConfig::from_spec(args, spec.clone())?;
+            // The spec file's settings get the flags' ranges.
+            config.check().map_err(|e| {
+                let path = args.spec.as_deref().unwrap_or(Path::new("--spec")).display();
+                anyhow::anyhow!("{path}: {e:#} (the range of its flag): correct the file")
+            })?;
+            Some(config)
+        }
         (None, false) => Some(RunConfig::from_args(args, kind)?),
     };
     // The directory: writable, and ours until the run ends (a failure before the first save

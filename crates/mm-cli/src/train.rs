@@ -290,6 +290,16 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     if metrics.len() != step || metrics.iter().enumerate().any(|(i, m)| m.0 != i + 1) {
         return Err(mixed(format!("metrics.csv has {} of the checkpoint's {step} steps", metrics.len())));
     }
+    // A run evaluates its last step, on the evaluation grid or not. Continued to more steps, that
+    // step is not its last any more, and a run that never stopped has no evaluation there: the
+    // log continues as that run's (the summary's best may still be the step's).
+    let mut metrics = metrics;
+    if let Some(last) = metrics.last_mut()
+        && config.eval_every > 0
+        && !step.is_multiple_of(config.eval_every)
+    {
+        last.3 = None;
+    }
     let elapsed = metrics.last().map_or(0.0, |m| m.4);
     let best = summary["best"]["dev_loss"]
         .as_f64()

@@ -272,6 +272,11 @@ pub struct TrainArgs {
     /// Print the run's summary as one JSON object on stdout, and nothing else there.
     #[arg(long)]
     pub json: bool,
+
+    /// Whether --data was given on the command line (not its default): `--resume` without it
+    /// reads the dataset the run recorded.
+    #[arg(skip)]
+    pub data_given: bool,
 }
 
 impl TrainArgs {
@@ -308,6 +313,25 @@ impl TrainArgs {
             given.push("alpha");
         }
         let takes_alpha = kind == "bigram";
+        if kind == "bigram" {
+            // Counted, not trained: a training flag would be ignored.
+            let training = [
+                ("steps", self.steps.is_some()),
+                ("lr", self.lr.is_some()),
+                ("decay-step", self.decay_step.is_some()),
+                ("lr-decayed", self.lr_decayed.is_some()),
+                ("optimizer", self.optimizer.is_some()),
+                ("beta2", self.beta2.is_some()),
+                ("weight-decay", self.weight_decay.is_some()),
+                ("eval-every", self.eval_every.is_some()),
+                ("save-every", self.save_every.is_some()),
+            ];
+            if let Some((flag, _)) = training.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "--model bigram is counted, not trained: it takes no --{flag} (`makemore models` lists each model's settings)"
+                ));
+            }
+        }
         match given.iter().find(|k| !(takes.iter().any(|t| t == *k) || (**k == "alpha" && takes_alpha))) {
             Some(key) => Err(format!(
                 "--model {kind} does not take --{}; `makemore models` lists each model's settings",

@@ -361,6 +361,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // The directory: writable, and ours until the run ends (a failure before the first save
     // removes it again if this run created it).
     let mut dir = RunDir::open(&out)?;
+    if let Ok(name) = std::env::var(FAIL_WRITE) {
+        // Full-disk tests: the writes of this run file fail with ENOSPC.
+        dir.fail_writes_of(&name);
+    }
     if let Ok(at) = std::env::var(CRASH_AT) {
         // Crash-consistency tests: die at a point of a save, as a SIGKILL would.
         dir.set_hook(Box::new(move |point| {
@@ -629,6 +633,10 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
 /// The environment variable that makes `train` abort at a point of a save (see
 /// [`mm_cli::run_dir::Hook`]): for the crash-consistency tests.
 const CRASH_AT: &str = "MAKEMORE_CRASH_AT";
+
+/// The environment variable that makes every write of a run file (e.g. `model.safetensors`)
+/// fail as on a full disk (see [`RunDir::fail_writes_of`]): for the full-disk tests.
+const FAIL_WRITE: &str = "MAKEMORE_FAIL_WRITE";
 
 /// The end of a run, for its summary: the losses on each split (none for a split without words:
 /// `null` in the summary), the samples with their origin, and the run's time.

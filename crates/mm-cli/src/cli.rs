@@ -211,8 +211,8 @@ pub struct TrainArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(limits::N_EMBD2))]
     pub n_embd2: Option<u64>,
 
-    /// Examples per step: characters for the MLP, words for makemore's models (the bigram net
-    /// always uses the whole training set).
+    /// Examples per step: characters for the MLP, words for makemore's models (not for the
+    /// bigram net, which uses the whole training set, nor the counting model).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(limits::BATCH_SIZE))]
     pub batch_size: u64,
 
@@ -277,6 +277,11 @@ pub struct TrainArgs {
     /// reads the dataset the run recorded.
     #[arg(skip)]
     pub data_given: bool,
+
+    /// Whether --batch-size was given on the command line (not its default): the models that
+    /// take no batches refuse it.
+    #[arg(skip)]
+    pub batch_size_given: bool,
 }
 
 impl TrainArgs {
@@ -325,12 +330,19 @@ impl TrainArgs {
                 ("weight-decay", self.weight_decay.is_some()),
                 ("eval-every", self.eval_every.is_some()),
                 ("save-every", self.save_every.is_some()),
+                ("batch-size", self.batch_size_given),
             ];
             if let Some((flag, _)) = training.iter().find(|(_, given)| *given) {
                 return Err(format!(
                     "--model bigram is counted, not trained: it takes no --{flag} (`makemore models` lists each model's settings)"
                 ));
             }
+        }
+        if kind == "bigram-nn" && self.batch_size_given {
+            return Err(
+                "--model bigram-nn trains on the whole training set at each step: it takes no --batch-size"
+                    .into(),
+            );
         }
         match given.iter().find(|k| !(takes.iter().any(|t| t == *k) || (**k == "alpha" && takes_alpha))) {
             Some(key) => Err(format!(

@@ -86,6 +86,8 @@ fn main() -> ExitCode {
     if let cli::Command::Train(args) = &mut cli.command {
         let source = matches.subcommand_matches("train").and_then(|m| m.value_source("data"));
         args.data_given = source == Some(clap::parser::ValueSource::CommandLine);
+        let source = matches.subcommand_matches("train").and_then(|m| m.value_source("batch_size"));
+        args.batch_size_given = source == Some(clap::parser::ValueSource::CommandLine);
     }
     // A flag the chosen model does not take is a usage error too (the model of a resumed run is
     // its own; --resume takes no model flags).

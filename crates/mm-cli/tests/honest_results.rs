@@ -122,6 +122,15 @@ fn ignored_or_contradictory_flags_are_usage_errors() {
         usage(&args, &format!("--model bigram is counted, not trained: it takes no {}", flag[0]));
     }
     assert!(!d.join("b").exists());
+    usage(
+        &["train", "--model", "bigram", "--data", "names.txt", "--out", "b", "--batch-size", "8"],
+        "it takes no --batch-size",
+    );
+    usage(
+        &["train", "--model", "bigram-nn", "--data", "names.txt", "--out", "b", "--batch-size", "8"],
+        "--model bigram-nn trains on the whole training set at each step: it takes no --batch-size",
+    );
+    assert!(!d.join("b").exists());
     // The prefix alone is longer than a name may be.
     let o = run(&d, &["train", "--model", "bigram", "--data", "names.txt", "--out", "b"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

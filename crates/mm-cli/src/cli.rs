@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mm_models::limits;
 
 /// makemore: make more of the things in a text file (new names from a list of names), with the
 /// models of Karpathy's makemore lectures (bigram counts, a bigram neural net, an MLP) and of
@@ -177,16 +178,16 @@ pub struct TrainArgs {
     /// Characters of context (mlp, bn-mlp, wavenet: a power of two), or the longest sequence
     /// (makemore's models) [default: 3 for mlp and bn-mlp, 8 for wavenet; the longest item + 1
     /// for makemore's models].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::BLOCK_SIZE))]
     pub block_size: Option<u64>,
 
     /// Dimensions of each character's embedding [default: 10 for mlp and bn-mlp, 24 for
     /// wavenet, 64 for makemore's models].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::N_EMBD))]
     pub n_embd: Option<u64>,
 
     /// mlp, bn-mlp, wavenet: units of each hidden layer [default: 200; 128 for wavenet].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::N_HIDDEN))]
     pub n_hidden: Option<u64>,
 
     /// MLP: the initialisation [default: lecture].
@@ -194,11 +195,11 @@ pub struct TrainArgs {
     pub init: Option<InitKind>,
 
     /// Transformer: blocks [default: 4].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::N_LAYER))]
     pub n_layer: Option<u64>,
 
     /// Transformer: attention heads per block; --n-embd must be a multiple [default: 4].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::N_HEAD))]
     pub n_head: Option<u64>,
 
     /// bn-mlp, wavenet: how far each step moves BatchNorm's running statistics towards the
@@ -207,17 +208,17 @@ pub struct TrainArgs {
     pub momentum: Option<f32>,
 
     /// bow, rnn, gru, mlp-makemore: the second width (hidden state or layer) [default: 64].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::N_EMBD2))]
     pub n_embd2: Option<u64>,
 
-    /// Examples per step: characters for the MLP, words for makemore's models (the bigram net
-    /// always uses the whole training set).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    /// Examples per step: characters for the MLP, words for makemore's models (not for the
+    /// bigram net, which uses the whole training set, nor the counting model).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(limits::BATCH_SIZE))]
     pub batch_size: u64,
 
     /// Optimisation steps [default: 200000 for mlp, bn-mlp and wavenet, 500 for the bigram net,
     /// 10000 for makemore's models].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::STEPS))]
     pub steps: Option<u64>,
 
     /// The learning rate [default: 0.1 for the MLP, 50 for the bigram net, 5e-4 for makemore's
@@ -271,6 +272,16 @@ pub struct TrainArgs {
     /// Print the run's summary as one JSON object on stdout, and nothing else there.
     #[arg(long)]
     pub json: bool,
+
+    /// Whether --data was given on the command line (not its default): `--resume` without it
+    /// reads the dataset the run recorded.
+    #[arg(skip)]
+    pub data_given: bool,
+
+    /// Whether --batch-size was given on the command line (not its default): the models that
+    /// take no batches refuse it.
+    #[arg(skip)]
+    pub batch_size_given: bool,
 }
 
 impl TrainArgs {
@@ -307,6 +318,32 @@ impl TrainArgs {
             given.push("alpha");
         }
         let takes_alpha = kind == "bigram";
+        if kind == "bigram" {
+            // Counted, not trained: a training flag would be ignored.
+            let training = [
+                ("steps", self.steps.is_some()),
+                ("lr", self.lr.is_some()),
+                ("decay-step", self.decay_step.is_some()),
+                ("lr-decayed", self.lr_decayed.is_some()),
+                ("optimizer", self.optimizer.is_some()),
+                ("beta2", self.beta2.is_some()),
+                ("weight-decay", self.weight_decay.is_some()),
+                ("eval-every", self.eval_every.is_some()),
+                ("save-every", self.save_every.is_some()),
+                ("batch-size", self.batch_size_given),
+            ];
+            if let Some((flag, _)) = training.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "--model bigram is counted, not trained: it takes no --{flag} (`makemore models` lists each model's settings)"
+                ));
+            }
+        }
+        if kind == "bigram-nn" && self.batch_size_given {
+            return Err(
+                "--model bigram-nn trains on the whole training set at each step: it takes no --batch-size"
+                    .into(),
+            );
+        }
         match given.iter().find(|k| !(takes.iter().any(|t| t == *k) || (**k == "alpha" && takes_alpha))) {
             Some(key) => Err(format!(
                 "--model {kind} does not take --{}; `makemore models` lists each model's settings",
@@ -418,20 +455,20 @@ pub struct InfoArgs {
     pub data: DataArg,
 }
 
-/// A finite, non-negative number.
+/// A finite, non-negative number ([`limits::is_rate`], as settings read from files).
 fn parse_rate(s: &str) -> Result<f32, String> {
     let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(format!("{s} must be a finite number >= 0")) }
+    if limits::is_rate(v) { Ok(v) } else { Err(format!("{s} must be {}", limits::RATE)) }
 }
 
-/// A number in [0, 1).
+/// A number in [0, 1) ([`limits::is_fraction`], as settings read from files).
 fn parse_beta(s: &str) -> Result<f32, String> {
     let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..1.0).contains(&v) { Ok(v) } else { Err(format!("{s} must be in [0, 1)")) }
+    if limits::is_fraction(v) { Ok(v) } else { Err(format!("{s} must be {}", limits::FRACTION)) }
 }
 
 /// A finite, positive number.
 fn parse_positive(s: &str) -> Result<f32, String> {
-    let v = parse_rate(s)?;
-    if v > 0.0 { Ok(v) } else { Err(format!("{s} must be greater than 0")) }
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{s} must be a finite number > 0")) }
 }

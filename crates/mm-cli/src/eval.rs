@@ -23,6 +23,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         if !take {
             continue;
         }
+        if words.is_empty() {
+            // A small dataset may leave a split empty: no loss, said as such.
+            let (a, b, c) = (split.train.len(), split.dev.len(), split.test.len());
+            println!("{name:5} no words (the split of {} words is {a} / {b} / {c}, 80/10/10)", a + b + c);
+            continue;
+        }
         let loss = match model.as_model() {
             ModelRef::Counts(m) => m.nll(words, f64::from(args.alpha))?,
             ModelRef::Neural(m) => {

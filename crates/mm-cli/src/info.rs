@@ -13,7 +13,8 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     println!("items        {}", s.items);
     println!("distinct     {}", s.distinct);
     println!("duplicates   {}", s.duplicates);
-    println!("vocabulary   {} tokens: {}", vocab.len(), vocab);
+    // Escaped: a vocabulary may hold characters that do not show (a zero-width joiner).
+    println!("vocabulary   {} tokens: {}", vocab.len(), crate::data::shown(&vocab.to_string()));
     println!("length       min {}, max {}, mean {:.2}", s.min_len, s.max_len, s.mean_len);
     let split = Split::new(data.words(), SplitSpec::default())?;
     println!(

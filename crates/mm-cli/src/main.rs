@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use mm_cli::plot;
 
 /// The picture a `makemore plot` command writes (its `--out`, or the default).
@@ -81,7 +81,14 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     // Usage errors: clap prints `error: ...` and exits with code 2.
-    let cli = cli::Cli::parse();
+    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let cli::Command::Train(args) = &mut cli.command {
+        let source = matches.subcommand_matches("train").and_then(|m| m.value_source("data"));
+        args.data_given = source == Some(clap::parser::ValueSource::CommandLine);
+        let source = matches.subcommand_matches("train").and_then(|m| m.value_source("batch_size"));
+        args.batch_size_given = source == Some(clap::parser::ValueSource::CommandLine);
+    }
     // A flag the chosen model does not take is a usage error too (the model of a resumed run is
     // its own; --resume takes no model flags).
     if let cli::Command::Train(args) = &cli.command
@@ -97,6 +104,19 @@ fn main() -> ExitCode {
     {
         use clap::CommandFactory;
         cli::Cli::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
+    }
+    // A prefix longer than the names may be would be cut or returned as it is: refused.
+    if let cli::Command::Sample(args) = &cli.command
+        && args.prefix.chars().count() as u64 > args.max_len
+    {
+        use clap::CommandFactory;
+        let msg = format!(
+            "--prefix {:?} has {} characters, more than --max-len {}: raise --max-len or shorten the prefix",
+            args.prefix,
+            args.prefix.chars().count(),
+            args.max_len
+        );
+        cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
     }
     if let cli::Command::Graph(args) = &cli.command
         && let Err(e) = graph::format_of(&args.out)

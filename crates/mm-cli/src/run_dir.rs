@@ -73,6 +73,8 @@ pub struct RunDir {
     created: bool,
     committed: bool,
     hook: Option<Hook>,
+    /// A staged file whose write fails as on a full disk (see [`RunDir::fail_writes_of`]).
+    failing: Option<String>,
 }
 
 impl std::fmt::Debug for RunDir {
@@ -126,7 +128,14 @@ impl RunDir {
                 return Err(RunDirError::Io { what: "lock", path: path.join(LOCK), source });
             }
         }
-        let dir = RunDir { path: path.to_path_buf(), _lock: lock, created, committed: false, hook: None };
+        let dir = RunDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+            created,
+            committed: false,
+            hook: None,
+            failing: None,
+        };
         dir.recover()?;
         Ok(dir)
     }
@@ -134,6 +143,12 @@ impl RunDir {
     /// Calls `hook` at each point of every save.
     pub fn set_hook(&mut self, hook: Hook) {
         self.hook = Some(hook);
+    }
+
+    /// Makes every write of the staged file `name` fail as on a full disk (`ENOSPC`, after half
+    /// its bytes are written): for the tests of what a full disk leaves.
+    pub fn fail_writes_of(&mut self, name: &str) {
+        self.failing = Some(name.to_string());
     }
 
     /// The directory.
@@ -160,7 +175,14 @@ impl RunDir {
     /// Writes `bytes` as the new version of `name`, for the next commit.
     pub fn stage(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.staged(name);
-        std::fs::write(&path, bytes).map_err(|source| RunDirError::Io { what: "write", path, source })
+        let written = if self.failing.as_deref() == Some(name) {
+            // A full disk: part of the file, then ENOSPC.
+            std::fs::write(&path, &bytes[..bytes.len() / 2])
+                .and_then(|()| Err(std::io::Error::from_raw_os_error(28)))
+        } else {
+            std::fs::write(&path, bytes)
+        };
+        written.map_err(|source| RunDirError::Io { what: "write", path, source })
     }
 
     /// Makes the staged files `written` (in this order; the commit record, e.g. `summary.json`,

@@ -1,40 +1,17 @@
 //! `makemore sample`: names from a checkpoint.
 
-use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use mm_models::checkpoint::{AnyModel, CheckpointError, CheckpointMeta, LoadOptions, ModelRef, load_with};
 use mm_models::{ModelError, SampleConfig, sample, sample_counts};
 
 use crate::cli::SampleArgs;
 
-/// The largest safetensors header (its JSON) a checkpoint may have: safetensors' own limit.
-const MAX_HEADER: u64 = 100_000_000;
-
-/// Loads the checkpoint at `path` for `sample`, `eval` and `plot`: a regular file whose
-/// safetensors header fits in it (checked before the rest is read, so that `/dev/zero` or a pipe
-/// is an error, not memory exhausted), with finite weights unless `allow_non_finite`.
+/// Loads the checkpoint at `path` for `sample`, `eval` and `plot`, with finite weights unless
+/// `allow_non_finite`. The loader checks the file's safetensors header before reading the rest,
+/// so that `/dev/zero` or a pipe is an error, not memory exhausted.
 pub fn load_checkpoint(path: &Path, allow_non_finite: bool) -> anyhow::Result<(AnyModel, CheckpointMeta)> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if !meta.is_file() {
-        bail!(
-            "{} is not a regular file (a directory, a device or a pipe): pass a checkpoint file, e.g. a run's model.safetensors",
-            path.display()
-        );
-    }
-    let mut len = [0u8; 8];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut len)).with_context(|| {
-        format!("{}: not a valid checkpoint (too short for a safetensors header)", path.display())
-    })?;
-    let header = u64::from_le_bytes(len);
-    if header > MAX_HEADER || header.saturating_add(8) > meta.len() {
-        bail!(
-            "{}: not a valid checkpoint (its header claims {header} bytes, the file has {}): pass a run's model.safetensors",
-            path.display(),
-            meta.len()
-        );
-    }
     match load_with(path, LoadOptions { allow_non_finite }) {
         Err(ModelError::Checkpoint(CheckpointError::NonFinite { name, count, .. })) => bail!(
             "{}: tensor {name:?} holds {count} NaN or infinite values (the run diverged): retrain it with a smaller learning rate, or pass --allow-non-finite to use it anyway",

@@ -88,6 +88,7 @@ impl RunConfig {
     /// the training flags and the kind's training defaults.
     fn from_spec(args: &TrainArgs, spec: Spec) -> anyhow::Result<RunConfig> {
         let kind = spec.kind();
+        args.check_flags(kind).map_err(anyhow::Error::msg)?;
         let base = spec.train_config();
         let steps = args.steps.map_or(base.steps, |s| s as usize);
         // The kind's schedule, stretched to the steps asked for: the decay at the same fraction
@@ -136,6 +137,19 @@ impl RunConfig {
         })
     }
 
+    /// Checks every setting against the ranges of its flag ([`mm_models::limits`]): the model's
+    /// sizes, the batch size, the steps, the rates. The flags are checked as they are parsed;
+    /// settings read from a file (a run's summary.json, a `--spec FILE`) are checked here, before
+    /// anything is sized by them.
+    fn check(&self) -> anyhow::Result<()> {
+        self.spec()?.check_limits()?;
+        if self.model != "bigram" {
+            self.train_config().check_limits()?;
+        }
+        mm_models::limits::check_rate("alpha", self.alpha)?;
+        Ok(())
+    }
+
     /// The model's kind and settings, from the run's (through the registry).
     fn spec(&self) -> anyhow::Result<Spec> {
         let fields = serde_json::to_value(self)?;
@@ -151,6 +165,8 @@ impl RunConfig {
     /// parameters before anything is allocated (a typo in a size flag would exhaust memory).
     fn checked_spec(&self, vocab_size: usize) -> anyhow::Result<Spec> {
         let spec = self.spec()?;
+        // makemore.py's block size may come from the data (its longest item + 1).
+        spec.check_limits().with_context(|| format!("a {} of these sizes cannot be trained", self.model))?;
         let params = spec.num_params(vocab_size);
         if params > u128::from(MAX_PARAMS) {
             let sizes: Vec<String> = spec
@@ -202,8 +218,9 @@ struct Resumed {
 
 /// Opens the run in `out` to continue it: its settings (with `--steps` applied), its checkpoint
 /// and optimizer state, and its logs, checked to be of the same save: a checkpoint at the
-/// summary's step, a row of metrics.csv for each step up to it, and the summary's best.
-fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed, String)> {
+/// summary's step, a row of metrics.csv for each step up to it, and the summary's best. Also the
+/// sha256 and the path of the dataset it recorded.
+fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed, String, Option<PathBuf>)> {
     let checkpoint = out.join("model.safetensors");
     if !checkpoint.exists() {
         bail!(
@@ -218,6 +235,13 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", summary_path.display()))?;
     let mut config: RunConfig = serde_json::from_value(summary["config"].clone()).with_context(|| {
         format!("{} has no run settings to resume from: train it again with --force", summary_path.display())
+    })?;
+    // An edited file gets the flags' ranges, before the checkpoint is read or anything is sized.
+    config.check().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e:#} (the range of its flag): correct the file, or train the run again with --force",
+            summary_path.display()
+        )
     })?;
     if let Some(kind) = &args.model
         && *kind != config.model
@@ -255,12 +279,28 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     if model.neural().is_none() {
         bail!("{} holds a bigram counting model", checkpoint.display());
     }
+    if model.spec() != config.spec()? {
+        return Err(mixed(format!(
+            "model.safetensors is a {} of other settings than summary.json's",
+            model.kind()
+        )));
+    }
     let sha = meta.dataset_sha256.clone();
     // The log: a row for each step up to the checkpoint's, never silently restarted.
     let log = out.join("metrics.csv");
     let metrics: Vec<MetricRow> = read_metrics(&log)?.into_iter().filter(|m| m.0 <= step).collect();
     if metrics.len() != step || metrics.iter().enumerate().any(|(i, m)| m.0 != i + 1) {
         return Err(mixed(format!("metrics.csv has {} of the checkpoint's {step} steps", metrics.len())));
+    }
+    // A run evaluates its last step, on the evaluation grid or not. Continued to more steps, that
+    // step is not its last any more, and a run that never stopped has no evaluation there: the
+    // log continues as that run's (the summary's best may still be the step's).
+    let mut metrics = metrics;
+    if let Some(last) = metrics.last_mut()
+        && config.eval_every > 0
+        && !step.is_multiple_of(config.eval_every)
+    {
+        last.3 = None;
     }
     let elapsed = metrics.last().map_or(0.0, |m| m.4);
     let best = summary["best"]["dev_loss"]
@@ -277,7 +317,8 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         }
     }
     let progress = Progress { step, adamw: meta.adamw };
-    Ok((config, Resumed { model, progress, metrics, elapsed, best }, sha))
+    let data = summary["dataset"]["path"].as_str().map(PathBuf::from);
+    Ok((config, Resumed { model, progress, metrics, elapsed, best }, sha, data))
 }
 
 /// Runs `makemore train`.
@@ -306,12 +347,24 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // A new run's settings are checked before the directory is touched.
     let fresh = match (&spec_file, args.resume) {
         (_, true) => None,
-        (Some(spec), false) => Some(RunConfig::from_spec(args, spec.clone())?),
+        (Some(spec), false) => {
+            let config = RunConfig::from_spec(args, spec.clone())?;
+            // The spec file's settings get the flags' ranges.
+            config.check().map_err(|e| {
+                let path = args.spec.as_deref().unwrap_or(Path::new("--spec")).display();
+                anyhow::anyhow!("{path}: {e:#} (the range of its flag): correct the file")
+            })?;
+            Some(config)
+        }
         (None, false) => Some(RunConfig::from_args(args, kind)?),
     };
     // The directory: writable, and ours until the run ends (a failure before the first save
     // removes it again if this run created it).
     let mut dir = RunDir::open(&out)?;
+    if let Ok(name) = std::env::var(FAIL_WRITE) {
+        // Full-disk tests: the writes of this run file fail with ENOSPC.
+        dir.fail_writes_of(&name);
+    }
     if let Ok(at) = std::env::var(CRASH_AT) {
         // Crash-consistency tests: die at a point of a save, as a SIGKILL would.
         dir.set_hook(Box::new(move |point| {
@@ -320,10 +373,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    let (config, mut resumed, resumed_sha) = match fresh {
+    let (config, mut resumed, resumed_sha, recorded) = match fresh {
         None => {
-            let (c, r, sha) = open_run(&out, args)?;
-            (c, Some(r), Some(sha))
+            let (c, r, sha, data) = open_run(&out, args)?;
+            (c, Some(r), Some(sha), data)
         }
         Some(config) => {
             if !args.force && dir.holds_a_run() {
@@ -332,9 +385,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                     out.display()
                 );
             }
-            (config, None, None)
+            (config, None, None, None)
         }
     };
+    // A resumed run's dataset is the one it recorded, unless --data names another.
+    let data_path = match recorded {
+        Some(path) if !args.data_given => path,
+        _ => args.data.data.clone(),
+    };
+    let data_path = data_path.as_path();
     let say = |line: String| {
         if !args.json {
             println!("{line}");
@@ -343,11 +402,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     // The data: validated before anything is written.
     // Read once (a pipe can be read only once), and the hash of what was read.
-    let (data, sha) = crate::data::load_hashed(&args.data.data)?;
+    let (data, sha) = crate::data::load_hashed(data_path)?;
     if let Some(was) = resumed_sha.filter(|s| !s.is_empty() && *s != sha) {
         bail!(
             "{} is not the dataset the run was trained on (sha256 {}, the run's {}): pass --data with that file",
-            args.data.data.display(),
+            data_path.display(),
             &sha[..12.min(sha.len())],
             &was[..12.min(was.len())]
         );
@@ -358,15 +417,33 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     {
         bail!(
             "the run's vocabulary {} is not the dataset's {}: pass --data with the run's file",
-            r.model.vocab(),
-            vocab
+            crate::data::shown(&r.model.vocab().to_string()),
+            crate::data::shown(&vocab.to_string())
         );
     }
     let split = Split::new(data.words(), SplitSpec::default())?;
     let stats = data.stats();
+    let sizes = format!(
+        "{} words split {} / {} / {} (80/10/10)",
+        stats.items,
+        split.train.len(),
+        split.dev.len(),
+        split.test.len()
+    );
+    if split.train.is_empty() {
+        bail!("{}: the training split is empty ({sizes}): train on at least 2 words", data_path.display());
+    }
+    // A small dataset may leave the dev or test split empty: it is reported as such, not as a loss.
+    for (name, words) in [("dev", &split.dev), ("test", &split.test)] {
+        if words.is_empty() && !args.json {
+            let what =
+                if name == "dev" { "no dev loss, no evaluation during training" } else { "no test loss" };
+            eprintln!("note: the {name} split is empty ({sizes}): {what}");
+        }
+    }
     say(format!(
         "{}: {} items ({} distinct), vocabulary of {}, split {} / {} / {} words",
-        args.data.data.display(),
+        data_path.display(),
         stats.items,
         stats.distinct,
         vocab.len(),
@@ -397,7 +474,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut files = RunFiles {
         config: &config,
         sha: sha.clone(),
-        data: &args.data.data,
+        data: data_path,
         items: stats.items,
         vocab: vocab.to_string(),
         best_before: resumed.as_ref().and_then(|r| r.best),
@@ -411,11 +488,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             let counts = BigramCounts::fit(&split.train, &vocab)?;
             say(format!("{} parameters (the counts N)", vocab.len() * vocab.len()));
             let alpha = f64::from(config.alpha);
-            let losses = [
-                counts.nll(&split.train, alpha)?,
-                counts.nll(&split.dev, alpha)?,
-                counts.nll(&split.test, alpha)?,
-            ];
+            let nll = |w: &[String]| (!w.is_empty()).then(|| counts.nll(w, alpha)).transpose();
+            let losses = [nll(&split.train)?, nll(&split.dev)?, nll(&split.test)?];
             let cfg = SampleConfig { seed: config.seed, ..SampleConfig::default() };
             let names = sample_counts(&counts, alpha, &cfg)?;
             (AnyModel::Counts(counts), 0, false, losses, names, None, None)
@@ -468,9 +542,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 saved.set(Some(p.progress.step));
                 Ok(())
             };
-            let report =
-                train_saving(net, &tr, Some(&dev), &cfg, &from, &stop, observe, save_every, periodic)
-                    .map_err(|e| diverged(e, &out, saved.get()))?;
+            let report = train_saving(
+                net,
+                &tr,
+                (!dev.is_empty()).then_some(&dev),
+                &cfg,
+                &from,
+                &stop,
+                observe,
+                save_every,
+                periodic,
+            )
+            .map_err(|e| diverged(e, &out, saved.get()))?;
             bar.finish_and_clear();
             if report.stopped {
                 eprintln!(
@@ -479,7 +562,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 );
             }
             let net = &*net;
-            let losses = [evaluate(net, &tr)?, evaluate(net, &dev)?, evaluate(net, &test)?];
+            let loss = |e: &Examples| (!e.is_empty()).then(|| evaluate(net, e)).transpose();
+            let losses = [loss(&tr)?, loss(&dev)?, loss(&test)?];
             let names = sample(net, &SampleConfig { seed: config.seed, ..SampleConfig::default() })?;
             let best = report.best.map(|b| (b.step + 1, b.dev_loss, b.params));
             (model, report.steps, report.stopped, losses, names, report.progress.adamw, best)
@@ -489,7 +573,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let metrics = metrics.into_inner();
 
     // Report.
-    say(format!("train loss {:.4}  dev loss {:.4}  test loss {:.4}", losses[0], losses[1], losses[2]));
+    let [tr_loss, dev_loss, test_loss] = losses.map(loss_text);
+    say(format!("train loss {tr_loss}  dev loss {dev_loss}  test loss {test_loss}"));
     let novelty = Novelty::new(&split);
     let samples: Vec<_> = names
         .iter()
@@ -549,9 +634,18 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
 /// [`mm_cli::run_dir::Hook`]): for the crash-consistency tests.
 const CRASH_AT: &str = "MAKEMORE_CRASH_AT";
 
-/// The end of a run, for its summary: the losses on each split, the samples with their origin,
-/// and the run's time.
-type End<'a> = ([f64; 3], &'a [(String, &'a str)], f64);
+/// The environment variable that makes every write of a run file (e.g. `model.safetensors`)
+/// fail as on a full disk (see [`RunDir::fail_writes_of`]): for the full-disk tests.
+const FAIL_WRITE: &str = "MAKEMORE_FAIL_WRITE";
+
+/// The end of a run, for its summary: the losses on each split (none for a split without words:
+/// `null` in the summary), the samples with their origin, and the run's time.
+type End<'a> = ([Option<f64>; 3], &'a [(String, &'a str)], f64);
+
+/// A loss as `train` prints it: 4 decimals, or `n/a (empty split)`.
+fn loss_text(loss: Option<f64>) -> String {
+    loss.map_or_else(|| "n/a (empty split)".into(), |l| format!("{l:.4}"))
+}
 
 /// A point of the run to save.
 struct Saved<'a> {

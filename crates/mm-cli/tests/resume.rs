@@ -163,3 +163,48 @@ fn a_run_stopped_by_ctrl_c_resumes_where_it_stopped() {
     assert!(checkpoint_bits(&d.join("stopped")) == checkpoint_bits(&d.join("whole")), "stopped at {k}");
     assert_eq!(log(&d.join("stopped")), log(&d.join("whole")));
 }
+
+/// Stopped off the evaluation grid (issue #18, item 5): a run finished at step 25 of a run
+/// evaluating every 10, or killed after a periodic save at step 7, resumed to 60, has the log of
+/// the run of 60 steps never interrupted (apart from times): no evaluation at step 25 or 7, which
+/// that run never made; and the same weights.
+#[test]
+fn stopped_off_the_evaluation_grid_the_resumed_log_is_the_uninterrupted_one() {
+    let d = workdir();
+    for (name, flags) in [
+        ("mlp", &["--model", "mlp", "--decay-step", "40"][..]),
+        ("bigram-makemore", &["--model", "bigram-makemore", "--lr", "0.05"][..]),
+    ] {
+        let common = [flags, &["--eval-every", "10", "--seed", "9"]].concat();
+        let whole = format!("{name}-whole");
+        train(&d, &whole, &[&common[..], &["--steps", "60"]].concat());
+        let whole = d.join(whole);
+        // Finished at 25, then asked for more.
+        let finished = format!("{name}-finished");
+        train(&d, &finished, &[&common[..], &["--steps", "25"]].concat());
+        let rows = log(&d.join(&finished));
+        assert!(!rows[25].ends_with(','), "{name}: the run's last step is evaluated: {}", rows[25]);
+        train(&d, &finished, &["--resume", "--steps", "60"]);
+        // Killed after its first periodic save, at step 7.
+        let killed = format!("{name}-killed");
+        let o = makemore()
+            .arg("train")
+            .args([&common[..], &["--steps", "60", "--save-every", "7"]].concat())
+            .arg("--data")
+            .arg(d.join("names.txt"))
+            .arg("--out")
+            .arg(d.join(&killed))
+            .env("MAKEMORE_CRASH_AT", "committed")
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{name}: the run was killed");
+        assert_eq!(summary(&d.join(&killed))["steps"], 7, "{name}");
+        train(&d, &killed, &["--resume", "--steps", "60"]);
+        for run in [finished, killed] {
+            let run = d.join(run);
+            assert_eq!(log(&run), log(&whole), "{name}: {}", run.display());
+            assert!(checkpoint_bits(&run) == checkpoint_bits(&whole), "{name}: {}", run.display());
+            assert_eq!(summary(&run)["loss"], summary(&whole)["loss"], "{name}");
+        }
+    }
+}

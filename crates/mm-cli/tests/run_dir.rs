@@ -251,3 +251,47 @@ fn force_leaves_nothing_of_the_old_run() {
     assert_eq!(summary(&run)["model"], "bigram");
     assert!(summary(&run)["best"].is_null());
 }
+
+/// A full disk (an injected ENOSPC, on each file of a save) fails `train` with a one-line error
+/// (exit 1) and leaves the previous save whole, with no staged file; `--resume` then continues
+/// it to the bits and log of a run that never failed. A new run that cannot save its first
+/// checkpoint leaves no directory.
+#[test]
+fn a_full_disk_during_a_save_leaves_the_previous_save_whole() {
+    let d = workdir();
+    train(&d, "whole", &[&FLAGS[..], &["--steps", "60"]].concat());
+    for file in ["metrics.csv", "best.safetensors", "model.safetensors", "summary.json"] {
+        let out = format!("full-{file}");
+        train(&d, &out, &[&FLAGS[..], &["--steps", "20"]].concat());
+        let run = d.join(&out);
+        let before: Vec<_> = ["metrics.csv", "model.safetensors", "summary.json"]
+            .iter()
+            .map(|f| std::fs::read(run.join(f)).unwrap())
+            .collect();
+        // The save at step 30 fails.
+        let o =
+            cmd(&d, &out, &["--resume", "--steps", "40"]).env("MAKEMORE_FAIL_WRITE", file).output().unwrap();
+        one_line_error(&o, 1, "No space left on device");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(file), "{file}: the error names the file");
+        assert_eq!(consistent(&run), 20, "{file}");
+        let after: Vec<_> = ["metrics.csv", "model.safetensors", "summary.json"]
+            .iter()
+            .map(|f| std::fs::read(run.join(f)).unwrap())
+            .collect();
+        assert!(before == after, "{file}: the previous save changed");
+        for e in std::fs::read_dir(&run).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            assert!(!name.contains("tmp") && !name.starts_with(".new"), "{file}: {name} left behind");
+        }
+        train(&d, &out, &["--resume", "--steps", "60"]);
+        assert!(bits(&run.join("model.safetensors")) == bits(&d.join("whole/model.safetensors")), "{file}");
+        assert_eq!(log(&run), log(&d.join("whole")), "{file}");
+        assert_eq!(best(&run), best(&d.join("whole")), "{file}");
+    }
+    let o = cmd(&d, "fresh", &["--steps", "20"])
+        .env("MAKEMORE_FAIL_WRITE", "model.safetensors")
+        .output()
+        .unwrap();
+    one_line_error(&o, 1, "No space left on device");
+    assert!(!d.join("fresh").exists(), "a run that saved nothing leaves no directory");
+}

@@ -63,6 +63,15 @@ pub enum CheckpointError {
         /// Missing, or what is wrong with its value.
         problem: String,
     },
+    /// Not a regular file: a directory, a device (`/dev/zero`) or a pipe, which could be read
+    /// without end.
+    #[error(
+        "{path} is not a regular file (a directory, a device or a pipe): pass a checkpoint file, e.g. a run's model.safetensors"
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// A kind of model this version does not know.
     #[error(
         "{path}: unknown model kind {kind:?} (expected bigram, bigram-nn, mlp, bn-mlp, wavenet, transformer, bow, rnn, gru, mlp-makemore or bigram-makemore)"
@@ -258,17 +267,85 @@ pub struct LoadOptions {
     pub allow_non_finite: bool,
 }
 
-/// Loads a checkpoint, checking its format, kind, metadata and every tensor's name, type and
-/// shape, and that every value is finite ([`load_with`] can allow NaN and infinities). A model
+/// Loads a checkpoint, checking its header against the file before reading the rest (see
+/// `read_checked`), its format, kind, metadata (sizes within [`crate::limits`]) and every
+/// tensor's name, type and shape, and that every value is finite ([`load_with`] can allow NaN and infinities). A model
 /// saved and loaded gives bit-identical logits.
 pub fn load(path: &Path) -> Result<(AnyModel, CheckpointMeta)> {
     load_with(path, LoadOptions::default())
 }
 
+/// The largest safetensors header (its JSON) a checkpoint may have: safetensors' own limit.
+pub const MAX_HEADER: u64 = 100_000_000;
+
+/// The bytes of the checkpoint at `path`, read only after its safetensors header was checked
+/// against the file: a regular file (not `/dev/zero` or a pipe), a header length within
+/// [`MAX_HEADER`] and the file, and tensors whose shapes and offsets fit the data and end exactly
+/// at the end of the file. So a file that claims huge tensors, or a huge (sparse) file, is an
+/// error at once, and what is read is what the header describes.
+fn read_checked(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |source| ModelError::Checkpoint(CheckpointError::Io { path: path.to_path_buf(), source });
+    let bad = |reason: String| corrupt(path, reason);
+    // Looked at before it is opened: opening a pipe would wait for a writer.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(ModelError::Checkpoint(CheckpointError::NotAFile { path: path.to_path_buf() }));
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len < 8 {
+        return Err(bad(format!("{len} bytes, too short for a safetensors header")));
+    }
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix).map_err(io)?;
+    let n = u64::from_le_bytes(prefix);
+    if n > MAX_HEADER || n + 8 > len {
+        return Err(bad(format!("its header claims {n} bytes, the file has {len}")));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__")]
+        _metadata: Option<HashMap<String, String>>,
+        #[serde(flatten)]
+        tensors: HashMap<String, safetensors::tensor::TensorInfo>,
+    }
+    let parsed: Header = serde_json::from_slice(&header).map_err(|e| bad(format!("its header: {e}")))?;
+    let data = len - 8 - n;
+    let mut end = 0u64;
+    for (name, t) in &parsed.tensors {
+        let (from, to) = (t.data_offsets.0 as u64, t.data_offsets.1 as u64);
+        let bytes = t
+            .shape
+            .iter()
+            .try_fold(1u128, |a, &d| a.checked_mul(d as u128))
+            .and_then(|e| e.checked_mul(t.dtype.bitsize() as u128))
+            .map(|bits| bits.div_ceil(8));
+        if from > to || to > data || bytes != Some(u128::from(to - from)) {
+            return Err(bad(format!(
+                "tensor {name:?} of shape {:?} claims bytes {from}..{to} of the {data} bytes of data",
+                t.shape
+            )));
+        }
+        end = end.max(to);
+    }
+    if end != data {
+        return Err(bad(format!("its tensors hold {end} bytes, the file has {data} bytes of data")));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&prefix);
+    bytes.extend_from_slice(&header);
+    file.take(data).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 != len {
+        return Err(bad(format!("{} bytes could be read of its {len}", bytes.len())));
+    }
+    Ok(bytes)
+}
+
 /// [`load`] with options.
 pub fn load_with(path: &Path, options: LoadOptions) -> Result<(AnyModel, CheckpointMeta)> {
-    let bytes = std::fs::read(path)
-        .map_err(|source| ModelError::Checkpoint(CheckpointError::Io { path: path.to_path_buf(), source }))?;
+    let bytes = read_checked(path)?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
     let info = header.metadata().clone().unwrap_or_default();
@@ -318,6 +395,8 @@ pub fn load_with(path: &Path, options: LoadOptions) -> Result<(AnyModel, Checkpo
                 held,
             }));
         }
+        // Then the ranges of the command line's flags (`--n-embd` at most 4,096, ...).
+        spec.check_limits().map_err(|e| ck.bad(&e.key, &format!("{}, not {}", e.value, e.allowed)))?;
         let mut model = spec.build(&vocab, &mut rand::rngs::StdRng::seed_from_u64(0))?;
         let m = model.neural_mut().expect("only the counting model is not neural");
         ck.fill(m.params_mut())?;

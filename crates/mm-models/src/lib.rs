@@ -18,6 +18,7 @@
 //!   `MLP`), parameters under its `state_dict()` names, checked against PyTorch's golden values.
 //! - [`registry`]: the one list of model kinds: a [`Spec`] (kind and hyperparameters) builds
 //!   any model; [`AnyModel`] holds one.
+//! - [`limits`]: the ranges of every setting, for flags and files alike.
 //! - [`checkpoint`]: safetensors files with the lectures' tensor names, readable by PyTorch.
 
 mod bigram;
@@ -25,6 +26,7 @@ mod bigram_nn;
 mod bn_mlp;
 pub mod checkpoint;
 mod error;
+pub mod limits;
 pub mod lr_sweep;
 mod mlp;
 mod model;
@@ -41,6 +43,7 @@ pub use bigram::BigramCounts;
 pub use bigram_nn::BigramNet;
 pub use bn_mlp::{BnMlp, BnMlpConfig};
 pub use error::{ModelError, Result};
+pub use limits::LimitError;
 pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};
 pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::{Decoder, Model};

@@ -254,3 +254,73 @@ fn the_same_state_gives_the_same_bytes() {
     // The header stays a safetensors header: its length a multiple of 8.
     assert_eq!(u64::from_le_bytes(first[..8].try_into().unwrap()) % 8, 0);
 }
+
+/// A checkpoint's safetensors header is checked against the file before the rest is read
+/// (issue #15, item 8): a header that claims huge tensors, a huge (sparse) file of zeros, a valid
+/// checkpoint with a huge tail, and a pipe are errors at once, and nothing past the header is
+/// read. A 1 TiB file could not be read in a test's time nor held in memory.
+#[test]
+fn the_header_is_checked_against_the_file_before_the_rest_is_read() {
+    let d = dir();
+    let corrupt = |path: &Path, says: &str| match checkpoint_err(path) {
+        CheckpointError::Corrupt { reason, .. } => assert!(reason.contains(says), "{reason:?}: {says:?}"),
+        other => panic!("{}: expected a corrupt checkpoint, got {other}", path.display()),
+    };
+    // A header claiming a 4 TB tensor, over 16 bytes of data.
+    let header = br#"{"W":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4000000000000]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(d.join("claims.safetensors"), &bytes).unwrap();
+    corrupt(&d.join("claims.safetensors"), "tensor \"W\" of shape [1000000, 1000000] claims bytes");
+    // Shapes that overflow any integer.
+    let header = br#"{"W":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(d.join("overflow.safetensors"), &bytes).unwrap();
+    corrupt(&d.join("overflow.safetensors"), "tensor \"W\"");
+
+    // 1 TiB of zeros (a sparse file, as /dev/zero would give): a header of length 0.
+    let zeros = d.join("zeros.safetensors");
+    std::fs::File::create(&zeros).unwrap().set_len(1 << 40).unwrap();
+    corrupt(&zeros, "its header");
+    // A valid checkpoint with a 1 TiB tail: the header is fine, the file is not its tensors.
+    let tail = d.join("tail.safetensors");
+    write(&tail, &mlp_tensors(), MLP_META);
+    let len = std::fs::metadata(&tail).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&tail).unwrap().set_len(len + (1 << 40)).unwrap();
+    corrupt(&tail, "bytes of data");
+    for f in ["zeros.safetensors", "tail.safetensors"] {
+        std::fs::remove_file(d.join(f)).unwrap();
+    }
+
+    // A pipe with no writer: opening it would wait for ever; it is refused, unread.
+    #[cfg(unix)]
+    {
+        let fifo = d.join("pipe.safetensors");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let path = fifo.clone();
+            std::thread::spawn(move || tx.send(load(&path).map(|_| ()).map_err(|e| e.to_string())));
+            let got = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("load blocked on a pipe");
+            let err = got.unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+}
+
+/// Sizes within what the file holds are still checked against the flags' ranges: an embedding
+/// width of 5,000 (`--n-embd` stops at 4,096) is an error naming the setting, not a model built
+/// to be filled.
+#[test]
+fn metadata_sizes_get_the_flags_ranges() {
+    let path = dir().join("wide.safetensors");
+    let mut meta: Vec<_> = MLP_META.to_vec();
+    meta[7] = ("n_embd", "5000");
+    write(&path, &mlp_tensors(), &meta);
+    let e = checkpoint_err(&path);
+    assert!(matches!(&e, CheckpointError::Meta { key, .. } if key == "n_embd"), "{e}");
+    assert!(e.to_string().contains("5000, not in 1..=4096"), "{e}");
+}

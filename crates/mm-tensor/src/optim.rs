@@ -207,7 +207,11 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
             self.v = self.m.clone();
         }
         check_like(&self.m, params, "adamw")?;
-        self.t += 1;
+        // Saturating, and the bias corrections' exponent clamped: `t as i32` would wrap at 2^31
+        // (and `t` itself at 2^64 - 1) into a correction of 0, and every update into NaN. Past
+        // 2^31 steps beta^t is 0 in any float, as it is at the clamp.
+        self.t = self.t.saturating_add(1);
+        let t = i32::try_from(self.t).unwrap_or(i32::MAX);
         let one = T::one();
         let mut s = AdamWStep {
             lr: self.lr,
@@ -215,8 +219,8 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
             beta2: self.beta2,
             eps: self.eps,
             decay: one - self.lr * self.weight_decay,
-            c1: one - self.beta1.powi(self.t as i32),
-            c2: one - self.beta2.powi(self.t as i32),
+            c1: one - self.beta1.powi(t),
+            c2: one - self.beta2.powi(t),
         };
         let decay = s.decay;
         for id in params.ids() {
@@ -233,5 +237,30 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
 
     fn set_lr(&mut self, lr: T) {
         self.lr = lr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step count near the ends of `i32` and `u64` (a restored state) gives a finite update:
+    /// the counter neither wraps nor truncates into a bias correction of 0.
+    #[test]
+    fn adamw_updates_stay_finite_at_any_step_count() {
+        for t in [(1u64 << 31) - 1, 1 << 32, u64::MAX - 1, u64::MAX] {
+            let mut params = ParamStore::new();
+            let w = params.add("w", ndarray::arr1(&[1.0f32, -2.0]).into_dyn()).unwrap();
+            let mut grads = Grads::new(&params);
+            grads.bufs[w.index()].data.copy_from_slice(&[0.5, -0.25]);
+            let mut opt = AdamW::new(0.1f32);
+            let state = AdamWState { t, m: vec![vec![0.1, 0.2]], v: vec![vec![0.01, 0.02]] };
+            opt.set_state(&params, state).unwrap();
+            for _ in 0..3 {
+                opt.step(&mut params, &grads).unwrap();
+            }
+            assert!(params.data(w).iter().all(|x| x.is_finite()), "t = {t}: {:?}", params.data(w));
+            assert!(opt.steps() >= t, "t = {t}: the counter wrapped to {}", opt.steps());
+        }
     }
 }

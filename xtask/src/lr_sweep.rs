@@ -11,6 +11,9 @@ use mm_models::{Model, Spec, SweepConfig, TrainConfig, lr_grid, lr_sweep};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+/// The largest model a sweep builds (as `makemore train`): a typo in a size would exhaust memory.
+const MAX_PARAMS: u128 = 250_000_000;
+
 /// Find a learning rate: one training step at each of --points rates from 10^--min-exp to
 /// 10^--max-exp (the lecture's sweep), repeated over --repeats seeds, smoothed and averaged; or,
 /// with --grid, short runs at a few fixed rates compared by their dev loss.
@@ -75,8 +78,9 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
     n_hidden: Option<u64>,
 
-    /// Any other setting of the kind, as KEY=VALUE (e.g. `--set n_layer=2 --set n_head=2`;
-    /// `makemore models --json` lists each kind's settings).
+    /// Any other setting of the kind, as KEY=VALUE (e.g. `--set n_layer=2 --set n_head=2`,
+    /// `--set init=kaiming`; `makemore models` lists each kind's settings). Each setting is
+    /// given once, by a flag or here.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 
@@ -98,7 +102,7 @@ pub struct Args {
 impl Args {
     /// The kind's spec with the settings given (a setting the kind does not have is an error
     /// that lists the ones it has).
-    fn spec(&self, max_len: usize) -> anyhow::Result<Spec> {
+    fn spec(&self, max_len: usize, vocab_size: usize) -> anyhow::Result<Spec> {
         let mut given: Vec<(String, String)> = Vec::new();
         for (key, value) in
             [("block_size", self.block_size), ("n_embd", self.n_embd), ("n_hidden", self.n_hidden)]
@@ -109,7 +113,11 @@ impl Args {
         }
         for kv in &self.set {
             let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
-            given.push((k.trim().replace('-', "_"), v.trim().to_string()));
+            let key = k.trim().replace('-', "_");
+            if given.iter().any(|(g, _)| *g == key) {
+                bail!("{key} is given twice (--set {kv}); give each setting once");
+            }
+            given.push((key, v.trim().to_string()));
         }
         let default = Spec::default_of(&self.model).context("a kind of the registry")?;
         let settings = default.settings();
@@ -121,13 +129,22 @@ impl Args {
             );
         }
         let get = |key: &str| given.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        let spec = Spec::parse(&self.model, get, false)?;
+        let mut spec = Spec::parse(&self.model, get, false)?;
         // makemore.py's kinds read whole words: by default, the longest one and its end token.
-        Ok(if spec.layout() == Layout::Words && self.block_size.is_none() {
-            spec.with_block_size(max_len + 1)
-        } else {
-            spec
-        })
+        if spec.layout() == Layout::Words && !given.iter().any(|(k, _)| k == "block_size") {
+            spec = spec.with_block_size(max_len + 1);
+        }
+        // The flags' ranges, for the settings given as text too, and a bound on the model's size
+        // before anything is allocated for it.
+        spec.check_limits()?;
+        let params = spec.num_params(vocab_size);
+        if params > MAX_PARAMS {
+            bail!(
+                "these settings make a {} of {params} parameters, more than {MAX_PARAMS}: choose smaller sizes",
+                self.model
+            );
+        }
+        Ok(spec)
     }
 }
 
@@ -138,7 +155,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     let vocab = data.vocab();
     let split = Split::new(data.words(), SplitSpec::default())?;
-    let spec = args.spec(data.stats().max_len)?;
+    let spec = args.spec(data.stats().max_len, vocab.len())?;
     if spec.train_config().steps == 0 {
         bail!("the {} is counted, not trained: it has no learning rate", spec.kind());
     }

@@ -156,4 +156,22 @@ fn any_kind_of_the_registry_is_swept_with_its_own_optimizer_and_settings() {
     let (code, err) = lr_sweep_status(&["--model", "bigram"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("counted, not trained"), "{err}");
+    // A setting given twice, sizes past the flags' ranges, and a model too large to build.
+    let (code, err) = lr_sweep_status(&["--model", "gru", "--n-embd", "8", "--set", "n_embd=16"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("n_embd is given twice"), "{err}");
+    let (code, err) = lr_sweep_status(&["--model", "gru", "--set", "n_embd2=100000"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("n_embd2 100000 is not in 1..=65536"), "{err}");
+    let (code, err) =
+        lr_sweep_status(&["--model", "mlp", "--set", "n_hidden=65536", "--set", "block_size=1024"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("more than 250000000"), "{err}");
+    // A block size set as text is the one swept (not the data's longest word + 1).
+    let dir = outdir("gru-block");
+    let args = ["--model", "gru", "--set", "block_size=20", "--points", "2", "--repeats", "1", "--out"];
+    let (code, err) = lr_sweep_status(&[&args[..], &[dir.to_str().unwrap()]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("block_size 20"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

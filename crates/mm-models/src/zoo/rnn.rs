@@ -30,7 +30,8 @@ pub trait Cell: Clone + Debug + Send + Sync {
     /// with their fused scans (`rnn_scan`, `gru_scan`), which compute the same values and
     /// gradients as one op.
     fn scan<'g, T: Float>(&self, x: Var<'g, T>, h0: Var<'g, T>) -> Var<'g, T> {
-        let t = x.shape().dims()[1];
+        // x is [B, T, n_embd] (or an earlier error's placeholder, which has no positions).
+        let t = x.shape().dims().get(1).copied().unwrap_or(0);
         let mut hprev = h0;
         // The hidden states, on the stack for makemore's lengths.
         let mut few = [hprev; 64];

@@ -41,19 +41,20 @@ struct Dims {
 impl Dims {
     /// `M_j` `[E, H]`: the rows of the layer's `[S · E, H]` matrix that read slot `j`.
     fn m<T: Copy>(self, w: &[T], j: usize) -> Strided<'_, T> {
+        // An empty weight (no outputs) stays empty: the products of zero columns read nothing.
         if self.w_t {
-            Strided::transposed(&w[j * self.e..], self.s * self.e)
+            Strided::transposed(w.get(j * self.e..).unwrap_or(&[]), self.s * self.e)
         } else {
-            Strided::rows(&w[j * self.e * self.h..], self.h)
+            Strided::rows(w.get(j * self.e * self.h..).unwrap_or(&[]), self.h)
         }
     }
 
     /// `M_jᵀ` `[H, E]`.
     fn m_t<T: Copy>(self, w: &[T], j: usize) -> Strided<'_, T> {
         if self.w_t {
-            Strided::rows(&w[j * self.e..], self.s * self.e)
+            Strided::rows(w.get(j * self.e..).unwrap_or(&[]), self.s * self.e)
         } else {
-            Strided::transposed(&w[j * self.e * self.h..], self.h)
+            Strided::transposed(w.get(j * self.e * self.h..).unwrap_or(&[]), self.h)
         }
     }
 }

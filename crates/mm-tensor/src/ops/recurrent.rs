@@ -115,6 +115,9 @@ impl<'g, T: Float> Var<'g, T> {
         Ok(self.g.push_with(op, out, false, &[x, h0, w, b], |v, out, xh, s| {
             sized(out, d.bth());
             sized(xh, d.bt_eh());
+            if d.bth() == 0 {
+                return; // no sequences, positions or channels: nothing to compute
+            }
             start_xh(xh, v.get(x), v.get(h0), d);
             let eh = d.e + d.h;
             sized(&mut s.tmp, d.b * d.h + eh * d.h);
@@ -165,6 +168,9 @@ impl<'g, T: Float> Var<'g, T> {
         Ok(self.g.push_with(op, out, false, &inputs, |v, out, aux, s| {
             sized(out, d.bth());
             sized(aux, 2 * d.bt_eh() + 3 * d.bth());
+            if d.bth() == 0 {
+                return; // no sequences, positions or channels: nothing to compute
+            }
             let (xh, rest) = aux.split_at_mut(d.bt_eh());
             let (xhr, rest) = rest.split_at_mut(d.bt_eh());
             let (r_all, rest) = rest.split_at_mut(d.bth());
@@ -235,6 +241,16 @@ impl<T: Float> Ctx<'_, T> {
         Dims { b, t, e, h }
     }
 
+    /// The gradients of a scan with no output elements (no sequences, positions or hidden
+    /// channels): zeros for every input.
+    fn empty_scan_grads(&self, inputs: &[NodeId], sinks: &mut Sinks<'_, T>) {
+        for &id in inputs {
+            if let Some((dst, Acc::Write)) = sinks.get(id) {
+                zeros(dst, self.shape(id).numel());
+            }
+        }
+    }
+
     /// After the loop over positions, a gate's weight and bias gradients, given its
     /// pre-activation gradient `da` (position `p`'s row at `da[p * ld..][..H]`) and its
     /// product's input `xh` `[B, T, E + H]`: `dW (+)= daᵀ · xh` and `db (+)=` the column sums of
@@ -276,6 +292,9 @@ impl<T: Float> Ctx<'_, T> {
         s: &mut crate::tape::Scratch<T>,
     ) {
         let d = self.scan_dims(x, w);
+        if d.bth() == 0 {
+            return self.empty_scan_grads(&[h0, w, b, x], sinks);
+        }
         let (eh, bh_n) = (d.e + d.h, d.b * d.h);
         let wh = Strided::rows(&self.x(w)[d.e..], eh);
         sized(&mut s.tmp, d.bth() + 2 * bh_n);
@@ -318,6 +337,9 @@ impl<T: Float> Ctx<'_, T> {
         s: &mut crate::tape::Scratch<T>,
     ) {
         let d = self.scan_dims(x, w[0]);
+        if d.bth() == 0 {
+            return self.empty_scan_grads(&[h0, w[0], w[1], w[2], b[0], b[1], b[2], x], sinks);
+        }
         let (eh, h2, bh_n, bth) = (d.e + d.h, 2 * d.h, d.b * d.h, d.bth());
         let aux = self.aux;
         let (xh, rest) = aux.split_at(d.bt_eh());

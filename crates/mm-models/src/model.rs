@@ -56,6 +56,13 @@ pub trait Model: Sync {
         Ok(())
     }
 
+    /// Called by the training loop before step `step` of a run seeded `seed`: a model with
+    /// dropout reseeds the generator of its masks from the two, so that the masks depend on the
+    /// run and the step only (a continued run draws those of an uninterrupted one, as
+    /// [`crate::train_from`] promises). Models without dropout keep the default, which does
+    /// nothing.
+    fn begin_step(&self, _seed: u64, _step: usize) {}
+
     /// A decoder of `n` sequences for sampling, for models that read words and can feed one
     /// position at a time faster than re-reading the whole prefix (the Transformer, with its
     /// key/value cache). `None`, the default: sampling runs the forward pass over the prefix at

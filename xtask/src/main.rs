@@ -8,6 +8,8 @@
 //!   through the engine.
 //! - `cargo xtask lr-sweep`: finds the learning rate (the lecture's sweep, smoothed and repeated,
 //!   or a grid of short runs), with sweep.csv and a plot.
+//! - `cargo xtask tune`: searches a spec's settings (random search with successive halving),
+//!   with trials.csv (resumable), best.json for `makemore train --spec`, and a plot.
 
 // The doc comments of the flags are clap's help text: `[default: ...]` and `<placeholders>`
 // read well there, and are not rustdoc links or HTML.
@@ -17,6 +19,7 @@ mod bench;
 mod download;
 mod golden;
 mod lr_sweep;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +37,7 @@ enum Task {
     Download(download::Args),
     Golden(golden::Args),
     LrSweep(lr_sweep::Args),
+    Tune(tune::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Task::Download(args) => download::run(&args).map(|()| true),
         Task::Golden(args) => golden::run(&args),
         Task::LrSweep(args) => lr_sweep::run(&args).map(|()| true),
+        Task::Tune(args) => tune::run(&args).map(|()| true),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -110,6 +110,15 @@ pub enum OptimizerArg {
     Adamw,
 }
 
+/// How the Transformer's learning rate goes after the warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LrDecayArg {
+    /// The same rate to the end.
+    Constant,
+    /// Half a cosine down to --min-lr.
+    Cosine,
+}
+
 /// Which split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitArg {
@@ -145,7 +154,8 @@ pub struct TrainArgs {
     /// "n_head": 4, "n_embd": 64} (`makemore models --json` prints each kind's default spec).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "model", "resume", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2",
-        "momentum", "reg", "alpha",
+        "momentum", "reg", "alpha", "dropout", "tie_weights", "warmup", "lr_decay", "min_lr",
+        "decay_matrices_only", "grad_clip",
     ])]
     pub spec: Option<PathBuf>,
 
@@ -167,7 +177,8 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with_all = [
         "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2", "momentum",
         "batch_size", "lr", "decay_step", "lr_decayed", "optimizer", "beta2", "weight_decay", "reg",
-        "alpha", "eval_every",
+        "alpha", "eval_every", "dropout", "tie_weights", "warmup", "lr_decay", "min_lr",
+        "decay_matrices_only", "grad_clip",
     ])]
     pub resume: bool,
 
@@ -212,9 +223,41 @@ pub struct TrainArgs {
     pub n_embd2: Option<u64>,
 
     /// Examples per step: characters for the MLP, words for makemore's models (not for the
-    /// bigram net, which uses the whole training set, nor the counting model).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(limits::BATCH_SIZE))]
-    pub batch_size: u64,
+    /// bigram net, which uses the whole training set, nor the counting model) [default: 32, or
+    /// a spec file's batch_size].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::BATCH_SIZE))]
+    pub batch_size: Option<u64>,
+
+    /// Transformer: dropout on the residual stream in training (after the embeddings and each
+    /// block's two projections, as GPT-2) [default: 0].
+    #[arg(long, value_parser = parse_beta)]
+    pub dropout: Option<f32>,
+
+    /// Transformer: lm_head shares the token embedding's weight (weight tying).
+    #[arg(long)]
+    pub tie_weights: bool,
+
+    /// Transformer: steps of linear warmup to --lr [default: 0].
+    #[arg(long, value_name = "STEPS")]
+    pub warmup: Option<u64>,
+
+    /// Transformer: the rate after the warmup [default: constant].
+    #[arg(long, value_enum)]
+    pub lr_decay: Option<LrDecayArg>,
+
+    /// Transformer: the rate at the end of a cosine decay (at --decay-step, default the last
+    /// step) [default: 0].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub min_lr: Option<f32>,
+
+    /// Transformer: AdamW decays only the matrices, not biases and LayerNorm's vectors.
+    #[arg(long)]
+    pub decay_matrices_only: bool,
+
+    /// Transformer: clip the gradients' global norm to this before each step; 0 for none
+    /// [default: 0].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub grad_clip: Option<f32>,
 
     /// Optimisation steps [default: 200000 for mlp, bn-mlp and wavenet, 500 for the bigram net,
     /// 10000 for makemore's models].
@@ -306,13 +349,29 @@ impl TrainArgs {
         if let Some(reg) = self.reg {
             out.push(("reg", reg.to_string()));
         }
+        // The Transformer's levers (settings of its spec).
+        let levers = [
+            ("dropout", self.dropout.map(|v| v.to_string())),
+            ("tie_weights", self.tie_weights.then(|| "true".to_string())),
+            ("warmup", self.warmup.map(|v| v.to_string())),
+            (
+                "lr_decay",
+                self.lr_decay.map(|v| if v == LrDecayArg::Cosine { "cosine" } else { "constant" }.into()),
+            ),
+            ("min_lr", self.min_lr.map(|v| v.to_string())),
+            ("decay_matrices_only", self.decay_matrices_only.then(|| "true".to_string())),
+            ("grad_clip", self.grad_clip.map(|v| v.to_string())),
+        ];
+        out.extend(levers.into_iter().filter_map(|(k, v)| Some((k, v?))));
         out
     }
 
     /// A usage error if a flag is given that the model `kind` does not take (`--n-layer` for the
     /// MLP): each kind takes the settings of its spec.
     pub fn check_flags(&self, kind: &str) -> Result<(), String> {
-        let takes = mm_models::Spec::default_of(kind).map(|s| s.settings()).unwrap_or_default();
+        let takes: Vec<String> = mm_models::Spec::default_of(kind)
+            .map(|s| s.settings().into_iter().chain(s.levers().into_iter().map(|(k, _)| k)).collect())
+            .unwrap_or_default();
         let mut given: Vec<&str> = self.settings().into_iter().map(|(k, _)| k).collect();
         if self.alpha.is_some() {
             given.push("alpha");

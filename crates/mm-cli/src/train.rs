@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mm_data::{Examples, Layout, Split, SplitSpec};
 use mm_models::checkpoint::{AnyModel, CheckpointMeta, to_bytes};
 use mm_models::{
-    BigramCounts, Novelty, OptimizerKind, Origin, Progress, SampleConfig, SavePoint, Schedule, Spec,
+    BigramCounts, LrDecay, Novelty, OptimizerKind, Origin, Progress, SampleConfig, SavePoint, Schedule, Spec,
     TrainConfig, evaluate, sample, sample_counts, train_saving,
 };
 use mm_tensor::{AdamWState, ParamStore};
@@ -63,6 +63,22 @@ struct RunConfig {
     beta2: f32,
     weight_decay: f32,
     eval_every: usize,
+    /// The Transformer's levers (issue #14), at makemore.py's values for the other kinds and for
+    /// runs saved before they were settings.
+    #[serde(default)]
+    dropout: f32,
+    #[serde(default)]
+    tie_weights: bool,
+    #[serde(default)]
+    warmup: usize,
+    #[serde(default)]
+    lr_decay: LrDecay,
+    #[serde(default)]
+    min_lr: f32,
+    #[serde(default)]
+    decay_matrices_only: bool,
+    #[serde(default)]
+    grad_clip: f32,
 }
 
 /// PyTorch's AdamW beta2, for runs saved before it was a setting.
@@ -95,6 +111,8 @@ impl RunConfig {
         // of the run, to the same fraction of the rate.
         let (lr0, at, then) = match base.schedule {
             Schedule::Step { lr, at, then } => (lr, at, then),
+            // A warmup and cosine decay: its peak, decaying over the whole run (--decay-step).
+            Schedule::WarmupCosine { lr, .. } => (lr, base.steps, lr),
             ref other => (other.lr(0), base.steps, other.lr(0)),
         };
         let lr = args.lr.unwrap_or(lr0);
@@ -117,7 +135,7 @@ impl RunConfig {
             momentum: spec.setting("momentum").and_then(|v| v.parse().ok()).unwrap_or(0.0),
             reg: spec.setting("reg").and_then(|v| v.parse().ok()).unwrap_or(0.0),
             alpha: args.alpha.unwrap_or(1.0),
-            batch_size: base.batch_size.map(|_| args.batch_size as usize),
+            batch_size: base.batch_size.map(|b| args.batch_size.map_or(b, |a| a as usize)),
             steps,
             lr,
             decay_step,
@@ -134,6 +152,17 @@ impl RunConfig {
             eval_every: args
                 .eval_every
                 .map_or(if base.eval_every > 0 { base.eval_every } else { 10_000 }, |e| e as usize),
+            dropout: spec.setting("dropout").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            tie_weights: spec.setting("tie_weights").as_deref() == Some("true"),
+            warmup: size("warmup"),
+            lr_decay: if spec.setting("lr_decay").as_deref() == Some("cosine") {
+                LrDecay::Cosine
+            } else {
+                LrDecay::Constant
+            },
+            min_lr: spec.setting("min_lr").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            decay_matrices_only: base.decay_matrices_only,
+            grad_clip: base.grad_clip,
         })
     }
 
@@ -188,10 +217,18 @@ impl RunConfig {
         TrainConfig {
             steps: self.steps,
             batch_size: self.batch_size,
-            schedule: Schedule::Step { lr: self.lr, at: self.decay_step, then: self.lr_decayed },
+            // A warmup or a cosine decay (ending at --decay-step); else the lectures' step decay.
+            schedule: if self.warmup > 0 || self.lr_decay == LrDecay::Cosine {
+                let min_lr = if self.lr_decay == LrDecay::Cosine { self.min_lr } else { self.lr };
+                Schedule::WarmupCosine { lr: self.lr, warmup: self.warmup, min_lr, steps: self.decay_step }
+            } else {
+                Schedule::Step { lr: self.lr, at: self.decay_step, then: self.lr_decayed }
+            },
             optimizer: if self.optimizer == "adamw" { OptimizerKind::AdamW } else { OptimizerKind::Sgd },
             betas: (0.9, self.beta2),
             weight_decay: self.weight_decay,
+            decay_matrices_only: self.decay_matrices_only,
+            grad_clip: self.grad_clip,
             eval_every: self.eval_every,
             seed: self.seed,
         }

@@ -128,7 +128,7 @@ fn setup(kind: &str, data: &Dataset) -> Result<Setup, Box<dyn std::error::Error>
 /// The learning rate of the first step: the timed steps are all before any decay.
 fn first_lr(cfg: &TrainConfig) -> f32 {
     match &cfg.schedule {
-        Schedule::Constant(lr) | Schedule::Step { lr, .. } => *lr,
+        Schedule::Constant(lr) | Schedule::Step { lr, .. } | Schedule::WarmupCosine { lr, .. } => *lr,
         Schedule::Piecewise(points) => points.first().map_or(0.0, |p| p.1),
     }
 }

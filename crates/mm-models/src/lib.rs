@@ -47,7 +47,7 @@ pub use limits::LimitError;
 pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};
 pub use mlp::{Init, Mlp, MlpConfig};
 pub use model::{Decoder, Model};
-pub use registry::{AnyModel, ModelRef, Spec, SpecError};
+pub use registry::{AnyModel, LrDecay, ModelRef, Spec, SpecError};
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
 pub use train::{
     Best, OptimizerKind, Progress, SavePoint, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate,

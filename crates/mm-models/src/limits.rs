@@ -37,6 +37,9 @@ pub fn size_range(key: &str) -> Option<RangeInclusive<u64>> {
         "n_layer" => N_LAYER,
         "n_head" => N_HEAD,
         "n_embd2" => N_EMBD2,
+        "batch_size" => BATCH_SIZE,
+        "steps" => STEPS,
+        "warmup" => 0..=*STEPS.end(),
         _ => return None,
     })
 }
@@ -95,7 +98,8 @@ pub fn check_fraction(key: &str, value: f32) -> Result<(), LimitError> {
 
 impl Spec {
     /// Checks every setting of the spec against the ranges the command line's flags have: sizes
-    /// ([`size_range`]), `momentum` a fraction, `reg` a rate. Settings read from a file go
+    /// ([`size_range`]), `momentum` and `dropout` fractions, `reg` and the Transformer's
+    /// training levers (`lr`, `min_lr`, `weight_decay`, `grad_clip`) rates. Settings read from a file go
     /// through it before anything is allocated for them.
     ///
     /// ```
@@ -112,9 +116,9 @@ impl Spec {
             let bad = || LimitError { key: key.clone(), value: text.clone(), allowed: "a number".into() };
             if let Some(range) = size_range(&key) {
                 check_size(&key, text.parse().map_err(|_| bad())?, &range)?;
-            } else if key == "momentum" {
+            } else if matches!(key.as_str(), "momentum" | "dropout") {
                 check_fraction(&key, text.parse().map_err(|_| bad())?)?;
-            } else if key == "reg" {
+            } else if matches!(key.as_str(), "reg" | "lr" | "min_lr" | "weight_decay" | "grad_clip") {
                 check_rate(&key, text.parse().map_err(|_| bad())?)?;
             }
         }
@@ -149,9 +153,35 @@ impl TrainConfig {
                     check_rate("lr", *lr)?;
                 }
             }
+            Schedule::WarmupCosine { lr, warmup, min_lr, .. } => {
+                check_rate("lr", *lr)?;
+                check_rate("min_lr", *min_lr)?;
+                check_size("warmup", *warmup as u64, &(0..=*STEPS.end()))?;
+            }
         }
         check_fraction("beta1", self.betas.0)?;
         check_fraction("beta2", self.betas.1)?;
+        check_rate("grad_clip", self.grad_clip)?;
         check_rate("weight_decay", self.weight_decay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Spec;
+
+    /// The Transformer's levers, read from a spec file, get their flags' ranges.
+    #[test]
+    fn the_transformers_levers_are_range_checked() {
+        for (key, value, want) in [
+            ("dropout", "1.5", "dropout 1.5 is not in [0, 1)"),
+            ("lr", "-1", "lr -1 is not a finite number >= 0"),
+            ("grad_clip", "-0.5", "grad_clip -0.5 is not a finite number >= 0"),
+            ("batch_size", "0", "batch_size 0 is not in 1..=1000000"),
+            ("warmup", "1000000000", "warmup 1000000000 is not in 0..=100000000"),
+        ] {
+            let spec = Spec::parse("transformer", |k| (k == key).then(|| value.to_string()), false).unwrap();
+            assert_eq!(spec.check_limits().unwrap_err().to_string(), want, "{key}");
+        }
     }
 }

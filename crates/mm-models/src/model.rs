@@ -56,6 +56,13 @@ pub trait Model: Sync {
         Ok(())
     }
 
+    /// Called by the training loop before step `step` of a run seeded `seed`: a model with
+    /// dropout reseeds the generator of its masks from the two, so that the masks depend on the
+    /// run and the step only (a continued run draws those of an uninterrupted one, as
+    /// [`crate::train_from`] promises). Models without dropout keep the default, which does
+    /// nothing.
+    fn begin_step(&self, _seed: u64, _step: usize) {}
+
     /// A decoder of `n` sequences for sampling, for models that read words and can feed one
     /// position at a time faster than re-reading the whole prefix (the Transformer, with its
     /// key/value cache). `None`, the default: sampling runs the forward pass over the prefix at
@@ -70,7 +77,8 @@ pub trait Model: Sync {
     }
 }
 
-/// A boxed model is a model (every method forwarded, the defaults too): what a kind chosen at
+/// A boxed model is a model (every method forwarded, the defaults too: a method left to its
+/// default here would silently skip the inner model's own): what a kind chosen at
 /// run time from the registry ([`crate::AnyModel::into_neural`]) gives to generic code such as
 /// [`crate::lr_sweep()`].
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -112,6 +120,10 @@ impl<M: Model + ?Sized> Model for Box<M> {
 
     fn update_running(&mut self, stats: &BatchStatsLog<f32>) -> crate::Result<()> {
         (**self).update_running(stats)
+    }
+
+    fn begin_step(&self, seed: u64, step: usize) {
+        (**self).begin_step(seed, step)
     }
 
     fn decoder(&self, n: usize) -> Option<Box<dyn Decoder + '_>> {

@@ -9,13 +9,20 @@
 //! `{"kind": "transformer", "block_size": 16, "n_layer": 4, "n_head": 4, "n_embd": 64}`; each
 //! field is a setting of the same name (`--n-embd` on the command line, `n_embd` in a
 //! checkpoint's metadata).
+//!
+//! The Transformer also has **levers** (issue #14): optional settings that makemore.py does not
+//! have, for the model (`dropout`, `tie_weights`) and for its training (`batch_size`, `lr`,
+//! `warmup`, `lr_decay`, `min_lr`, `weight_decay`, `decay_matrices_only`, `grad_clip`, `steps`),
+//! which [`Spec::train_config`] turns into a [`TrainConfig`]. A lever at its default is not
+//! written (so makemore's spec, `makemore models` and existing checkpoints read as before) and
+//! may be left out of a spec file; [`Spec::levers`] lists them.
 
 use mm_data::{Layout, Vocab};
 use mm_tensor::ParamStore;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::zoo::{Kind, Makemore, ModelConfig};
+use crate::zoo::{Kind, Makemore, ModelConfig, TransformerOptions};
 use crate::{
     BigramCounts, BigramNet, BnMlp, BnMlpConfig, Init, Mlp, MlpConfig, Model, ModelError, Result, Schedule,
     TrainConfig, WaveNet, WaveNetConfig,
@@ -66,7 +73,8 @@ pub enum Spec {
         /// The running statistics' momentum.
         momentum: f32,
     },
-    /// makemore.py's `Transformer`, its default model.
+    /// makemore.py's `Transformer`, its default model, with the levers of issue #14 (each
+    /// optional, at makemore.py's value by default).
     Transformer {
         /// The longest sequence.
         block_size: usize,
@@ -76,6 +84,42 @@ pub enum Spec {
         n_head: usize,
         /// The embedding width.
         n_embd: usize,
+        /// Dropout on the residual stream in training (GPT-2's places but the attention
+        /// weights; see [`crate::zoo::TransformerOptions`]); 0 for none, as makemore.py.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropout: f32,
+        /// Whether `lm_head` shares the token embedding's weight; makemore.py does not.
+        #[serde(default, skip_serializing_if = "is_false")]
+        tie_weights: bool,
+        /// Words per step (makemore.py's 32).
+        #[serde(default = "levers::batch_size", skip_serializing_if = "levers::is_batch_size")]
+        batch_size: usize,
+        /// The learning rate (makemore.py's 5e-4); with warmup or cosine decay, the peak.
+        #[serde(default = "levers::lr", skip_serializing_if = "levers::is_lr")]
+        lr: f32,
+        /// Steps of linear warmup to `lr` (0, makemore.py's, for none).
+        #[serde(default, skip_serializing_if = "is_zero_usize")]
+        warmup: usize,
+        /// The rate after the warmup: constant (makemore.py's) or cosine decay to `min_lr`
+        /// over the run.
+        #[serde(default, skip_serializing_if = "LrDecay::is_constant")]
+        lr_decay: LrDecay,
+        /// The rate at the end of a cosine decay.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_lr: f32,
+        /// AdamW's decoupled weight decay (makemore.py's 0.01).
+        #[serde(default = "levers::weight_decay", skip_serializing_if = "levers::is_weight_decay")]
+        weight_decay: f32,
+        /// Decay only the matrices, not the biases and LayerNorm's vectors (makemore.py decays
+        /// every parameter).
+        #[serde(default, skip_serializing_if = "is_false")]
+        decay_matrices_only: bool,
+        /// Clip the gradients' global norm to this; 0 (makemore.py's) for no clipping.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        grad_clip: f32,
+        /// Training steps (the zoo's 10,000); a cosine decay ends at the last.
+        #[serde(default = "levers::steps", skip_serializing_if = "levers::is_steps")]
+        steps: usize,
     },
     /// makemore.py's `BoW`.
     Bow {
@@ -120,7 +164,126 @@ pub enum Spec {
     },
 }
 
+/// How the learning rate goes after the warmup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrDecay {
+    /// The same rate to the end (makemore.py's).
+    #[default]
+    Constant,
+    /// Half a cosine from the rate down to `min_lr` at the last step ([`Schedule::WarmupCosine`]).
+    Cosine,
+}
+
+impl LrDecay {
+    fn is_constant(&self) -> bool {
+        *self == LrDecay::Constant
+    }
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
+}
+
+fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
+}
+
+fn is_false(x: &bool) -> bool {
+    !*x
+}
+
+/// The training levers' defaults: makemore.py's training ([`TrainConfig::makemore`]).
+mod levers {
+    use crate::TrainConfig;
+
+    pub(super) fn batch_size() -> usize {
+        TrainConfig::makemore().batch_size.unwrap_or(32)
+    }
+    pub(super) fn is_batch_size(x: &usize) -> bool {
+        *x == batch_size()
+    }
+    pub(super) fn lr() -> f32 {
+        TrainConfig::makemore().schedule.lr(0)
+    }
+    pub(super) fn is_lr(x: &f32) -> bool {
+        *x == lr()
+    }
+    pub(super) fn weight_decay() -> f32 {
+        TrainConfig::makemore().weight_decay
+    }
+    pub(super) fn is_weight_decay(x: &f32) -> bool {
+        *x == weight_decay()
+    }
+    pub(super) fn steps() -> usize {
+        TrainConfig::makemore().steps
+    }
+    pub(super) fn is_steps(x: &usize) -> bool {
+        *x == steps()
+    }
+}
+
 impl Spec {
+    /// makemore.py's Transformer of these sizes, every lever at its default (makemore.py's
+    /// model and training).
+    pub fn transformer(block_size: usize, n_layer: usize, n_head: usize, n_embd: usize) -> Spec {
+        Spec::Transformer {
+            block_size,
+            n_layer,
+            n_head,
+            n_embd,
+            dropout: 0.0,
+            tie_weights: false,
+            batch_size: levers::batch_size(),
+            lr: levers::lr(),
+            warmup: 0,
+            lr_decay: LrDecay::Constant,
+            min_lr: 0.0,
+            weight_decay: levers::weight_decay(),
+            decay_matrices_only: false,
+            grad_clip: 0.0,
+            steps: levers::steps(),
+        }
+    }
+
+    /// The kind's levers (optional settings, not written at their defaults) with their
+    /// defaults, as JSON values: the Transformer's; none for the other kinds.
+    ///
+    /// ```
+    /// use mm_models::Spec;
+    /// let t = Spec::default_of("transformer").unwrap();
+    /// let names: Vec<String> = t.levers().into_iter().map(|(k, _)| k).collect();
+    /// assert!(names.contains(&"dropout".to_string()) && names.contains(&"grad_clip".to_string()));
+    /// assert!(Spec::default_of("mlp").unwrap().levers().is_empty());
+    /// ```
+    pub fn levers(&self) -> Vec<(String, serde_json::Value)> {
+        if !matches!(self, Spec::Transformer { .. }) {
+            return Vec::new();
+        }
+        let all = serde_json::json!({
+            "dropout": 0.0, "tie_weights": false, "batch_size": levers::batch_size(), "lr": levers::lr(),
+            "warmup": 0, "lr_decay": LrDecay::Constant, "min_lr": 0.0,
+            "weight_decay": levers::weight_decay(), "decay_matrices_only": false, "grad_clip": 0.0,
+            "steps": levers::steps(),
+        });
+        match all {
+            serde_json::Value::Object(all) => all.into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every setting of the spec, as JSON: the written ones and the levers at their defaults.
+    fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in self.levers() {
+            fields.entry(k).or_insert(v);
+        }
+        fields
+    }
+
     /// Every kind at its defaults (the lectures' and makemore.py's on `names.txt`), in the order
     /// `makemore models` lists them.
     pub fn all() -> Vec<Spec> {
@@ -150,7 +313,7 @@ impl Spec {
                 n_hidden: wn.n_hidden,
                 momentum: wn.momentum,
             },
-            Spec::Transformer { block_size, n_layer: m.n_layer, n_head: m.n_head, n_embd },
+            Spec::transformer(block_size, m.n_layer, m.n_head, n_embd),
             Spec::Bow { block_size, n_embd, n_embd2 },
             Spec::Rnn { block_size, n_embd, n_embd2 },
             Spec::Gru { block_size, n_embd, n_embd2 },
@@ -215,9 +378,9 @@ impl Spec {
         }
     }
 
-    /// The setting `key` as text (`None` if the kind has no such setting).
+    /// The setting `key` as text, levers included (`None` if the kind has no such setting).
     pub fn setting(&self, key: &str) -> Option<String> {
-        let value = serde_json::to_value(self).ok()?.get(key)?.clone();
+        let value = self.fields().get(key)?.clone();
         Some(match value {
             serde_json::Value::String(s) => s,
             // f32 settings print as f32 (0.01, not 0.009999999776482582).
@@ -228,16 +391,19 @@ impl Spec {
 
     /// The kind `name` with its settings read by `get` (as text, e.g. from a checkpoint's
     /// metadata or the command line): a setting `get` does not have keeps its default when
-    /// `strict` is false, and is an error when it is true.
+    /// `strict` is false, and is an error when it is true; a lever ([`Spec::levers`]) is always
+    /// optional.
     pub fn parse(name: &str, get: impl Fn(&str) -> Option<String>, strict: bool) -> Result<Spec, SpecError> {
         let default = Spec::default_of(name).ok_or_else(|| SpecError::UnknownKind(name.to_string()))?;
-        let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&default) else {
+        let levers: Vec<String> = default.levers().into_iter().map(|(k, _)| k).collect();
+        let mut fields = default.fields();
+        if fields.is_empty() {
             let problem = "not serialisable as an object".to_string();
             return Err(SpecError::Setting { key: name.to_string(), problem });
-        };
+        }
         for (key, value) in fields.iter_mut().filter(|(k, _)| *k != "kind") {
             let Some(text) = get(key) else {
-                if strict {
+                if strict && !levers.contains(key) {
                     return Err(SpecError::Setting { key: key.clone(), problem: "missing".into() });
                 }
                 continue;
@@ -245,6 +411,11 @@ impl Spec {
             let bad =
                 |what: &str| SpecError::Setting { key: key.clone(), problem: format!("{text:?}, {what}") };
             *value = match value {
+                serde_json::Value::Bool(_) => serde_json::Value::Bool(match text.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("not true or false")),
+                }),
                 serde_json::Value::Number(n) if n.is_u64() => serde_json::Value::from(
                     text.trim().parse::<u64>().map_err(|_| bad("not a whole number"))?,
                 ),
@@ -312,7 +483,7 @@ impl Spec {
     /// 200,000 steps (three quarters for the WaveNet); full-batch steps at 50 for the bigram net;
     /// AdamW for makemore.py's kinds ([`TrainConfig::makemore`]).
     pub fn train_config(&self) -> TrainConfig {
-        match self {
+        match *self {
             Spec::Bigram {} => TrainConfig { steps: 0, ..TrainConfig::bigram_nn() },
             Spec::BigramNn { .. } => TrainConfig::bigram_nn(),
             Spec::Mlp { .. } | Spec::BnMlp { .. } => TrainConfig::mlp(),
@@ -320,7 +491,42 @@ impl Spec {
                 schedule: Schedule::Step { lr: 0.1, at: 150_000, then: 0.01 },
                 ..TrainConfig::mlp()
             },
+            Spec::Transformer {
+                batch_size,
+                lr,
+                warmup,
+                lr_decay,
+                min_lr,
+                weight_decay,
+                decay_matrices_only,
+                grad_clip,
+                steps,
+                ..
+            } => {
+                let schedule = match (warmup, lr_decay) {
+                    (0, LrDecay::Constant) => Schedule::Constant(lr),
+                    (_, LrDecay::Constant) => Schedule::WarmupCosine { lr, warmup, min_lr: lr, steps },
+                    (_, LrDecay::Cosine) => Schedule::WarmupCosine { lr, warmup, min_lr, steps },
+                };
+                TrainConfig {
+                    steps,
+                    batch_size: Some(batch_size),
+                    schedule,
+                    weight_decay,
+                    decay_matrices_only,
+                    grad_clip,
+                    ..TrainConfig::makemore()
+                }
+            }
             _ => TrainConfig::makemore(),
+        }
+    }
+
+    /// The Transformer's model levers (the defaults for the other kinds).
+    fn transformer_options(&self) -> TransformerOptions {
+        match *self {
+            Spec::Transformer { dropout, tie_weights, .. } => TransformerOptions { dropout, tie_weights },
+            _ => TransformerOptions::default(),
         }
     }
 
@@ -328,7 +534,7 @@ impl Spec {
     fn makemore(&self, vocab_size: usize) -> Option<(Kind, ModelConfig)> {
         let d = ModelConfig { vocab_size, ..ModelConfig::default() };
         Some(match *self {
-            Spec::Transformer { block_size, n_layer, n_head, n_embd } => {
+            Spec::Transformer { block_size, n_layer, n_head, n_embd, .. } => {
                 (Kind::Transformer, ModelConfig { block_size, n_layer, n_head, n_embd, ..d })
             }
             Spec::Bow { block_size, n_embd, n_embd2 } => {
@@ -378,7 +584,9 @@ impl Spec {
             }
             _ => {
                 let (kind, config) = self.makemore(vocab_size).expect("makemore.py's kinds");
-                kind.num_params(&config)
+                // A tied lm_head has no weight of its own.
+                let tied = if self.transformer_options().tie_weights { c(config.n_embd) * v } else { 0 };
+                kind.num_params(&config).saturating_sub(tied)
             }
         }
     }
@@ -406,6 +614,10 @@ impl Spec {
                 vocab,
                 rng,
             )?),
+            Spec::Transformer { .. } => {
+                let (_, config) = self.makemore(vocab.len()).expect("makemore.py's kinds");
+                AnyModel::Makemore(Makemore::transformer(config, self.transformer_options(), vocab, rng)?)
+            }
             _ => {
                 let (kind, config) = self.makemore(vocab.len()).expect("makemore.py's kinds");
                 AnyModel::Makemore(Makemore::new(kind, config, vocab, rng)?)

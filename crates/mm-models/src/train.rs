@@ -29,6 +29,21 @@ pub enum Schedule {
     /// Piecewise constant: `(first step, rate)` pairs in increasing order of step; before the
     /// first pair, the first rate.
     Piecewise(Vec<(usize, f32)>),
+    /// Linear warmup, then cosine decay, as GPT training does (nanoGPT's `get_lr`): from step 0
+    /// the rate climbs linearly, `lr * (step + 1) / warmup`, reaching `lr` at step `warmup - 1`;
+    /// then it follows half a cosine, `min_lr + (lr - min_lr) * (1 + cos(pi * r)) / 2` with
+    /// `r = (step - warmup) / (steps - warmup)`, from `lr` down to `min_lr` at step `steps`,
+    /// and stays at `min_lr` after it. PyTorch: `LinearLR` chained with `CosineAnnealingLR`.
+    WarmupCosine {
+        /// The peak rate, reached at the end of the warmup.
+        lr: f32,
+        /// Steps of linear warmup (0 for none).
+        warmup: usize,
+        /// The rate at the end of the decay.
+        min_lr: f32,
+        /// The step at which the decay reaches `min_lr`: the run's length.
+        steps: usize,
+    },
 }
 
 impl Schedule {
@@ -57,6 +72,15 @@ impl Schedule {
                 .last()
                 .or(points.first())
                 .map_or(0.0, |p| p.1),
+            Schedule::WarmupCosine { lr, warmup, min_lr, steps } => {
+                if step < *warmup {
+                    return (f64::from(*lr) * (step + 1) as f64 / *warmup as f64) as f32;
+                }
+                let span = steps.saturating_sub(*warmup);
+                let r = if span == 0 { 1.0 } else { ((step - warmup) as f64 / span as f64).min(1.0) };
+                let coeff = 0.5 * (1.0 + (std::f64::consts::PI * r).cos());
+                (f64::from(*min_lr) + coeff * (f64::from(*lr) - f64::from(*min_lr))) as f32
+            }
         }
     }
 
@@ -68,6 +92,7 @@ impl Schedule {
                 return Err(ModelError::Config("an empty schedule".into()));
             }
             Schedule::Piecewise(p) => p.iter().map(|x| x.1).collect(),
+            Schedule::WarmupCosine { lr, min_lr, .. } => vec![*lr, *min_lr],
         };
         match rates.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
             Some(r) => {
@@ -105,6 +130,14 @@ pub struct TrainConfig {
     pub betas: (f32, f32),
     /// Weight decay (L2 for SGD, decoupled for AdamW); 0 for none.
     pub weight_decay: f32,
+    /// AdamW: decay only the matrices (parameters of two or more axes: the weights of linear
+    /// layers and the embedding tables), not the vectors (biases, LayerNorm's gains and
+    /// shifts), as nanoGPT's `configure_optimizers` groups them (`p.dim() >= 2`). `false`:
+    /// every parameter decays, as makemore.py's `AdamW(model.parameters(), ...)`.
+    pub decay_matrices_only: bool,
+    /// Clip the gradients' global norm to this before each update
+    /// (`torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)`); 0 for no clipping.
+    pub grad_clip: f32,
     /// Evaluate on the dev set every this many steps (and after the last); 0 for never.
     pub eval_every: usize,
     /// The seed of the minibatch sampling.
@@ -122,6 +155,8 @@ impl TrainConfig {
             optimizer: OptimizerKind::Sgd,
             betas: (0.9, 0.999),
             weight_decay: 0.0,
+            decay_matrices_only: false,
+            grad_clip: 0.0,
             eval_every: 10_000,
             seed: 42,
         }
@@ -137,6 +172,8 @@ impl TrainConfig {
             optimizer: OptimizerKind::Sgd,
             betas: (0.9, 0.999),
             weight_decay: 0.0,
+            decay_matrices_only: false,
+            grad_clip: 0.0,
             eval_every: 0,
             seed: 42,
         }
@@ -153,6 +190,8 @@ impl TrainConfig {
             optimizer: OptimizerKind::AdamW,
             betas: (0.9, 0.99),
             weight_decay: 0.01,
+            decay_matrices_only: false,
+            grad_clip: 0.0,
             eval_every: 1_000,
             seed: 3407,
         }
@@ -307,6 +346,14 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
     if cfg.batch_size == Some(0) {
         return Err(ModelError::Config("batch_size must be at least 1".into()).into());
     }
+    if !(cfg.grad_clip.is_finite() && cfg.grad_clip >= 0.0) {
+        let msg = format!("grad_clip {} is not a finite, non-negative norm", cfg.grad_clip);
+        return Err(ModelError::Config(msg).into());
+    }
+    if cfg.decay_matrices_only && cfg.optimizer != OptimizerKind::AdamW {
+        let msg = "decay_matrices_only needs AdamW (SGD's L2 decay applies to every parameter)";
+        return Err(ModelError::Config(msg.into()).into());
+    }
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut batch = Batch::new(cfg.batch_size.unwrap_or(0), model.block_size());
     let mut tape = Tape::new();
@@ -316,6 +363,12 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
     let mut adamw = AdamW::new(cfg.schedule.lr(0));
     adamw.weight_decay = cfg.weight_decay;
     (adamw.beta1, adamw.beta2) = cfg.betas;
+    if cfg.decay_matrices_only {
+        let params = model.params();
+        for id in params.ids() {
+            adamw.set_decay(id, params.shape(id).rank() >= 2);
+        }
+    }
     match (&from.adamw, cfg.optimizer) {
         (Some(state), OptimizerKind::AdamW) => {
             adamw.set_state(model.params(), state.clone()).map_err(ModelError::from)?
@@ -367,6 +420,9 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
                 (batch.x.view(), batch.y.as_slice().expect("a batch is contiguous"))
             }
         };
+        // Dropout's masks are drawn from the run's seed and the step, so that a continued run
+        // draws those of an uninterrupted one.
+        model.begin_step(cfg.seed, step);
         let loss = {
             let g = tape.graph(model.params());
             let loss = model.loss(&g, x, y);
@@ -377,6 +433,9 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
         if finite && !loss.is_finite() {
             let what = format!("the training loss is {loss}");
             return Err(ModelError::Diverged { step: step + 1, what }.into());
+        }
+        if cfg.grad_clip > 0.0 {
+            grads.clip_norm(f64::from(cfg.grad_clip));
         }
         opt!().step(model.params_mut(), &grads).map_err(ModelError::from)?;
         if !stats.is_empty() {

@@ -36,7 +36,7 @@ fn settings_are_parsed_by_name_with_errors_that_name_them() {
         move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string())
     };
     let t = Spec::parse("transformer", sizes(&[("n_layer", "2"), ("n_embd", "32")]), false).unwrap();
-    assert_eq!(t, Spec::Transformer { block_size: 16, n_layer: 2, n_head: 4, n_embd: 32 });
+    assert_eq!(t, Spec::transformer(16, 2, 4, 32));
     assert_eq!(
         Spec::parse("transformer", sizes(&[("n_layer", "2")]), true),
         Err(SpecError::Setting { key: "block_size".into(), problem: "missing".into() })

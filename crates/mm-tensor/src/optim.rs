@@ -1,5 +1,7 @@
 //! Optimizers: plain SGD (optionally with weight decay) and AdamW, each updating a
-//! [`ParamStore`] from [`Grads`], with a settable learning rate for schedules.
+//! [`ParamStore`] from [`Grads`], with a settable learning rate for schedules; and gradient
+//! clipping by global norm ([`Grads::clip_norm`], PyTorch's `clip_grad_norm_`), applied between
+//! the backward pass and the optimizer's step.
 
 use crate::kernels::update::{self, AdamWStep};
 use crate::param::{Buf, check_like};
@@ -237,6 +239,45 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
 
     fn set_lr(&mut self, lr: T) {
         self.lr = lr;
+    }
+}
+
+impl<T: Float> Grads<T> {
+    /// The global L2 norm of every gradient taken together, `sqrt(sum of g²)` over all
+    /// parameters (accumulated in `f64`), as `torch.nn.utils.clip_grad_norm_` measures it.
+    pub fn global_norm(&self) -> f64 {
+        self.bufs.iter().flat_map(|b| &b.data).map(|g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt()
+    }
+
+    /// Clips the gradients by their global norm, as `torch.nn.utils.clip_grad_norm_(params,
+    /// max_norm)`: every gradient is scaled by `max_norm / (norm + 1e-6)` when that is below 1
+    /// (so the clipped norm is `max_norm`, to 1e-6), and left alone otherwise. Returns the norm
+    /// before clipping (what PyTorch returns, and what a log of gradient norms wants). A
+    /// non-finite norm leaves the gradients as they are (a diverged step stays visible in the
+    /// loss instead of turning every weight into NaN); so does a `max_norm` that is not a
+    /// finite positive number. Allocates nothing.
+    ///
+    /// ```
+    /// use mm_tensor::{Grads, ParamStore, Tape};
+    /// let mut params = ParamStore::new();
+    /// let w = params.add("w", ndarray::arr1(&[3.0f64, 4.0]).into_dyn())?;
+    /// let mut grads = Grads::new(&params);
+    /// let mut tape = Tape::new();
+    /// let g = tape.graph(&params);
+    /// let loss = (g.param(w) * g.param(w)).sum(); // gradient 2w = [6, 8], norm 10
+    /// g.backward(loss, &mut grads)?;
+    /// assert_eq!(grads.clip_norm(1.0), 10.0);
+    /// assert!((grads.global_norm() - 1.0).abs() < 1e-6);
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn clip_norm(&mut self, max_norm: f64) -> f64 {
+        let norm = self.global_norm();
+        let coef = max_norm / (norm + 1e-6);
+        if norm.is_finite() && max_norm.is_finite() && max_norm > 0.0 && coef < 1.0 {
+            let c = T::of(coef);
+            self.bufs.iter_mut().flat_map(|b| b.data.iter_mut()).for_each(|g| *g *= c);
+        }
+        norm
     }
 }
 

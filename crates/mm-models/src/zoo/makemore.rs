@@ -8,7 +8,10 @@ use ndarray::ArrayView2;
 use rand::RngCore;
 
 use super::transformer::KvCache;
-use super::{BigramMakemore, BoW, Builder, Gru, MlpMakemore, ModelConfig, Rnn, Transformer, ZooModel};
+use super::{
+    BigramMakemore, BoW, Builder, Gru, MlpMakemore, ModelConfig, Rnn, Transformer, TransformerOptions,
+    ZooModel,
+};
 use crate::{Decoder, Model, ModelError, Result};
 
 /// One of makemore.py's model types (its `--type`), under its name in this project.
@@ -164,16 +167,33 @@ impl Makemore {
     /// A fresh model of `kind`, initialised as PyTorch's modules are, from `rng`.
     /// `config.vocab_size` must be the vocabulary's size.
     pub fn new(kind: Kind, config: ModelConfig, vocab: &Vocab, rng: &mut dyn RngCore) -> Result<Makemore> {
-        Self::build(kind, config, vocab, Builder::init(rng))
+        Self::build(kind, config, TransformerOptions::default(), vocab, Builder::init(rng))
+    }
+
+    /// A fresh Transformer with the levers of `options` (dropout, weight tying), initialised
+    /// from `rng`.
+    pub fn transformer(
+        config: ModelConfig,
+        options: TransformerOptions,
+        vocab: &Vocab,
+        rng: &mut dyn RngCore,
+    ) -> Result<Makemore> {
+        Self::build(Kind::Transformer, config, options, vocab, Builder::init(rng))
     }
 
     /// The model of `kind` with the parameters of `state`, by their `state_dict()` names (as
     /// `load_state_dict(strict=True)`).
     pub fn load(kind: Kind, config: ModelConfig, vocab: &Vocab, state: &ParamStore<f32>) -> Result<Makemore> {
-        Self::build(kind, config, vocab, Builder::load(state))
+        Self::build(kind, config, TransformerOptions::default(), vocab, Builder::load(state))
     }
 
-    fn build(kind: Kind, config: ModelConfig, vocab: &Vocab, b: Builder<'_, f32>) -> Result<Makemore> {
+    fn build(
+        kind: Kind,
+        config: ModelConfig,
+        options: TransformerOptions,
+        vocab: &Vocab,
+        b: Builder<'_, f32>,
+    ) -> Result<Makemore> {
         if config.vocab_size != vocab.len() {
             return Err(ModelError::Config(format!(
                 "{}: vocab_size {} is not the vocabulary's {} tokens",
@@ -183,7 +203,7 @@ impl Makemore {
             )));
         }
         let net = match kind {
-            Kind::Transformer => Net::Transformer(Transformer::build(config, b)?),
+            Kind::Transformer => Net::Transformer(Transformer::build_with(config, options, b)?),
             Kind::Bow => Net::Bow(BoW::build(config, b)?),
             Kind::Rnn => Net::Rnn(Rnn::build(config, b)?),
             Kind::Gru => Net::Gru(Gru::build(config, b)?),
@@ -201,6 +221,14 @@ impl Makemore {
     /// The sizes.
     pub fn model_config(&self) -> &ModelConfig {
         each!(&self.net, m => m.config())
+    }
+
+    /// The Transformer's levers (the defaults for the other kinds, which have none).
+    pub fn transformer_options(&self) -> TransformerOptions {
+        match &self.net {
+            Net::Transformer(m) => m.options(),
+            _ => TransformerOptions::default(),
+        }
     }
 }
 
@@ -221,13 +249,27 @@ impl Model for Makemore {
         Layout::Words
     }
 
-    /// `block_size`, `vocab_size`, and the sizes the kind reads.
+    /// `block_size`, `vocab_size`, the sizes the kind reads, and the Transformer's levers that
+    /// are not at their defaults (so that makemore's models record what they always did).
     fn config(&self) -> Vec<(&'static str, String)> {
         let c = self.model_config();
         let mut out =
             vec![("block_size", c.block_size.to_string()), ("vocab_size", c.vocab_size.to_string())];
         out.extend(self.kind.sizes().iter().map(|&name| (name, c.size(name).to_string())));
+        let o = self.transformer_options();
+        if o.dropout != 0.0 {
+            out.push(("dropout", o.dropout.to_string()));
+        }
+        if o.tie_weights {
+            out.push(("tie_weights", "true".into()));
+        }
         out
+    }
+
+    fn begin_step(&self, seed: u64, step: usize) {
+        if let Net::Transformer(m) = &self.net {
+            m.begin_step(seed, step);
+        }
     }
 
     fn params(&self) -> &ParamStore<f32> {

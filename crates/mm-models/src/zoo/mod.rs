@@ -33,7 +33,7 @@ pub use makemore::{Kind, Makemore};
 pub use mlp_makemore::MlpMakemore;
 pub use params::{Builder, Init, ParamError};
 pub use rnn::{Cell, Gru, GruCell, Recurrent, Rnn, RnnCell};
-pub use transformer::{KvCache, Transformer};
+pub use transformer::{KvCache, Transformer, TransformerOptions};
 
 use mm_tensor::{Float, Graph, ParamStore, Var};
 use ndarray::ArrayView2;

@@ -2,12 +2,82 @@
 //! (`wte`, `wpe`), `n_layer` pre-LayerNorm blocks of causal multi-head self-attention and a 4x
 //! MLP with `NewGELU`, a final LayerNorm (`ln_f`) and `lm_head` without bias. makemore's
 //! default (n_layer 4, n_head 4, n_embd 64, block_size 16, vocab 27) has 204,544 parameters.
+//!
+//! [`TransformerOptions`] adds two levers that makemore.py does not have (issue #14), both off
+//! by default, so that the default model is makemore's exactly (its parameters, names, values
+//! and golden cases):
+//!
+//! - **Dropout** where GPT-2 (nanoGPT's `model.py`) puts it on the residual stream: on the sum
+//!   of the token and position embeddings (`transformer.drop`), after attention's `c_proj`
+//!   (`resid_dropout`) and after the MLP's `c_proj` (`mlp.dropout`). GPT-2's fourth place, on
+//!   the attention weights (`attn_dropout`), is left out: the engine's fused
+//!   `causal_self_attention` keeps its weights inside one node, and dropping them would mean
+//!   going back to the composed attention (or a new op). Dropout is the identity in a graph
+//!   without gradients (evaluation, sampling), as in `model.eval()`.
+//! - **Weight tying** (Press & Wolf 2017; GPT-2's `wte.weight = lm_head.weight`): `lm_head`
+//!   reads its `[vocab_size, n_embd]` weight from `transformer.wte.weight`, one parameter used
+//!   twice, whose gradient is the sum of both uses. The tied model has no `lm_head.weight`;
+//!   the shared table starts as nanoGPT's does when it ties, with the `nn.Linear` initialisation
+//!   of `lm_head` (uniform in `±1/sqrt(n_embd)`), not `nn.Embedding`'s `N(0, 1)`, whose logits
+//!   would start `sqrt(n_embd)` times too large.
+
+use std::sync::{Mutex, MutexGuard};
 
 use mm_tensor::{Float, Graph, ParamStore, Var};
 use ndarray::ArrayView2;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
-use super::{Builder, Embedding, LayerNorm, Linear, ModelConfig, ZooModel};
-use crate::Result;
+use super::{Builder, Embedding, Init, LayerNorm, Linear, ModelConfig, ZooModel};
+use crate::{ModelError, Result};
+
+/// The Transformer's levers beyond makemore.py (see the module's documentation). The default
+/// is makemore's model: no dropout, no tying.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TransformerOptions {
+    /// The probability of zeroing an activation of the residual stream in training (`nn.Dropout(p)`
+    /// after the embeddings and each block's two projections); 0 for none.
+    pub dropout: f32,
+    /// Whether `lm_head` shares its weight with the token embedding `wte`.
+    pub tie_weights: bool,
+}
+
+impl TransformerOptions {
+    /// Checks the options: a dropout probability in `[0, 1)`.
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelError::Config(format!(
+                "transformer: dropout {} is not a probability in [0, 1)",
+                self.dropout
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The generator of dropout's masks: reseeded by the training loop before each step
+/// ([`Transformer::begin_step`]), behind a lock because the forward pass reads the model
+/// through a shared reference (and evaluation shares it among threads; evaluation draws
+/// nothing and never takes the lock).
+#[derive(Debug)]
+struct MaskRng(Mutex<SmallRng>);
+
+impl MaskRng {
+    fn new(seed: u64) -> Self {
+        MaskRng(Mutex::new(SmallRng::seed_from_u64(seed)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SmallRng> {
+        // A panic while it was held left a generator, not a broken invariant.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clone for MaskRng {
+    fn clone(&self) -> Self {
+        MaskRng(Mutex::new(self.lock().clone()))
+    }
+}
 
 /// makemore's `CausalSelfAttention`: `c_attn` projects to q, k, v for all heads at once
 /// (`[3 n_embd, n_embd]`), `c_proj` mixes the heads' outputs.
@@ -27,6 +97,7 @@ impl CausalSelfAttention {
     /// without its copies).
     fn forward<'g, T: Float>(&self, x: Var<'g, T>) -> Var<'g, T> {
         let qkv = self.c_attn.forward(x); // [B, T, 3C]: q, k, v side by side
+        // (GPT-2's attn_dropout would act on the weights inside the next op: see the module.)
         let y = qkv.causal_self_attention(self.n_head); // [B, T, C]: the heads side by side
         self.c_proj.forward(y)
     }
@@ -58,10 +129,15 @@ impl Block {
         })
     }
 
-    fn forward<'g, T: Float>(&self, x: Var<'g, T>) -> Var<'g, T> {
-        let x = x + self.attn.forward(self.ln_1.forward(x));
+    /// `drop` is the dropout of the residual branches (the identity without dropout).
+    fn forward<'g, T: Float>(
+        &self,
+        x: Var<'g, T>,
+        drop: &mut impl FnMut(Var<'g, T>) -> Var<'g, T>,
+    ) -> Var<'g, T> {
+        let x = x + drop(self.attn.forward(self.ln_1.forward(x)));
         // `gelu` is the tanh approximation: makemore's `NewGELU`.
-        x + self.c_proj.forward(self.c_fc.forward(self.ln_2.forward(x)).gelu())
+        x + drop(self.c_proj.forward(self.c_fc.forward(self.ln_2.forward(x)).gelu()))
     }
 }
 
@@ -69,6 +145,8 @@ impl Block {
 #[derive(Clone, Debug)]
 pub struct Transformer<T = f32> {
     config: ModelConfig,
+    options: TransformerOptions,
+    rng: MaskRng,
     params: ParamStore<T>,
     wte: Embedding,
     wpe: Embedding,
@@ -84,17 +162,8 @@ impl<T: Float> ZooModel<T> for Transformer<T> {
 
     /// `transformer.wte`, `transformer.wpe`, `transformer.h.{i}.*`, `transformer.ln_f`,
     /// `lm_head` (no bias).
-    fn build(config: ModelConfig, mut b: Builder<'_, T>) -> Result<Self> {
-        config.check("transformer")?;
-        let c = &config;
-        let wte = Embedding::new(&mut b, "transformer.wte", c.vocab_size, c.n_embd)?;
-        let wpe = Embedding::new(&mut b, "transformer.wpe", c.block_size, c.n_embd)?;
-        let h = (0..c.n_layer)
-            .map(|i| Block::new(&mut b, &format!("transformer.h.{i}"), c))
-            .collect::<Result<Vec<_>>>()?;
-        let ln_f = LayerNorm::new(&mut b, "transformer.ln_f", c.n_embd)?;
-        let lm_head = Linear::new(&mut b, "lm_head", c.n_embd, c.vocab_size, false)?;
-        Ok(Transformer { config, params: b.finish()?, wte, wpe, h, ln_f, lm_head })
+    fn build(config: ModelConfig, b: Builder<'_, T>) -> Result<Self> {
+        Self::build_with(config, TransformerOptions::default(), b)
     }
 
     fn config(&self) -> &ModelConfig {
@@ -109,16 +178,70 @@ impl<T: Float> ZooModel<T> for Transformer<T> {
         &mut self.params
     }
 
-    /// `x = wte(idx) + wpe(arange(t))`; the blocks; `lm_head(ln_f(x))`. A `t` beyond
+    /// `x = drop(wte(idx) + wpe(arange(t)))`; the blocks; `lm_head(ln_f(x))`. A `t` beyond
     /// `block_size` is the error of the position table's narrow (makemore asserts).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         let tok_emb = self.wte.forward(g, &idx); // [B, T, C]
         let pos_emb = self.wpe.first(g, idx.ncols()); // [T, C], broadcast over the batch
-        let mut x = tok_emb + pos_emb;
+        // The masks' generator, locked for the pass, only when dropout draws anything.
+        let p = f64::from(self.options.dropout);
+        let mut rng = (p > 0.0 && g.is_grad()).then(|| self.rng.lock());
+        let mut drop = |v: Var<'g, T>| match rng.as_mut() {
+            Some(rng) => v.dropout(p, &mut **rng),
+            None => v,
+        };
+        let mut x = drop(tok_emb + pos_emb);
         for block in &self.h {
-            x = block.forward(x);
+            x = block.forward(x, &mut drop);
         }
         self.lm_head.forward(self.ln_f.forward(x))
+    }
+}
+
+impl<T: Float> Transformer<T> {
+    /// The model with `options`, its parameters declared through `b` (as [`ZooModel::build`],
+    /// which builds makemore's model: the default options).
+    pub fn build_with(
+        config: ModelConfig,
+        options: TransformerOptions,
+        mut b: Builder<'_, T>,
+    ) -> Result<Self> {
+        config.check("transformer")?;
+        options.check()?;
+        let c = &config;
+        let wte = if options.tie_weights {
+            // lm_head's weight, shared: nn.Linear's initialisation (see the module).
+            let init = Init::Uniform { fan_in: c.n_embd };
+            Embedding { weight: b.param("transformer.wte.weight", &[c.vocab_size, c.n_embd], init)? }
+        } else {
+            Embedding::new(&mut b, "transformer.wte", c.vocab_size, c.n_embd)?
+        };
+        let wpe = Embedding::new(&mut b, "transformer.wpe", c.block_size, c.n_embd)?;
+        let h = (0..c.n_layer)
+            .map(|i| Block::new(&mut b, &format!("transformer.h.{i}"), c))
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::new(&mut b, "transformer.ln_f", c.n_embd)?;
+        let lm_head = if options.tie_weights {
+            Linear { weight: wte.weight, bias: None }
+        } else {
+            Linear::new(&mut b, "lm_head", c.n_embd, c.vocab_size, false)?
+        };
+        let rng = MaskRng::new(0);
+        Ok(Transformer { config, options, rng, params: b.finish()?, wte, wpe, h, ln_f, lm_head })
+    }
+
+    /// The levers beyond makemore.py.
+    pub fn options(&self) -> TransformerOptions {
+        self.options
+    }
+
+    /// Reseeds dropout's masks for step `step` of a run seeded `seed` (see
+    /// [`crate::Model::begin_step`]); nothing without dropout.
+    pub fn begin_step(&self, seed: u64, step: usize) {
+        if self.options.dropout > 0.0 {
+            let mixed = seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            *self.rng.lock() = SmallRng::seed_from_u64(mixed);
+        }
     }
 }
 

@@ -12,16 +12,21 @@ fn outdir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()))
 }
 
-/// Runs `xtask lr-sweep ARGS` in the workspace and returns its stdout.
-fn lr_sweep(args: &[&str]) -> String {
+/// Runs `xtask lr-sweep ARGS` in the workspace.
+fn run(args: &[&str]) -> std::process::Output {
     let names = workspace().join("data/names.txt");
     assert!(names.is_file(), "{} is missing: run `cargo xtask download`", names.display());
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
         .current_dir(workspace())
         .arg("lr-sweep")
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `xtask lr-sweep ARGS`, which must succeed, and returns its stdout.
+fn lr_sweep(args: &[&str]) -> String {
+    let out = run(args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -115,12 +120,7 @@ fn a_missing_dataset_is_one_line_with_the_fix() {
 
 /// Runs `xtask lr-sweep ARGS` and returns its exit code and stderr.
 fn lr_sweep_status(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .current_dir(workspace())
-        .arg("lr-sweep")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = run(args);
     (out.status.code(), String::from_utf8(out.stderr).unwrap())
 }
 

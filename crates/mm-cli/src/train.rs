@@ -492,6 +492,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if config.block_size == 0 {
         // makemore's: the longest item and its end token.
         config.block_size = stats.max_len + 1;
+        let most = *mm_models::limits::BLOCK_SIZE.end() as usize;
+        if config.block_size > most {
+            bail!(
+                "the longest line of {} has {} characters, and a {} reads a whole line at once, up to {}: \
+                 shorten or drop the longer lines",
+                args.data.data.display(),
+                stats.max_len,
+                config.model,
+                most - 1
+            );
+        }
     }
     let spec = config.checked_spec(vocab.len())?;
     let (block_size, layout) = (spec.block_size(), spec.layout());

@@ -145,3 +145,21 @@ fn ignored_or_contradictory_flags_are_usage_errors() {
     }
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// makemore.py's kinds read a whole line at once, so their block size is the longest line + 1:
+/// a line past the limit is one error that says which limit and what to do.
+#[test]
+fn a_line_too_long_for_a_whole_word_model_says_what_to_do() {
+    let d = workdir();
+    let long = "a".repeat(1500);
+    std::fs::write(d.join("long.txt"), format!("emma\nolivia\n{long}\nava\nisabella\nmia\n")).unwrap();
+    let out = run(&d, &["train", "--model", "bigram-makemore", "--data", "long.txt", "--out", "r"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("the longest line of long.txt has 1500 characters")
+            && err.contains("up to 1023: shorten or drop the longer lines"),
+        "{err}"
+    );
+}

@@ -170,6 +170,7 @@ impl<T: Float> Ctx<'_, T> {
             Op::VarAxes { x, axes, correction } => self.moments_grad(x, axes, Some(correction), g, sinks),
             Op::Softmax { x, axis } => self.softmax_grad(x, axis, false, shape, g, sinks),
             Op::LogSoftmax { x, axis } => self.softmax_grad(x, axis, true, shape, g, sinks),
+            Op::CausalMean { x, axis } => self.causal_mean_grad(x, axis, g, sinks),
             // ops/shape.rs
             Op::Reshape(x) => self.reshape_grad(x, g, sinks),
             Op::Transpose(x) => self.transpose_grad(x, shape, g, sinks),

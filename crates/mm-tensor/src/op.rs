@@ -81,6 +81,8 @@ pub(crate) enum Op {
     Softmax { x: NodeId, axis: u8 },
     /// Log-softmax along an axis.
     LogSoftmax { x: NodeId, axis: u8 },
+    /// The running mean along an axis: element `k` is the mean of elements `0..=k`.
+    CausalMean { x: NodeId, axis: u8 },
 
     // Shapes (`ops/shape.rs`).
     /// Same elements, another shape (shares its input's value).

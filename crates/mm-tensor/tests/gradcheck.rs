@@ -320,6 +320,13 @@ fn zoo_reductions() {
     }
     check("softmax-4d", &[(&[2, 2, 3, 3], N)], |_, x| x[0].softmax(3));
     check("log_softmax-4d", &[(&[2, 2, 3, 3], N)], |_, x| x[0].log_softmax(3));
+    // The running mean along each axis, columns past one register block (64) included.
+    for axis in 0..3 {
+        check("causal_mean", &[(&[3, 4, 5], N)], |_, x| x[0].causal_mean(axis));
+    }
+    check("causal_mean-wide", &[(&[2, 3, 70], N)], |_, x| x[0].causal_mean(1));
+    // Its input used twice: the second gradient is added.
+    check("causal_mean-reused", &[(&[2, 3, 4], N)], |_, x| x[0].causal_mean(1) * x[0] + x[0].causal_mean(1));
 }
 
 #[test]

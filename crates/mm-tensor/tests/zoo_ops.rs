@@ -550,3 +550,43 @@ fn fused_ops_take_empty_sizes() {
     g.backward_from(y, ndarray::ArrayD::zeros(vec![2, 0]).view(), &mut grads).unwrap();
     assert!(grads.get(c).iter().all(|&v| v == 0.0));
 }
+
+/// The running mean against makemore's `CausalBoW` written out (the softmax of zeros under the
+/// causal mask, times `x`): the same values and gradients, at every sequence length up to the
+/// mask's, and empty sizes give empty results and zero gradients.
+#[test]
+fn causal_mean_equals_makemores_causal_bow() {
+    for (b, t, c) in [(3, 5, 4), (2, 1, 3), (2, 16, 70)] {
+        let mut params = ParamStore::<f64>::new();
+        let id = params.add("x", randn(&[b, t, c], 11)).unwrap();
+        let upstream = randn(&[b, t, c], 12);
+        let run = |fused: bool| {
+            let mut tape = Tape::new();
+            let mut grads = Grads::new(&params);
+            let g = tape.graph(&params);
+            let x = g.param(id);
+            let y = if fused {
+                x.causal_mean(1)
+            } else {
+                let mask = mm_tensor::causal_mask(t);
+                let att = g.input(&[t, t], &vec![0.0; t * t]).masked_fill(&mask.view(), f64::NEG_INFINITY);
+                att.softmax(1).matmul(x)
+            };
+            g.backward_from(y, upstream.view(), &mut grads).unwrap();
+            (y.to_array(), grads.get(id).to_owned())
+        };
+        let ((yf, gf), (yc, gc)) = (run(true), run(false));
+        assert_eq!(yf.shape(), &[b, t, c]);
+        assert!(yf.iter().zip(&yc).all(|(a, b)| (a - b).abs() < 1e-12), "[{b}, {t}, {c}]: values");
+        assert!(gf.iter().zip(&gc).all(|(a, b)| (a - b).abs() < 1e-12), "[{b}, {t}, {c}]: gradients");
+    }
+    let params = ParamStore::<f32>::new();
+    let mut tape = Tape::new();
+    let g = tape.graph(&params);
+    for shape in [[0, 3, 2], [2, 0, 2], [2, 3, 0]] {
+        let y = g.input(&shape, &[]).causal_mean(1);
+        assert_eq!(y.shape().dims(), shape);
+    }
+    let bad = g.input(&[2, 3], &[0.0; 6]).try_causal_mean(2).unwrap_err();
+    assert_eq!(bad.to_string(), "causal_mean: axis 2 is out of range for shape [2, 3]");
+}

@@ -3,29 +3,19 @@
 //! input) and `lm_head`. makemore's default (n_embd 64, n_embd2 64, block_size 16, vocab 27)
 //! has 12,827 parameters.
 
-use mm_tensor::{Float, Graph, ParamStore, Var, causal_mask};
-use ndarray::{Array2, ArrayView2, s};
+use mm_tensor::{Float, Graph, ParamStore, Var};
+use ndarray::ArrayView2;
 
 use super::{Builder, Embedding, Linear, ModelConfig, ZooModel};
 use crate::Result;
 
-/// makemore's `CausalBoW`: each position becomes the mean of the positions up to it, written as
-/// makemore writes it, attention with zero scores: `softmax(zeros.masked_fill(mask, -inf)) @ x`.
-/// `mask` is the causal mask of the longest sequence (`[block_size, block_size]`, true above the
-/// diagonal) and `zeros` as many zeros: made once with the model, so that a step allocates
-/// nothing.
-fn causal_bow<'g, T: Float>(x: Var<'g, T>, mask: &Array2<bool>, zeros: &[T]) -> Var<'g, T> {
-    // x is [B, T, C] (or an earlier error's placeholder, which passes through).
-    let &[_, t, _] = x.shape().dims() else { return x };
-    if t > mask.nrows() {
-        // Past the block: the position table's narrow has already failed with its error.
-        return x;
-    }
-    let g = x.graph();
-    // [T, T], the same for every sequence: it broadcasts over the batch in the product.
-    let mask = mask.slice(s![..t, ..t]);
-    let att = g.input(&[t, t], &zeros[..t * t]).masked_fill(&mask, f64::NEG_INFINITY).softmax(1);
-    att.matmul(x) // (T, T) x (B, T, C) -> (B, T, C)
+/// makemore's `CausalBoW`: each position becomes the mean of the positions up to it. makemore
+/// writes it as attention with zero scores, `softmax(zeros.masked_fill(mask, -inf)) @ x`, whose
+/// weights are `1 / (t + 1)` on and below the diagonal: the running mean along the sequence
+/// axis, which `causal_mean` takes in one pass instead of a `T x T` product per sequence (the
+/// two agree to rounding: `tests/zoo_ops.rs` in mm-tensor).
+fn causal_bow<'g, T: Float>(x: Var<'g, T>) -> Var<'g, T> {
+    x.causal_mean(1) // x is [B, T, C]
 }
 
 /// makemore's `BoWBlock`: `x + cbow(x)`, then `x + mlp.c_proj(tanh(mlp.c_fc(x)))`.
@@ -36,8 +26,8 @@ struct BoWBlock {
 }
 
 impl BoWBlock {
-    fn forward<'g, T: Float>(&self, x: Var<'g, T>, mask: &Array2<bool>, zeros: &[T]) -> Var<'g, T> {
-        let x = x + causal_bow(x, mask, zeros);
+    fn forward<'g, T: Float>(&self, x: Var<'g, T>) -> Var<'g, T> {
+        let x = x + causal_bow(x);
         x + self.c_proj.forward(self.c_fc.forward(x).tanh())
     }
 }
@@ -51,9 +41,6 @@ pub struct BoW<T = f32> {
     wpe: Embedding,
     context_block: BoWBlock,
     lm_head: Linear,
-    /// `causal_mask(block_size)`, and `block_size²` zeros (the attention's scores).
-    mask: Array2<bool>,
-    zeros: Vec<T>,
 }
 
 impl<T: Float> ZooModel<T> for BoW<T> {
@@ -72,8 +59,7 @@ impl<T: Float> ZooModel<T> for BoW<T> {
             c_proj: Linear::new(&mut b, "context_block.mlp.c_proj", c.n_embd2, c.n_embd, true)?,
         };
         let lm_head = Linear::new(&mut b, "lm_head", c.n_embd, c.vocab_size, true)?;
-        let (mask, zeros) = (causal_mask(c.block_size), vec![T::zero(); c.block_size * c.block_size]);
-        Ok(BoW { config, params: b.finish()?, wte, wpe, context_block, lm_head, mask, zeros })
+        Ok(BoW { config, params: b.finish()?, wte, wpe, context_block, lm_head })
     }
 
     fn config(&self) -> &ModelConfig {
@@ -92,6 +78,6 @@ impl<T: Float> ZooModel<T> for BoW<T> {
     /// is the error of the position table's narrow (makemore asserts).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         let x = self.wte.forward(g, &idx) + self.wpe.first(g, idx.ncols());
-        self.lm_head.forward(self.context_block.forward(x, &self.mask, &self.zeros))
+        self.lm_head.forward(self.context_block.forward(x))
     }
 }

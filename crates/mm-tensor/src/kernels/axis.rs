@@ -55,6 +55,53 @@ pub(crate) fn spread<T: Float>(g: &[T], (outer, n, inner): Around, scale: T, dst
     }
 }
 
+/// Columns of a line block summed at once in [`causal_mean`] and its backward: the running sums
+/// stay in registers while the block walks down the axis.
+const COLUMNS: usize = 64;
+
+/// `y[o, k, i] = (1 / (k + 1)) · Σ_{j ≤ k} x[o, j, i]`: the running mean along the axis, the sum
+/// kept in order from `j = 0` and scaled by the reciprocal (as makemore's attention weights
+/// `1 / (t + 1)` scale each term).
+pub(crate) fn causal_mean<T: Float>(x: &[T], (outer, n, inner): Around, y: &mut Vec<T>) {
+    super::sized(y, outer * n * inner);
+    for (xs, ys) in x.chunks_exact((n * inner).max(1)).zip(y.chunks_exact_mut((n * inner).max(1))).take(outer)
+    {
+        for i0 in (0..inner).step_by(COLUMNS) {
+            let w = COLUMNS.min(inner - i0);
+            let mut sum = [T::zero(); COLUMNS];
+            for k in 0..n {
+                let inv = T::one() / T::of((k + 1) as f64);
+                let (row, out) = (&xs[k * inner + i0..][..w], &mut ys[k * inner + i0..][..w]);
+                for ((s, &v), o) in sum.iter_mut().zip(row).zip(out) {
+                    *s += v;
+                    *o = *s * inv;
+                }
+            }
+        }
+    }
+}
+
+/// `dst[o, j, i] (+)= Σ_{k ≥ j} g[o, k, i] / (k + 1)`: the backward of [`causal_mean`], a running
+/// sum from the end of the axis.
+pub(crate) fn causal_mean_grad<T: Float>(g: &[T], (outer, n, inner): Around, dst: &mut Vec<T>, acc: Acc) {
+    super::sized(dst, outer * n * inner);
+    let line = (n * inner).max(1);
+    for (gs, ds) in g.chunks_exact(line).zip(dst.chunks_exact_mut(line)).take(outer) {
+        for i0 in (0..inner).step_by(COLUMNS) {
+            let w = COLUMNS.min(inner - i0);
+            let mut sum = [T::zero(); COLUMNS];
+            for k in (0..n).rev() {
+                let inv = T::one() / T::of((k + 1) as f64);
+                let (row, out) = (&gs[k * inner + i0..][..w], &mut ds[k * inner + i0..][..w]);
+                for ((s, &v), o) in sum.iter_mut().zip(row).zip(out) {
+                    *s += v * inv;
+                    *o = if acc == Acc::Write { *s } else { *o + *s };
+                }
+            }
+        }
+    }
+}
+
 /// Visits every line along the axis: calls `f` with the flat indices of its `n` elements.
 fn lines((outer, n, inner): Around, mut f: impl FnMut(&dyn Fn(usize) -> usize, usize)) {
     for o in 0..outer {

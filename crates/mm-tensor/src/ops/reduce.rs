@@ -1,6 +1,6 @@
 //! Reductions: sums and means over one axis or all, means and variances over a set of axes
-//! (`x.mean((0, 1))`, `x.var(0, correction=1)`), and the stable softmax and log-softmax along
-//! an axis, with their gradient rules.
+//! (`x.mean((0, 1))`, `x.var(0, correction=1)`), the stable softmax and log-softmax along
+//! an axis, and the running (causal) mean along an axis, with their gradient rules.
 
 use crate::backward::{Ctx, Sinks};
 use crate::kernels::{Acc, axis, sized, zeros};
@@ -159,6 +159,40 @@ impl<'g, T: Float> Var<'g, T> {
     pub fn log_softmax(self, axis: usize) -> Self {
         self.g.sticky(self.try_log_softmax(axis))
     }
+
+    /// The running mean along `axis`, or the error: element `k` is the mean of elements
+    /// `0..=k` (`x.cumsum(axis) / torch.arange(1, n + 1)` along that axis).
+    ///
+    /// This is makemore's `CausalBoW`, whose attention weights are the softmax of zeros under a
+    /// causal mask, `1 / (t + 1)` on and below the diagonal: `att @ x` takes `T` multiply-adds
+    /// per element, the running sum one. Its backward is the running sum taken from the other
+    /// end, of the gradient scaled by `1 / (t + 1)`.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let params = ParamStore::<f64>::new();
+    /// let mut tape = Tape::new();
+    /// let g = tape.graph(&params);
+    /// let x = g.input(&[1, 3, 2], &[1.0, 10.0, 2.0, 20.0, 6.0, 0.0]);
+    /// let y = x.try_causal_mean(1)?;
+    /// assert_eq!(y.to_array().into_raw_vec_and_offset().0, [1.0, 10.0, 1.5, 15.0, 3.0, 10.0]);
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn try_causal_mean(self, axis: usize) -> Result<Self> {
+        self.g.live(&[self.id])?;
+        let shape = self.shape();
+        if axis >= shape.rank() {
+            return Err(TensorError::Axis { op: "causal_mean", axis, shape });
+        }
+        let (x, around) = (self.id, shape.around(axis));
+        let op = Op::CausalMean { x, axis: axis as u8 };
+        Ok(self.g.push(op, shape, false, &[x], |v, out, _| axis::causal_mean(v.get(x), around, out)))
+    }
+
+    /// The running mean along `axis` (see [`Var::try_causal_mean`]).
+    pub fn causal_mean(self, axis: usize) -> Self {
+        self.g.sticky(self.try_causal_mean(axis))
+    }
 }
 
 /// `axes` as a bit set, or the error for an axis out of range or repeated.
@@ -248,6 +282,13 @@ impl<T: Float> Ctx<'_, T> {
         let scale = if mean { T::one() / T::of(around.1 as f64) } else { T::one() };
         if let Some((dst, acc)) = sinks.get(x) {
             axis::spread(g, around, scale, dst, acc);
+        }
+    }
+
+    /// `causal_mean`: `dx[j] = Σ_{k ≥ j} g[k] / (k + 1)` along the axis.
+    pub(crate) fn causal_mean_grad(&self, x: NodeId, ax: u8, g: &[T], sinks: &mut Sinks<'_, T>) {
+        if let Some((dst, acc)) = sinks.get(x) {
+            axis::causal_mean_grad(g, self.shape(x).around(ax as usize), dst, acc);
         }
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod gelu;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm_avx512;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod tanh;
 pub(crate) mod update;
 

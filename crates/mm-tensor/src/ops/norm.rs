@@ -5,7 +5,7 @@
 use super::reduce::axis_bits;
 use crate::backward::{Ctx, Sinks};
 use crate::kernels::axis::{dot, lanes};
-use crate::kernels::{Acc, add_rows, sized, zeros};
+use crate::kernels::{Acc, add_rows, norm, sized, store, zeros};
 use crate::op::{BatchStats, NodeId, Op};
 use crate::tape::{Graph, Var};
 use crate::{Float, Result, TensorError};
@@ -246,7 +246,6 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.push(op, shape, false, &[x, w, b], |v, out, aux| {
             let (xs, wv, bv) = (v.get(x), v.get(w), v.get(b));
             let c = wv.len();
-            let n = xs.len() / c.max(1);
             sized(aux, 3 * c);
             if c == 0 {
                 return sized(out, 0);
@@ -254,45 +253,15 @@ impl<'g, T: Float> Var<'g, T> {
             let (mean, rest) = aux.split_at_mut(c);
             let (var, rstd) = rest.split_at_mut(c);
             match stats {
-                BatchStats::Batch { correction } => {
-                    mean.fill(T::zero());
-                    var.fill(T::zero());
-                    xs.chunks_exact(c).for_each(|r| mean.iter_mut().zip(r).for_each(|(m, &x)| *m += x));
-                    let inv_n = T::one() / T::of(n as f64);
-                    mean.iter_mut().for_each(|m| *m *= inv_n);
-                    for r in xs.chunks_exact(c) {
-                        for ((s, &m), &x) in var.iter_mut().zip(mean.iter()).zip(r) {
-                            *s += (x - m) * (x - m);
-                        }
-                    }
-                    let inv = T::one() / T::of((n - correction as usize) as f64);
-                    var.iter_mut().for_each(|s| *s *= inv);
-                }
+                BatchStats::Batch { correction } => norm::moments(xs, correction as usize, mean, var),
                 BatchStats::Running { mean: rm, var: rv } => {
                     mean.copy_from_slice(v.get(rm));
                     var.copy_from_slice(v.get(rv));
                 }
             }
             rstd.iter_mut().zip(var.iter()).for_each(|(r, &s)| *r = T::one() / (s + T::of(eps)).sqrt());
-            sized(out, xs.len());
-            for (yr, xr) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
-                for (j, (y, &x)) in yr.iter_mut().zip(xr).enumerate() {
-                    *y = (x - mean[j]) * rstd[j] * wv[j] + bv[j];
-                }
-            }
+            norm::normalize(xs, [mean, rstd, wv, bv], out);
         })
-    }
-}
-
-/// `dst (+)= Σ_rows f(row, j)` into a per-column buffer of `c` values.
-fn column_sums<T: Float>(dst: &mut Vec<T>, acc: Acc, c: usize, rows: usize, f: impl Fn(usize, usize) -> T) {
-    if acc == Acc::Write {
-        zeros(dst, c);
-    }
-    for r in 0..rows {
-        for (j, d) in dst.iter_mut().enumerate() {
-            *d += f(r, j);
-        }
     }
 }
 
@@ -369,47 +338,34 @@ impl<T: Float> Ctx<'_, T> {
         let n = xs.len() / c.max(1);
         let (mean, rest) = self.aux.split_at(c);
         let rstd = &rest[c..];
-        let xhat = |r: usize, j: usize| (xs[r * c + j] - mean[j]) * rstd[j];
+        // tmp = [Σ g, Σ g x̂, s1, s2] per channel.
+        sized(tmp, 4 * c);
+        let (sums, s) = tmp.split_at_mut(2 * c);
+        let (sum_g, sum_gx) = sums.split_at_mut(c);
+        norm::grad_sums((g, xs), (mean, rstd), sum_g, sum_gx);
         if let Some((dst, acc)) = sinks.get(x) {
-            sized(dst, xs.len());
-            let write = acc == Acc::Write;
+            let (s1, s2) = s.split_at_mut(c);
             match stats {
+                // The batch statistics' share: s1 = mean(g w), s2 = Σ (g w x̂) / (n - correction).
                 BatchStats::Batch { correction } => {
-                    // tmp = [Σ ĝ / n, Σ ĝ x̂ / (n - correction)] per channel.
-                    zeros(tmp, 2 * c);
-                    let (s1, s2) = tmp.split_at_mut(c);
-                    for r in 0..n {
-                        for j in 0..c {
-                            let gw = g[r * c + j] * wv[j];
-                            s1[j] += gw;
-                            s2[j] += gw * xhat(r, j);
-                        }
-                    }
                     let (inv_n, inv_m) =
                         (T::one() / T::of(n as f64), T::one() / T::of((n - correction as usize) as f64));
-                    s1.iter_mut().for_each(|s| *s *= inv_n);
-                    s2.iter_mut().for_each(|s| *s *= inv_m);
-                    for r in 0..n {
-                        for j in 0..c {
-                            let i = r * c + j;
-                            let dx = rstd[j] * (g[i] * wv[j] - s1[j] - xhat(r, j) * s2[j]);
-                            dst[i] = if write { dx } else { dst[i] + dx };
-                        }
+                    for j in 0..c {
+                        s1[j] = wv[j] * sum_g[j] * inv_n;
+                        s2[j] = wv[j] * sum_gx[j] * inv_m;
                     }
                 }
-                BatchStats::Running { .. } => {
-                    for (i, &g) in g.iter().enumerate() {
-                        let dx = g * wv[i % c] * rstd[i % c];
-                        dst[i] = if write { dx } else { dst[i] + dx };
-                    }
-                }
+                // Running statistics are constants: dx = g w rstd.
+                BatchStats::Running { .. } => s.fill(T::zero()),
             }
+            let (s1, s2) = s.split_at(c);
+            norm::grad_x((g, xs), [mean, rstd, wv, s1, s2], dst, acc);
         }
         if let Some((dst, acc)) = sinks.get(w) {
-            column_sums(dst, acc, c, n, |r, j| g[r * c + j] * xhat(r, j));
+            store(dst, acc, sum_gx.iter().copied());
         }
         if let Some((dst, acc)) = sinks.get(b) {
-            column_sums(dst, acc, c, n, |r, j| g[r * c + j]);
+            store(dst, acc, sum_g.iter().copied());
         }
     }
 }

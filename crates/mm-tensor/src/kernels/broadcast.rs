@@ -24,6 +24,43 @@ pub(crate) struct Broadcast {
     numel: [usize; 2],
 }
 
+/// An odometer over the outer axes of a [`Broadcast`]: each step is one innermost run.
+struct Runs<'b> {
+    bc: &'b Broadcast,
+    row: usize,
+    rows: usize,
+    len: usize,
+    s: [usize; 2],
+    idx: [usize; MAX_RANK - 1],
+    i: [usize; 2],
+}
+
+impl Iterator for Runs<'_> {
+    type Item = Run;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Run> {
+        if self.row >= self.rows {
+            return None;
+        }
+        let run = Run { o: self.row * self.len, i: self.i, len: self.len, s: self.s };
+        self.row += 1;
+        let (dims, [sa, sb]) = (&self.bc.dims, &self.bc.strides);
+        for ax in (0..MAX_RANK - 1).rev() {
+            self.idx[ax] += 1;
+            self.i[0] += sa[ax];
+            self.i[1] += sb[ax];
+            if self.idx[ax] < dims[ax] {
+                break;
+            }
+            self.i[0] -= sa[ax] * dims[ax];
+            self.i[1] -= sb[ax] * dims[ax];
+            self.idx[ax] = 0;
+        }
+        Some(run)
+    }
+}
+
 /// One innermost run: output offset, operand offsets, length, operand strides within the run.
 #[derive(Clone, Copy)]
 struct Run {
@@ -70,32 +107,35 @@ impl Broadcast {
         self.numel[side as usize] == self.out.numel()
     }
 
-    /// Calls `f` for every innermost run of the output.
-    #[inline]
-    fn runs(&self, mut f: impl FnMut(Run)) {
+    /// The innermost runs of the output, in order: an iterator (not a callback), so that the
+    /// loop over a run inlines into the multiversioned kernels below and is compiled for their
+    /// CPU.
+    #[inline(always)]
+    fn runs(&self) -> Runs<'_> {
+        const LAST: usize = MAX_RANK - 1;
         let n = self.out.numel();
         if self.is_full(Side::Lhs) && self.is_full(Side::Rhs) {
-            return f(Run { o: 0, i: [0, 0], len: n, s: [1, 1] });
+            // One run over everything.
+            return Runs {
+                bc: self,
+                row: 0,
+                rows: (n > 0) as usize,
+                len: n,
+                s: [1, 1],
+                idx: [0; LAST],
+                i: [0, 0],
+            };
         }
-        // An odometer over the outer axes; the innermost axis is one run.
-        const LAST: usize = MAX_RANK - 1;
         let [sa, sb] = self.strides;
-        let len = self.dims[LAST];
-        let outer: usize = self.dims[..LAST].iter().product();
-        let (mut idx, mut ia, mut ib) = ([0usize; LAST], 0, 0);
-        for row in 0..outer {
-            f(Run { o: row * len, i: [ia, ib], len, s: [sa[LAST], sb[LAST]] });
-            for ax in (0..LAST).rev() {
-                idx[ax] += 1;
-                ia += sa[ax];
-                ib += sb[ax];
-                if idx[ax] < self.dims[ax] {
-                    break;
-                }
-                ia -= sa[ax] * self.dims[ax];
-                ib -= sb[ax] * self.dims[ax];
-                idx[ax] = 0;
-            }
+        let rows = self.dims[..LAST].iter().product();
+        Runs {
+            bc: self,
+            row: 0,
+            rows,
+            len: self.dims[LAST],
+            s: [sa[LAST], sb[LAST]],
+            idx: [0; LAST],
+            i: [0, 0],
         }
     }
 
@@ -103,19 +143,7 @@ impl Broadcast {
     #[inline]
     pub(crate) fn map<T: Float>(&self, a: &[T], b: &[T], out: &mut Vec<T>, f: impl Fn(T, T) -> T) {
         super::sized(out, self.out.numel());
-        // Each run writes its own slice of `out` from slices of `a` and `b` of the same length:
-        // plain loops without bounds checks or capacity checks, which vectorize.
-        self.runs(|r| {
-            let (a, b, o) = (&a[r.i[0]..], &b[r.i[1]..], &mut out[r.o..r.o + r.len]);
-            match r.s {
-                [1, 1] => {
-                    o.iter_mut().zip(&a[..r.len]).zip(&b[..r.len]).for_each(|((o, &x), &y)| *o = f(x, y))
-                }
-                [1, _] => o.iter_mut().zip(&a[..r.len]).for_each(|(o, &x)| *o = f(x, b[0])),
-                [_, 1] => o.iter_mut().zip(&b[..r.len]).for_each(|(o, &y)| *o = f(a[0], y)),
-                _ => o.fill(f(a[0], b[0])),
-            }
-        });
+        map_runs(self, a, b, out, f);
     }
 
     /// Reduces the output gradient `g`, scaled by `sign`, to the shape of the operand on `side`
@@ -127,16 +155,7 @@ impl Broadcast {
         if acc == Acc::Write {
             zeros(dst, self.numel[side as usize]);
         }
-        let k = side as usize;
-        self.runs(|r| {
-            let g = &g[r.o..r.o + r.len];
-            if r.s[k] == 1 {
-                let d = &mut dst[r.i[k]..r.i[k] + r.len];
-                d.iter_mut().zip(g).for_each(|(d, &x)| *d += sign * x);
-            } else {
-                dst[r.i[k]] += sign * g.iter().fold(T::zero(), |s, &x| s + x);
-            }
-        });
+        reduce_runs(self, side, g, sign, dst);
     }
 
     /// Writes or adds `Σ f(g, a, b)` over the broadcast to `dst`, shaped like the operand on
@@ -152,13 +171,56 @@ impl Broadcast {
         if acc == Acc::Write {
             zeros(dst, self.numel[side as usize]);
         }
-        let k = side as usize;
-        self.runs(|r| {
-            for j in 0..r.len {
-                let (ia, ib) = (r.i[0] + j * r.s[0], r.i[1] + j * r.s[1]);
-                let d = if k == 0 { ia } else { ib };
-                dst[d] += f(g[r.o + j], a[ia], b[ib]);
-            }
-        });
+        grad_runs(self, side, (g, a, b), dst, f);
+    }
+}
+
+// The loops over the runs, compiled for the CPU's widest vectors (the closures inline into them):
+// the residual adds, biases and position embeddings of every model go through them.
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn map_runs<T: Float, F: Fn(T, T) -> T>(bc: &Broadcast, a: &[T], b: &[T], out: &mut [T], f: F) {
+    // Each run writes its own slice of `out` from slices of `a` and `b` of the same length:
+    // plain loops without bounds checks or capacity checks, which vectorize.
+    for r in bc.runs() {
+        let (a, b, o) = (&a[r.i[0]..], &b[r.i[1]..], &mut out[r.o..r.o + r.len]);
+        match r.s {
+            [1, 1] => o.iter_mut().zip(&a[..r.len]).zip(&b[..r.len]).for_each(|((o, &x), &y)| *o = f(x, y)),
+            [1, _] => o.iter_mut().zip(&a[..r.len]).for_each(|(o, &x)| *o = f(x, b[0])),
+            [_, 1] => o.iter_mut().zip(&b[..r.len]).for_each(|(o, &y)| *o = f(a[0], y)),
+            _ => o.fill(f(a[0], b[0])),
+        }
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn reduce_runs<T: Float>(bc: &Broadcast, side: Side, g: &[T], sign: T, dst: &mut [T]) {
+    let k = side as usize;
+    for r in bc.runs() {
+        let g = &g[r.o..r.o + r.len];
+        if r.s[k] == 1 {
+            let d = &mut dst[r.i[k]..r.i[k] + r.len];
+            d.iter_mut().zip(g).for_each(|(d, &x)| *d += sign * x);
+        } else {
+            dst[r.i[k]] += sign * g.iter().fold(T::zero(), |s, &x| s + x);
+        }
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn grad_runs<T: Float, F: Fn(T, T, T) -> T>(
+    bc: &Broadcast,
+    side: Side,
+    (g, a, b): (&[T], &[T], &[T]),
+    dst: &mut [T],
+    f: F,
+) {
+    let k = side as usize;
+    for r in bc.runs() {
+        for j in 0..r.len {
+            let (ia, ib) = (r.i[0] + j * r.s[0], r.i[1] + j * r.s[1]);
+            let d = if k == 0 { ia } else { ib };
+            dst[d] += f(g[r.o + j], a[ia], b[ib]);
+        }
     }
 }

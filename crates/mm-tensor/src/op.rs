@@ -60,7 +60,7 @@ pub(crate) enum Op {
     Relu(NodeId),
     /// `1 / (1 + exp(-x))`.
     Sigmoid(NodeId),
-    /// GELU, tanh approximation; `aux` holds the inner `tanh`.
+    /// GELU, tanh approximation; `aux` holds its derivative at `x`.
     Gelu(NodeId),
     /// `x` where the mask `ids[mask]` (0 or 1, broadcast over leading axes) is 0, `value` where 1.
     MaskedFill { x: NodeId, mask: Span, value: f64 },

@@ -210,7 +210,8 @@ pub(crate) fn softmax_backward<T: Float>(
 
 /// `xs` folded by `f` in 8 interleaved lanes (element `i` into lane `i % 8`), then the lanes
 /// pairwise: the same result on every CPU, without one long chain of dependent operations.
-#[inline]
+/// Always inlined, so that it is compiled for the CPU of its multiversioned caller.
+#[inline(always)]
 pub(crate) fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     let mut acc = [init; 8];
     let (chunks, rest) = xs.as_chunks::<8>();
@@ -227,7 +228,7 @@ pub(crate) fn lanes<T: Float>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
 }
 
 /// `Σ a·b` in 8 interleaved lanes (see [`lanes`]), so that it vectorizes.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (ca, ra) = a.as_chunks::<8>();

@@ -128,11 +128,11 @@ impl<'g, T: Float> Var<'g, T> {
     pub fn gelu(self) -> Self {
         or_poisoned!(self);
         let x = self.id;
-        self.g.push(Op::Gelu(x), self.shape(), false, &[x], |v, out, t| {
+        self.g.push(Op::Gelu(x), self.shape(), false, &[x], |v, out, d| {
             let x = v.get(x);
             sized(out, x.len());
-            sized(t, x.len());
-            kernels::gelu::forward(x, out, t);
+            sized(d, x.len());
+            kernels::gelu::forward(x, out, d);
         })
     }
 
@@ -284,11 +284,11 @@ impl<T: Float> Ctx<'_, T> {
         self.unary(x, g, sinks, |g, x, _| g * e * x.powf(e1));
     }
 
-    /// GELU, from the inner tanh kept in `aux` (`kernels::gelu`).
+    /// GELU: `g` times the derivative kept in `aux` by the forward pass (`kernels::gelu`).
     pub(crate) fn gelu_grad(&self, x: NodeId, g: &[T], sinks: &mut Sinks<'_, T>) {
         if let Some((dst, acc)) = sinks.get(x) {
             sized(dst, g.len());
-            kernels::gelu::backward(g, self.x(x), self.aux, dst, acc);
+            kernels::gelu::backward(g, self.aux, dst, acc);
         }
     }
 

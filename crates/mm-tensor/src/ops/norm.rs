@@ -4,7 +4,6 @@
 
 use super::reduce::axis_bits;
 use crate::backward::{Ctx, Sinks};
-use crate::kernels::axis::{dot, lanes};
 use crate::kernels::{Acc, add_rows, norm, sized, store, zeros};
 use crate::op::{BatchStats, NodeId, Op};
 use crate::tape::{Graph, Var};
@@ -107,15 +106,7 @@ impl<'g, T: Float> Var<'g, T> {
                 return;
             }
             let (means, rstds) = aux.split_at_mut(rows);
-            let inv_c = T::one() / T::of(c as f64);
-            for (r, (xr, yr)) in xs.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
-                let mean = lanes(xr, T::zero(), |s, x| s + x) * inv_c;
-                yr.iter_mut().zip(xr).for_each(|(y, &x)| *y = x - mean);
-                let var = dot(yr, yr) * inv_c;
-                let rstd = T::one() / (var + T::of(eps)).sqrt();
-                (means[r], rstds[r]) = (mean, rstd);
-                yr.iter_mut().zip(wv).zip(bv).for_each(|((y, &w), &b)| *y = *y * rstd * w + b);
-            }
+            norm::layer_norm(xs, (wv, bv), T::of(eps), out, (means, rstds));
         }))
     }
 
@@ -281,38 +272,15 @@ impl<T: Float> Ctx<'_, T> {
         let rows = xs.len() / c.max(1);
         let (means, rstds) = self.aux.split_at(rows);
         sized(tmp, 2 * c);
-        let (xhat, gw) = tmp.split_at_mut(c);
-        // Row `r`'s x̂ into `xhat`.
-        let fill = |r: usize, xhat: &mut [T]| {
-            let (mean, rstd) = (means[r], rstds[r]);
-            xhat.iter_mut().zip(&xs[r * c..][..c]).for_each(|(h, &x)| *h = (x - mean) * rstd);
-        };
         if let Some((dst, acc)) = sinks.get(x) {
             sized(dst, xs.len());
-            let inv_c = T::one() / T::of(c as f64);
-            for r in 0..rows {
-                fill(r, xhat);
-                let (gr, d) = (&g[r * c..][..c], &mut dst[r * c..][..c]);
-                gw.iter_mut().zip(gr).zip(wv).for_each(|((o, &g), &w)| *o = g * w);
-                let s1 = lanes(gw, T::zero(), |s, v| s + v) * inv_c;
-                let s2 = dot(gw, xhat) * inv_c;
-                let rstd = rstds[r];
-                let dx = gw.iter().zip(xhat.iter()).map(|(&gw, &h)| rstd * (gw - s1 - h * s2));
-                match acc {
-                    Acc::Write => d.iter_mut().zip(dx).for_each(|(d, v)| *d = v),
-                    Acc::Add => d.iter_mut().zip(dx).for_each(|(d, v)| *d += v),
-                }
-            }
+            norm::layer_norm_dx((g, xs, wv), (means, rstds), tmp, dst, acc);
         }
         if let Some((dst, acc)) = sinks.get(w) {
             if acc == Acc::Write {
                 zeros(dst, c);
             }
-            for r in 0..rows {
-                fill(r, xhat);
-                let gr = &g[r * c..][..c];
-                dst.iter_mut().zip(gr).zip(xhat.iter()).for_each(|((d, &g), &h)| *d += g * h);
-            }
+            norm::layer_norm_dw((g, xs), (means, rstds), dst);
         }
         if let Some((dst, acc)) = sinks.get(b) {
             if acc == Acc::Write {

@@ -1,13 +1,15 @@
 //! Reverse-mode differentiation: one reverse loop over the tape and one exhaustive `match` over
 //! [`Op`] that sends each node to its gradient rule (the rules live beside their forward passes,
 //! in `ops/`). The first contribution to a gradient buffer is written, later ones are added in
-//! place; broadcast operands get the gradient summed back to their shape.
+//! place; broadcast operands get the gradient summed back to their shape. A gradient that goes
+//! through an op unchanged (a residual `add`, a `reshape`) to an input used by no other node is
+//! neither written nor added: the input shares the op's buffer ([`Sinks::pass`]).
 
 use ndarray::ArrayViewD;
 
 use crate::kernels::{Acc, store};
 use crate::op::{NodeId, Op};
-use crate::tape::{Graph, Scratch, Values, Var};
+use crate::tape::{Graph, NO_ALIAS, Scratch, Values, Var};
 use crate::{Float, Grads, Result, Shape, TensorError};
 
 /// Where the gradients of nodes go: node buffers on the tape, parameter buffers in [`Grads`].
@@ -16,6 +18,10 @@ pub(crate) struct Sinks<'s, T> {
     needs_grad: &'s [bool],
     grads: &'s mut [Vec<T>],
     live: &'s mut [bool],
+    /// Per node: the node whose buffer holds its gradient, or [`NO_ALIAS`].
+    alias: &'s mut [NodeId],
+    /// Per node: how many nodes take it as an input.
+    uses: &'s [u32],
     params: &'s mut Grads<T>,
 }
 
@@ -27,6 +33,7 @@ impl<T: Float> Sinks<'_, T> {
         if !self.needs_grad[id] {
             return None;
         }
+        debug_assert!(self.alias[id] == NO_ALIAS, "a node passed its gradient has no other consumer");
         let (buf, live) = match self.ops[id] {
             Op::Param(p) => (&mut self.params.bufs[p.index()].data, &mut self.params.live[p.index()]),
             _ => (&mut self.grads[id], &mut self.live[id]),
@@ -34,6 +41,23 @@ impl<T: Float> Sinks<'_, T> {
         let acc = if *live { Acc::Add } else { Acc::Write };
         *live = true;
         Some((buf, acc))
+    }
+
+    /// Passes the gradient of node `from` to its input `id` unchanged, without a copy, if it can:
+    /// when `id` is a node (not a parameter) that needs a gradient, has no other consumer (so
+    /// this is its whole gradient) and has none yet. `id` then shares `from`'s buffer (which
+    /// holds its final value: `from` is done), and the backward pass reads it from there.
+    /// Returns false where it cannot, and the caller writes or adds the gradient as usual.
+    pub(crate) fn pass(&mut self, id: NodeId, from: NodeId) -> bool {
+        let i = id as usize;
+        let node = !matches!(self.ops[i], Op::Param(_) | Op::Buffer(_));
+        if !(self.needs_grad[i] && node && self.uses[i] == 1 && !self.live[i]) {
+            return false;
+        }
+        let root = self.alias[from as usize];
+        self.alias[i] = if root == NO_ALIAS { from } else { root };
+        self.live[i] = true;
+        true
     }
 
     /// Whether node `id` needs a gradient.
@@ -87,12 +111,21 @@ impl<'a, T: Float> Graph<'a, T> {
         let count = n.ops.len();
         n.grad_live.clear();
         n.grad_live.resize(count, false);
+        n.grad_alias.clear();
+        n.grad_alias.resize(count, NO_ALIAS);
+        n.uses.clear();
+        n.uses.resize(count, 0);
+        for &i in &n.inputs[..n.input_spans.get(output.id as usize).map_or(0, |s| s.range().end)] {
+            n.uses[i as usize] += 1;
+        }
         let values = Values { ops: &n.ops, values: &n.values, params: self.params, ids: &n.ids };
         let mut sinks = Sinks {
             ops: &n.ops,
             needs_grad: &n.needs_grad,
             grads: &mut n.grads,
             live: &mut n.grad_live,
+            alias: &mut n.grad_alias,
+            uses: &n.uses,
             params: grads,
         };
         if let Some((seed, acc)) = sinks.get(output.id) {
@@ -105,8 +138,15 @@ impl<'a, T: Float> Graph<'a, T> {
             if !n.needs_grad[i] || !sinks.live[i] || matches!(n.ops[i], Op::Param(_) | Op::Buffer(_)) {
                 continue;
             }
-            let g = std::mem::take(&mut sinks.grads[i]);
+            // A node's gradient is in its own buffer, or in the one it shares (whose node is done:
+            // it has a higher id, so no rule below writes to it).
+            let slot = match sinks.alias[i] {
+                NO_ALIAS => i,
+                a => a as usize,
+            };
+            let g = std::mem::take(&mut sinks.grads[slot]);
             let ctx = Ctx {
+                id: i as NodeId,
                 values: &values,
                 shapes: &n.shapes,
                 links: &n.links,
@@ -114,7 +154,7 @@ impl<'a, T: Float> Graph<'a, T> {
                 aux: &n.aux[i],
             };
             ctx.rule(n.ops[i], n.shapes[i], &g, &mut sinks, &mut n.scratch);
-            sinks.grads[i] = g;
+            sinks.grads[slot] = g;
         }
         sinks.zero_unreached_params();
         Ok(())
@@ -124,6 +164,8 @@ impl<'a, T: Float> Graph<'a, T> {
 /// What a gradient rule reads: input values and shapes, the node's own value `y` and its
 /// auxiliary buffer.
 pub(crate) struct Ctx<'c, T> {
+    /// The node whose rule runs.
+    pub(crate) id: NodeId,
     pub(crate) values: &'c Values<'c, T>,
     pub(crate) shapes: &'c [Shape],
     pub(crate) links: &'c [NodeId],

@@ -23,6 +23,11 @@ pub(crate) struct Nodes<T> {
     pub(crate) aux: Vec<Vec<T>>,
     pub(crate) grads: Vec<Vec<T>>,
     pub(crate) grad_live: Vec<bool>,
+    /// Per node, from the last backward pass: the node whose gradient buffer holds its gradient
+    /// when it was passed through unchanged (see `Sinks::pass`), or [`NO_ALIAS`].
+    pub(crate) grad_alias: Vec<NodeId>,
+    /// Per node, from the last backward pass: how many nodes take it as an input.
+    pub(crate) uses: Vec<u32>,
     /// The id arena: `embedding` ids, `cross_entropy` targets and `masked_fill` masks, copied in
     /// when recorded.
     pub(crate) ids: Vec<u32>,
@@ -55,7 +60,22 @@ impl<T> Nodes<T> {
         self.links.clear();
         self.inputs.clear();
         self.input_spans.clear();
+        self.grad_live.clear();
+        self.grad_alias.clear();
         self.error = None;
+    }
+}
+
+/// `grad_alias` of a node whose gradient has a buffer of its own.
+pub(crate) const NO_ALIAS: NodeId = NodeId::MAX;
+
+impl<T> Nodes<T> {
+    /// The index of the buffer that holds node `id`'s gradient after a backward pass.
+    pub(crate) fn grad_slot(&self, id: usize) -> usize {
+        match self.grad_alias.get(id) {
+            Some(&a) if a != NO_ALIAS => a as usize,
+            _ => id,
+        }
     }
 }
 
@@ -354,7 +374,9 @@ impl<'g, T: Float> Var<'g, T> {
         let id = self.id as usize;
         let reached = n.grad_live.get(id).copied().unwrap_or(false) && !matches!(n.ops[id], Op::Param(_));
         reached
-            .then(|| ArrayD::from_shape_vec(IxDyn(self.shape().dims()), n.grads[id].clone()).ok())
+            .then(|| {
+                ArrayD::from_shape_vec(IxDyn(self.shape().dims()), n.grads[n.grad_slot(id)].clone()).ok()
+            })
             .flatten()
     }
 

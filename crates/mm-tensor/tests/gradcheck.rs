@@ -466,3 +466,29 @@ fn embedding_linear_gradients() {
         x[0].embedding_linear_t(&ndarray::arr2(&[[0u32, 3], [1, 1]]), w, None)
     });
 }
+
+/// Gradients passed through unchanged (a residual `add`, a `reshape`) to an input with no other
+/// consumer share the op's buffer instead of a copy: the chains below mix inputs that can
+/// share with ones used twice (which must not), and sides that cannot (a broadcast operand,
+/// `sub`'s right side).
+#[test]
+fn gradients_passed_through_unchanged() {
+    check("pass-chain", &[(&[3, 4], N)], |_, x| {
+        let h = (x[0] * 2.0).reshape(&[4, 3]).reshape(&[3, 4]); // each used once
+        let r = h + x[0].tanh(); // both sides used once
+        (r.reshape(&[12]) * r.reshape(&[12])).reshape(&[2, 6])
+    });
+    check("pass-shared-input", &[(&[3, 4], N)], |_, x| {
+        let h = x[0] * 3.0; // used twice below: never shared
+        let r = h + h.tanh();
+        r - (h * h).reshape(&[3, 4])
+    });
+    check("pass-broadcast-and-sub", &[(&[3, 4], N), (&[4], N)], |_, x| {
+        let (h, b) = (x[0].tanh(), x[1] * 2.0);
+        (h + b) - (x[0] * x[0]).exp() + (b - h.sigmoid()).reshape(&[3, 4])
+    });
+    check("pass-x-plus-x", &[(&[2, 3], N)], |_, x| {
+        let h = x[0].tanh();
+        (h + h).reshape(&[6])
+    });
+}

@@ -590,3 +590,26 @@ fn causal_mean_equals_makemores_causal_bow() {
     let bad = g.input(&[2, 3], &[0.0; 6]).try_causal_mean(2).unwrap_err();
     assert_eq!(bad.to_string(), "causal_mean: axis 2 is out of range for shape [2, 3]");
 }
+
+/// `Var::grad` of nodes whose gradient was passed through without a copy (they share a buffer
+/// with the node they feed) reads the right values: each node of `y = reshape(2 x) + tanh(x)`
+/// against its gradient written out.
+#[test]
+fn node_gradients_read_through_shared_buffers() {
+    let mut params = ParamStore::<f64>::new();
+    let id = params.add("x", randn(&[2, 3], 5)).unwrap();
+    let mut tape = Tape::new();
+    let mut grads = Grads::new(&params);
+    let g = tape.graph(&params);
+    let x = g.param(id);
+    let (h, t) = (x * 2.0, x.tanh());
+    let hr = h.reshape(&[2, 3]);
+    let y = hr + t;
+    let upstream = randn(&[2, 3], 6);
+    g.backward_from(y, upstream.view(), &mut grads).unwrap();
+    for node in [y, hr, h, t] {
+        assert_eq!(node.grad().unwrap(), upstream, "every node between x and y gets the upstream gradient");
+    }
+    let expected = &upstream * 2.0 + &upstream * x.to_array().mapv(|v| 1.0 - v.tanh() * v.tanh());
+    assert!(grads.get(id).iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-12));
+}

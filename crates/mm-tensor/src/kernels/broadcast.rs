@@ -103,7 +103,7 @@ impl Broadcast {
     }
 
     /// Whether the operand on `side` has the output's shape (no broadcasting on that side).
-    fn is_full(&self, side: Side) -> bool {
+    pub(crate) fn is_full(&self, side: Side) -> bool {
         self.numel[side as usize] == self.out.numel()
     }
 

@@ -250,10 +250,16 @@ impl<T: Float> Ctx<'_, T> {
     pub(crate) fn add_grad(&self, (a, b): (NodeId, NodeId), sub: bool, g: &[T], sinks: &mut Sinks<'_, T>) {
         let bc = Broadcast::new("add", self.shape(a), self.shape(b)).expect("checked when recorded");
         let sign = if sub { -T::one() } else { T::one() };
-        if let Some((dst, acc)) = sinks.get(a) {
+        // A full-shaped side gets `g` itself: shared rather than copied where it can be (an
+        // input used twice, as in `x + x`, never is).
+        if !(bc.is_full(Side::Lhs) && sinks.pass(a, self.id))
+            && let Some((dst, acc)) = sinks.get(a)
+        {
             bc.reduce(Side::Lhs, g, T::one(), dst, acc);
         }
-        if let Some((dst, acc)) = sinks.get(b) {
+        if !(bc.is_full(Side::Rhs) && !sub && sinks.pass(b, self.id))
+            && let Some((dst, acc)) = sinks.get(b)
+        {
             bc.reduce(Side::Rhs, g, sign, dst, acc);
         }
     }

@@ -282,6 +282,9 @@ pub(crate) fn permute<T: Float>(x: &[T], shape: Shape, perm: &[u8; MAX_RANK], ou
 impl<T: Float> Ctx<'_, T> {
     /// `reshape`: the gradient as it is.
     pub(crate) fn reshape_grad(&self, x: NodeId, g: &[T], sinks: &mut Sinks<'_, T>) {
+        if sinks.pass(x, self.id) {
+            return; // the same elements in the same order: the input shares the buffer
+        }
         if let Some((dst, acc)) = sinks.get(x) {
             store(dst, acc, g.iter().copied());
         }

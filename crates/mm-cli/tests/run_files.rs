@@ -1,0 +1,84 @@
+//! The run directory's typed files (issue #15): a run saved by the writer before them still
+//! resumes bit for bit.
+
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+
+use common::{makemore, workdir};
+use mm_models::checkpoint::load;
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn checkpoint_bits(run: &Path) -> Vec<u32> {
+    let (model, _) = load(&run.join("model.safetensors")).unwrap();
+    let params = model.neural().expect("a neural model").params().clone();
+    params.ids().flat_map(|id| params.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect()
+}
+
+/// metrics.csv without its elapsed-time column.
+fn log(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+}
+
+/// `fixtures/before-typed/KIND` are runs of 50 steps (seed 42, evaluated every 10) on the tests'
+/// ten names, saved at 13:03 UTC on 2026-11-30 by the writer before the typed files (summary.json
+/// built with `serde_json::json!`: keys sorted, f32 settings widened to f64, and without the
+/// settings added since, such as `dropout`), one with SGD and one with AdamW's moments. Resumed
+/// to 60 steps by this version, each ends where an uninterrupted run of 60 steps ends.
+#[test]
+fn runs_saved_before_the_typed_files_resume_bit_for_bit() {
+    let d = workdir();
+    for kind in ["bigram-nn", "bigram-makemore"] {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/before-typed").join(kind);
+        let run = d.join(format!("{kind}-old"));
+        std::fs::create_dir_all(&run).unwrap();
+        for name in ["summary.json", "metrics.csv", "model.safetensors", "best.safetensors"] {
+            std::fs::copy(fixture.join(name), run.join(name)).unwrap();
+        }
+        let old_log = log(&run);
+        // Its recorded dataset is gone (a test's temporary directory): --data names it.
+        let o = ok(makemore()
+            .args(["train", "--resume", "--steps", "60", "--data"])
+            .arg(d.join("names.txt"))
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap());
+        assert!(String::from_utf8_lossy(&o.stdout).contains("resuming"), "{kind}");
+        let whole = d.join(format!("{kind}-whole"));
+        ok(makemore()
+            .args(["train", "--model", kind, "--steps", "60", "--decay-step", "50", "--eval-every", "10"])
+            .arg("--data")
+            .arg(d.join("names.txt"))
+            .arg("--out")
+            .arg(&whole)
+            .output()
+            .unwrap());
+        assert!(checkpoint_bits(&run) == checkpoint_bits(&whole), "{kind}: the weights differ");
+        assert_eq!(log(&run), log(&whole), "{kind}");
+        // The old rows are read and written back as they were.
+        assert_eq!(log(&run)[..old_log.len()], old_log[..], "{kind}");
+        let summary = |run: &Path| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+        };
+        let (r, w) = (summary(&run), summary(&whole));
+        assert_eq!(r["steps"], 60);
+        for key in ["loss", "best", "samples"] {
+            let strip = |v: &serde_json::Value| {
+                let mut v = v.clone();
+                if let Some(b) = v.as_object_mut() {
+                    b.remove("checkpoint");
+                }
+                v
+            };
+            assert_eq!(strip(&r[key]), strip(&w[key]), "{kind}: {key}");
+        }
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -136,6 +136,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(train::Usage(msg)) = e.downcast_ref() {
+                use clap::CommandFactory;
+                cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+            }
             // One line: what went wrong, with its causes.
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

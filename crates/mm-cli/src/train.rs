@@ -103,7 +103,11 @@ impl RunConfig {
     /// the training flags and the kind's training defaults.
     fn from_spec(args: &TrainArgs, spec: Spec) -> anyhow::Result<RunConfig> {
         let kind = spec.kind();
-        args.check_flags(kind).map_err(anyhow::Error::msg)?;
+        // A flag the spec file's model does not take is a usage error, as with --model.
+        args.check_flags(kind).map_err(|msg| match &args.spec {
+            Some(path) => anyhow::Error::new(Usage(format!("{}: {msg}", path.display()))),
+            None => anyhow::Error::msg(msg),
+        })?;
         let base = spec.train_config();
         let steps = args.steps.map_or(base.steps, |s| s as usize);
         // The kind's schedule, stretched to the steps asked for: the decay at the same fraction
@@ -239,6 +243,12 @@ impl RunConfig {
         Ok(self.checked_spec(vocab.len())?.build(vocab, &mut rng)?)
     }
 }
+
+/// A usage error found once the model is known (a flag its kind does not take, with
+/// `--spec FILE`): `makemore` exits with 2, as for the flags it checks before running.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 /// What `--resume` carries over from the run it continues.
 struct Resumed {

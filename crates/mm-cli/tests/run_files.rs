@@ -1,5 +1,5 @@
 //! The run directory's typed files (issue #15): a run saved by the writer before them still
-//! resumes bit for bit.
+//! resumes bit for bit; a flag the model of a `--spec FILE` does not take is a usage error.
 
 use std::path::Path;
 use std::process::Output;
@@ -79,6 +79,33 @@ fn runs_saved_before_the_typed_files_resume_bit_for_bit() {
             };
             assert_eq!(strip(&r[key]), strip(&w[key]), "{kind}: {key}");
         }
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+/// `--spec FILE` naming the counting model, with a training flag: a usage error (exit 2), as
+/// `--model bigram --steps 5` is; a flag the spec's kind takes is not.
+#[test]
+fn a_flag_the_spec_files_model_does_not_take_is_a_usage_error() {
+    let d = workdir();
+    let spec = d.join("bigram.json");
+    std::fs::write(&spec, r#"{"kind": "bigram"}"#).unwrap();
+    for flags in [&["--steps", "5"][..], &["--lr", "0.1"], &["--eval-every", "3"]] {
+        let o = makemore()
+            .arg("train")
+            .args(flags)
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--data")
+            .arg(d.join("names.txt"))
+            .arg("--out")
+            .arg(d.join("run"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.starts_with("error: ") && err.contains(&format!("no {}", flags[0])), "{err}");
+        assert!(!d.join("run").exists(), "a usage error touches nothing");
     }
     std::fs::remove_dir_all(d).unwrap();
 }

@@ -424,7 +424,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
     };
     // A resumed run's dataset is the one it recorded, unless --data names another.
-    let data_path = match recorded {
+    let data_path = match recorded.clone() {
         Some(path) if !args.data_given => path,
         _ => args.data.data.clone(),
     };
@@ -437,7 +437,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     // The data: validated before anything is written.
     // Read once (a pipe can be read only once), and the hash of what was read.
-    let (data, sha) = crate::data::load_hashed(data_path)?;
+    let from_run = recorded.is_some() && !args.data_given;
+    let (data, sha) = crate::data::load_hashed(data_path).map_err(|e| {
+        if from_run {
+            e.context(format!("the dataset the run in {} recorded (pass --data with it)", out.display()))
+        } else {
+            e
+        }
+    })?;
     if let Some(was) = resumed_sha.filter(|s| !s.is_empty() && *s != sha) {
         bail!(
             "{} is not the dataset the run was trained on (sha256 {}, the run's {}): pass --data with that file",
@@ -520,7 +527,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut files = RunFiles {
         config: &config,
         sha: sha.clone(),
-        data: data_path,
+        // Recorded absolute, so that --resume finds it from any working directory.
+        data: &std::path::absolute(data_path).unwrap_or_else(|_| data_path.to_path_buf()),
         items: stats.items,
         vocab: vocab.to_string(),
         best_before: resumed.as_ref().and_then(|r| r.best),

@@ -1,5 +1,6 @@
 //! The run directory's typed files (issue #15): a run saved by the writer before them still
-//! resumes bit for bit; a flag the model of a `--spec FILE` does not take is a usage error.
+//! resumes bit for bit; a run finds its dataset from any working directory; a flag the model of a
+//! `--spec FILE` does not take is a usage error.
 
 use std::path::Path;
 use std::process::Output;
@@ -80,6 +81,39 @@ fn runs_saved_before_the_typed_files_resume_bit_for_bit() {
             assert_eq!(strip(&r[key]), strip(&w[key]), "{kind}: {key}");
         }
     }
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+/// A relative `--data` is recorded absolute: `--resume` from another working directory finds it.
+#[test]
+fn a_relative_data_path_resumes_from_another_directory() {
+    let d = workdir();
+    ok(makemore()
+        .current_dir(&d)
+        .args(["train", "--steps", "10", "--eval-every", "5", "--data", "names.txt", "--out", "run"])
+        .output()
+        .unwrap());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/summary.json")).unwrap()).unwrap();
+    let recorded = Path::new(summary["dataset"]["path"].as_str().unwrap());
+    assert!(recorded.is_absolute(), "{}", recorded.display());
+    assert_eq!(std::fs::canonicalize(recorded).unwrap(), std::fs::canonicalize(d.join("names.txt")).unwrap());
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    ok(makemore()
+        .current_dir(&elsewhere)
+        .args(["train", "--resume", "--steps", "20", "--out"])
+        .arg(d.join("run"))
+        .output()
+        .unwrap());
+    // A recorded dataset that is gone says so, and how to go on.
+    std::fs::rename(d.join("names.txt"), d.join("moved.txt")).unwrap();
+    let o =
+        makemore().args(["train", "--resume", "--steps", "30", "--out"]).arg(d.join("run")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: the dataset the run in ") && err.contains("pass --data"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }
 

@@ -191,8 +191,10 @@ impl<C: DeserializeOwned> Summary<C> {
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let summary: Summary<C> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            // serde_path_to_error writes `?` for a key it could not read (a cut file).
             let field = e.path().to_string();
-            error(e.inner(), (field != ".").then_some(field))
+            let field = field.trim_end_matches("?").trim_end_matches('.');
+            error(e.inner(), (!field.is_empty()).then(|| field.to_string()))
         })?;
         de.end().map_err(|e| error(&e, None))?;
         Ok(summary)

@@ -361,9 +361,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // The model: a spec file's, or --model with its flags.
     let spec_file = match &args.spec {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let spec: Spec = serde_json::from_str(&text).with_context(|| {
+            // Bounded, and a regular file: --spec /dev/zero is refused, not read until memory ends.
+            let text = run_files::read_bounded(path, run_files::SUMMARY_LIMIT)?;
+            let spec: Spec = serde_json::from_slice(&text).with_context(|| {
                 format!(
                     "{} is not a model spec (`makemore models --json` prints one per kind)",
                     path.display()

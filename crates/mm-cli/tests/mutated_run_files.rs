@@ -404,3 +404,46 @@ fn devices_and_oversized_files_are_refused_before_they_are_read() {
     let e = Summary::<Value>::read(&big).unwrap_err().to_string();
     assert!(e.contains("more than the 16777216 a run writes"), "{e}");
 }
+
+/// A checkpoint mutated in its structure: the safetensors header (a JSON document: each
+/// tensor's dtype, shape and offsets, and the metadata: kind, sizes, vocabulary, step) mutated
+/// as summary.json is, its recorded length kept or corrected, and weights made NaN or infinite.
+fn mutate_checkpoint(
+    bytes: &[u8],
+    muts: &[Mutation],
+    fix_length: bool,
+    poison: Option<(usize, u32)>,
+) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut data = bytes[8 + n..].to_vec();
+    if let Some((at, bits)) = poison {
+        let at = (at % (data.len() / 4)) * 4;
+        data[at..at + 4].copy_from_slice(&bits.to_le_bytes());
+    }
+    let new_header = mutate_json(&header, muts);
+    let len = if fix_length { new_header.len() as u64 } else { n as u64 };
+    let mut out = len.to_le_bytes().to_vec();
+    out.extend(new_header);
+    out.extend(data);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_mutated_checkpoint_samples_or_refuses_in_one_line(
+        muts in mutations(),
+        fix_length in any::<bool>(),
+        poison in prop::option::of((any::<usize>(), prop::sample::select(vec![0x7fc0_0000u32, 0x7f80_0000, 0xff80_0000]))),
+    ) {
+        let base = std::fs::read(base_run().join("model.safetensors")).unwrap();
+        let file = base_run().with_file_name(format!("ckpt-{}.safetensors", rand::random::<u64>()));
+        std::fs::write(&file, mutate_checkpoint(&base, &muts, fix_length, poison)).unwrap();
+        let args = ["sample", "-n", "2", "--checkpoint"].map(std::ffi::OsStr::new);
+        let (code, err) = capped(&[&args[..], &[file.as_os_str()]].concat());
+        std::fs::remove_file(&file).unwrap();
+        clean(code, &err)?;
+    }
+}

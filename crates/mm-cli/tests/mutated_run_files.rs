@@ -1,9 +1,10 @@
 //! Structure-aware property tests of the files a run reads (issue #15): `summary.json`,
-//! `metrics.csv` and `--spec FILE`, mutated in their structure (fields removed, values of the
-//! wrong type, huge numbers, NaN as text, duplicated keys, rows cut short, extra columns,
-//! unicode, truncation) give a typed error or a valid result: never a panic, and at the command
-//! line a one-line error with exit 1 or 2, never 101 (panic) or 134 (abort), under a 2 GiB cap on
-//! memory, so that an allocation sized from the file before it is checked fails the test.
+//! `metrics.csv`, `--spec FILE`, checkpoints and datasets, mutated in their structure (fields
+//! removed, values of the wrong type, huge numbers, NaN as text, duplicated keys, rows cut short,
+//! extra columns, unicode, truncation), give a typed error or a valid result: never a panic, and
+//! at the command line a one-line error with exit 1 or 2, never 101 (panic) or 134 (abort), under
+//! a 2 GiB cap on memory, so that an allocation sized from a file before it is checked fails the
+//! test.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -445,5 +446,56 @@ proptest! {
         let (code, err) = capped(&[&args[..], &[file.as_os_str()]].concat());
         std::fs::remove_file(&file).unwrap();
         clean(code, &err)?;
+    }
+}
+
+/// A dataset mutated line by line: lines removed, duplicated, emptied or made very long, and
+/// characters inserted (a BOM, RLO, ZWJ, NUL, CR, a quote, invalid UTF-8), or cut short.
+fn mutate_dataset(names: &str, muts: &[Mutation]) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = names.lines().map(|l| l.as_bytes().to_vec()).collect();
+    for m in muts {
+        let r = m.at % lines.len().max(1);
+        match (m.kind, lines.is_empty()) {
+            (_, true) => lines.push(b"x".to_vec()),
+            (0, _) => {
+                lines.remove(r);
+            }
+            (1, _) => lines.insert(r, lines[r].clone()),
+            (2, _) => lines[r] = if m.pick % 2 == 0 { Vec::new() } else { vec![b'a'; 1 + m.pick % 5000] },
+            (3 | 4, _) => {
+                let ins = match m.pick % 4 {
+                    0 => vec![0xff],
+                    _ => INSERTED[m.pick % INSERTED.len()].as_bytes().to_vec(),
+                };
+                let at = m.pick % (lines[r].len() + 1);
+                lines[r].splice(at..at, ins);
+            }
+            _ => lines.truncate(r),
+        }
+    }
+    lines.join(&b'\n')
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_mutated_dataset_is_read_or_refused_in_one_line(muts in mutations()) {
+        let d = base_run().parent().unwrap();
+        let names = std::fs::read_to_string(d.join("names.txt")).unwrap();
+        let file = d.join(format!("data-{}.txt", rand::random::<u64>()));
+        std::fs::write(&file, mutate_dataset(&names, &muts)).unwrap();
+        let out = d.join(format!("data-run-{}", rand::random::<u64>()));
+        for args in [&["info", "--data"][..], &["train", "--model", "bigram", "--out"]] {
+            let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+            if args[0] == "train" {
+                all.extend([out.as_os_str(), "--data".as_ref()]);
+            }
+            all.push(file.as_os_str());
+            let (code, err) = capped(&all);
+            clean(code, &err)?;
+        }
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -56,8 +56,8 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
         }
         cli::PlotCommand::Loss { run, .. } => {
             let out = plot_out(what);
-            let rows = plot::read_metrics(&run.join("metrics.csv"))?;
-            plot::loss(&rows.iter().map(|m| (m.0, m.2, m.3)).collect::<Vec<_>>(), &out)?;
+            let rows = mm_cli::run_files::read_metrics(&run.join("metrics.csv"))?;
+            plot::loss(&rows.iter().map(|m| (m.step, m.train_loss, m.dev_loss)).collect::<Vec<_>>(), &out)?;
             out
         }
         cli::PlotCommand::LrSweep { csv, .. } => {
@@ -136,6 +136,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(train::Usage(msg)) = e.downcast_ref() {
+                use clap::CommandFactory;
+                cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+            }
             // One line: what went wrong, with its causes.
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

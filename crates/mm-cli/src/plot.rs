@@ -37,14 +37,6 @@ pub enum PlotError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A line of a run's metrics.csv is malformed.
-    #[error("{path}: line {line} is not step,lr,train_loss,dev_loss,elapsed_s")]
-    Metrics {
-        /// The file.
-        path: PathBuf,
-        /// The line, from 1.
-        line: usize,
-    },
     /// The embedded font is invalid (a build defect).
     #[error("the embedded font is invalid")]
     Font,
@@ -234,33 +226,6 @@ fn draw_loss<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, metrics: &[Metri
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) }
-}
-
-/// One line of a run's metrics.csv: step (from 1), learning rate, train loss, dev loss (on
-/// evaluation steps), elapsed seconds.
-pub type MetricRow = (usize, f32, f32, Option<f32>, f64);
-
-/// Reads a run's metrics.csv (`step,lr,train_loss,dev_loss,elapsed_s`).
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, PlotError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| PlotError::Read { path: path.to_path_buf(), source })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let bad = || PlotError::Metrics { path: path.to_path_buf(), line: i + 1 };
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad());
-        }
-        let dev = if f[3].is_empty() { None } else { Some(f[3].parse().map_err(|_| bad())?) };
-        out.push((
-            f[0].parse().map_err(|_| bad())?,
-            f[1].parse().map_err(|_| bad())?,
-            f[2].parse().map_err(|_| bad())?,
-            dev,
-            f[4].parse().map_err(|_| bad())?,
-        ));
-    }
-    Ok(out)
 }
 
 /// The lecture's 27x27 grid of bigram counts: each cell labelled with its pair and count, shaded

@@ -17,10 +17,9 @@ use mm_models::{
 use mm_tensor::{AdamWState, ParamStore};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use mm_cli::plot::{MetricRow, read_metrics};
 use mm_cli::run_dir::RunDir;
+use mm_cli::run_files::{self, MetricsRow, Summary, read_metrics};
 
 use crate::cli::{OptimizerArg, TrainArgs};
 
@@ -104,7 +103,11 @@ impl RunConfig {
     /// the training flags and the kind's training defaults.
     fn from_spec(args: &TrainArgs, spec: Spec) -> anyhow::Result<RunConfig> {
         let kind = spec.kind();
-        args.check_flags(kind).map_err(anyhow::Error::msg)?;
+        // A flag the spec file's model does not take is a usage error, as with --model.
+        args.check_flags(kind).map_err(|msg| match &args.spec {
+            Some(path) => anyhow::Error::new(Usage(format!("{}: {msg}", path.display()))),
+            None => anyhow::Error::msg(msg),
+        })?;
         let base = spec.train_config();
         let steps = args.steps.map_or(base.steps, |s| s as usize);
         // The kind's schedule, stretched to the steps asked for: the decay at the same fraction
@@ -241,16 +244,22 @@ impl RunConfig {
     }
 }
 
+/// A usage error found once the model is known (a flag its kind does not take, with
+/// `--spec FILE`): `makemore` exits with 2, as for the flags it checks before running.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
 /// What `--resume` carries over from the run it continues.
 struct Resumed {
     model: AnyModel,
     progress: Progress,
     /// metrics.csv up to the checkpoint's step.
-    metrics: Vec<MetricRow>,
+    metrics: Vec<MetricsRow>,
     /// The run's time so far.
     elapsed: f64,
     /// The best dev loss of the run so far, and its step.
-    best: Option<(usize, f64)>,
+    best: Option<(usize, f32)>,
 }
 
 /// Opens the run in `out` to continue it: its settings (with `--steps` applied), its checkpoint
@@ -266,13 +275,8 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         );
     }
     let summary_path = out.join("summary.json");
-    let text = std::fs::read_to_string(&summary_path)
-        .with_context(|| format!("cannot read {}", summary_path.display()))?;
-    let summary: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", summary_path.display()))?;
-    let mut config: RunConfig = serde_json::from_value(summary["config"].clone()).with_context(|| {
-        format!("{} has no run settings to resume from: train it again with --force", summary_path.display())
-    })?;
+    let summary: Summary<RunConfig> = Summary::read(&summary_path)?;
+    let mut config = summary.config.clone();
     // An edited file gets the flags' ranges, before the checkpoint is read or anything is sized.
     config.check().map_err(|e| {
         anyhow::anyhow!(
@@ -297,11 +301,8 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
             out.display()
         )
     };
-    if summary["steps"].as_u64() != Some(meta.step) {
-        return Err(mixed(format!(
-            "model.safetensors is at step {step}, summary.json at {}",
-            summary["steps"]
-        )));
+    if summary.steps != meta.step {
+        return Err(mixed(format!("model.safetensors is at step {step}, summary.json at {}", summary.steps)));
     }
     if let Some(steps) = args.steps {
         config.steps = steps as usize;
@@ -325,8 +326,8 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     let sha = meta.dataset_sha256.clone();
     // The log: a row for each step up to the checkpoint's, never silently restarted.
     let log = out.join("metrics.csv");
-    let metrics: Vec<MetricRow> = read_metrics(&log)?.into_iter().filter(|m| m.0 <= step).collect();
-    if metrics.len() != step || metrics.iter().enumerate().any(|(i, m)| m.0 != i + 1) {
+    let metrics: Vec<MetricsRow> = read_metrics(&log)?.into_iter().filter(|m| m.step <= step).collect();
+    if metrics.len() != step || metrics.iter().enumerate().any(|(i, m)| m.step != i + 1) {
         return Err(mixed(format!("metrics.csv has {} of the checkpoint's {step} steps", metrics.len())));
     }
     // A run evaluates its last step, on the evaluation grid or not. Continued to more steps, that
@@ -337,13 +338,10 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         && config.eval_every > 0
         && !step.is_multiple_of(config.eval_every)
     {
-        last.3 = None;
+        last.dev_loss = None;
     }
-    let elapsed = metrics.last().map_or(0.0, |m| m.4);
-    let best = summary["best"]["dev_loss"]
-        .as_f64()
-        .zip(summary["best"]["step"].as_u64())
-        .map(|(d, s)| (s as usize, d));
+    let elapsed = metrics.last().map_or(0.0, |m| m.elapsed_s);
+    let best = summary.best.as_ref().map(|b| (b.step as usize, b.dev_loss));
     if let Some((best_step, _)) = best {
         let (_, best_meta) = mm_models::checkpoint::load(&out.join("best.safetensors"))?;
         if best_meta.step as usize != best_step {
@@ -354,7 +352,7 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         }
     }
     let progress = Progress { step, adamw: meta.adamw };
-    let data = summary["dataset"]["path"].as_str().map(PathBuf::from);
+    let data = summary.dataset.map(|d| d.path);
     Ok((config, Resumed { model, progress, metrics, elapsed, best }, sha, data))
 }
 
@@ -363,9 +361,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // The model: a spec file's, or --model with its flags.
     let spec_file = match &args.spec {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let spec: Spec = serde_json::from_str(&text).with_context(|| {
+            // Bounded, and a regular file: --spec /dev/zero is refused, not read until memory ends.
+            let text = run_files::read_bounded(path, run_files::SUMMARY_LIMIT)?;
+            let spec: Spec = serde_json::from_slice(&text).with_context(|| {
                 format!(
                     "{} is not a model spec (`makemore models --json` prints one per kind)",
                     path.display()
@@ -426,7 +424,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
     };
     // A resumed run's dataset is the one it recorded, unless --data names another.
-    let data_path = match recorded {
+    let data_path = match recorded.clone() {
         Some(path) if !args.data_given => path,
         _ => args.data.data.clone(),
     };
@@ -439,7 +437,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     // The data: validated before anything is written.
     // Read once (a pipe can be read only once), and the hash of what was read.
-    let (data, sha) = crate::data::load_hashed(data_path)?;
+    let from_run = recorded.is_some() && !args.data_given;
+    let (data, sha) = crate::data::load_hashed(data_path).map_err(|e| {
+        if from_run {
+            e.context(format!("the dataset the run in {} recorded (pass --data with it)", out.display()))
+        } else {
+            e
+        }
+    })?;
     if let Some(was) = resumed_sha.filter(|s| !s.is_empty() && *s != sha) {
         bail!(
             "{} is not the dataset the run was trained on (sha256 {}, the run's {}): pass --data with that file",
@@ -522,13 +527,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut files = RunFiles {
         config: &config,
         sha: sha.clone(),
-        data: data_path,
+        // Recorded absolute, so that --resume finds it from any working directory.
+        data: &std::path::absolute(data_path).unwrap_or_else(|_| data_path.to_path_buf()),
         items: stats.items,
         vocab: vocab.to_string(),
         best_before: resumed.as_ref().and_then(|r| r.best),
         best_written: None,
         resumed: resumed.is_some(),
-        csv: String::new(),
+        csv: Vec::new(),
         csv_rows: 0,
     };
     let (model, steps, stopped, losses, names, adamw, best) = match config.model.as_str() {
@@ -568,7 +574,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             let saved = std::cell::Cell::new((from.step > 0).then_some(from.step));
             let observe = |m: &mm_models::StepMetrics| {
                 let elapsed = elapsed_before + m.elapsed.as_secs_f64();
-                metrics.borrow_mut().push((m.step + 1, m.lr, m.loss, m.dev_loss, elapsed));
+                let row = MetricsRow {
+                    step: m.step + 1,
+                    lr: m.lr,
+                    train_loss: m.loss,
+                    dev_loss: m.dev_loss,
+                    elapsed_s: elapsed,
+                };
+                metrics.borrow_mut().push(row);
                 if m.step.is_multiple_of(100) || m.dev_loss.is_some() {
                     bar.set_position(m.step as u64 + 1);
                     let rate = (m.step + 1 - done_before) as f64 / m.elapsed.as_secs_f64().max(1e-9);
@@ -644,12 +657,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let at = Saved { model: &model, step: steps, adamw, stopped, best };
     let summary = files.save(&mut dir, &at, &metrics, Some((losses, &samples, elapsed)))?;
     let checkpoint = dir.file("model.safetensors");
-    let best_json = &summary["best"];
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         let plot = if metrics.is_empty() { "" } else { ", loss.png" };
-        let best = if best_json.is_null() { "" } else { ", best.safetensors" };
+        let best = if summary.best.is_none() { "" } else { ", best.safetensors" };
         println!("saved {} (and metrics.csv, summary.json{plot}{best})", checkpoint.display());
     }
     Ok(())
@@ -716,13 +728,13 @@ struct RunFiles<'a> {
     items: usize,
     vocab: String,
     /// The best of the run before it was resumed (step, dev loss): best.safetensors holds it.
-    best_before: Option<(usize, f64)>,
+    best_before: Option<(usize, f32)>,
     /// The step of the best.safetensors this session saved.
     best_written: Option<usize>,
     /// Whether the run was resumed (its files in the directory are this run's).
     resumed: bool,
     /// metrics.csv as written so far (it only grows), and its rows.
-    csv: String,
+    csv: Vec<u8>,
     csv_rows: usize,
 }
 
@@ -733,19 +745,13 @@ impl RunFiles<'_> {
         &mut self,
         dir: &mut RunDir,
         at: &Saved,
-        metrics: &[MetricRow],
+        metrics: &[MetricsRow],
         end: Option<End>,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<Summary<RunConfig>> {
         let (mut written, mut kept) = (Vec::new(), Vec::new());
-        if self.csv.is_empty() {
-            self.csv = "step,lr,train_loss,dev_loss,elapsed_s\n".into();
-        }
-        for (step, lr, loss, dev, t) in &metrics[self.csv_rows..] {
-            let dev = dev.map_or(String::new(), |d| d.to_string());
-            self.csv += &format!("{step},{lr},{loss},{dev},{t:.3}\n");
-        }
+        run_files::write_metrics(&mut self.csv, &metrics[self.csv_rows..])?;
         self.csv_rows = metrics.len();
-        dir.stage("metrics.csv", self.csv.as_bytes())?;
+        dir.stage("metrics.csv", &self.csv)?;
         written.push("metrics.csv");
 
         let meta = |step: usize, adamw| CheckpointMeta {
@@ -757,10 +763,16 @@ impl RunFiles<'_> {
         // The parameters with the lowest dev loss seen (over the whole run, when it was resumed).
         let best_path = dir.file("best.safetensors");
         let mut best_step = None;
-        let best_json = match (at.best, self.best_before) {
-            (Some((_, d, _)), Some((s, was))) if f64::from(d) >= was => {
+        let best_of = |step: usize, dev_loss| run_files::Best {
+            checkpoint: best_path.clone(),
+            dev_loss,
+            step: step as u64,
+        };
+        let best = match (at.best, self.best_before) {
+            // Equal losses keep the earlier step, as the training loop does.
+            (Some((_, d, _)), Some((s, was))) if d >= was => {
                 kept.push("best.safetensors");
-                json!({ "step": s, "dev_loss": was, "checkpoint": best_path })
+                Some(best_of(s, was))
             }
             (Some((step, dev_loss, params)), _) => {
                 if self.best_written == Some(step) {
@@ -771,13 +783,13 @@ impl RunFiles<'_> {
                     written.push("best.safetensors");
                     best_step = Some(step);
                 }
-                json!({ "step": step, "dev_loss": dev_loss, "checkpoint": best_path })
+                Some(best_of(step, dev_loss))
             }
             (None, Some((s, was))) => {
                 kept.push("best.safetensors");
-                json!({ "step": s, "dev_loss": was, "checkpoint": best_path })
+                Some(best_of(s, was))
             }
-            (None, None) => serde_json::Value::Null,
+            (None, None) => None,
         };
         let model_path = dir.file("model.safetensors");
         dir.stage("model.safetensors", &to_bytes(&model_path, at.model, &meta(at.step, at.adamw.clone()))?)?;
@@ -785,7 +797,7 @@ impl RunFiles<'_> {
         // The picture is drawn at the end of a run; a periodic save keeps the run's own, if any
         // (it is not needed to resume, and drawing it at each save would slow training).
         if end.is_some() && !metrics.is_empty() {
-            let points: Vec<_> = metrics.iter().map(|m| (m.0, m.2, m.3)).collect();
+            let points: Vec<_> = metrics.iter().map(|m| (m.step, m.train_loss, m.dev_loss)).collect();
             mm_cli::plot::loss(&points, &dir.staged("loss.png"))?;
             written.push("loss.png");
         } else if end.is_none() && self.resumed {
@@ -793,28 +805,35 @@ impl RunFiles<'_> {
         }
         let (loss, samples, elapsed) = match end {
             Some((l, samples, elapsed)) => (
-                json!({ "train": l[0], "dev": l[1], "test": l[2] }),
-                samples.iter().map(|(n, o)| json!({ "name": n, "origin": o })).collect(),
+                Some(run_files::Losses { train: l[0], dev: l[1], test: l[2] }),
+                samples
+                    .iter()
+                    .map(|(n, o)| run_files::SampleName { name: n.clone(), origin: o.to_string() })
+                    .collect(),
                 elapsed,
             ),
-            None => (serde_json::Value::Null, Vec::new(), metrics.last().map_or(0.0, |m| m.4)),
+            None => (None, Vec::new(), metrics.last().map_or(0.0, |m| m.elapsed_s)),
         };
-        let parameters = at.model.num_params();
-        let summary = json!({
-            "model": self.config.model,
-            "parameters": parameters,
-            "steps": at.step,
-            "stopped": at.stopped,
-            "seed": self.config.seed,
-            "elapsed_s": elapsed,
-            "loss": loss,
-            "dataset": { "path": self.data, "sha256": self.sha, "items": self.items, "vocab": self.vocab },
-            "checkpoint": dir.file("model.safetensors"),
-            "best": best_json,
-            "samples": samples,
-            "config": self.config,
-        });
-        dir.stage("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        let summary = Summary {
+            best,
+            checkpoint: dir.file("model.safetensors"),
+            config: self.config.clone(),
+            dataset: Some(run_files::Dataset {
+                items: self.items as u64,
+                path: self.data.to_path_buf(),
+                sha256: self.sha.clone(),
+                vocab: self.vocab.clone(),
+            }),
+            elapsed_s: elapsed,
+            loss,
+            model: self.config.model.clone(),
+            parameters: at.model.num_params() as u64,
+            samples,
+            seed: self.config.seed,
+            steps: at.step as u64,
+            stopped: at.stopped,
+        };
+        dir.stage("summary.json", summary.to_json()?.as_bytes())?;
         written.push("summary.json");
         dir.commit(&written, &kept)?;
         if best_step.is_some() {

@@ -23,6 +23,8 @@ use super::matmul::{Start, Strided};
 const LANES: usize = 16;
 /// Rows of `C` per block: 8 rows by up to 3 vectors is 24 accumulators.
 const MR: usize = 8;
+/// The longest slice of `k` a block runs over before moving on (see [`gemm`]).
+const KC: usize = 128;
 
 /// Whether this CPU can run [`gemm`] (the answer is cached by the standard library).
 pub(crate) fn available() -> bool {
@@ -83,33 +85,45 @@ pub(crate) unsafe fn gemm(
         (pack.as_ptr(), width)
     };
     let last = lanes(n - (nv - 1) * LANES);
-    let mut v0 = 0;
-    // Column blocks of 3 vectors; a remainder of 1 becomes 2 + 2 where it can (a block of one
-    // vector is bound by its loads, not its multiply-adds).
-    while v0 < nv {
-        let left = nv - v0;
-        let width = if left == 4 || left == 2 { 2 } else { left.min(3) };
-        let mask = if v0 + width == nv { last } else { lanes(LANES) };
-        for i0 in (0..m).step_by(MR) {
-            let rows = (m - i0).min(MR);
-            let at = Block {
-                k,
-                a: if a.cs == 1 { a.data[i0 * a.rs..].as_ptr() } else { a.data[i0..].as_ptr() },
-                lda: if a.cs == 1 { a.rs } else { a.cs },
-                // SAFETY (of the offsets): `v0 < nv`, so the column is inside `B` and `C`.
-                b: bp.wrapping_add(v0 * LANES),
-                ldb,
-                c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
-                ldc: n,
-                mask,
-                add: matches!(start, Start::C),
-                bias: bias.map(|bias| bias.wrapping_add(v0 * LANES)),
-            };
-            // SAFETY: AVX-512F is enabled; the block's rows, columns and `k` are inside the
-            // operands (checked above), and the last vector is masked at `n`.
-            unsafe { at.dispatch(rows, width, a.cs == 1) };
+    // `k` in slices of at most `KC`: the slice of a column block of `B` (`KC` rows of up to 3
+    // vectors, 24 KB) stays in L1 while every row block of `A` runs over it. Later slices add
+    // to `C`.
+    for k0 in (0..k).step_by(KC) {
+        let (kc, first) = ((k - k0).min(KC), k0 == 0);
+        let mut v0 = 0;
+        // Column blocks of 3 vectors; a remainder of 1 becomes 2 + 2 where it can (a block of
+        // one vector is bound by its loads, not its multiply-adds).
+        while v0 < nv {
+            let left = nv - v0;
+            let width = if left == 4 || left == 2 { 2 } else { left.min(3) };
+            let mask = if v0 + width == nv { last } else { lanes(LANES) };
+            for i0 in (0..m).step_by(MR) {
+                let rows = (m - i0).min(MR);
+                let at = Block {
+                    k: kc,
+                    a: if a.cs == 1 {
+                        a.data[i0 * a.rs + k0..].as_ptr()
+                    } else {
+                        a.data[k0 * a.cs + i0..].as_ptr()
+                    },
+                    lda: if a.cs == 1 { a.rs } else { a.cs },
+                    // SAFETY (of the offsets): `k0 < k` and `v0 < nv`, so the row and column
+                    // are inside `B` and `C`.
+                    b: bp.wrapping_add(k0 * ldb + v0 * LANES),
+                    ldb,
+                    c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
+                    ldc: n,
+                    mask,
+                    add: !first || matches!(start, Start::C),
+                    bias: if first { bias.map(|bias| bias.wrapping_add(v0 * LANES)) } else { None },
+                };
+                // SAFETY: AVX-512F is enabled; the block's rows, columns and `kc` steps from
+                // `k0` are inside the operands (checked above), and the last vector is masked
+                // at `n`.
+                unsafe { at.dispatch(rows, width, a.cs == 1) };
+            }
+            v0 += width;
         }
-        v0 += width;
     }
 }
 

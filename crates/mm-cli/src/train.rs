@@ -231,6 +231,8 @@ impl RunConfig {
             grad_clip: self.grad_clip,
             eval_every: self.eval_every,
             seed: self.seed,
+            shards: 1,
+            threads: 0,
         }
     }
 

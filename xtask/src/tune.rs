@@ -101,9 +101,20 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
-    /// Trials trained at once, one per thread [default: the machine's cores].
+    /// Trials trained at once [default: the machine's cores].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     jobs: Option<u64>,
+
+    /// Each trial's steps cut into this many shards (`makemore train --shards`): with --jobs 1
+    /// and --threads 2, one trial at a time over both cores. The shards fix the rounding: rerun
+    /// a search with the same --shards to resume it [default: 1].
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(mm_models::limits::SHARDS))]
+    shards: u64,
+
+    /// Threads for each trial's shards (never more than --shards; they never change the
+    /// results) [default: 1].
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: u64,
 }
 
 /// One row of trials.csv: a trial after a rung.
@@ -262,9 +273,10 @@ fn run_trial(
     before: Option<&Row>,
     dir: &Path,
     data: &Data,
-    seed: u64,
+    args: &Args,
     pb: &ProgressBar,
 ) -> anyhow::Result<Done> {
+    let seed = args.seed;
     let ckpt = dir.join(format!("trial-{trial:03}.safetensors"));
     let resumed = match before {
         Some(row) if ckpt.is_file() => {
@@ -284,7 +296,8 @@ fn run_trial(
     };
     // The bar counts each rung's new steps once, also when a trial is trained again from scratch.
     let counted = before.map_or(0, |r| r.steps);
-    let cfg = TrainConfig { steps, eval_every: 0, seed, ..spec.train_config() };
+    let (shards, threads) = (args.shards as usize, args.threads as usize);
+    let cfg = TrainConfig { steps, eval_every: 0, seed, shards, threads, ..spec.train_config() };
     let m = model.neural_mut().context("the search trains neural models")?;
     let stop = AtomicBool::new(false);
     let mut recent = VecDeque::with_capacity(50);
@@ -444,17 +457,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     loop {
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                         let Some(t) = next else { break };
-                        let done = run_trial(
-                            t,
-                            rung,
-                            &specs[t],
-                            budget(rung),
-                            before.get(&t),
-                            dir,
-                            data,
-                            args.seed,
-                            pb,
-                        );
+                        let done =
+                            run_trial(t, rung, &specs[t], budget(rung), before.get(&t), dir, data, args, pb);
                         let failed = done.is_err();
                         if tx.send(done).is_err() || failed {
                             break;

@@ -178,7 +178,7 @@ pub struct TrainArgs {
         "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2", "momentum",
         "batch_size", "lr", "decay_step", "lr_decayed", "optimizer", "beta2", "weight_decay", "reg",
         "alpha", "eval_every", "dropout", "tie_weights", "warmup", "lr_decay", "min_lr",
-        "decay_matrices_only", "grad_clip",
+        "decay_matrices_only", "grad_clip", "shards",
     ])]
     pub resume: bool,
 
@@ -258,6 +258,21 @@ pub struct TrainArgs {
     /// [default: 0].
     #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
     pub grad_clip: Option<f32>,
+
+    /// Cut each step's batch into this many shards of consecutive rows, each differentiated on
+    /// its own tape (on its own thread: see --threads), the gradients summed in shard order; 2
+    /// uses both cores of a 2-core machine. The shard count fixes the rounding, so the run
+    /// records it (summary.json) and --resume keeps it. Not for bn-mlp and wavenet, whose
+    /// BatchNorm normalises with the batch's statistics [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::SHARDS))]
+    pub shards: Option<u64>,
+
+    /// Threads for the shards of a step: at most this many, never more than --shards; 0 for
+    /// one per core. The threads never change the result: the same seed and --shards give the
+    /// same bits on any number of threads, and a run may be resumed with another --threads
+    /// [default: 0, one per core].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::THREADS))]
+    pub threads: Option<u64>,
 
     /// Optimisation steps [default: 200000 for mlp, bn-mlp and wavenet, 500 for the bigram net,
     /// 10000 for makemore's models].
@@ -390,6 +405,8 @@ impl TrainArgs {
                 ("eval-every", self.eval_every.is_some()),
                 ("save-every", self.save_every.is_some()),
                 ("batch-size", self.batch_size_given),
+                ("shards", self.shards.is_some()),
+                ("threads", self.threads.is_some()),
             ];
             if let Some((flag, _)) = training.iter().find(|(_, given)| *given) {
                 return Err(format!(

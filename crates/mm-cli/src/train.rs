@@ -78,6 +78,15 @@ struct RunConfig {
     decay_matrices_only: bool,
     #[serde(default)]
     grad_clip: f32,
+    /// The shards of each step's batch (`TrainConfig::shards`): they fix the rounding, so a
+    /// resumed run keeps them; 1 for runs saved before it was a setting.
+    #[serde(default = "one")]
+    shards: usize,
+}
+
+/// One shard, for runs saved before shards were a setting.
+fn one() -> usize {
+    1
 }
 
 /// PyTorch's AdamW beta2, for runs saved before it was a setting.
@@ -166,6 +175,7 @@ impl RunConfig {
             min_lr: spec.setting("min_lr").and_then(|v| v.parse().ok()).unwrap_or(0.0),
             decay_matrices_only: base.decay_matrices_only,
             grad_clip: base.grad_clip,
+            shards: args.shards.map_or(base.shards, |s| s as usize),
         })
     }
 
@@ -234,6 +244,8 @@ impl RunConfig {
             grad_clip: self.grad_clip,
             eval_every: self.eval_every,
             seed: self.seed,
+            shards: self.shards,
+            threads: 0,
         }
     }
 
@@ -564,7 +576,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             say(format!("{} parameters", model.num_params()));
             let template = model.clone();
             let net = model.neural_mut().expect("only the counting model is not neural");
-            let cfg = config.train_config();
+            // The threads are this session's: they never change the result.
+            let cfg =
+                TrainConfig { threads: args.threads.map_or(0, |t| t as usize), ..config.train_config() };
+            if cfg.shards > 1 {
+                let threads = match cfg.threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    t => t,
+                };
+                say(format!("each step in {} shards on {} threads", cfg.shards, threads.min(cfg.shards)));
+            }
             let bar = progress_bar(cfg.steps as u64, args.json);
             bar.set_position(from.step as u64);
             bar.reset_eta();

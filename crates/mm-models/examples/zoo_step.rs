@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p mm-models --example zoo_step -- --model KIND [--steps N] [--json | --phases] [--data PATH]
+//!     [--shards S] [--threads N]
 //! ```
 //!
 //! KIND is one of makemore.py's models (`transformer`, `bow`, `rnn`, `gru`, `mlp-makemore`,
@@ -26,6 +27,10 @@
 //! also splits a step into its phases (batch, forward, backward, optimizer and running
 //! statistics), the median of each over as many steps again, with the training loop's calls
 //! written out, to show where the time goes.
+//!
+//! `--shards S --threads N` time `train()` with each step's batch cut into S shards on up to N
+//! threads (`TrainConfig::shards`, `threads`; default 1 and 0, one per core): how much a second
+//! core buys for the kind. `--phases` always splits the one-shard step.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -189,10 +194,11 @@ fn phases(s: &mut Setup, steps: usize) -> Result<[f64; 5], Box<dyn std::error::E
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = format!(
-        "usage: zoo_step --model KIND [--steps N] [--json | --phases] [--data PATH]; KIND: {}",
+        "usage: zoo_step --model KIND [--steps N] [--json | --phases] [--data PATH] [--shards S] [--threads N]; KIND: {}",
         KINDS.join(", ")
     );
     let (mut kind, mut steps, mut json, mut split_phases) = (None, 200usize, false, false);
+    let (mut shards, mut threads) = (1usize, 0usize);
     let mut data = default_dataset_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -202,6 +208,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 steps = args.next().and_then(|n| n.parse().ok()).filter(|&n| n >= 1).ok_or(usage.clone())?
             }
             "--data" => data = PathBuf::from(args.next().ok_or(usage.clone())?),
+            "--shards" => {
+                shards = args.next().and_then(|n| n.parse().ok()).filter(|&n| n >= 1).ok_or(usage.clone())?
+            }
+            "--threads" => threads = args.next().and_then(|n| n.parse().ok()).ok_or(usage.clone())?,
             "--json" => json = true,
             "--phases" => split_phases = true,
             "--help" | "-h" => {
@@ -218,19 +228,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dataset =
         Dataset::load(&data).map_err(|e| format!("{e} (run `cargo xtask download`, or pass --data)"))?;
     let mut s = setup(&kind, &dataset)?;
+    s.cfg.shards = shards;
+    s.cfg.threads = threads;
     let params = s.model.num_params();
     let stop = AtomicBool::new(false);
 
     if !json {
         let config: Vec<String> = s.model.config().iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!(
-            "{kind}: {params} parameters; {}; {:?} of {} positions, {} train rows; {:?}, batch {}",
+            "{kind}: {params} parameters; {}; {:?} of {} positions, {} train rows; {:?}, batch {}; {} shard(s), threads {}",
             config.join(", "),
             s.model.layout(),
             s.model.block_size(),
             s.train.len(),
             s.cfg.optimizer,
-            s.cfg.batch_size.unwrap_or(0)
+            s.cfg.batch_size.unwrap_or(0),
+            shards,
+            if threads == 0 { "one per core".to_string() } else { threads.to_string() }
         );
     }
     let warm = TrainConfig { steps: WARM_UP, ..s.cfg.clone() };
@@ -269,7 +283,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "{{\"workload\": \"zoo_step\", \"model\": \"{kind}\", \"value\": {best:.4}, \"unit\": \"ms\", \
              \"blocks\": [{list}], \"steps\": {steps}, \"params\": {params}, \"macs\": {}, \
-             \"batch_ms\": {batch_ms:.4}, \"loss\": {loss:.4}{phases}}}",
+             \"batch_ms\": {batch_ms:.4}, \"loss\": {loss:.4}, \"shards\": {shards}, \"threads\": {threads}{phases}}}",
             s.macs
         );
     } else {

@@ -158,6 +158,11 @@ impl Model for BnMlp {
         hpreact.tanh().linear(g.param(self.w2), g.param(self.b2)) // [B, V]
     }
 
+    /// It normalises the hidden layer with the batch's statistics.
+    fn batch_statistics(&self) -> bool {
+        true
+    }
+
     /// `bnmean_running = 0.999 * bnmean_running + 0.001 * bnmeani`, and the same for the std.
     fn update_running(&mut self, stats: &BatchStatsLog<f32>) -> Result<()> {
         let (mean, var) = stats.get(0).ok_or_else(|| ModelError::Config("no BatchNorm statistics".into()))?;

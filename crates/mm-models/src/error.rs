@@ -30,6 +30,19 @@ pub enum ModelError {
         /// What was not finite (e.g. "the training loss is NaN").
         what: String,
     },
+    /// More than one shard for a model that normalises with its batch's statistics
+    /// (BatchNorm): each shard would normalise with its own rows' statistics, another model
+    /// than the one trained on the whole batch.
+    #[error(
+        "{kind} normalises with its batch's statistics (BatchNorm), so its step cannot be cut into \
+         {shards} shards; train it with 1 shard"
+    )]
+    ShardedBatchNorm {
+        /// The model's kind.
+        kind: &'static str,
+        /// The shards asked for.
+        shards: usize,
+    },
     /// A stop request ended work whose partial result would mislead (a learning-rate sweep or
     /// grid); `train` itself reports a stop in its `TrainReport` instead.
     #[error("{0} was stopped before it finished")]

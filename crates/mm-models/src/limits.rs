@@ -27,6 +27,10 @@ pub const N_EMBD2: RangeInclusive<u64> = 1..=65536;
 pub const BATCH_SIZE: RangeInclusive<u64> = 1..=1_000_000;
 /// Optimisation steps of a run.
 pub const STEPS: RangeInclusive<u64> = 1..=100_000_000;
+/// Shards of a training step's batch ([`TrainConfig::shards`]).
+pub const SHARDS: RangeInclusive<u64> = 1..=1024;
+/// Threads of a sharded training step ([`TrainConfig::threads`]; 0 for one per core).
+pub const THREADS: RangeInclusive<u64> = 0..=1024;
 
 /// The range of the size setting `key` of a spec (`block_size`, `n_embd`, ...), if it is one.
 pub fn size_range(key: &str) -> Option<RangeInclusive<u64>> {
@@ -128,8 +132,8 @@ impl Spec {
 
 impl TrainConfig {
     /// Checks the training settings against the ranges of the command line's flags: `steps`
-    /// ([`STEPS`]), `batch_size` ([`BATCH_SIZE`]), the learning rates and the weight decay
-    /// (rates), AdamW's betas (fractions).
+    /// ([`STEPS`]), `batch_size` ([`BATCH_SIZE`]), `shards` ([`SHARDS`]), `threads`
+    /// ([`THREADS`]), the learning rates and the weight decay (rates), AdamW's betas (fractions).
     ///
     /// ```
     /// use mm_models::TrainConfig;
@@ -162,6 +166,8 @@ impl TrainConfig {
         check_fraction("beta1", self.betas.0)?;
         check_fraction("beta2", self.betas.1)?;
         check_rate("grad_clip", self.grad_clip)?;
+        check_size("shards", self.shards as u64, &SHARDS)?;
+        check_size("threads", self.threads as u64, &THREADS)?;
         check_rate("weight_decay", self.weight_decay)
     }
 }

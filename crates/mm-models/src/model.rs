@@ -46,6 +46,30 @@ pub trait Model: Sync {
         self.forward(g, x).cross_entropy(y)
     }
 
+    /// The training loss of shard `shard` of a step whose batch is cut into shards
+    /// ([`crate::TrainConfig::shards`]), for the shard's rows `x` and targets `y`: [`Model::loss`]
+    /// itself (the default) for every model whose training forward draws no random numbers. A
+    /// model with dropout draws shard `shard`'s own masks, from a generator seeded by
+    /// [`Model::begin_step`]'s seed and step and the shard alone, so that the masks never depend
+    /// on which thread runs the shard or when; shard 0's are the masks [`Model::loss`] draws.
+    fn shard_loss<'g>(
+        &self,
+        g: &'g Graph<'g, f32>,
+        x: ArrayView2<'_, u32>,
+        y: &[u32],
+        _shard: usize,
+    ) -> Var<'g, f32> {
+        self.loss(g, x, y)
+    }
+
+    /// Whether the training forward pass normalises with the batch's own statistics
+    /// (BatchNorm): its loss then depends on how the batch is cut, and the training loop
+    /// refuses more than one shard for it ([`crate::ModelError::ShardedBatchNorm`]). `false`,
+    /// the default, for models without BatchNorm.
+    fn batch_statistics(&self) -> bool {
+        false
+    }
+
     /// Updates the state that training changes besides the parameters, from the training
     /// step's BatchNorm statistics in the order its forward pass recorded them: BatchNorm's
     /// running averages (PyTorch updates them inside `forward`; here the graph holds the
@@ -116,6 +140,20 @@ impl<M: Model + ?Sized> Model for Box<M> {
 
     fn loss<'g>(&self, g: &'g Graph<'g, f32>, x: ArrayView2<'_, u32>, y: &[u32]) -> Var<'g, f32> {
         (**self).loss(g, x, y)
+    }
+
+    fn shard_loss<'g>(
+        &self,
+        g: &'g Graph<'g, f32>,
+        x: ArrayView2<'_, u32>,
+        y: &[u32],
+        shard: usize,
+    ) -> Var<'g, f32> {
+        (**self).shard_loss(g, x, y, shard)
+    }
+
+    fn batch_statistics(&self) -> bool {
+        (**self).batch_statistics()
     }
 
     fn update_running(&mut self, stats: &BatchStatsLog<f32>) -> crate::Result<()> {

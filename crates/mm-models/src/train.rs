@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mm_data::{Batch, Examples, Layout};
-use mm_tensor::{AdamW, AdamWState, BatchStatsLog, Grads, Optimizer, ParamStore, Sgd, Tape};
+use mm_tensor::{AdamW, AdamWState, BatchStatsLog, Grads, Optimizer, ParamStore, Sgd, Shards, Tape};
 use ndarray::s;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -142,6 +142,20 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// The seed of the minibatch sampling.
     pub seed: u64,
+    /// Data parallelism: each step's batch is cut into this many shards of consecutive rows
+    /// (as equal as the batch allows), each recorded and differentiated on its own tape, and
+    /// their gradients summed in shard order, each weighted by its number of targets
+    /// ([`mm_tensor::Shards`]). The gradient is the whole batch's, up to rounding; the shard
+    /// count fixes the rounding, so it is part of a run (record it with the run, and continue
+    /// the run with the same). 1 (the default): one tape, today's allocation-free step. Models
+    /// that normalise with their batch's statistics (BatchNorm: `bn-mlp`, `wavenet`) refuse more
+    /// than one ([`ModelError::ShardedBatchNorm`]).
+    pub shards: usize,
+    /// The threads that run the shards: at most this many (0: one per core of the machine),
+    /// never more than the shards. The threads never change the result: a run gives the same
+    /// bits on 1 thread and on 2 for the same `shards`, and may be continued with another
+    /// thread count. An extra thread costs a thread spawn per step (tens of microseconds).
+    pub threads: usize,
 }
 
 impl TrainConfig {
@@ -159,6 +173,8 @@ impl TrainConfig {
             grad_clip: 0.0,
             eval_every: 10_000,
             seed: 42,
+            shards: 1,
+            threads: 0,
         }
     }
 
@@ -176,6 +192,8 @@ impl TrainConfig {
             grad_clip: 0.0,
             eval_every: 0,
             seed: 42,
+            shards: 1,
+            threads: 0,
         }
     }
 
@@ -194,6 +212,8 @@ impl TrainConfig {
             grad_clip: 0.0,
             eval_every: 1_000,
             seed: 3407,
+            shards: 1,
+            threads: 0,
         }
     }
 }
@@ -354,6 +374,24 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
         let msg = "decay_matrices_only needs AdamW (SGD's L2 decay applies to every parameter)";
         return Err(ModelError::Config(msg.into()).into());
     }
+    if cfg.shards == 0 {
+        return Err(ModelError::Config("shards must be at least 1".into()).into());
+    }
+    if cfg.shards > 1 && model.batch_statistics() {
+        return Err(ModelError::ShardedBatchNorm { kind: model.kind(), shards: cfg.shards }.into());
+    }
+    let rows = cfg.batch_size.unwrap_or(train.len());
+    if rows < cfg.shards {
+        let what = if cfg.batch_size.is_some() { "batch_size" } else { "the training set" };
+        let msg =
+            format!("{what} of {rows} rows cannot be cut into {} shards: use at most {rows}", cfg.shards);
+        return Err(ModelError::Config(msg).into());
+    }
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut shards = (cfg.shards > 1).then(|| Shards::new(model.params(), cfg.shards, threads));
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut batch = Batch::new(cfg.batch_size.unwrap_or(0), model.block_size());
     let mut tape = Tape::new();
@@ -423,12 +461,15 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
         // Dropout's masks are drawn from the run's seed and the step, so that a continued run
         // draws those of an uninterrupted one.
         model.begin_step(cfg.seed, step);
-        let loss = {
-            let g = tape.graph(model.params());
-            let loss = model.loss(&g, x, y);
-            let loss = g.backward(loss, &mut grads).map_err(ModelError::from)?;
-            g.batch_stats(&mut stats);
-            loss
+        let loss = match &mut shards {
+            None => {
+                let g = tape.graph(model.params());
+                let loss = model.loss(&g, x, y);
+                let loss = g.backward(loss, &mut grads).map_err(ModelError::from)?;
+                g.batch_stats(&mut stats);
+                loss
+            }
+            Some(shards) => sharded_step(&*model, shards, x, y, &mut grads)?,
         };
         if finite && !loss.is_finite() {
             let what = format!("the training loss is {loss}");
@@ -474,6 +515,33 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
     let adamw = if cfg.optimizer == OptimizerKind::AdamW { adamw.state() } else { None };
     report.progress = Progress { step: report.steps, adamw };
     Ok(report)
+}
+
+/// The rows of shard `i` of `n` of a batch of `rows` rows: consecutive, as equal as `rows`
+/// allows (the first and last shards' sizes differ by at most one).
+fn shard_rows(rows: usize, n: usize, i: usize) -> std::ops::Range<usize> {
+    i * rows / n..(i + 1) * rows / n
+}
+
+/// One step's loss and gradient (into `grads`) over `shards`: shard `i` is the model's
+/// [`Model::shard_loss`] on its rows ([`shard_rows`]) and their targets, weighted by its number
+/// of targets, so that the sum is the whole batch's mean.
+fn sharded_step<M: Model + ?Sized>(
+    model: &M,
+    shards: &mut Shards<f32>,
+    x: ndarray::ArrayView2<'_, u32>,
+    y: &[u32],
+    grads: &mut Grads<f32>,
+) -> Result<f32> {
+    let (rows, n) = (x.nrows(), shards.len());
+    let per_row = y.len() / rows.max(1);
+    let loss = shards.step(model.params(), grads, |g, i| {
+        let r = shard_rows(rows, n, i);
+        let targets = &y[r.start * per_row..r.end * per_row];
+        let weight = targets.iter().filter(|&&t| t != mm_tensor::IGNORE).count() as f64;
+        Ok((model.shard_loss(g, x.slice(s![r, ..]), targets, i), weight))
+    })?;
+    Ok(loss)
 }
 
 /// [`ModelError::Diverged`] at `step` if a parameter or buffer of `params` is not finite.

@@ -200,6 +200,11 @@ impl Model for WaveNet {
         h.linear(g.param(self.out_weight), g.param(self.out_bias)) // [B, V]
     }
 
+    /// Each level normalises with the batch's statistics.
+    fn batch_statistics(&self) -> bool {
+        true
+    }
+
     /// Each level's `running_mean` and `running_var` moved by `momentum` towards the batch's
     /// mean and (Bessel-corrected) variance, as the lecture's `BatchNorm1d`.
     fn update_running(&mut self, stats: &BatchStatsLog<f32>) -> Result<()> {

@@ -272,6 +272,20 @@ impl Model for Makemore {
         }
     }
 
+    /// The Transformer draws dropout's masks of shard `shard`; the other kinds draw nothing.
+    fn shard_loss<'g>(
+        &self,
+        g: &'g Graph<'g, f32>,
+        x: ArrayView2<'_, u32>,
+        y: &[u32],
+        shard: usize,
+    ) -> Var<'g, f32> {
+        match &self.net {
+            Net::Transformer(m) => m.forward_shard(g, x, shard).cross_entropy(y),
+            _ => self.loss(g, x, y),
+        }
+    }
+
     fn params(&self) -> &ParamStore<f32> {
         each!(&self.net, m => m.params())
     }

@@ -21,7 +21,7 @@
 //!   of `lm_head` (uniform in `±1/sqrt(n_embd)`), not `nn.Embedding`'s `N(0, 1)`, whose logits
 //!   would start `sqrt(n_embd)` times too large.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mm_tensor::{Float, Graph, ParamStore, Var};
 use ndarray::ArrayView2;
@@ -55,27 +55,31 @@ impl TransformerOptions {
     }
 }
 
-/// The generator of dropout's masks: reseeded by the training loop before each step
-/// ([`Transformer::begin_step`]), behind a lock because the forward pass reads the model
-/// through a shared reference (and evaluation shares it among threads; evaluation draws
-/// nothing and never takes the lock).
+/// The seed of dropout's masks for the current step, set by the training loop before each step
+/// ([`Transformer::begin_step`]). Each training forward pass draws its masks from a generator
+/// seeded afresh from it and the pass's shard ([`Transformer::forward_shard`]), so that the
+/// masks depend on the run, the step and the shard only: never on which thread runs a shard or
+/// in what order (the shards of one step run at once on their threads). An atomic, because the
+/// forward pass reads the model through a shared reference.
 #[derive(Debug)]
-struct MaskRng(Mutex<SmallRng>);
+struct MaskSeed(AtomicU64);
 
-impl MaskRng {
-    fn new(seed: u64) -> Self {
-        MaskRng(Mutex::new(SmallRng::seed_from_u64(seed)))
+impl MaskSeed {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, SmallRng> {
-        // A panic while it was held left a generator, not a broken invariant.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// The generator of shard `shard`'s masks: shard 0's is seeded with the step's seed itself
+    /// (the masks of a run without shards), the others' with it mixed with the shard.
+    fn rng(&self, shard: usize) -> SmallRng {
+        let mix = (shard as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        SmallRng::seed_from_u64(self.get() ^ mix)
     }
 }
 
-impl Clone for MaskRng {
+impl Clone for MaskSeed {
     fn clone(&self) -> Self {
-        MaskRng(Mutex::new(self.lock().clone()))
+        MaskSeed(AtomicU64::new(self.get()))
     }
 }
 
@@ -146,7 +150,7 @@ impl Block {
 pub struct Transformer<T = f32> {
     config: ModelConfig,
     options: TransformerOptions,
-    rng: MaskRng,
+    seed: MaskSeed,
     params: ParamStore<T>,
     wte: Embedding,
     wpe: Embedding,
@@ -179,22 +183,10 @@ impl<T: Float> ZooModel<T> for Transformer<T> {
     }
 
     /// `x = drop(wte(idx) + wpe(arange(t)))`; the blocks; `lm_head(ln_f(x))`. A `t` beyond
-    /// `block_size` is the error of the position table's narrow (makemore asserts).
+    /// `block_size` is the error of the position table's narrow (makemore asserts). Dropout
+    /// draws shard 0's masks ([`Transformer::forward_shard`]).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
-        let tok_emb = self.wte.forward(g, &idx); // [B, T, C]
-        let pos_emb = self.wpe.first(g, idx.ncols()); // [T, C], broadcast over the batch
-        // The masks' generator, locked for the pass, only when dropout draws anything.
-        let p = f64::from(self.options.dropout);
-        let mut rng = (p > 0.0 && g.is_grad()).then(|| self.rng.lock());
-        let mut drop = |v: Var<'g, T>| match rng.as_mut() {
-            Some(rng) => v.dropout(p, &mut **rng),
-            None => v,
-        };
-        let mut x = drop(tok_emb + pos_emb);
-        for block in &self.h {
-            x = block.forward(x, &mut drop);
-        }
-        self.lm_head.forward(self.ln_f.forward(x))
+        self.forward_shard(g, idx, 0)
     }
 }
 
@@ -226,8 +218,8 @@ impl<T: Float> Transformer<T> {
         } else {
             Linear::new(&mut b, "lm_head", c.n_embd, c.vocab_size, false)?
         };
-        let rng = MaskRng::new(0);
-        Ok(Transformer { config, options, rng, params: b.finish()?, wte, wpe, h, ln_f, lm_head })
+        let seed = MaskSeed(AtomicU64::new(0));
+        Ok(Transformer { config, options, seed, params: b.finish()?, wte, wpe, h, ln_f, lm_head })
     }
 
     /// The levers beyond makemore.py.
@@ -240,8 +232,35 @@ impl<T: Float> Transformer<T> {
     pub fn begin_step(&self, seed: u64, step: usize) {
         if self.options.dropout > 0.0 {
             let mixed = seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            *self.rng.lock() = SmallRng::seed_from_u64(mixed);
+            self.seed.0.store(mixed, Ordering::Relaxed);
         }
+    }
+
+    /// The forward pass of shard `shard` of a training step's batch (see
+    /// [`crate::TrainConfig::shards`]): [`ZooModel::forward`] with dropout's masks drawn from
+    /// the shard's own generator, seeded from the step's seed and `shard` (shard 0's is the
+    /// step's seed itself, so one shard draws what a run without shards draws). Without dropout,
+    /// or in a graph without gradients, every shard's pass is the same.
+    pub fn forward_shard<'g>(
+        &self,
+        g: &'g Graph<'_, T>,
+        idx: ArrayView2<'_, u32>,
+        shard: usize,
+    ) -> Var<'g, T> {
+        let tok_emb = self.wte.forward(g, &idx); // [B, T, C]
+        let pos_emb = self.wpe.first(g, idx.ncols()); // [T, C], broadcast over the batch
+        // The masks' generator, only when dropout draws anything.
+        let p = f64::from(self.options.dropout);
+        let mut rng = (p > 0.0 && g.is_grad()).then(|| self.seed.rng(shard));
+        let mut drop = |v: Var<'g, T>| match rng.as_mut() {
+            Some(rng) => v.dropout(p, rng),
+            None => v,
+        };
+        let mut x = drop(tok_emb + pos_emb);
+        for block in &self.h {
+            x = block.forward(x, &mut drop);
+        }
+        self.lm_head.forward(self.ln_f.forward(x))
     }
 }
 

@@ -97,6 +97,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
     })?;
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // A run on another kernel than the one asked for would be mislabelled: refuse it.
+    if let Some(problem) = mm_tensor::gemm_path_problem() {
+        bail!("MM_GEMM: {problem}");
+    }
     let torch = !args.no_torch && torch_version(&args.python).is_some();
     print_machine(args, torch);
     let py = Python {
@@ -441,6 +445,16 @@ fn print_machine(args: &Args, torch: bool) {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cpu}, {cores} cores; makemore-rs one thread except the split loss (all cores)");
+    let features: Vec<String> = mm_tensor::cpu_features()
+        .into_iter()
+        .map(|(name, has)| format!("{name} {}", if has { "yes" } else { "no" }))
+        .collect();
+    let gemm = mm_tensor::gemm_path();
+    let how = match std::env::var("MM_GEMM") {
+        Ok(name) => format!("forced by MM_GEMM={name}"),
+        Err(_) => "the fastest here; MM_GEMM forces one".into(),
+    };
+    println!("gemm kernel: {gemm} ({how}); CPU features: {}", features.join(", "));
     match (torch, torch_version(&args.python)) {
         (true, Some(v)) => {
             println!("PyTorch {v}, torch.set_num_threads(1), bench/pytorch_bench.py and bench/pytorch_zoo.py")
@@ -666,9 +680,10 @@ struct Peak {
 }
 
 impl Peak {
-    /// This CPU's: 2 FMA ports (assumed: Intel server cores since Skylake-SP have two AVX-512
-    /// FMA units), 16 f32 lanes with AVX-512F (else 8, AVX2), at the first `cpu MHz` of
-    /// /proc/cpuinfo (else 2,300 MHz, this project's Xeon's nominal clock).
+    /// This CPU's, for the gemm path in use: 2 FMA ports (assumed: Intel server cores since
+    /// Skylake-SP have two AVX-512 FMA units, AMD Zen two 256-bit FMA pipes), 16 f32 lanes on
+    /// the AVX-512 path (or the portable path on a CPU with AVX-512F), else 8, at the first
+    /// `cpu MHz` of /proc/cpuinfo (else 2,300 MHz, this project's Xeon's nominal clock).
     fn of_this_cpu() -> Self {
         let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |name: &str| {
@@ -677,8 +692,9 @@ impl Peak {
                 .and_then(|l| l.split_once(':'))
                 .map(|(_, v)| v.trim().to_string())
         };
-        let lanes = match field("flags") {
-            Some(f) if !f.split_whitespace().any(|x| x == "avx512f") => 8,
+        let lanes = match (mm_tensor::gemm_path(), field("flags")) {
+            (mm_tensor::GemmPath::Avx2 | mm_tensor::GemmPath::PortableAvx2, _) => 8,
+            (_, Some(f)) if !f.split_whitespace().any(|x| x == "avx512f") => 8,
             _ => 16,
         };
         match field("cpu MHz").and_then(|v| v.parse::<f64>().ok()).filter(|&m| m > 0.0) {

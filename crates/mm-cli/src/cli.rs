@@ -529,6 +529,11 @@ pub struct ModelsArgs {
 pub struct InfoArgs {
     #[command(flatten)]
     pub data: DataArg,
+    /// Describe this machine instead of a dataset: the CPU, its vector instruction sets and the
+    /// matrix-multiply kernel in use (set by the environment variable MM_GEMM: avx512, avx2,
+    /// portable, portable-avx2).
+    #[arg(long)]
+    pub system: bool,
 }
 
 /// A finite, non-negative number ([`limits::is_rate`], as settings read from files).

@@ -1,12 +1,17 @@
-//! Times the engine's matrix multiply on the six products of one MLP training step (best of 50
-//! trials of 2,000 calls each), to compare with other GEMMs at the same shapes; with
-//! `--transformer`, on the twelve products of one layer of makemore's Transformer (batch 32 of
-//! 16 positions, n_embd 64: each linear's forward `x Wᵀ`, input gradient `G W` and weight
-//! gradient `Gᵀ x`).
+//! Times the engine's matrix multiply on the six products of one MLP training step, on every
+//! gemm path this CPU supports, side by side: the paths take turns, trial by trial (the best of
+//! 50 trials of 2,000 calls each), so that a noisy minute slows them alike.
 //!
-//! `cargo run --release -p mm-tensor --example gemm_shapes [-- --transformer]`
+//! With `--transformer`, the twelve products of one layer of makemore's Transformer instead
+//! (batch 32 of 16 positions, n_embd 64: each linear's forward `x Wᵀ`, input gradient `G W` and
+//! weight gradient `Gᵀ x`), 200 calls a trial.
+//!
+//! `cargo run --release -p mm-tensor --example gemm_shapes [--transformer] [path...]` (the paths:
+//! avx512, avx2, portable, portable-avx2; all that this CPU runs by default)
 
-fn main() {
+use mm_tensor::GemmPath;
+
+fn main() -> Result<(), mm_tensor::GemmPathError> {
     let transformer = [
         ("c_attn x@WT", (512, 64, 192), false, true),
         ("c_attn G@W", (512, 192, 64), false, false),
@@ -29,26 +34,56 @@ fn main() {
         ("embT@dpre", (30, 32, 200), true, false),
         ("dpre@W1T", (32, 200, 30), false, true),
     ];
-    let shapes = if std::env::args().any(|a| a == "--transformer") { &transformer[..] } else { &mlp[..] };
-    let calls = if shapes.len() > 6 { 200 } else { 2000 };
-    let mut total = 0.0;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let big = args.iter().any(|a| a == "--transformer");
+    let (shapes, calls) = if big { (&transformer[..], 200) } else { (&mlp[..], 2000) };
+    let asked: Vec<&String> = args.iter().filter(|a| *a != "--transformer").collect();
+    let paths: Vec<GemmPath> = if asked.is_empty() {
+        GemmPath::ALL.into_iter().filter(|p| p.unsupported().is_none()).collect()
+    } else {
+        asked
+            .iter()
+            .map(|name| {
+                GemmPath::from_name(name).ok_or_else(|| mm_tensor::GemmPathError::Unknown((*name).clone()))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    for p in GemmPath::ALL.iter().filter(|p| !paths.contains(p)) {
+        println!("{p}: not run ({})", p.unsupported().unwrap_or("not asked for"));
+    }
+    print!("{:14} {:>11}", "product", "m x k x n");
+    for p in &paths {
+        print!(" {:>22}", p.name());
+    }
+    println!();
+    let mut totals = vec![0.0; paths.len()];
+    let mut macs = 0usize;
     for &(name, (m, k, n), at, bt) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
         let (mut c, mut pack) = (vec![0f32; m * n], Vec::new());
-        let mut best = f64::INFINITY;
+        let mut best = vec![f64::INFINITY; paths.len()];
         for _ in 0..50 {
-            let t = std::time::Instant::now();
-            for _ in 0..calls {
-                mm_tensor::gemm_f32((m, k, n), (&a, at), (&b, bt), &mut c, &mut pack);
+            for (i, &path) in paths.iter().enumerate() {
+                let t = std::time::Instant::now();
+                for _ in 0..calls {
+                    mm_tensor::gemm_f32_on(path, (m, k, n), (&a, at), (&b, bt), &mut c, &mut pack)?;
+                }
+                best[i] = best[i].min(t.elapsed().as_secs_f64() / calls as f64 * 1e6);
             }
-            best = best.min(t.elapsed().as_secs_f64() / calls as f64 * 1e6);
         }
-        println!(
-            "{name:14} {m:>3}x{k:>3}x{n:>3}: {best:5.2} us ({:.1} GMAC/s)",
-            (m * k * n) as f64 / best / 1e3
-        );
-        total += best;
+        print!("{name:14} {m:>3}x{k:>3}x{n:>3}");
+        for (i, &us) in best.iter().enumerate() {
+            print!(" {us:6.2} us {:5.1} GMAC/s", (m * k * n) as f64 / us / 1e3);
+            totals[i] += us;
+        }
+        println!();
+        macs += m * k * n;
     }
-    println!("total {total:.2} us");
+    print!("{:14} {:>11}", "total", macs);
+    for us in &totals {
+        print!(" {us:6.2} us {:5.1} GMAC/s", macs as f64 / us / 1e3);
+    }
+    println!();
+    Ok(())
 }

@@ -73,21 +73,7 @@ mod sealed {
             start: Start<'_, f32>,
             pack: &mut Vec<f32>,
         ) {
-            // The intrinsics kernel reads each operand along a unit stride (`Strided::rows` or
-            // `Strided::transposed`, the only constructors): checked here, as its memory safety
-            // rests on it.
-            assert!((a.rs == 1 || a.cs == 1) && (b.rs == 1 || b.cs == 1), "gemm operands have a unit stride");
-            #[cfg(target_arch = "x86_64")]
-            if crate::kernels::gemm_avx512::available() {
-                #[allow(unsafe_code)]
-                // SAFETY: the CPU has AVX-512F (checked at run time just above), and each operand
-                // has a unit stride (asserted above).
-                unsafe {
-                    crate::kernels::gemm_avx512::gemm(dims, a, b, c, start, pack)
-                };
-                return;
-            }
-            crate::kernels::matmul::gemm_portable(dims, a, b, c, start, pack);
+            crate::kernels::matmul::gemm_f32(dims, a, b, c, start, pack);
         }
     }
 

@@ -56,6 +56,7 @@ mod tape;
 
 pub use error::{Result, TensorError};
 pub use float::Float;
+pub use kernels::matmul::{GemmPath, GemmPathError, gemm_path, gemm_path_problem, set_gemm_path};
 pub use ops::elementwise::causal_mask;
 pub use ops::norm::BatchStatsLog;
 pub use ops::{AsIds, AsTargets};
@@ -101,4 +102,44 @@ pub fn gemm_f32(
     let a = if a_t { Strided::transposed(&a[..m * k], m) } else { Strided::rows(&a[..m * k], k) };
     let b = if b_t { Strided::transposed(&b[..k * n], k) } else { Strided::rows(&b[..k * n], n) };
     kernels::matmul::gemm((m, k, n), a, b, &mut c[..m * n], kernels::matmul::Start::Zero, pack);
+}
+
+/// [`gemm_f32`] on a given path rather than [`gemm_path`]'s (benches compare the paths in one
+/// run).
+///
+/// # Errors
+///
+/// [`GemmPathError::Unsupported`], and `c` unchanged, for a path this CPU cannot run.
+///
+/// # Panics
+///
+/// If a slice is shorter than its shape.
+pub fn gemm_f32_on(
+    path: GemmPath,
+    (m, k, n): (usize, usize, usize),
+    (a, a_t): (&[f32], bool),
+    (b, b_t): (&[f32], bool),
+    c: &mut [f32],
+    pack: &mut Vec<f32>,
+) -> Result<(), GemmPathError> {
+    use kernels::matmul::Strided;
+    let a = if a_t { Strided::transposed(&a[..m * k], m) } else { Strided::rows(&a[..m * k], k) };
+    let b = if b_t { Strided::transposed(&b[..k * n], k) } else { Strided::rows(&b[..k * n], n) };
+    kernels::matmul::gemm_f32_on(path, (m, k, n), a, b, &mut c[..m * n], kernels::matmul::Start::Zero, pack)
+}
+
+/// The vector instruction sets of this CPU that the engine's kernels use, each with whether the
+/// CPU has it: on x86_64 `avx512f`, `avx2`, `fma`; on aarch64 `neon`.
+pub fn cpu_features() -> Vec<(&'static str, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    let features = vec![
+        ("avx512f", is_x86_feature_detected!("avx512f")),
+        ("avx2", is_x86_feature_detected!("avx2")),
+        ("fma", is_x86_feature_detected!("fma")),
+    ];
+    #[cfg(target_arch = "aarch64")]
+    let features = vec![("neon", std::arch::is_aarch64_feature_detected!("neon"))];
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let features = Vec::new();
+    features
 }

@@ -44,7 +44,7 @@ pub(crate) fn exp1<const FMA: bool>(x: f32) -> f32 {
 /// `x[i] = exp(x[i])` in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn exp_f32(x: &mut [f32]) {
-    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
+    const FMA: bool = selected_fma!();
     for v in x.iter_mut() {
         *v = exp1::<FMA>(*v);
     }
@@ -55,7 +55,7 @@ pub(crate) fn exp_f32(x: &mut [f32]) {
 /// channel).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn sigmoid_f32(x: &[f32], y: &mut [f32]) {
-    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
+    const FMA: bool = selected_fma!();
     for (y, &x) in y.iter_mut().zip(x) {
         *y = 1.0 / (1.0 + exp1::<FMA>(-x));
     }

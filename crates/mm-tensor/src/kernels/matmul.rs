@@ -138,9 +138,8 @@ fn madd<T: Float>(x: T, y: T, z: T, fma: bool) -> T {
 /// transposed. `pack` is scratch space for a packed copy of `B` (reused: no allocation once
 /// grown).
 ///
-/// Each precision picks its kernel ([`crate::Float`]'s `gemm`): `f32` on a CPU with AVX-512 runs
-/// the intrinsics kernel of [`super::gemm_avx512`]; everything else runs the portable kernel
-/// below.
+/// Each precision picks its kernel ([`crate::Float`]'s `gemm`): `f32` runs the path of
+/// [`gemm_path`] ([`gemm_f32`]); `f64` runs the portable kernel below.
 pub(crate) fn gemm<T: Float>(
     dims: (usize, usize, usize),
     a: Strided<'_, T>,
@@ -152,6 +151,217 @@ pub(crate) fn gemm<T: Float>(
     T::gemm(dims, a, b, c, start, pack);
 }
 
+/// The kernels the `f32` matrix multiply can run. One is chosen per process, the first time a
+/// product runs ([`gemm_path`]): the fastest this CPU supports, or the one named by the
+/// environment variable `MM_GEMM` (`avx512`, `avx2`, `portable`, `portable-avx2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmPath {
+    /// Intrinsics for AVX-512F: blocks of up to 8 rows × 3 vectors of 16 lanes
+    /// (`kernels/gemm_avx512.rs`).
+    Avx512,
+    /// Intrinsics for AVX2 + FMA: blocks of 4 × 3, 6 × 2 or 8 × 1 vectors of 8 lanes
+    /// (`kernels/gemm_avx2.rs`).
+    Avx2,
+    /// The portable kernel (blocks of 6 rows × 2 vectors, from a zero-padded panel of `B`),
+    /// compiled by `multiversion` for the best instruction set of this CPU among AVX-512,
+    /// AVX2 + FMA and NEON, else the baseline. `f64` always runs it.
+    Portable,
+    /// The portable kernel as compiled for AVX2 + FMA, even on a CPU with AVX-512: what a CPU
+    /// with AVX2 but no AVX-512 ran before the AVX2 kernel, for measuring that on any x86_64.
+    PortableAvx2,
+}
+
+impl GemmPath {
+    /// Every path, fastest first.
+    pub const ALL: [GemmPath; 4] =
+        [GemmPath::Avx512, GemmPath::Avx2, GemmPath::Portable, GemmPath::PortableAvx2];
+
+    /// The path's name, as `MM_GEMM` takes it: `avx512`, `avx2`, `portable`, `portable-avx2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmPath::Avx512 => "avx512",
+            GemmPath::Avx2 => "avx2",
+            GemmPath::Portable => "portable",
+            GemmPath::PortableAvx2 => "portable-avx2",
+        }
+    }
+
+    /// The path of a name ([`GemmPath::name`]).
+    pub fn from_name(name: &str) -> Option<GemmPath> {
+        GemmPath::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Why this CPU cannot run the path, or `None` if it can.
+    pub fn unsupported(self) -> Option<&'static str> {
+        match self {
+            GemmPath::Portable => None,
+            #[cfg(target_arch = "x86_64")]
+            GemmPath::Avx512 => (!super::gemm_avx512::available()).then_some("this CPU has no AVX-512F"),
+            #[cfg(target_arch = "x86_64")]
+            GemmPath::Avx2 | GemmPath::PortableAvx2 => {
+                (!super::gemm_avx2::available()).then_some("this CPU lacks AVX2 or FMA")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            GemmPath::Avx512 | GemmPath::Avx2 | GemmPath::PortableAvx2 => Some("not an x86_64 CPU"),
+        }
+    }
+
+    /// The fastest path this CPU supports: AVX-512, else AVX2 + FMA, else portable.
+    pub fn best() -> GemmPath {
+        [GemmPath::Avx512, GemmPath::Avx2]
+            .into_iter()
+            .find(|p| p.unsupported().is_none())
+            .unwrap_or(GemmPath::Portable)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            GemmPath::Avx512 => 1,
+            GemmPath::Avx2 => 2,
+            GemmPath::Portable => 3,
+            GemmPath::PortableAvx2 => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for GemmPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A gemm path that cannot be used: an unknown name, or a path this CPU does not support.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GemmPathError {
+    /// A name that is not a path's ([`GemmPath::name`]).
+    #[error("unknown gemm path {0:?} (the paths: avx512, avx2, portable, portable-avx2)")]
+    Unknown(String),
+    /// A path this CPU cannot run, and why.
+    #[error("gemm path {path} cannot run here: {why}")]
+    Unsupported {
+        /// The path asked for.
+        path: GemmPath,
+        /// Why this CPU cannot run it.
+        why: &'static str,
+    },
+}
+
+/// The path in use, as [`GemmPath::code`]; 0 before the first choice.
+static PATH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The first choice of the process: from `MM_GEMM` if it names a path this CPU runs, else the
+/// fastest; and what was wrong with `MM_GEMM`, if anything.
+static CHOSEN: std::sync::OnceLock<(GemmPath, Option<GemmPathError>)> = std::sync::OnceLock::new();
+
+/// The first choice ([`CHOSEN`]), made on the first call.
+fn chosen() -> &'static (GemmPath, Option<GemmPathError>) {
+    CHOSEN.get_or_init(|| match std::env::var("MM_GEMM") {
+        Err(_) => (GemmPath::best(), None),
+        Ok(name) => match GemmPath::from_name(name.trim()) {
+            None => (GemmPath::best(), Some(GemmPathError::Unknown(name))),
+            Some(path) => match path.unsupported() {
+                None => (path, None),
+                Some(why) => (GemmPath::best(), Some(GemmPathError::Unsupported { path, why })),
+            },
+        },
+    })
+}
+
+/// The path the `f32` matrix multiply runs: chosen once per process, on first use, from
+/// `MM_GEMM` when it names a path this CPU supports, else the fastest (AVX-512, AVX2 + FMA,
+/// portable); or the one set since by [`set_gemm_path`].
+pub fn gemm_path() -> GemmPath {
+    use std::sync::atomic::Ordering::Relaxed;
+    match PATH.load(Relaxed) {
+        1 => GemmPath::Avx512,
+        2 => GemmPath::Avx2,
+        3 => GemmPath::Portable,
+        4 => GemmPath::PortableAvx2,
+        _ => {
+            let path = chosen().0;
+            // A concurrent `set_gemm_path` wins: this only fills the unset value.
+            let _ = PATH.compare_exchange(0, path.code(), Relaxed, Relaxed);
+            path
+        }
+    }
+}
+
+/// What was wrong with `MM_GEMM`, if it is set to an unknown name or to a path this CPU cannot
+/// run (then [`gemm_path`] is the fastest path instead). For a program to report, or refuse.
+pub fn gemm_path_problem() -> Option<&'static GemmPathError> {
+    chosen().1.as_ref()
+}
+
+/// Makes every later `f32` product of the process run on `path` (benches that compare paths in
+/// one run). An error, and no change, if this CPU cannot run it.
+///
+/// # Errors
+///
+/// [`GemmPathError::Unsupported`] for a path this CPU does not support.
+pub fn set_gemm_path(path: GemmPath) -> Result<(), GemmPathError> {
+    if let Some(why) = path.unsupported() {
+        return Err(GemmPathError::Unsupported { path, why });
+    }
+    chosen(); // the environment is read once, before any override
+    PATH.store(path.code(), std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// [`gemm`] for `f32` on the path of [`gemm_path`].
+pub(crate) fn gemm_f32(
+    dims: (usize, usize, usize),
+    a: Strided<'_, f32>,
+    b: Strided<'_, f32>,
+    c: &mut [f32],
+    start: Start<'_, f32>,
+    pack: &mut Vec<f32>,
+) {
+    let path = gemm_path();
+    // `gemm_path` only returns paths this CPU supports.
+    let done = gemm_f32_on(path, dims, a, b, c, start, pack);
+    debug_assert!(done.is_ok(), "{done:?}");
+}
+
+/// [`gemm`] for `f32` on a given path (tests and benches run each path through it).
+///
+/// # Errors
+///
+/// [`GemmPathError::Unsupported`], and nothing computed, for a path this CPU cannot run.
+pub(crate) fn gemm_f32_on(
+    path: GemmPath,
+    dims: (usize, usize, usize),
+    a: Strided<'_, f32>,
+    b: Strided<'_, f32>,
+    c: &mut [f32],
+    start: Start<'_, f32>,
+    pack: &mut Vec<f32>,
+) -> Result<(), GemmPathError> {
+    // The intrinsics kernels read each operand along a unit stride (`Strided::rows` or
+    // `Strided::transposed`, the only constructors): checked here, as their memory safety rests
+    // on it.
+    assert!((a.rs == 1 || a.cs == 1) && (b.rs == 1 || b.cs == 1), "gemm operands have a unit stride");
+    if let Some(why) = path.unsupported() {
+        return Err(GemmPathError::Unsupported { path, why });
+    }
+    match path {
+        GemmPath::Portable => gemm_portable(dims, a, b, c, start, pack),
+        GemmPath::PortableAvx2 => gemm_portable_with(dims, a, b, c, start, pack, portable_kernel_avx2),
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU has AVX-512F (`unsupported` is `None`, checked just above), and each
+        // operand has a unit stride (asserted above).
+        GemmPath::Avx512 => unsafe { super::gemm_avx512::gemm(dims, a, b, c, start, pack) },
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU has AVX2 and FMA (`unsupported` is `None`, checked just above), and
+        // each operand has a unit stride (asserted above).
+        GemmPath::Avx2 => unsafe { super::gemm_avx2::gemm(dims, a, b, c, start, pack) },
+        #[cfg(not(target_arch = "x86_64"))]
+        GemmPath::Avx512 | GemmPath::Avx2 => unreachable!("unsupported off x86_64 (checked above)"),
+    }
+    Ok(())
+}
+
 /// [`gemm`] on any CPU: the start is written into `C` (for a bias) and the portable kernel adds
 /// the product.
 pub(crate) fn gemm_portable<T: Float>(
@@ -161,6 +371,22 @@ pub(crate) fn gemm_portable<T: Float>(
     c: &mut [T],
     start: Start<'_, T>,
     pack: &mut Vec<T>,
+) {
+    gemm_portable_with(dims, a, b, c, start, pack, portable_kernel);
+}
+
+/// A portable kernel's signature ([`portable_kernel`], [`portable_kernel_avx2`]).
+type Kernel<T> = fn((usize, usize, usize), Strided<'_, T>, Strided<'_, T>, &mut [T], Acc, &mut Vec<T>);
+
+/// [`gemm_portable`] with a given compilation of the portable kernel.
+fn gemm_portable_with<T: Float>(
+    dims: (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    c: &mut [T],
+    start: Start<'_, T>,
+    pack: &mut Vec<T>,
+    kernel: Kernel<T>,
 ) {
     if dims.0 == 0 || dims.2 == 0 {
         return; // an empty product
@@ -174,7 +400,7 @@ pub(crate) fn gemm_portable<T: Float>(
             Acc::Add
         }
     };
-    portable_kernel(dims, a, b, c, acc, pack);
+    kernel(dims, a, b, c, acc, pack);
 }
 
 #[cfg(test)]
@@ -188,9 +414,42 @@ impl<T> Start<'_, T> {
     }
 }
 
-/// The portable kernel: [`gemm`] for `f64`, and for `f32` on CPUs without AVX-512.
+/// The portable kernel: [`gemm`] for `f64`, and for `f32` on the [`GemmPath::Portable`] path.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn portable_kernel<T: Float>(
+    dims: (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    c: &mut [T],
+    acc: Acc,
+    pack: &mut Vec<T>,
+) {
+    const FMA: bool = selected_fma!();
+    const WIDE: bool = selected_avx512f!();
+    /// Columns of `C` per block: two vector registers of `f32`.
+    const NR: usize = if WIDE { 32 } else { 16 };
+    portable_body::<T, NR, FMA>(dims, a, b, c, acc, pack);
+}
+
+/// The portable kernel compiled for AVX2 + FMA only ([`GemmPath::PortableAvx2`]): on a CPU
+/// without them, the baseline compilation.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn portable_kernel_avx2<T: Float>(
+    dims: (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    c: &mut [T],
+    acc: Acc,
+    pack: &mut Vec<T>,
+) {
+    const FMA: bool = selected_fma!();
+    portable_body::<T, 16, FMA>(dims, a, b, c, acc, pack);
+}
+
+/// The body of the portable kernel, inlined into each compilation: blocks of [`MR`] rows by `NR`
+/// columns, multiply-adds fused when `FMA`.
+#[inline(always)]
+fn portable_body<T: Float, const NR: usize, const FMA: bool>(
     (m, k, n): (usize, usize, usize),
     a: Strided<'_, T>,
     b: Strided<'_, T>,
@@ -198,10 +457,6 @@ fn portable_kernel<T: Float>(
     acc: Acc,
     pack: &mut Vec<T>,
 ) {
-    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
-    const WIDE: bool = multiversion::target::selected_target!().supports_feature_str("avx512f");
-    /// Columns of `C` per block: two vector registers of `f32`.
-    const NR: usize = if WIDE { 32 } else { 16 };
     let c = &mut c[..m * n];
     for j0 in (0..n).step_by(NR) {
         let nr = NR.min(n - j0);
@@ -298,42 +553,89 @@ mod tests {
         }
     }
 
-    /// The `f32` gemm paths: `(name, why it cannot run here)`. The dispatcher picks AVX-512 when
-    /// the CPU has it and the portable kernel otherwise, so on a CPU without AVX-512 the
-    /// "avx512" path is skipped (the portable path is tested on its own), never silently run as
-    /// the portable kernel a second time.
-    fn paths() -> [(&'static str, Option<&'static str>); 2] {
-        #[cfg(target_arch = "x86_64")]
-        let avx512 = (!crate::kernels::gemm_avx512::available()).then_some("this CPU has no AVX-512F");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx512 = Some("not an x86_64 CPU");
-        [("avx512", avx512), ("portable", None)]
-    }
-
-    /// Says which paths a test ran and which it skipped, and why (shown with `--nocapture`, and
-    /// on failure).
-    fn report(test: &str) -> Vec<bool> {
-        let paths = paths();
-        let ran: Vec<&str> = paths.iter().filter(|p| p.1.is_none()).map(|p| p.0).collect();
+    /// Says which `f32` gemm paths a test runs and which it skips, and why (shown with
+    /// `--nocapture`, and on failure), and returns the ones to run. Every path is forced by name
+    /// ([`gemm_f32_on`]), so a path the CPU lacks is skipped, never silently replaced by another.
+    fn report(test: &str) -> Vec<GemmPath> {
+        let ran: Vec<GemmPath> = GemmPath::ALL.into_iter().filter(|p| p.unsupported().is_none()).collect();
         let skipped: Vec<String> =
-            paths.iter().filter_map(|(n, why)| Some(format!("{n} ({})", (*why)?))).collect();
+            GemmPath::ALL.iter().filter_map(|p| Some(format!("{p} ({})", p.unsupported()?))).collect();
         eprintln!(
             "{test}: ran {}; skipped {}",
-            ran.join(", "),
+            ran.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
             if skipped.is_empty() { "none".into() } else { skipped.join(", ") }
         );
-        paths.iter().map(|p| p.1.is_none()).collect()
+        ran
+    }
+
+    /// One product on a path, for the tests: the path must be one [`report`] returned.
+    fn run_on(
+        path: GemmPath,
+        dims: (usize, usize, usize),
+        a: Strided<'_, f32>,
+        b: Strided<'_, f32>,
+        c: &mut [f32],
+        start: Start<'_, f32>,
+        pack: &mut Vec<f32>,
+    ) {
+        gemm_f32_on(path, dims, a, b, c, start, pack).expect("a path this CPU supports");
     }
 
     #[test]
-    fn the_gemm_paths_are_named() {
-        let names: Vec<&str> = paths().iter().map(|p| p.0).collect();
-        assert_eq!(names, ["avx512", "portable"]);
-        assert!(paths()[1].1.is_none(), "the portable kernel runs everywhere");
+    fn the_gemm_paths_are_named_and_the_best_is_supported() {
+        let names: Vec<&str> = GemmPath::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["avx512", "avx2", "portable", "portable-avx2"]);
+        for p in GemmPath::ALL {
+            assert_eq!(GemmPath::from_name(p.name()), Some(p));
+        }
+        assert_eq!(GemmPath::from_name("avx"), None);
+        assert!(GemmPath::Portable.unsupported().is_none(), "the portable kernel runs everywhere");
+        assert!(GemmPath::best().unsupported().is_none());
+        assert!(gemm_path().unsupported().is_none(), "the path in use is one this CPU runs");
+        // The best is the first supported of AVX-512, AVX2, portable.
+        let best = GemmPath::ALL[..3].iter().find(|p| p.unsupported().is_none()).copied();
+        assert_eq!(Some(GemmPath::best()), best);
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(GemmPath::Avx512.unsupported().is_none(), is_x86_feature_detected!("avx512f"));
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            assert_eq!(GemmPath::Avx2.unsupported().is_none(), avx2);
+            assert_eq!(GemmPath::PortableAvx2.unsupported().is_none(), avx2);
+        }
     }
 
-    /// Each `f32` kernel this CPU can run (AVX-512 through the dispatcher when the CPU has it;
-    /// the portable one always) against an `f64` reference: every layout of `A` and `B` and all
+    /// A path the CPU lacks is an error, and `C` is left as it was; never another kernel.
+    #[test]
+    fn an_unsupported_path_is_an_error_not_another_kernel() {
+        let lacking: Vec<GemmPath> =
+            GemmPath::ALL.into_iter().filter(|p| p.unsupported().is_some()).collect();
+        eprintln!(
+            "an_unsupported_path_is_an_error_not_another_kernel: {}",
+            if lacking.is_empty() {
+                "this CPU runs every path: nothing to check".to_string()
+            } else {
+                format!("checked {}", lacking.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "))
+            }
+        );
+        for path in lacking {
+            let (a, b) = ([1.0f32; 4], [1.0f32; 4]);
+            let mut c = [9.0f32; 4];
+            let got = gemm_f32_on(
+                path,
+                (2, 2, 2),
+                Strided::rows(&a, 2),
+                Strided::rows(&b, 2),
+                &mut c,
+                Start::Zero,
+                &mut Vec::new(),
+            );
+            assert!(matches!(got, Err(GemmPathError::Unsupported { path: p, .. }) if p == path), "{got:?}");
+            assert_eq!(c, [9.0; 4]);
+        }
+    }
+
+    /// Each `f32` gemm path this CPU can run, forced by name (the others skipped, and said so),
+    /// against an `f64` reference: every layout of `A` and `B` and all
     /// three starts, at sizes around each block and vector edge and at makemore's own. `C` sits
     /// between guard values that must not change.
     #[test]
@@ -371,22 +673,13 @@ mod tests {
                             _ => (Start::Bias(&bias), (0..m * n).map(|i| f64::from(bias[i % n])).collect()),
                         };
                         reference((m, k, n), a, b, &mut want, Acc::Add);
-                        for portable in [false, true] {
-                            if !runs[usize::from(portable)] {
-                                continue;
-                            }
+                        for &path in &runs {
                             let mut buf = vec![-7.0f32; m * n + 32];
                             buf[16..16 + m * n].copy_from_slice(&old);
                             let c = &mut buf[16..16 + m * n];
-                            if portable {
-                                gemm_portable((m, k, n), a, b, c, start, &mut pack);
-                            } else {
-                                gemm((m, k, n), a, b, c, start, &mut pack);
-                            }
-                            let case = format!(
-                                "{m}x{k}x{n} a_t={a_t} b_t={b_t} {} portable={portable}",
-                                start.name()
-                            );
+                            run_on(path, (m, k, n), a, b, c, start, &mut pack);
+                            let case =
+                                format!("{m}x{k}x{n} a_t={a_t} b_t={b_t} {} path={path}", start.name());
                             assert!(
                                 buf[..16].iter().chain(&buf[16 + m * n..]).all(|&v| v == -7.0),
                                 "guard: {case}"
@@ -413,16 +706,9 @@ mod tests {
         let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
         let mut pack = Vec::new();
         let runs = report("a_product_over_k_0_is_its_start");
-        for portable in [false, true] {
-            if !runs[usize::from(portable)] {
-                continue;
-            }
+        for &path in &runs {
             let run = |start: Start<'_, f32>, c: &mut [f32], pack: &mut Vec<f32>| {
-                if portable {
-                    gemm_portable((m, 0, n), a, b, c, start, pack);
-                } else {
-                    gemm((m, 0, n), a, b, c, start, pack);
-                }
+                run_on(path, (m, 0, n), a, b, c, start, pack);
             };
             let mut c = vec![5.0f32; m * n];
             run(Start::C, &mut c, &mut pack);

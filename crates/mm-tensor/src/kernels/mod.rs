@@ -4,10 +4,32 @@
 //! the running CPU is picked at run time, so that no build flag is needed for AVX2 or AVX-512.
 #![allow(unsafe_code)] // the `multiversion` attribute expands to guarded `unsafe` dispatch
 
+/// Whether the `multiversion` target being compiled has fused multiply-add: on x86_64 when it
+/// lists `fma`; on aarch64 always (scalar and NEON `fmla` are in the base ISA, and
+/// `target-features` knows no aarch64 feature named `fma`: asking panics at compile time).
+macro_rules! selected_fma {
+    () => {
+        cfg!(target_arch = "aarch64")
+            || (cfg!(target_arch = "x86_64")
+                && multiversion::target::selected_target!().supports_feature_str("fma"))
+    };
+}
+
+/// Whether the `multiversion` target being compiled has AVX-512F (never off x86_64, where the
+/// feature name is unknown).
+macro_rules! selected_avx512f {
+    () => {
+        cfg!(target_arch = "x86_64")
+            && multiversion::target::selected_target!().supports_feature_str("avx512f")
+    };
+}
+
 pub(crate) mod axis;
 pub(crate) mod broadcast;
 pub(crate) mod exp;
 pub(crate) mod gelu;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm_avx512;
 pub(crate) mod matmul;

@@ -53,7 +53,7 @@ pub(crate) fn tanh1<const FMA: bool>(x: f32) -> f32 {
 /// `y[i] = tanh(x[i])` for slices of equal length.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn tanh_f32(x: &[f32], y: &mut [f32]) {
-    const FMA: bool = multiversion::target::selected_target!().supports_feature_str("fma");
+    const FMA: bool = selected_fma!();
     for (y, &x) in y.iter_mut().zip(x) {
         *y = tanh1::<FMA>(x);
     }

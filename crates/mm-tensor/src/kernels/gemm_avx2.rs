@@ -1,0 +1,351 @@
+//! The `f32` matrix multiply written with AVX2 + FMA intrinsics: the path [`super::matmul::gemm`]
+//! takes on a CPU with AVX2 and FMA but no AVX-512 (AMD Zen, Intel client cores).
+//!
+//! The same design as [`super::gemm_avx512`], fitted to 16 registers of 8 lanes:
+//! - blocks of 6 rows × 2 vectors (12 accumulators, the 2 vectors of a row of `B` and a broadcast
+//!   of `A`: 15 of the 16 registers), and 8 rows × 1 vector for an odd last vector, with the rows
+//!   of `C` shared evenly between the blocks of a column strip, so that `m = 32` in blocks of up to
+//!   6 rows is 6, 6, 5, 5, 5, 5 and not 6 × 5 + 2 (a 2-row block is bound by the FMA latency);
+//! - a row-major `B` is read in place, the last, partial vector through `vmaskmovps`, so it is
+//!   neither copied nor padded;
+//! - a transposed `B` (the `G · Wᵀ` products) is packed once per call with 8×8 in-register
+//!   transposes;
+//! - `C`'s columns are covered by vectors of 8 lanes, the last one loaded and stored under a mask,
+//!   so the awkward widths (27, 30) need no scalar tail.
+//!
+//! `f64` does not come here: it runs the portable kernel (its only use is gradient checking).
+
+use std::arch::x86_64::{
+    __m256, __m256i, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_maskload_ps,
+    _mm256_maskstore_ps, _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps,
+    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+};
+
+use super::matmul::{Start, Strided};
+
+/// Lanes of an `f32` vector.
+const LANES: usize = 8;
+
+/// Whether this CPU can run [`gemm`] (the answer is cached by the standard library).
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Eight `-1`s then eight `0`s: the mask of the first `n` lanes starts at `8 - n`.
+static MASKS: [i32; 2 * LANES] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// The mask of the first `n` lanes (`1 ≤ n ≤ 8`), for `vmaskmovps`.
+#[target_feature(enable = "avx2,fma")]
+fn lanes(n: usize) -> __m256i {
+    assert!((1..=LANES).contains(&n), "a mask of 1 to 8 lanes");
+    let from = &MASKS[LANES - n..][..LANES];
+    // SAFETY: AVX is enabled; `from` holds 8 `i32`s (32 bytes), and the load is unaligned.
+    unsafe { _mm256_loadu_si256(from.as_ptr().cast()) }
+}
+
+/// Rows of `C` per block for a block `width` vectors wide (1 or 2): the accumulators, the `width`
+/// vectors of a row of `B` and a broadcast of `A` fit the 16 `ymm` registers.
+const fn rows_per_block(width: usize) -> usize {
+    if width == 1 { 8 } else { 6 }
+}
+
+/// `C[m×n] = start + A[m×k] · B[k×n]`: [`super::matmul::gemm`] for `f32` on AVX2 + FMA.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA ([`available`]).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: Strided<'_, f32>,
+    b: Strided<'_, f32>,
+    c: &mut [f32],
+    start: Start<'_, f32>,
+    pack: &mut Vec<f32>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let c = &mut c[..m * n];
+    let bias = match start {
+        Start::Bias(bias) => Some(bias[..n].as_ptr()),
+        Start::Zero | Start::C => None,
+    };
+    if k == 0 {
+        match start {
+            Start::Zero => c.fill(0.0),
+            Start::C => {}
+            Start::Bias(bias) => c.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(&bias[..n])),
+        }
+        return;
+    }
+    // Every element read below is at most these offsets: checked once, here.
+    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A is shorter than its shape");
+    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B is shorter than its shape");
+    assert!(a.cs == 1 || a.rs == 1, "A is row-major or transposed");
+    let nv = n.div_ceil(LANES);
+    // `B` as rows of `ldb` floats, of which the first `n` are read.
+    let (bp, ldb) = if b.cs == 1 {
+        (b.data.as_ptr(), b.rs)
+    } else {
+        let width = nv * LANES;
+        if pack.len() < k * width {
+            pack.resize(k * width, 0.0);
+        }
+        // SAFETY: AVX2 and FMA are enabled (this function's contract); `b` holds `[n, k]`
+        // (checked above, with `b.rs == 1` by the caller's unit-stride assertion), and the
+        // packed rows are `width ≥ n` floats, a multiple of 8.
+        unsafe { pack_transposed(b, (k, n), &mut pack[..k * width]) };
+        (pack.as_ptr(), width)
+    };
+    let tail = n - (nv - 1) * LANES;
+    let mask = lanes(tail);
+    let mut v0 = 0;
+    // Column strips of 2 vectors, and one of 1 for an odd count. (Strips of 3 vectors in blocks of
+    // 4 rows fill all 16 registers, and LLVM then spilled an accumulator to the stack in the inner
+    // loop.)
+    while v0 < nv {
+        let width = (nv - v0).min(2);
+        let masked = v0 + width == nv && tail != LANES;
+        // The rows shared evenly among the fewest blocks of at most `rows_per_block` rows.
+        let blocks = m.div_ceil(rows_per_block(width));
+        let mut i0 = 0;
+        for blk in 0..blocks {
+            let rows = m / blocks + usize::from(blk < m % blocks);
+            let at = Block {
+                k,
+                a: if a.cs == 1 { a.data[i0 * a.rs..].as_ptr() } else { a.data[i0..].as_ptr() },
+                lda: if a.cs == 1 { a.rs } else { a.cs },
+                // SAFETY (of the offsets): `v0 < nv`, so the column is inside `B` and `C`.
+                b: bp.wrapping_add(v0 * LANES),
+                ldb,
+                c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
+                ldc: n,
+                mask,
+                add: matches!(start, Start::C),
+                bias: bias.map(|bias| bias.wrapping_add(v0 * LANES)),
+            };
+            // SAFETY: AVX2 and FMA are enabled; the block's rows, columns and `k` are inside the
+            // operands (checked above), and the last vector is masked at `n` when `masked`.
+            unsafe { at.dispatch(rows, width, a.cs == 1, masked) };
+            i0 += rows;
+        }
+        debug_assert_eq!(i0, m);
+        v0 += width;
+    }
+}
+
+/// One block of `C` and where its operands start.
+#[derive(Clone, Copy)]
+struct Block {
+    k: usize,
+    /// `A`'s first row of the block. Row-major: `A[r, p]` is `a[r * lda + p]`; transposed:
+    /// `a[p * lda + r]`.
+    a: *const f32,
+    lda: usize,
+    /// `B[p, l]` of the block's columns is `b[p * ldb + l]`.
+    b: *const f32,
+    ldb: usize,
+    /// `C[r, l]` of the block is `c[r * ldc + l]`.
+    c: *mut f32,
+    ldc: usize,
+    /// The lanes of `C`'s last, partial vector (used only by a masked block).
+    mask: __m256i,
+    /// Add to `C` rather than overwrite it.
+    add: bool,
+    /// The block's columns of a row added to every row of `C`.
+    bias: Option<*const f32>,
+}
+
+impl Block {
+    /// Runs the block with `rows` rows (1 to [`rows_per_block`]`(width)`) and `width` vectors
+    /// (1 or 2), the last one under the mask when `masked`.
+    ///
+    /// # Safety
+    ///
+    /// AVX2 and FMA, and the block must lie inside its operands.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool, masked: bool) {
+        macro_rules! go {
+            ($(($w:literal: $($r:literal)*))*) => {
+                match (rows, width, a_rows, masked) {
+                    $($(
+                        ($r, $w, true, false) => unsafe { self.run::<$r, $w, true, false>() },
+                        ($r, $w, true, true) => unsafe { self.run::<$r, $w, true, true>() },
+                        ($r, $w, false, false) => unsafe { self.run::<$r, $w, false, false>() },
+                        ($r, $w, false, true) => unsafe { self.run::<$r, $w, false, true>() },
+                    )*)*
+                    _ => unreachable!("blocks of 1 or 2 vectors have 8 or 6 rows at most"),
+                }
+            };
+        }
+        go!((1: 1 2 3 4 5 6 7 8) (2: 1 2 3 4 5 6))
+    }
+
+    /// The `R × V` block: `R·V` accumulators in registers, one multiply-add each per `k` step.
+    /// With `MASKED`, the last vector of each row of `B`, of the bias and of `C` is read and
+    /// written under the mask.
+    ///
+    /// # Safety
+    ///
+    /// As [`Block::dispatch`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn run<const R: usize, const V: usize, const A_ROWS: bool, const MASKED: bool>(&self) {
+        let Block { k, a, lda, b, ldb, c, ldc, mask, add, bias } = *self;
+        let partial = |v: usize| MASKED && v == V - 1;
+        // SAFETY (all pointer reads and writes): inside the operands, by the caller's contract;
+        // a partial vector touches only the lanes of its mask.
+        unsafe {
+            let load = |p: *const f32, v: usize| {
+                if partial(v) { _mm256_maskload_ps(p, mask) } else { _mm256_loadu_ps(p) }
+            };
+            let mut sum = [[_mm256_setzero_ps(); V]; R];
+            if add {
+                for (r, row) in sum.iter_mut().enumerate() {
+                    for (v, s) in row.iter_mut().enumerate() {
+                        *s = load(c.add(r * ldc + v * LANES), v);
+                    }
+                }
+            } else if let Some(bias) = bias {
+                let start: [__m256; V] = std::array::from_fn(|v| load(bias.add(v * LANES), v));
+                sum = [start; R];
+            }
+            for p in 0..k {
+                let brow = b.add(p * ldb);
+                let bv: [__m256; V] = std::array::from_fn(|v| load(brow.add(v * LANES), v));
+                for (r, row) in sum.iter_mut().enumerate() {
+                    let x = if A_ROWS { *a.add(r * lda + p) } else { *a.add(p * lda + r) };
+                    let av = _mm256_set1_ps(x);
+                    for (s, &bv) in row.iter_mut().zip(&bv) {
+                        *s = _mm256_fmadd_ps(av, bv, *s);
+                    }
+                }
+            }
+            for (r, row) in sum.iter().enumerate() {
+                for (v, &s) in row.iter().enumerate() {
+                    let dst = c.add(r * ldc + v * LANES);
+                    if partial(v) {
+                        _mm256_maskstore_ps(dst, mask, s);
+                    } else {
+                        _mm256_storeu_ps(dst, s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
+/// `[n, k]` matrix are `B`'s columns) into `out` as `k` rows of `width` (a multiple of 8) lanes,
+/// eight columns by eight rows at a time. The lanes past `n` hold copies of other values, which
+/// the kernel never reads: it masks them off.
+///
+/// # Safety
+///
+/// AVX2 and FMA; `b` holds `[n, k]`, and `out` is `k × width` with `width ≥ n` rounded up to 8.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]) {
+    let width = out.len() / k;
+    debug_assert!(width >= n && width.is_multiple_of(LANES) && b.data.len() >= (n - 1) * b.cs + k);
+    let (src, dst) = (b.data.as_ptr(), out.as_mut_ptr());
+    for j0 in (0..n).step_by(LANES) {
+        let jn = (n - j0).min(LANES);
+        // Rows past `n` repeat the last row: they land in lanes past `n`, which the kernel
+        // masks off when it loads the last vector.
+        let rows: [*const f32; LANES] =
+            std::array::from_fn(|r| src.wrapping_add((j0 + r.min(jn - 1)) * b.cs));
+        for p0 in (0..k).step_by(LANES) {
+            let pn = (k - p0).min(LANES);
+            let mask = lanes(pn);
+            let tile: [__m256; LANES] = std::array::from_fn(|r| {
+                // SAFETY: AVX2; `rows[r]` is a row of `b`, and the mask reads only its elements
+                // `p0..k`.
+                unsafe {
+                    if pn == LANES {
+                        _mm256_loadu_ps(rows[r].add(p0))
+                    } else {
+                        _mm256_maskload_ps(rows[r].add(p0), mask)
+                    }
+                }
+            });
+            for (q, col) in transpose(tile).into_iter().take(pn).enumerate() {
+                // SAFETY: AVX; row `p0 + q < k` of `out` holds `width ≥ j0 + 8` floats.
+                unsafe { _mm256_storeu_ps(dst.add((p0 + q) * width + j0), col) };
+            }
+        }
+    }
+}
+
+/// The transpose of an 8×8 tile held as 8 row vectors: three rounds of 8 shuffles (32-bit
+/// interleave, 64-bit shuffle, then 128-bit lane moves).
+#[target_feature(enable = "avx2,fma")]
+fn transpose(r: [__m256; LANES]) -> [__m256; LANES] {
+    // `t[2g]`, `t[2g + 1]`: rows `2g` and `2g + 1` interleaved, low and high pairs.
+    let t: [__m256; LANES] = std::array::from_fn(|i| {
+        let (x, y) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 { _mm256_unpacklo_ps(x, y) } else { _mm256_unpackhi_ps(x, y) }
+    });
+    // `u[4h + c]` holds, in each 128-bit lane `L`, rows `4h..4h + 4` of column `4L + c`.
+    let mut u = [_mm256_setzero_ps(); LANES];
+    for h in 0..2 {
+        let t = &t[4 * h..4 * h + 4];
+        u[4 * h] = _mm256_shuffle_ps::<0x44>(t[0], t[2]);
+        u[4 * h + 1] = _mm256_shuffle_ps::<0xee>(t[0], t[2]);
+        u[4 * h + 2] = _mm256_shuffle_ps::<0x44>(t[1], t[3]);
+        u[4 * h + 3] = _mm256_shuffle_ps::<0xee>(t[1], t[3]);
+    }
+    // Column `c` is the low lanes of `u[c]` and `u[4 + c]`; column `4 + c` their high lanes.
+    let mut out = [_mm256_setzero_ps(); LANES];
+    for c in 0..4 {
+        out[c] = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
+        out[4 + c] = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_of_a_tile() {
+        if !available() {
+            eprintln!("transpose_of_a_tile: skipped avx2 (this CPU lacks AVX2 or FMA)");
+            return;
+        }
+        eprintln!("transpose_of_a_tile: ran avx2");
+        let m: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let mut out = vec![0.0f32; 64];
+        // SAFETY: AVX2 and FMA are available (checked above); each load and store is of 8 floats
+        // inside `m` and `out`.
+        unsafe {
+            let rows: [__m256; LANES] = std::array::from_fn(|r| _mm256_loadu_ps(m[r * LANES..].as_ptr()));
+            for (q, col) in transpose(rows).iter().enumerate() {
+                _mm256_storeu_ps(out[q * LANES..].as_mut_ptr(), *col);
+            }
+        }
+        for r in 0..LANES {
+            for q in 0..LANES {
+                assert_eq!(out[q * LANES + r], m[r * LANES + q], "element ({r}, {q})");
+            }
+        }
+    }
+
+    #[test]
+    fn masks_cover_the_first_lanes() {
+        if !available() {
+            eprintln!("masks_cover_the_first_lanes: skipped avx2 (this CPU lacks AVX2 or FMA)");
+            return;
+        }
+        eprintln!("masks_cover_the_first_lanes: ran avx2");
+        let src: Vec<f32> = (1..=8).map(|i| i as f32).collect();
+        for n in 1..=LANES {
+            let mut out = [0.0f32; LANES];
+            // SAFETY: AVX2 and FMA are available; 8 floats in and out.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_maskload_ps(src.as_ptr(), lanes(n))) };
+            let want: Vec<f32> = (0..LANES).map(|l| if l < n { src[l] } else { 0.0 }).collect();
+            assert_eq!(out[..], want[..], "{n} lanes");
+        }
+    }
+}

@@ -194,13 +194,30 @@ impl RunConfig {
 
     /// The model's kind and settings, from the run's (through the registry).
     fn spec(&self) -> anyhow::Result<Spec> {
+        self.spec_over(&[])
+    }
+
+    /// The spec of these settings, with `recorded`'s (a checkpoint's model settings) in place of
+    /// the run's where it has them.
+    fn spec_over(&self, recorded: &[(&str, String)]) -> anyhow::Result<Spec> {
         let fields = serde_json::to_value(self)?;
-        let get = |key: &str| match &fields[key] {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Null => None,
-            other => Some(other.to_string()),
+        let get = |key: &str| match recorded.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some(v.clone()),
+            None => match &fields[key] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            },
         };
         Ok(Spec::parse(&self.model, get, true)?)
+    }
+
+    /// Whether `model` (read from a checkpoint) is the model these settings build. A checkpoint
+    /// records the model's own settings (sizes, dropout), not the training's (steps, learning
+    /// rate, batch size), which a Transformer's spec holds too: those are the run's.
+    fn same_model(&self, model: &AnyModel) -> anyhow::Result<bool> {
+        let Some(m) = model.neural() else { return Ok(true) };
+        Ok(self.spec_over(&m.config())? == self.spec()?)
     }
 
     /// The spec for a vocabulary of `vocab_size`, checked to make at most [`MAX_PARAMS`]
@@ -316,6 +333,14 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     if summary.steps != meta.step {
         return Err(mixed(format!("model.safetensors is at step {step}, summary.json at {}", summary.steps)));
     }
+    if !config.same_model(&model)? {
+        return Err(mixed(format!(
+            "model.safetensors is a {} of other settings than summary.json's",
+            model.kind()
+        )));
+    }
+    // More steps, after the check above: the spec of a Transformer holds its steps (where its
+    // cosine decay ends), and the run's own are summary.json's until now.
     if let Some(steps) = args.steps {
         config.steps = steps as usize;
     }
@@ -328,12 +353,6 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     }
     if model.neural().is_none() {
         bail!("{} holds a bigram counting model", checkpoint.display());
-    }
-    if model.spec() != config.spec()? {
-        return Err(mixed(format!(
-            "model.safetensors is a {} of other settings than summary.json's",
-            model.kind()
-        )));
     }
     let sha = meta.dataset_sha256.clone();
     // The log: a row for each step up to the checkpoint's, never silently restarted.

@@ -215,11 +215,11 @@ fn stopped_off_the_evaluation_grid_the_resumed_log_is_the_uninterrupted_one() {
 #[test]
 fn a_sharded_run_resumed_with_another_thread_count_is_bit_identical() {
     let d = workdir();
-    // An RNN: `--resume` of a Transformer run of other than 10,000 steps is refused today (its
-    // spec's `steps` lever is compared with the checkpoint's), a bug of its own; the library's
-    // tests/shards.rs resumes the Transformer with dropout across thread counts.
+    // A small Transformer with training levers off their defaults (steps, batch size, learning
+    // rate, dropout): its spec holds them, its checkpoint does not, and `--resume` takes the
+    // run's (it once compared them with the checkpoint's defaults and refused).
     let flags: Vec<&str> =
-        "--model rnn --n-embd 8 --n-embd2 8 --batch-size 9 --shards 2 --eval-every 10 --seed 5"
+        "--model transformer --n-layer 1 --n-head 2 --n-embd 8 --batch-size 9 --lr 0.002 --dropout 0.1 --shards 2 --eval-every 10 --seed 5"
             .split(' ')
             .collect();
     train(&d, "sharded-whole", &[&flags[..], &["--steps", "20", "--threads", "2"]].concat());

@@ -7,32 +7,17 @@
 
 use std::sync::atomic::AtomicBool;
 
-use mm_data::{Examples, Layout, Vocab};
+mod common;
+
+use common::{bits, examples, vocab};
+
+use mm_data::Examples;
 use mm_models::checkpoint::{AnyModel, CheckpointMeta, load, save};
 use mm_models::{Model, OptimizerKind, Progress, Schedule, Spec, TrainConfig, evaluate, train, train_from};
-use mm_tensor::{Grads, ParamStore, Tape};
+use mm_tensor::{Grads, Tape};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
-
-const WORDS: [&str; 12] = [
-    "emma",
-    "olivia",
-    "ava",
-    "isabella",
-    "sophia",
-    "charlotte",
-    "mia",
-    "amelia",
-    "harper",
-    "evelyn",
-    "abigail",
-    "emily",
-];
-
-fn vocab() -> Vocab {
-    Vocab::from_words(&WORDS)
-}
 
 /// A small Transformer's spec with `levers` on top (a spec file's JSON).
 fn spec(levers: serde_json::Value) -> Spec {
@@ -45,14 +30,6 @@ fn spec(levers: serde_json::Value) -> Spec {
 
 fn build(spec: &Spec, seed: u64) -> AnyModel {
     spec.build(&vocab(), &mut StdRng::seed_from_u64(seed)).unwrap()
-}
-
-fn examples(m: &dyn Model) -> Examples {
-    Examples::new(&WORDS, m.vocab(), Layout::Words, m.block_size()).unwrap()
-}
-
-fn bits(p: &ParamStore<f32>) -> Vec<u32> {
-    p.ids().flat_map(|id| p.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect()
 }
 
 /// The training loss and gradients of one graph over the first `n` words.

@@ -6,32 +6,17 @@
 
 use std::sync::atomic::AtomicBool;
 
-use mm_data::{Examples, Vocab};
+mod common;
+
+use common::{WORDS, bits, examples, vocab};
+
+use mm_data::Examples;
 use mm_models::zoo::{Builder, ModelConfig, Transformer, TransformerOptions, ZooModel};
 use mm_models::{Model, ModelError, Progress, Spec, TrainConfig, train, train_from};
-use mm_tensor::{Grads, ParamStore, Shards, Tape};
+use mm_tensor::{Grads, Shards, Tape};
 use ndarray::s;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-const WORDS: [&str; 12] = [
-    "emma",
-    "olivia",
-    "ava",
-    "isabella",
-    "sophia",
-    "charlotte",
-    "mia",
-    "amelia",
-    "harper",
-    "evelyn",
-    "abigail",
-    "emily",
-];
-
-fn vocab() -> Vocab {
-    Vocab::from_words(&WORDS)
-}
 
 /// A small model of `json`'s spec (block size 10 for makemore's kinds).
 fn build(json: &str) -> Box<dyn Model> {
@@ -45,14 +30,6 @@ const TRANSFORMER: &str = r#"{"kind": "transformer", "block_size": 10, "n_layer"
     "n_embd": 8, "dropout": 0.1, "batch_size": 7, "lr": 0.01}"#;
 const RNN: &str = r#"{"kind": "rnn", "block_size": 10, "n_embd": 8, "n_embd2": 8}"#;
 const MLP: &str = r#"{"kind": "mlp", "block_size": 3, "n_embd": 4, "n_hidden": 16, "init": "lecture"}"#;
-
-fn examples(m: &dyn Model) -> Examples {
-    Examples::new(&WORDS, m.vocab(), m.layout(), m.block_size()).unwrap()
-}
-
-fn bits(p: &ParamStore<f32>) -> Vec<u32> {
-    p.ids().flat_map(|id| p.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect()
-}
 
 /// `steps` steps of `json`'s model over `shards` shards on `threads` threads (batches of 7, an
 /// odd number, so that the shards are uneven): every step's loss bits and the final weights.

@@ -26,6 +26,7 @@ macro_rules! selected_avx512f {
 
 pub(crate) mod axis;
 pub(crate) mod broadcast;
+pub(crate) mod dropout;
 pub(crate) mod exp;
 pub(crate) mod gelu;
 #[cfg(target_arch = "x86_64")]

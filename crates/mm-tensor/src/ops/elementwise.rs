@@ -168,8 +168,10 @@ impl<'g, T: Float> Var<'g, T> {
     }
 
     /// Dropout (`F.dropout(x, p, training)`): in a training graph ([`crate::Tape::graph`]) each
-    /// element is zeroed with probability `p`, drawn from `rng`, and the others scaled by
-    /// `1 / (1 - p)`; in an evaluation graph ([`crate::Tape::no_grad`]), or with `p = 0`, it is
+    /// element is zeroed with probability `p` and the others scaled by `1 / (1 - p)`; the mask is
+    /// drawn from one 64-bit key taken from `rng` (each element's draw a hash of the key and its
+    /// index, in `kernels/dropout.rs`), so the same `rng` state gives the same mask; in an
+    /// evaluation graph ([`crate::Tape::no_grad`]), or with `p = 0`, it is
     /// the identity and draws nothing. Or the error, for `p` outside `[0, 1]`.
     pub fn try_dropout<R: Rng + ?Sized>(self, p: f64, rng: &mut R) -> Result<Self> {
         self.g.live(&[self.id])?;
@@ -181,15 +183,14 @@ impl<'g, T: Float> Var<'g, T> {
         }
         let x = self.id;
         let keep = if p < 1.0 { T::of(1.0 / (1.0 - p)) } else { T::zero() };
-        let p = p as f32;
+        // One key per call; each element's draw is a hash of the key and its index
+        // (`kernels::dropout`), so the mask is drawn in SIMD lanes.
+        let (key, threshold) = (rng.random::<u64>(), kernels::dropout::threshold(p));
         Ok(self.g.push(Op::Dropout(x), self.shape(), false, &[x], |v, out, mask| {
             let xs = v.get(x);
-            store(
-                mask,
-                Acc::Write,
-                xs.iter().map(|_| if rng.random::<f32>() < p { T::zero() } else { keep }),
-            );
-            store(out, Acc::Write, xs.iter().zip(mask.iter()).map(|(&x, &m)| x * m));
+            sized(mask, xs.len());
+            sized(out, xs.len());
+            kernels::dropout::forward(key, threshold, keep, xs, mask, out);
         }))
     }
 

@@ -433,9 +433,13 @@ impl TrainArgs {
 /// `makemore sample`.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// The checkpoint to sample from (a model.safetensors of a run).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    /// The checkpoint to sample from (a model.safetensors of a run). Repeat the flag for an
+    /// ensemble (--checkpoint A --checkpoint B ...): each next character is drawn from the
+    /// mixture (the mean) of the models' predicted distributions, temperature and top-k applied
+    /// to the mixture. An ensemble's models must share their vocabulary, layout and block size,
+    /// and bigram counts cannot join one.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub checkpoint: Vec<PathBuf>,
 
     /// How many names.
     #[arg(short, long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -473,9 +477,12 @@ pub struct SampleArgs {
 /// `makemore eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The checkpoint to evaluate.
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    /// The checkpoint to evaluate. Repeat the flag for an ensemble (--checkpoint A
+    /// --checkpoint B ...): the loss of the mixture (the mean) of the models' predicted
+    /// distributions. An ensemble's models must share their vocabulary, layout and block size,
+    /// and bigram counts cannot join one.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub checkpoint: Vec<PathBuf>,
 
     #[command(flatten)]
     pub data: DataArg,

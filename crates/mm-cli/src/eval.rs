@@ -1,14 +1,19 @@
-//! `makemore eval`: a checkpoint's loss on the lectures' splits of a dataset.
+//! `makemore eval`: a checkpoint's loss on the lectures' splits of a dataset, or an ensemble's
+//! (several checkpoints: the mixture of their distributions).
 
 use mm_data::{Examples, Split, SplitSpec};
 use mm_models::checkpoint::ModelRef;
-use mm_models::{evaluate, perplexity};
+use mm_models::{evaluate, evaluate_ensemble, perplexity};
 
 use crate::cli::{EvalArgs, SplitArg};
 
 /// Runs `makemore eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let (model, _) = crate::sample::load_checkpoint(&args.checkpoint, args.allow_non_finite)?;
+    let models = crate::sample::load_checkpoints(&args.checkpoint, args.allow_non_finite)?;
+    let ensemble = match models.len() {
+        1 => None,
+        _ => Some(crate::sample::ensemble(&args.checkpoint, &models)?),
+    };
     let data = crate::data::load(&args.data.data)?;
     let split = Split::new(data.words(), SplitSpec::default())?;
     let wanted: &[(&str, &Vec<String>)] =
@@ -29,9 +34,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             println!("{name:5} no words (the split of {} words is {a} / {b} / {c}, 80/10/10)", a + b + c);
             continue;
         }
-        let loss = match model.as_model() {
-            ModelRef::Counts(m) => m.nll(words, f64::from(args.alpha))?,
-            ModelRef::Neural(m) => {
+        let loss = match (&ensemble, models[0].as_model()) {
+            (Some(ms), _) => {
+                let m = ms[0];
+                evaluate_ensemble(ms, &Examples::new(words, m.vocab(), m.layout(), m.block_size())?)?
+            }
+            (None, ModelRef::Counts(m)) => m.nll(words, f64::from(args.alpha))?,
+            (None, ModelRef::Neural(m)) => {
                 evaluate(m, &Examples::new(words, m.vocab(), m.layout(), m.block_size())?)?
             }
         };

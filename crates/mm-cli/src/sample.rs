@@ -1,10 +1,10 @@
 //! `makemore sample`: names from a checkpoint.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use mm_models::checkpoint::{AnyModel, CheckpointError, CheckpointMeta, LoadOptions, ModelRef, load_with};
-use mm_models::{ModelError, SampleConfig, sample, sample_counts};
+use mm_models::{Model, ModelError, SampleConfig, check_ensemble, sample, sample_counts, sample_ensemble};
 
 use crate::cli::SampleArgs;
 
@@ -21,9 +21,41 @@ pub fn load_checkpoint(path: &Path, allow_non_finite: bool) -> anyhow::Result<(A
     }
 }
 
+/// The models of `sample`'s and `eval`'s `--checkpoint PATH...`, loaded as
+/// [`load_checkpoint`] loads one.
+pub fn load_checkpoints(paths: &[PathBuf], allow_non_finite: bool) -> anyhow::Result<Vec<AnyModel>> {
+    paths.iter().map(|p| load_checkpoint(p, allow_non_finite).map(|(model, _)| model)).collect()
+}
+
+/// The neural models of an ensemble of checkpoints (`models` loaded from `paths`): bigram counts
+/// cannot join one, and the models must read alike; else a one-line error naming the
+/// checkpoints.
+pub fn ensemble<'a>(paths: &[PathBuf], models: &'a [AnyModel]) -> anyhow::Result<Vec<&'a dyn Model>> {
+    let neural = paths
+        .iter()
+        .zip(models)
+        .map(|(path, m)| match m.neural() {
+            Some(m) => Ok(m),
+            None => Err(anyhow::anyhow!(
+                "{} holds bigram counts, which cannot join an ensemble (they have no logits to mix): evaluate or sample it alone",
+                path.display()
+            )),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match check_ensemble(&neural) {
+        Err(ModelError::EnsembleMismatch { member, what, got, first }) => bail!(
+            "{} (checkpoint {member}) has {what} {got}, {} (checkpoint 1) has {first}: the checkpoints of an ensemble must share their vocabulary, layout and block_size",
+            paths[member - 1].display(),
+            paths[0].display()
+        ),
+        other => other?,
+    }
+    Ok(neural)
+}
+
 /// Runs `makemore sample`.
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let (model, _) = load_checkpoint(&args.checkpoint, args.allow_non_finite)?;
+    let models = load_checkpoints(&args.checkpoint, args.allow_non_finite)?;
     let cfg = SampleConfig {
         n: args.n as usize,
         seed: args.seed,
@@ -32,9 +64,12 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         prefix: args.prefix.clone(),
         max_len: args.max_len as usize,
     };
-    let names = match model.as_model() {
-        ModelRef::Counts(m) => sample_counts(m, f64::from(args.alpha), &cfg)?,
-        ModelRef::Neural(m) => sample(m, &cfg)?,
+    let names = match models.as_slice() {
+        [model] => match model.as_model() {
+            ModelRef::Counts(m) => sample_counts(m, f64::from(args.alpha), &cfg)?,
+            ModelRef::Neural(m) => sample(m, &cfg)?,
+        },
+        _ => sample_ensemble(&ensemble(&args.checkpoint, &models)?, &cfg)?,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for name in names {

@@ -43,6 +43,23 @@ pub enum ModelError {
         /// The shards asked for.
         shards: usize,
     },
+    /// The models of an ensemble do not read alike ([`crate::evaluate_ensemble`],
+    /// [`crate::sample_ensemble`]): model `member` (counted from 1) differs from model 1 in
+    /// `what` (its vocabulary, layout or block_size).
+    #[error(
+        "model {member} of the ensemble has {what} {got}, model 1 has {first}: the models of an \
+         ensemble must share their vocabulary, layout and block_size"
+    )]
+    EnsembleMismatch {
+        /// The model that differs, counted from 1 (so never 1).
+        member: usize,
+        /// What differs: `"vocabulary"`, `"layout"` or `"block_size"`.
+        what: &'static str,
+        /// Its value of it.
+        got: String,
+        /// Model 1's value of it.
+        first: String,
+    },
     /// A stop request ended work whose partial result would mislead (a learning-rate sweep or
     /// grid); `train` itself reports a stop in its `TrainReport` instead.
     #[error("{0} was stopped before it finished")]

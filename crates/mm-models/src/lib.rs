@@ -12,6 +12,8 @@
 //! - [`train`] and [`evaluate`]: one training loop for every [`Model`], and the loss on a split.
 //! - [`sample`] and [`sample_counts`]: new items, batched, with temperature, top-k and a prefix;
 //!   [`Novelty`] tells them apart as in the training set, in dev/test, or new.
+//! - [`ensemble`]: several neural models as one, the mixture of their predicted distributions
+//!   ([`evaluate_ensemble`], [`sample_ensemble`]).
 //! - [`lr_sweep()`] and [`lr_grid`]: finding the learning rate, as the lecture does and more
 //!   reliably.
 //! - [`zoo`]: makemore.py's own models (`Transformer`, `BoW`, `RNN` with its RNN and GRU cells,
@@ -25,6 +27,7 @@ mod bigram;
 mod bigram_nn;
 mod bn_mlp;
 pub mod checkpoint;
+pub mod ensemble;
 mod error;
 pub mod limits;
 pub mod lr_sweep;
@@ -42,6 +45,7 @@ const _: () = assert!(mm_data::Examples::NO_TARGET == mm_tensor::IGNORE);
 pub use bigram::BigramCounts;
 pub use bigram_nn::BigramNet;
 pub use bn_mlp::{BnMlp, BnMlpConfig};
+pub use ensemble::{check_ensemble, evaluate_ensemble, sample_ensemble};
 pub use error::{ModelError, Result};
 pub use limits::LimitError;
 pub use lr_sweep::{GridPoint, LrSweep, Suggestion, SweepConfig, ema, lr_grid, lr_sweep};

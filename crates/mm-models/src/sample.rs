@@ -46,54 +46,85 @@ impl Default for SampleConfig {
 /// # Ok(()) }
 /// ```
 pub fn sample<M: Model + ?Sized>(model: &M, cfg: &SampleConfig) -> Result<Vec<String>> {
-    let mut tape = Tape::new();
-    let (layout, block_size) = (model.layout(), model.block_size());
-    // The whole forward pass over `x`, and the logits after its last position.
-    let mut full = |x: ArrayView2<'_, u32>| -> Result<Array2<f32>> {
-        let g = tape.no_grad(model.params());
-        let logits = model.forward(&g, x);
+    let mut next = NextLogits::new(model, cfg.n);
+    sample_with(model.vocab(), cfg, |first_step, active, out| next.logits(first_step, active, out))
+}
+
+/// One model's logits of the next character at each step of [`sample_with`]: from the model's
+/// [`crate::Decoder`] when it has one (one new position at a time, while the sequence fits the
+/// block), else from the whole forward pass over the prefix, as makemore's `generate`. What
+/// [`sample`] draws from, and each member of [`crate::sample_ensemble`].
+pub(crate) struct NextLogits<'m, M: Model + ?Sized> {
+    model: &'m M,
+    tape: Tape<f32>,
+    decoder: Option<Box<dyn crate::Decoder + 'm>>,
+    /// Positions of the current rows fed to the decoder so far.
+    fed: usize,
+}
+
+impl<'m, M: Model + ?Sized> NextLogits<'m, M> {
+    /// For drawing `n` samples from `model`.
+    pub(crate) fn new(model: &'m M, n: usize) -> Self {
+        let decoder = if model.layout() == Layout::Words { model.decoder(CHUNK.min(n)) } else { None };
+        NextLogits { model, tape: Tape::new(), decoder, fed: 0 }
+    }
+
+    /// The logits of the next character `[active.len(), V]` of the unfinished samples `active`
+    /// (indices into the chunk's ids so far, `out`); `first_step` at each chunk's first step
+    /// (the arguments of [`sample_with`]'s `next`).
+    pub(crate) fn logits(
+        &mut self,
+        first_step: bool,
+        active: &[usize],
+        out: &[Vec<u32>],
+    ) -> Result<Array2<f32>> {
+        let block_size = self.model.block_size();
+        match self.model.layout() {
+            Layout::Windows => self.full(windows(active, out, block_size).view()),
+            Layout::Words => {
+                // The start token and the ids so far (every active sample has as many: they
+                // grow together).
+                let len = out[active[0]].len() + 1;
+                let token = |row: usize, pos: usize| if pos == 0 { 0 } else { out[row][pos - 1] };
+                match self.decoder.as_mut() {
+                    // One new position at a time, while the sequence fits the block.
+                    Some(dec) if len <= block_size => {
+                        if first_step {
+                            self.fed = 0;
+                        }
+                        let mut logits = None;
+                        for pos in self.fed..len {
+                            let ids: Vec<u32> = active.iter().map(|&r| token(r, pos)).collect();
+                            logits = Some(dec.step(active, &ids, pos)?);
+                        }
+                        self.fed = len;
+                        Ok(logits.expect("at least the newest position is fed"))
+                    }
+                    // makemore's `generate`: the whole sequence, cropped to the last block_size.
+                    _ => {
+                        let t = len.min(block_size);
+                        let x =
+                            Array2::from_shape_fn((active.len(), t), |(i, k)| token(active[i], len - t + k));
+                        self.full(x.view())
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole forward pass over `x`, and the logits after its last position.
+    fn full(&mut self, x: ArrayView2<'_, u32>) -> Result<Array2<f32>> {
+        let g = self.tape.no_grad(self.model.params());
+        let logits = self.model.forward(&g, x);
         g.check()?;
         let logits = logits.to_array();
-        let last = match layout {
+        let last = match self.model.layout() {
             Layout::Windows => logits.view(),
             // makemore's `logits[:, -1, :]`: the prediction after the last position.
             Layout::Words => logits.index_axis(Axis(1), x.ncols() - 1),
         };
         Ok(last.into_dimensionality().map_err(mm_tensor::TensorError::from)?.to_owned())
-    };
-    let mut decoder = if layout == Layout::Words { model.decoder(CHUNK.min(cfg.n)) } else { None };
-    // Positions of the current rows fed to the decoder so far.
-    let mut fed = 0;
-    sample_with(model.vocab(), cfg, |first_step, active, out| match layout {
-        Layout::Windows => full(windows(active, out, block_size).view()),
-        Layout::Words => {
-            // The start token and the ids so far (every active sample has as many: they grow
-            // together).
-            let len = out[active[0]].len() + 1;
-            let token = |row: usize, pos: usize| if pos == 0 { 0 } else { out[row][pos - 1] };
-            match decoder.as_mut() {
-                // One new position at a time, while the sequence fits the block.
-                Some(dec) if len <= block_size => {
-                    if first_step {
-                        fed = 0;
-                    }
-                    let mut logits = None;
-                    for pos in fed..len {
-                        let ids: Vec<u32> = active.iter().map(|&r| token(r, pos)).collect();
-                        logits = Some(dec.step(active, &ids, pos)?);
-                    }
-                    fed = len;
-                    Ok(logits.expect("at least the newest position is fed"))
-                }
-                // makemore's `generate`: the whole sequence, cropped to the last block_size.
-                _ => {
-                    let t = len.min(block_size);
-                    let x = Array2::from_shape_fn((active.len(), t), |(i, k)| token(active[i], len - t + k));
-                    full(x.view())
-                }
-            }
-        }
-    })
+    }
 }
 
 /// Samples are drawn in chunks of this many: the decoder's cache stays small (a Transformer's is
@@ -126,7 +157,7 @@ pub fn sample_counts(model: &BigramCounts, alpha: f64, cfg: &SampleConfig) -> Re
 /// out)` gives the logits of the next character `[active.len(), V]` for the unfinished samples
 /// `active` (indices into the chunk's ids so far, `out`); `first_step` is true at each chunk's
 /// first step.
-fn sample_with(
+pub(crate) fn sample_with(
     vocab: &Vocab,
     cfg: &SampleConfig,
     mut next: impl FnMut(bool, &[usize], &[Vec<u32>]) -> Result<Array2<f32>>,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mm_data::{Batch, Examples, Layout};
 use mm_tensor::{AdamW, AdamWState, BatchStatsLog, Grads, Optimizer, ParamStore, Sgd, Shards, Tape};
-use ndarray::s;
+use ndarray::{ArrayView2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -565,7 +565,7 @@ fn check_finite(params: &ParamStore<f32>, step: usize) -> Result<()> {
 }
 
 /// Checks that `examples` are cut as `model` reads them: windows or words of its block size.
-fn check_examples<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<()> {
+pub(crate) fn check_examples<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<()> {
     let (layout, bs) = (model.layout(), model.block_size());
     let per_row = if layout == Layout::Words { bs } else { 1 };
     if examples.block_size() != bs || examples.targets_per_row() != per_row {
@@ -593,11 +593,33 @@ pub fn perplexity(loss: f64) -> f64 {
 /// order, so the result does not depend on how many there are. [`perplexity`] turns it into a
 /// perplexity.
 pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64> {
-    const CHUNK: usize = 1024;
     if examples.is_empty() {
         return Err(ModelError::Config("no examples to evaluate".into()));
     }
     check_examples(model, examples)?;
+    evaluate_chunks(examples, Tape::new, |tape, x, targets| {
+        let g = tape.no_grad(model.params());
+        Ok(model.forward(&g, x).cross_entropy(targets).item()?)
+    })
+}
+
+/// The mean NLL per target over all of `examples` (checked by the caller against the model or
+/// models that read them), in chunks of 1,024 rows shared among the machine's cores:
+/// `chunk_loss(state, x, targets)` gives the mean NLL of a chunk's rows `x` over its targets
+/// (`mm_tensor::IGNORE` where a position has none; a chunk without any is skipped), with a
+/// `state` of its thread's own, made by `state()` (a tape reused chunk after chunk). Each
+/// chunk's summed loss goes to its own slot and the slots are summed in order in `f64`, so the
+/// result does not depend on the number of cores. [`evaluate`] and
+/// [`crate::evaluate_ensemble`] share it.
+pub(crate) fn evaluate_chunks<S>(
+    examples: &Examples,
+    state: impl Fn() -> S + Sync,
+    chunk_loss: impl Fn(&mut S, ArrayView2<'_, u32>, &[u32]) -> Result<f32> + Sync,
+) -> Result<f64> {
+    const CHUNK: usize = 1024;
+    if examples.is_empty() {
+        return Err(ModelError::Config("no examples to evaluate".into()));
+    }
     let y = examples.y.as_slice().expect("examples are contiguous");
     let k = examples.targets_per_row();
     let chunks = examples.len().div_ceil(CHUNK);
@@ -605,22 +627,22 @@ pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64
     // Each thread takes every `threads`-th chunk, and writes the chunk's summed loss to its slot.
     let mut sums = vec![0.0f64; chunks];
     let work = |first: usize, out: &mut Vec<(usize, f64)>| -> Result<()> {
-        let mut tape = Tape::new();
+        let mut state = state();
         for c in (first..chunks).step_by(threads) {
             let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(examples.len()));
-            let g = tape.no_grad(model.params());
             let x = examples.x.slice(s![start..end, ..]);
             let targets = &y[start * k..end * k];
             let count = targets.iter().filter(|&&t| t != mm_tensor::IGNORE).count();
             if count == 0 {
                 continue;
             }
-            let loss = model.forward(&g, x).cross_entropy(targets);
-            out.push((c, f64::from(loss.item()?) * count as f64));
+            let loss = chunk_loss(&mut state, x, targets)?;
+            out.push((c, f64::from(loss) * count as f64));
         }
         Ok(())
     };
     let parts: Vec<Result<Vec<(usize, f64)>>> = std::thread::scope(|scope| {
+        let work = &work;
         let handles: Vec<_> = (1..threads)
             .map(|t| {
                 scope.spawn(move || {

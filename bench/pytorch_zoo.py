@@ -5,14 +5,15 @@ the lectures train them; timed like `bench/pytorch_bench.py`.
 
     python3 bench/pytorch_zoo.py WORKLOAD [--data data/names.txt] [--threads N] [--steps N]
                                  [--repeats N] [--model KIND] [--seed S] [--makemore PATH]
+                                 [--spec FILE] [--eval-every N]
 
 prints one JSON object on stdout (progress goes to stderr). The data is makemore's CharDataset
 (vocabulary: the sorted characters as ids 1..26, 0 the start/end token; block_size = the longest
 word + 1, 16 on names.txt; x = [0, w...] padded with 0, y = [w..., 0, -1, -1...], -1 being ignored
 by the loss) over the lectures' split, not makemore's: random.seed(42), random.shuffle(words),
-train the first 80%, dev the next 10%, test the rest. Every model has makemore's default config
-(n_layer 4, n_head 4, n_embd 64, n_embd2 64, vocab 27, block 16) and optimizer (AdamW, lr 5e-4,
-weight decay 0.01, betas (0.9, 0.99), eps 1e-8), batch 32. The workloads:
+train the first 80%, dev the next 10%, test the rest. Every model but train_spec's has makemore's
+default config (n_layer 4, n_head 4, n_embd 64, n_embd2 64, vocab 27, block 16) and optimizer
+(AdamW, lr 5e-4, weight decay 0.01, betas (0.9, 0.99), eps 1e-8), batch 32. The workloads:
 
   transformer_step  one training step of makemore's Transformer: 32 random train examples
   bow_step          (torch.randint indices, each example built by CharDataset.__getitem__ and
@@ -47,12 +48,34 @@ weight decay 0.01, betas (0.9, 0.99), eps 1e-8), batch 32. The workloads:
                     then the mean loss over each WHOLE split: the summed NLL of every target
                     that is not -1, over their count. "value" is the training's wall seconds;
                     "train", "dev", "test" the losses. The reference for our Rust models.
+  train_spec        trains the Transformer of `--spec FILE`, one of our spec files (specs/*.json,
+                    kind "transformer"; its levers as docs/tuning.md documents them, the ones
+                    left out at makemore.py's values), for the spec's steps (`--steps` overrides
+                    them, the cosine then ending at the new last step), from
+                    torch.manual_seed(seed) set before the model is built. The model is
+                    makemore.py's Transformer at the spec's sizes with the levers added from
+                    outside (build_spec): dropout as nn.Dropout modules hooked onto GPT-2's
+                    three residual places (wte + wpe, attention's c_proj, the MLP's c_proj; not
+                    the attention weights); tie_weights as wte.weight = lm_head.weight (lm_head's
+                    init). The training is crates/mm-models/src/train.rs's loop: each step
+                    (0-based t) sets the rate lr (t + 1) / warmup while t < warmup, then
+                    min_lr + (lr - min_lr) (1 + cos(pi r)) / 2, r = (t - warmup) / (steps -
+                    warmup) (lr itself with lr_decay "constant"), draws batch_size words as
+                    makemore's DataLoader, forward, backward, clip_grad_norm_(grad_clip) when
+                    grad_clip > 0, AdamW (betas (0.9, 0.99), eps 1e-8; with
+                    decay_matrices_only the weight decay on parameters of dim >= 2 only).
+                    With `--eval-every N` the dev loss every N steps and at the last goes to
+                    stderr (and to "dev_curve"). Then, as train_eval, the mean loss over each
+                    WHOLE split in model.eval() (dropout off): "train", "dev", "test". "value" is
+                    the training's seconds without the periodic dev evaluations
+                    ("eval_seconds"); "wall" the whole command's; "spec" every setting used.
 """
 
 import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import random
 import sys
 import time
@@ -60,6 +83,7 @@ import types
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +174,138 @@ def split_loss(model, dataset, batch_size=1000):
         count += int((Y != -1).sum())
     model.train()
     return total / count
+
+
+# --- train_spec: our spec files' Transformer and its levers, on makemore.py's Transformer ----
+
+# The levers' defaults: makemore.py's model and training (crates/mm-models/src/registry.rs).
+SPEC_DEFAULTS = {"dropout": 0.0, "tie_weights": False, "batch_size": 32, "lr": 5e-4, "warmup": 0,
+                 "lr_decay": "constant", "min_lr": 0.0, "weight_decay": 0.01,
+                 "decay_matrices_only": False, "grad_clip": 0.0, "steps": 10_000}
+SPEC_SIZES = ["block_size", "n_layer", "n_head", "n_embd"]
+
+
+def read_spec(path, steps=None):
+    """A spec file of kind "transformer" (specs/*.json), every lever filled in with its default;
+    `steps` (when given) overrides the file's, as `makemore train --spec FILE --steps N`."""
+    spec = json.loads(Path(path).read_text())
+    if spec.get("kind") != "transformer":
+        raise SystemExit(f"{path}: train_spec takes a spec of kind \"transformer\", not {spec.get('kind')!r}")
+    unknown = set(spec) - set(SPEC_DEFAULTS) - set(SPEC_SIZES) - {"kind"}
+    missing = [k for k in SPEC_SIZES if k not in spec]
+    if unknown or missing:
+        raise SystemExit(f"{path}: unknown settings {sorted(unknown)}, missing {missing}")
+    spec = {"kind": "transformer", **{k: spec[k] for k in SPEC_SIZES},
+            **{k: spec.get(k, v) for k, v in SPEC_DEFAULTS.items()}}
+    if steps is not None:
+        spec["steps"] = steps
+    if spec["n_embd"] % spec["n_head"]:
+        raise SystemExit(f"{path}: n_embd {spec['n_embd']} is not a multiple of n_head {spec['n_head']}")
+    if not 0.0 <= spec["dropout"] < 1.0:
+        raise SystemExit(f"{path}: dropout {spec['dropout']} is not in [0, 1)")
+    if spec["lr_decay"] not in ("constant", "cosine"):
+        raise SystemExit(f"{path}: lr_decay {spec['lr_decay']!r} is neither constant nor cosine")
+    return spec
+
+
+def spec_lr(spec, step):
+    """The rate at (0-based) `step`, as crates/mm-models/src/train.rs's Schedule: Constant(lr)
+    without warmup or decay; else WarmupCosine: lr * (step + 1) / warmup for step < warmup, then
+    min_lr + (lr - min_lr) * (1 + cos(pi r)) / 2 with r = (step - warmup) / (steps - warmup)
+    (at most 1), min_lr being lr itself when lr_decay is constant."""
+    lr, warmup, steps = spec["lr"], spec["warmup"], spec["steps"]
+    if warmup == 0 and spec["lr_decay"] == "constant":
+        return lr
+    min_lr = spec["min_lr"] if spec["lr_decay"] == "cosine" else lr
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    span = max(steps - warmup, 0)
+    r = 1.0 if span == 0 else min((step - warmup) / span, 1.0)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * r)) * (lr - min_lr)
+
+
+def build_spec(mm, spec, train):
+    """makemore.py's Transformer of the spec's sizes, with the spec's model levers added from
+    outside (its classes are not copied), and AdamW with the spec's decay.
+
+    - dropout p > 0: nn.Dropout(p) modules at GPT-2's (nanoGPT's) three places on the residual
+      stream, under nanoGPT's names: `transformer.drop` on wte + wpe (a forward pre-hook on the
+      first block, or on ln_f without blocks: their input is that sum), `attn.resid_dropout` on
+      attention's c_proj output and `mlp.dropout` on the MLP's c_proj output (forward hooks on
+      the two c_proj). Not on the attention weights, as our Rust model. The modules hold no
+      parameters, so the state_dict keeps makemore's names; model.eval() turns them off.
+    - tie_weights: `wte.weight = lm_head.weight`, one Parameter starting from lm_head's
+      nn.Linear init (U(+-1/sqrt(n_embd))), as our Rust model (docs/tuning.md).
+    - AdamW(betas (0.9, 0.99), eps 1e-8, makemore's); decay_matrices_only: two groups, the
+      parameters of dim >= 2 at weight_decay, the others (biases, LayerNorm) at 0."""
+    if spec["block_size"] < train.get_output_length():
+        raise SystemExit(f"block_size {spec['block_size']} is shorter than the data's "
+                         f"{train.get_output_length()}")
+    config = mm.ModelConfig(vocab_size=train.get_vocab_size(), block_size=spec["block_size"],
+                            n_layer=spec["n_layer"], n_head=spec["n_head"], n_embd=spec["n_embd"])
+    with contextlib.redirect_stdout(sys.stderr):  # Transformer prints its size
+        model = mm.Transformer(config)
+    t = model.transformer
+    p = spec["dropout"]
+    if p > 0:
+        t["drop"] = nn.Dropout(p)
+        first = t.h[0] if len(t.h) else t.ln_f
+        first.register_forward_pre_hook(lambda m, args: (t.drop(args[0]),) + tuple(args[1:]))
+        for block in t.h:
+            block.attn.resid_dropout = nn.Dropout(p)
+            block.mlp["dropout"] = nn.Dropout(p)
+            block.attn.c_proj.register_forward_hook(
+                lambda m, i, out, d=block.attn.resid_dropout: d(out))
+            block.mlp.c_proj.register_forward_hook(lambda m, i, out, d=block.mlp.dropout: d(out))
+    if spec["tie_weights"]:
+        t.wte.weight = model.lm_head.weight
+    params = list(model.parameters())  # shared parameters once
+    wd = spec["weight_decay"]
+    if spec["decay_matrices_only"]:
+        groups = [{"params": [q for q in params if q.dim() >= 2], "weight_decay": wd},
+                  {"params": [q for q in params if q.dim() < 2], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params, "weight_decay": wd}]
+    optimizer = torch.optim.AdamW(groups, lr=spec_lr(spec, 0), betas=(0.9, 0.99), eps=1e-8)
+    return config, model, optimizer
+
+
+def train_spec(model, optimizer, spec, tr, dev, eval_every=0):
+    """The spec's training, as crates/mm-models/src/train.rs's loop: at each step the rate
+    spec_lr(step) set on every group, a batch of batch_size words, forward, backward,
+    clip_grad_norm_ at grad_clip (when > 0), AdamW. With eval_every, the dev loss (model.eval())
+    every eval_every steps and at the last, to stderr. Returns (training seconds without those
+    evaluations, their seconds, [(step, dev loss)...])."""
+    steps, clip = spec["steps"], spec["grad_clip"]
+    params = list(model.parameters())
+    train_s = eval_s = 0.0
+    curve = []
+    t = time.perf_counter()
+    for step in range(steps):
+        lr = spec_lr(spec, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        X, Y = batch(tr, spec["batch_size"])
+        _, loss = model(X, Y)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        done = step + 1
+        if (eval_every and (done % eval_every == 0 or done == steps)) or done % 1000 == 0:
+            now = time.perf_counter()
+            train_s += now - t
+            msg = f"step {done}: lr {lr:.3g} loss {loss.item():.4f}"
+            if eval_every and (done % eval_every == 0 or done == steps):
+                d = split_loss(model, dev)
+                curve.append((done, d))
+                msg += f" dev {d:.4f}"
+            log(msg + f" ({train_s:.0f} s)")
+            t = time.perf_counter()
+            eval_s += t - now
+    train_s += time.perf_counter() - t
+    return train_s, eval_s, curve
 
 
 def lecture_split(path):
@@ -391,20 +547,53 @@ def step_macs(kind, c=None, B=32, V=27):
     return 3 * forward
 
 
+def main_spec(a, wall):
+    """The train_spec workload (see the module's documentation)."""
+    spec = read_spec(a.spec, a.steps)
+    mm = import_makemore(a.makemore)
+    tr, dev, te = datasets(mm, a.data)
+    torch.manual_seed(a.seed)  # before the model is built, as makemore
+    config, model, optimizer = build_spec(mm, spec, tr)
+    params = sum(p.numel() for p in model.parameters())
+    log(f"train_spec {a.spec}: {json.dumps(spec)}")
+    log(f"block {config.block_size}, vocab {config.vocab_size}, {len(tr)}/{len(dev)}/{len(te)} "
+        f"words, {params} parameters, {torch.get_num_threads()} thread(s), seed {a.seed}")
+    seconds, eval_seconds, curve = train_spec(model, optimizer, spec, tr, dev, a.eval_every)
+    losses = {name: split_loss(model, ds) for name, ds in [("train", tr), ("dev", dev), ("test", te)]}
+    log(f"losses: {losses}")
+    out = {"workload": "train_spec", "threads": torch.get_num_threads(), "params": params,
+           "torch": torch.__version__, "value": seconds, "unit": "s", "eval_seconds": eval_seconds,
+           "wall": time.perf_counter() - wall, "spec": spec, "seed": a.seed, **losses}
+    if curve:
+        out["dev_curve"] = curve
+    print(json.dumps(out))
+
+
 def main():
+    wall = time.perf_counter()
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=[k + "_step" for k in KINDS + LECTURE_KINDS] + ["train_eval"])
+    ap.add_argument("workload", choices=[k + "_step" for k in KINDS + LECTURE_KINDS]
+                    + ["train_eval", "train_spec"])
     ap.add_argument("--data", default="data/names.txt")
     ap.add_argument("--makemore", default=str(ROOT.parent / "shared/reference/makemore.py"),
                     help="Karpathy's makemore.py, whose model classes are used")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    ap.add_argument("--steps", type=int, default=200, help="*_step: steps per timed block; "
-                    "train_eval: training steps")
+    ap.add_argument("--steps", type=int, default=None, help="*_step: steps per timed block "
+                    "(200); train_eval: training steps (200); train_spec: overrides the spec's")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", choices=KINDS, default="transformer", help="train_eval: the kind")
+    ap.add_argument("--spec", help="train_spec: a spec file of kind transformer (specs/*.json)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="train_spec: the dev loss every N steps (and at the last) to stderr")
     ap.add_argument("--seed", type=int, default=3407)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.workload == "train_spec":
+        if not a.spec:
+            ap.error("train_spec needs --spec FILE")
+        return main_spec(a, wall)
+    if a.steps is None:
+        a.steps = 200
     kind = a.model if a.workload == "train_eval" else a.workload[:-len("_step")]
     torch.manual_seed(a.seed)
     config = None

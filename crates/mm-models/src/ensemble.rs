@@ -42,8 +42,8 @@ use crate::{Model, ModelError, Result, SampleConfig};
 
 /// The mean NLL per target of the ensemble `models` (their mixture, see the [module
 /// docs](self)) over all of `examples`, cut as the models read them: [`crate::evaluate`] of the
-/// mixture, in the same chunks of 1,024 rows on the machine's cores, the same for any number of
-/// cores. An ensemble of one model gives [`crate::evaluate`]'s loss, bit for bit.
+/// mixture, in the same chunks of about 1,024 targets on the machine's cores, the same for any
+/// number of cores. An ensemble of one model gives [`crate::evaluate`]'s loss, bit for bit.
 ///
 /// ```no_run
 /// # fn demo(a: &dyn mm_models::Model, b: &dyn mm_models::Model, dev: &mm_data::Examples)

@@ -587,9 +587,9 @@ pub fn perplexity(loss: f64) -> f64 {
 
 /// The mean cross-entropy of `model` over all of `examples` (a whole split): the summed NLL of
 /// every target over their number, so that models that read windows and models that read
-/// words are measured alike (per predicted character). In batches of 1,024 rows (small enough
-/// that a batch's activations stay in cache) and without gradient machinery, accumulated in
-/// `f64`. The batches are shared among the machine's cores; each batch's loss is summed in
+/// words are measured alike (per predicted character). In batches of about 1,024 targets
+/// (small enough that a batch's activations stay in cache) and without gradient machinery,
+/// accumulated in `f64`. The batches are shared among the machine's cores; each batch's loss is summed in
 /// order, so the result does not depend on how many there are. [`perplexity`] turns it into a
 /// perplexity.
 pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64> {
@@ -604,7 +604,8 @@ pub fn evaluate<M: Model + ?Sized>(model: &M, examples: &Examples) -> Result<f64
 }
 
 /// The mean NLL per target over all of `examples` (checked by the caller against the model or
-/// models that read them), in chunks of 1,024 rows shared among the machine's cores:
+/// models that read them), in chunks of about 1,024 targets (1,024 windows, or 64 words of 16
+/// positions) shared among the machine's cores:
 /// `chunk_loss(state, x, targets)` gives the mean NLL of a chunk's rows `x` over its targets
 /// (`mm_tensor::IGNORE` where a position has none; a chunk without any is skipped), with a
 /// `state` of its thread's own, made by `state()` (a tape reused chunk after chunk). Each
@@ -616,20 +617,24 @@ pub(crate) fn evaluate_chunks<S>(
     state: impl Fn() -> S + Sync,
     chunk_loss: impl Fn(&mut S, ArrayView2<'_, u32>, &[u32]) -> Result<f32> + Sync,
 ) -> Result<f64> {
-    const CHUNK: usize = 1024;
+    // Targets per chunk. A chunk's activations are all kept until its loss is read: 1,024
+    // rows of words were 16,384 positions, 800 MB of a Transformer's activations, rewritten
+    // page by page for each chunk; 1,024 positions stay in the caches.
+    const TARGETS: usize = 1024;
     if examples.is_empty() {
         return Err(ModelError::Config("no examples to evaluate".into()));
     }
     let y = examples.y.as_slice().expect("examples are contiguous");
     let k = examples.targets_per_row();
-    let chunks = examples.len().div_ceil(CHUNK);
+    let chunk = (TARGETS / k.max(1)).max(1);
+    let chunks = examples.len().div_ceil(chunk);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks);
     // Each thread takes every `threads`-th chunk, and writes the chunk's summed loss to its slot.
     let mut sums = vec![0.0f64; chunks];
     let work = |first: usize, out: &mut Vec<(usize, f64)>| -> Result<()> {
         let mut state = state();
         for c in (first..chunks).step_by(threads) {
-            let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(examples.len()));
+            let (start, end) = (c * chunk, ((c + 1) * chunk).min(examples.len()));
             let x = examples.x.slice(s![start..end, ..]);
             let targets = &y[start * k..end * k];
             let count = targets.iter().filter(|&&t| t != mm_tensor::IGNORE).count();

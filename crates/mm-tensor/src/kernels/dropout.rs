@@ -27,12 +27,17 @@ fn lowbias32(mut x: u32) -> u32 {
     x
 }
 
-/// Element `i`'s draw for `key`: uniform on `u32`.
+/// The two key words of the elements whose index has the high half of `i`: the index's high
+/// half (tensors of more than 2^32 elements) is folded into the first.
 #[inline(always)]
+fn key_words(key: u64, i: u64) -> (u32, u32) {
+    ((key as u32) ^ lowbias32((i >> 32) as u32), (key >> 32) as u32)
+}
+
+/// Element `i`'s draw for `key`: uniform on `u32`.
 #[cfg(test)]
 pub(crate) fn draw(key: u64, i: u64) -> u32 {
-    // The index's high half (tensors of more than 2^32 elements) is folded into the first key word.
-    let (k0, k1) = ((key as u32) ^ lowbias32((i >> 32) as u32), (key >> 32) as u32);
+    let (k0, k1) = key_words(key, i);
     lowbias32(lowbias32(i as u32 ^ k0) ^ k1)
 }
 
@@ -53,7 +58,7 @@ pub(crate) fn forward<T: Float>(key: u64, threshold: u32, keep: T, x: &[T], mask
         // Within a block the index's high half is fixed: its key words are computed once, and
         // the loop over the low halves vectorizes.
         let first = (b * BLOCK) as u64;
-        let (k0, k1) = ((key as u32) ^ lowbias32((first >> 32) as u32), (key >> 32) as u32);
+        let (k0, k1) = key_words(key, first);
         let low = first as u32;
         for (j, ((&x, m), o)) in x.iter().zip(mask.iter_mut()).zip(out.iter_mut()).enumerate() {
             let h = lowbias32(lowbias32(low.wrapping_add(j as u32) ^ k0) ^ k1);

@@ -181,7 +181,10 @@ def split_loss(model, dataset, batch_size=1000):
 # The levers' defaults: makemore.py's model and training (crates/mm-models/src/registry.rs).
 SPEC_DEFAULTS = {"dropout": 0.0, "tie_weights": False, "batch_size": 32, "lr": 5e-4, "warmup": 0,
                  "lr_decay": "constant", "min_lr": 0.0, "weight_decay": 0.01,
-                 "decay_matrices_only": False, "grad_clip": 0.0, "steps": 10_000}
+                 "decay_matrices_only": False, "grad_clip": 0.0, "steps": 10_000,
+                 # How many tapes our step's batch is cut into: it fixes our rounding only, so
+                 # PyTorch, which takes the batch in one piece, reads it and ignores it.
+                 "shards": 1}
 SPEC_SIZES = ["block_size", "n_layer", "n_head", "n_embd"]
 
 

@@ -235,4 +235,18 @@ fn a_sharded_run_resumed_with_another_thread_count_is_bit_identical() {
     let o = run_train(&d, "bn", &["--model", "bn-mlp", "--steps", "5", "--shards", "2"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("bn-mlp normalises with its batch's statistics"), "{err}");
+    // A spec file holds its shards (a tuned spec is reproduced at the shards it was tuned at):
+    // the same run as the flags', to the bit, and `--shards` on the command line overrides it.
+    let block_size = summary(&whole)["config"]["block_size"].clone();
+    let spec = serde_json::json!({"kind": "transformer", "block_size": block_size, "n_layer": 1, "n_head": 2,
+        "n_embd": 8, "dropout": 0.1, "batch_size": 9, "lr": 0.002, "steps": 20, "shards": 2});
+    std::fs::write(d.join("spec.json"), spec.to_string()).unwrap();
+    let spec_path = d.join("spec.json").display().to_string();
+    let from_file = ["--spec", spec_path.as_str(), "--eval-every", "10", "--seed", "5"];
+    let o = train(&d, "from-spec", &from_file);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("each step in 2 shards"));
+    assert_eq!(summary(&d.join("from-spec"))["config"]["shards"], 2);
+    assert!(checkpoint_bits(&d.join("from-spec")) == checkpoint_bits(&whole), "the spec's run differs");
+    train(&d, "from-spec-1", &[&from_file[..], &["--shards", "1"]].concat());
+    assert_eq!(summary(&d.join("from-spec-1"))["config"]["shards"], 1);
 }

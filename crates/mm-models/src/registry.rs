@@ -12,7 +12,8 @@
 //!
 //! The Transformer also has **levers** (issue #14): optional settings that makemore.py does not
 //! have, for the model (`dropout`, `tie_weights`) and for its training (`batch_size`, `lr`,
-//! `warmup`, `lr_decay`, `min_lr`, `weight_decay`, `decay_matrices_only`, `grad_clip`, `steps`),
+//! `warmup`, `lr_decay`, `min_lr`, `weight_decay`, `decay_matrices_only`, `grad_clip`, `steps`,
+//! `shards`),
 //! which [`Spec::train_config`] turns into a [`TrainConfig`]. A lever at its default is not
 //! written (so makemore's spec, `makemore models` and existing checkpoints read as before) and
 //! may be left out of a spec file; [`Spec::levers`] lists them.
@@ -120,6 +121,12 @@ pub enum Spec {
         /// Training steps (the zoo's 10,000); a cosine decay ends at the last.
         #[serde(default = "levers::steps", skip_serializing_if = "levers::is_steps")]
         steps: usize,
+        /// Shards of each step's batch ([`TrainConfig::shards`]; 1, makemore.py's, for one
+        /// tape): a setting of the training, not of the model, which fixes the rounding, so a
+        /// spec that was tuned at 2 shards is reproduced bit for bit at 2. The threads that run
+        /// them are the machine's business, not the spec's.
+        #[serde(default = "levers::shards", skip_serializing_if = "levers::is_shards")]
+        shards: usize,
     },
     /// makemore.py's `BoW`.
     Bow {
@@ -221,6 +228,12 @@ mod levers {
     pub(super) fn is_steps(x: &usize) -> bool {
         *x == steps()
     }
+    pub(super) fn shards() -> usize {
+        TrainConfig::makemore().shards
+    }
+    pub(super) fn is_shards(x: &usize) -> bool {
+        *x == shards()
+    }
 }
 
 impl Spec {
@@ -243,6 +256,7 @@ impl Spec {
             decay_matrices_only: false,
             grad_clip: 0.0,
             steps: levers::steps(),
+            shards: levers::shards(),
         }
     }
 
@@ -264,7 +278,7 @@ impl Spec {
             "dropout": 0.0, "tie_weights": false, "batch_size": levers::batch_size(), "lr": levers::lr(),
             "warmup": 0, "lr_decay": LrDecay::Constant, "min_lr": 0.0,
             "weight_decay": levers::weight_decay(), "decay_matrices_only": false, "grad_clip": 0.0,
-            "steps": levers::steps(),
+            "steps": levers::steps(), "shards": levers::shards(),
         });
         match all {
             serde_json::Value::Object(all) => all.into_iter().collect(),
@@ -501,6 +515,7 @@ impl Spec {
                 decay_matrices_only,
                 grad_clip,
                 steps,
+                shards,
                 ..
             } => {
                 let schedule = match (warmup, lr_decay) {
@@ -515,6 +530,7 @@ impl Spec {
                     weight_decay,
                     decay_matrices_only,
                     grad_clip,
+                    shards,
                     ..TrainConfig::makemore()
                 }
             }

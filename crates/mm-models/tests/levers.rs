@@ -64,7 +64,7 @@ fn levers_round_trip_through_json_text_and_checkpoints() {
     let s = spec(json!({
         "dropout": 0.2, "tie_weights": true, "batch_size": 64, "lr": 1e-3, "warmup": 100,
         "lr_decay": "cosine", "min_lr": 1e-4, "weight_decay": 0.1, "decay_matrices_only": true,
-        "grad_clip": 1.0, "steps": 1000,
+        "grad_clip": 1.0, "steps": 1000, "shards": 2,
     }));
     let text = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<Spec>(&text).unwrap(), s, "{text}");
@@ -81,6 +81,13 @@ fn levers_round_trip_through_json_text_and_checkpoints() {
     assert_eq!(cfg.batch_size, Some(64));
     assert_eq!(cfg.schedule, Schedule::WarmupCosine { lr: 1e-3, warmup: 100, min_lr: 1e-4, steps: 1000 });
     assert_eq!((cfg.weight_decay, cfg.decay_matrices_only, cfg.grad_clip, cfg.steps), (0.1, true, 1.0, 1000));
+    assert_eq!(cfg.shards, 2);
+    // One shard, makemore.py's one tape, is the default and is not written.
+    let one = spec(json!({"shards": 1}));
+    assert_eq!(
+        (one.train_config().shards, serde_json::to_string(&one).unwrap().contains("shards")),
+        (1, false)
+    );
     // The model's levers are saved with it and read back.
     let model = build(&s, 3);
     assert_eq!(model.num_params() as u128, s.num_params(vocab().len()));
@@ -323,4 +330,28 @@ fn a_run_with_every_lever_continues_bit_for_bit() {
     let cfg = TrainConfig { eval_every: 0, ..sp.train_config() };
     train(m, &ex, None, &cfg, &stop, |_| {}).unwrap();
     assert_ne!(bits(whole.neural().unwrap().params()), bits(base.neural().unwrap().params()));
+}
+
+/// The spec files shipped in `specs/` are specs, within the flags' ranges; the tuned preset
+/// holds its two shards, so `makemore train --spec specs/names-best.json` needs no flag to
+/// repeat its runs.
+#[test]
+fn the_shipped_spec_files_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let spec: Spec =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            spec.check_limits().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            spec.train_config().check_limits().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "{seen} spec files in {}", dir.display());
+    let best: Spec =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("names-best.json")).unwrap()).unwrap();
+    assert_eq!((best.train_config().shards, best.train_config().steps), (2, 50_000));
 }

@@ -14,11 +14,18 @@
 //! bit as if it had never stopped. Trials are chosen on the dev split only; the test split is
 //! never read.
 //!
+//! Successive halving assumes that a trial's rank early says its rank late. Dropout breaks
+//! that: it pays only late (on names.txt, dropout 0.3 is behind 0.2 until about 40,000 of
+//! 50,000 steps; docs/tuning.md), so a search over such levers runs one rung at the full length
+//! (`--rungs 1`: plain random search, Hyperband's last bracket), with `--eval-every` to keep
+//! each trial's dev curve and `--include-base` to make the spec it starts from trial 0.
+//!
 //! Files in `--out`: `trials.csv` (a row per trial and rung: its spec, steps, cumulative
 //! training seconds, last training loss, dev loss), read back on a rerun so that a stopped
 //! search continues where it stopped (the trials' settings are drawn again from `--seed` and
-//! checked against the file); `best.json`, the best spec, which `makemore train --spec` takes;
-//! `tune.png`, dev loss against training time per trial.
+//! checked against the file); `curves.csv` (with `--eval-every`: each trial's dev loss along
+//! the way); `best.json`, the best spec, which `makemore train --spec` takes; `tune.png`, dev
+//! loss against training time per trial.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -106,15 +113,29 @@ pub struct Args {
     jobs: Option<u64>,
 
     /// Each trial's steps cut into this many shards (`makemore train --shards`): with --jobs 1
-    /// and --threads 2, one trial at a time over both cores. The shards fix the rounding: rerun
-    /// a search with the same --shards to resume it [default: 1].
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(mm_models::limits::SHARDS))]
-    shards: u64,
+    /// and --threads 2, one trial at a time over both cores. The shards fix the rounding, so a
+    /// Transformer's trial specs (and best.json) hold them, and `makemore train --spec` repeats
+    /// the best trial bit for bit; rerun a search with the same --shards to resume it
+    /// [default: the base spec's, 1 if it has none].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(mm_models::limits::SHARDS))]
+    shards: Option<u64>,
 
     /// Threads for each trial's shards (never more than --shards; they never change the
     /// results) [default: 1].
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: u64,
+
+    /// Make trial 0 the --base spec itself (at the search's steps and shards), the others drawn
+    /// from the space: the search then says whether anything in the space beats where it
+    /// started.
+    #[arg(long)]
+    include_base: bool,
+
+    /// Measure each trial's dev loss every this many steps too (written to curves.csv and drawn
+    /// in tune.png; the evaluations count in the trial's seconds); 0 for only at the end of
+    /// each rung.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    eval_every: u64,
 }
 
 /// One row of trials.csv: a trial after a rung.
@@ -210,19 +231,36 @@ fn round3(x: f64) -> f64 {
     (x * scale).round() / scale
 }
 
-/// `n` specs drawn from `space` on top of `base`, each at `steps`. A draw that makes no valid
-/// model (e.g. n_embd not a multiple of n_head) is drawn again.
-fn draw(
-    base: &Spec,
-    space: &[(String, Dim)],
+/// How every trial of a search is trained: its steps (the last rung's), its shards (for a kind
+/// whose spec holds them), and whether trial 0 is the base spec itself.
+#[derive(Clone, Copy)]
+struct Trials {
     n: usize,
     steps: usize,
-    seed: u64,
-) -> anyhow::Result<Vec<Spec>> {
+    shards: Option<usize>,
+    include_base: bool,
+}
+
+/// `t.n` specs drawn from `space` on top of `base`, each at `t.steps` and `t.shards` (the first
+/// the base itself with `t.include_base`). A draw that makes no valid model (e.g. n_embd not a
+/// multiple of n_head) is drawn again.
+fn draw(base: &Spec, space: &[(String, Dim)], t: Trials, seed: u64) -> anyhow::Result<Vec<Spec>> {
+    let has_shards = base.levers().iter().any(|(k, _)| k == "shards");
     let Value::Object(base) = serde_json::to_value(base)? else { bail!("a spec is a JSON object") };
+    let training = |mut fields: Map<String, Value>| -> anyhow::Result<Spec> {
+        fields.insert("steps".into(), Value::from(t.steps));
+        if let (Some(shards), true) = (t.shards, has_shards) {
+            fields.insert("shards".into(), Value::from(shards));
+        }
+        serde_json::from_value(Value::Object(fields))
+            .context("the search space names a setting the spec does not have, or a value of the wrong type")
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     let vocab = mm_data::Vocab::from_words(&["abcdefghijklmnopqrstuvwxyz"]);
-    let mut out = Vec::with_capacity(n);
+    let (n, mut out) = (t.n, Vec::with_capacity(t.n));
+    if t.include_base {
+        out.push(training(base.clone())?);
+    }
     while out.len() < n {
         let mut tries = 0;
         let spec = loop {
@@ -238,10 +276,7 @@ fn draw(
                 };
                 fields.insert(key.clone(), v);
             }
-            fields.insert("steps".into(), Value::from(steps));
-            let spec: Spec = serde_json::from_value(Value::Object(fields)).context(
-                "the search space names a setting the spec does not have, or a value of the wrong type",
-            )?;
+            let spec = training(fields)?;
             // Sizes checked on a tiny vocabulary: building allocates the model, small at these sizes.
             let sized = spec.num_params(vocab.len()) < 1 << 28
                 && spec.build(&vocab, &mut StdRng::seed_from_u64(0)).is_ok();
@@ -260,7 +295,11 @@ fn draw(
 /// The result of training one trial to one rung's budget.
 struct Done {
     row: Row,
+    /// The dev loss along the way (`--eval-every`): (steps, seconds, dev loss).
+    curve: Vec<(usize, f64, f64)>,
 }
+
+const CURVES_HEADER: &str = "trial,steps,seconds,dev_loss";
 
 /// Trains trial `trial` (`spec`) to `steps`, from its checkpoint at `from` steps if there is one
 /// (else from scratch), saves its checkpoint, and measures its dev loss.
@@ -296,19 +335,28 @@ fn run_trial(
     };
     // The bar counts each rung's new steps once, also when a trial is trained again from scratch.
     let counted = before.map_or(0, |r| r.steps);
-    let (shards, threads) = (args.shards as usize, args.threads as usize);
-    let cfg = TrainConfig { steps, eval_every: 0, seed, shards, threads, ..spec.train_config() };
+    let base = spec.train_config();
+    // A Transformer's spec holds its shards (drawn with them); another kind takes --shards.
+    let shards = args.shards.map_or(base.shards, |s| s as usize);
+    let (threads, eval_every) = (args.threads as usize, args.eval_every as usize);
+    let cfg = TrainConfig { steps, eval_every, seed, shards, threads, ..base };
     let m = model.neural_mut().context("the search trains neural models")?;
     let stop = AtomicBool::new(false);
     let mut recent = VecDeque::with_capacity(50);
+    let mut curve = Vec::new();
     let start = Instant::now();
-    let report = train_from(m, &data.train, None, &cfg, &progress, &stop, |s| {
+    let dev = (eval_every > 0).then_some(&data.dev);
+    let report = train_from(m, &data.train, dev, &cfg, &progress, &stop, |s| {
         if recent.len() == 50 {
             recent.pop_front();
         }
         recent.push_back(f64::from(s.loss));
         if s.step >= counted {
             pb.inc(1);
+        }
+        // The loop also evaluates after the last step, which the rung's row measures in f64.
+        if let Some(d) = s.dev_loss.filter(|_| s.step + 1 < steps) {
+            curve.push((s.step + 1, seconds_before + s.elapsed.as_secs_f64(), f64::from(d)));
         }
     })?;
     let seconds = seconds_before + start.elapsed().as_secs_f64();
@@ -323,7 +371,7 @@ fn run_trial(
     mm_models::checkpoint::save(&ckpt, &model, &meta)?;
     let train_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
     let spec = serde_json::to_string(spec)?;
-    Ok(Done { row: Row { trial, rung, steps, seconds, train_loss, dev_loss, spec } })
+    Ok(Done { row: Row { trial, rung, steps, seconds, train_loss, dev_loss, spec }, curve })
 }
 
 /// The data every trial reads.
@@ -374,7 +422,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (trials, eta, rungs) = (args.trials as usize, args.eta as usize, args.rungs as usize);
     let budget = |r: usize| (args.min_steps as usize).saturating_mul(eta.saturating_pow(r as u32));
     let horizon = budget(rungs - 1);
-    let specs = draw(&base, &space, trials, horizon, args.seed)?;
+    let shards = args.shards.map(|s| s as usize);
+    let plan = Trials { n: trials, steps: horizon, shards, include_base: args.include_base };
+    let specs = draw(&base, &space, plan, args.seed)?;
     let (layout, block_size) = (base.layout(), base.block_size());
     let data = Data {
         train: Examples::new(&split.train, &vocab, layout, block_size)?,
@@ -414,6 +464,31 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         std::fs::write(&csv, format!("{HEADER}\n"))
             .with_context(|| format!("cannot write {}", csv.display()))?;
     }
+    // The dev curves of the finished trial rungs (a trial trained again from scratch writes its
+    // points again, with the same values: the last line of a point wins).
+    let curves_csv = out.join("curves.csv");
+    let mut curves: BTreeMap<(usize, usize), (f64, f64)> = BTreeMap::new();
+    if curves_csv.is_file() {
+        let text = std::fs::read_to_string(&curves_csv)
+            .with_context(|| format!("cannot read {}", curves_csv.display()))?;
+        for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split(',').collect();
+            let point = match f[..] {
+                [t, s, secs, d] => {
+                    (|| Some((t.parse().ok()?, s.parse().ok()?, secs.parse().ok()?, d.parse().ok()?)))()
+                }
+                _ => None,
+            };
+            let (t, s, secs, d) = point.with_context(|| {
+                format!("{}: line {} is not a point of a curve", curves_csv.display(), i + 1)
+            })?;
+            curves.insert((t, s), (secs, d));
+        }
+    } else {
+        std::fs::write(&curves_csv, format!("{CURVES_HEADER}\n"))
+            .with_context(|| format!("cannot write {}", curves_csv.display()))?;
+    }
+    let mut curves_file = std::fs::OpenOptions::new().append(true).open(&curves_csv)?;
 
     let jobs =
         args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
@@ -468,7 +543,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             drop(tx);
             for done in rx {
-                let row = done?.row;
+                let Done { row, curve } = done?;
+                // The curve first: a row in trials.csv says its trial rung is finished.
+                for &(steps, secs, dev) in &curve {
+                    writeln!(curves_file, "{},{steps},{secs:.3},{dev:.6}", row.trial)?;
+                    curves.insert((row.trial, steps), (secs, dev));
+                }
+                curves_file.flush()?;
                 writeln!(file, "{}", row.to_csv())?;
                 file.flush()?;
                 pb.suspend(|| {
@@ -494,7 +575,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::write(&best_path, format!("{}\n", serde_json::to_string_pretty(&spec)?))
         .with_context(|| format!("cannot write {}", best_path.display()))?;
     let picture = out.join("tune.png");
-    draw_picture(&rows, best.trial, &picture)?;
+    draw_picture(&rows, &curves, best.trial, &picture)?;
     println!(
         "best: trial {} at {} steps, dev {:.4} (train {:.4}, {:.1} s)\nwrote {}, {}; train it with \
          `makemore train --spec {}`",
@@ -519,13 +600,25 @@ fn promoted_count(trials: usize, eta: usize, r: usize) -> usize {
 /// renders on a machine without system fonts.
 static FONT: &[u8] = include_bytes!("../../crates/mm-cli/assets/DejaVuSans.ttf");
 
-/// Dev loss against training seconds, a line per trial through its rungs, the best in red.
-fn draw_picture(rows: &BTreeMap<(usize, usize), Row>, best: usize, path: &Path) -> anyhow::Result<()> {
+/// Dev loss against training seconds, a line per trial through its rungs (and its curve's
+/// points, with `--eval-every`), the best in red.
+fn draw_picture(
+    rows: &BTreeMap<(usize, usize), Row>,
+    curves: &BTreeMap<(usize, usize), (f64, f64)>,
+    best: usize,
+    path: &Path,
+) -> anyhow::Result<()> {
     plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT)
         .map_err(|_| anyhow::anyhow!("the embedded font is invalid"))?;
     let mut lines: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
     for r in rows.values().filter(|r| r.dev_loss.is_finite()) {
         lines.entry(r.trial).or_default().push((r.seconds, r.dev_loss));
+    }
+    for (&(trial, _), &(secs, dev)) in curves.iter().filter(|(_, p)| p.1.is_finite()) {
+        lines.entry(trial).or_default().push((secs, dev));
+    }
+    for line in lines.values_mut() {
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     let points = || lines.values().flatten();
     let (x_max, lo, hi) = points().fold((1e-3f64, f64::INFINITY, f64::NEG_INFINITY), |(x, lo, hi), p| {
@@ -605,9 +698,10 @@ mod tests {
     fn draws_are_seeded_and_inside_the_space() {
         let base = Spec::default_of("transformer").unwrap();
         let space = parse_space(DEFAULT_SPACE).unwrap();
-        let a = draw(&base, &space, 5, 900, 1).unwrap();
-        assert_eq!(a, draw(&base, &space, 5, 900, 1).unwrap());
-        assert_ne!(a, draw(&base, &space, 5, 900, 2).unwrap());
+        let plan = Trials { n: 5, steps: 900, shards: None, include_base: false };
+        let a = draw(&base, &space, plan, 1).unwrap();
+        assert_eq!(a, draw(&base, &space, plan, 1).unwrap());
+        assert_ne!(a, draw(&base, &space, plan, 2).unwrap());
         for s in &a {
             let lr: f64 = s.setting("lr").unwrap().parse().unwrap();
             assert!((3e-4..=3e-3).contains(&lr), "{lr}");
@@ -615,6 +709,25 @@ mod tests {
         }
         assert!(parse_space(r#"{"lr": {"log_uniform": [0, 1]}}"#).is_err());
         assert!(parse_space(r#"{"lr": []}"#).is_err());
-        assert!(draw(&base, &parse_space(r#"{"n_hidden": [3]}"#).unwrap(), 1, 10, 1).is_err());
+        let one = Trials { n: 1, steps: 10, shards: None, include_base: false };
+        assert!(draw(&base, &parse_space(r#"{"n_hidden": [3]}"#).unwrap(), one, 1).is_err());
+        // The base as trial 0, the others drawn as without it; every trial at the shards.
+        let with_base = Trials { include_base: true, shards: Some(2), ..plan };
+        let b = draw(&base, &space, with_base, 1).unwrap();
+        let at = |s: &Spec, k: &str| s.setting(k).unwrap();
+        assert_eq!(
+            b[0],
+            serde_json::from_value(serde_json::json!({"kind": "transformer",
+            "block_size": at(&base, "block_size").parse::<u64>().unwrap(), "n_layer": 4, "n_head": 4,
+            "n_embd": 64, "steps": 900, "shards": 2}))
+            .unwrap()
+        );
+        assert_eq!(b.len(), 5);
+        for (x, y) in b[1..].iter().zip(&a) {
+            assert_eq!(
+                (at(x, "lr"), at(x, "dropout"), at(x, "shards")),
+                (at(y, "lr"), at(y, "dropout"), "2".into())
+            );
+        }
     }
 }

@@ -50,6 +50,8 @@ pub trait Float:
 /// The kernels that differ by more than arithmetic between the precisions, in a supertrait that
 /// only this crate can implement (its module is private): `Float` is sealed to `f32` and `f64`.
 mod sealed {
+    use crate::kernels::Acc;
+    use crate::kernels::attention::Dims;
     use crate::kernels::matmul::{Start, Strided};
 
     pub trait Kernels: Sized {
@@ -62,6 +64,27 @@ mod sealed {
             start: Start<'_, Self>,
             pack: &mut Vec<Self>,
         );
+
+        /// makemore's self-attention forward on this precision's fast path, if it has one for
+        /// these sizes on this CPU ([`crate::kernels::attention::forward_f32`]); false, and
+        /// nothing written, where not.
+        fn self_attention(qkv: &[Self], d: Dims, scale: Self, att: &mut [Self], out: &mut [Self]) -> bool {
+            let _ = (qkv, d, scale, att, out);
+            false
+        }
+
+        /// Its gradient on the fast path ([`crate::kernels::attention::grad_f32`]); false where
+        /// there is none.
+        fn self_attention_grad(
+            operands: (&[Self], &[Self], &[Self]),
+            d: Dims,
+            scale: Self,
+            dst: &mut [Self],
+            acc: Acc,
+        ) -> bool {
+            let _ = (operands, d, scale, dst, acc);
+            false
+        }
     }
 
     impl Kernels for f32 {
@@ -74,6 +97,20 @@ mod sealed {
             pack: &mut Vec<f32>,
         ) {
             crate::kernels::matmul::gemm_f32(dims, a, b, c, start, pack);
+        }
+
+        fn self_attention(qkv: &[f32], d: Dims, scale: f32, att: &mut [f32], out: &mut [f32]) -> bool {
+            crate::kernels::attention::forward_f32(qkv, d, scale, att, out)
+        }
+
+        fn self_attention_grad(
+            operands: (&[f32], &[f32], &[f32]),
+            d: Dims,
+            scale: f32,
+            dst: &mut [f32],
+            acc: Acc,
+        ) -> bool {
+            crate::kernels::attention::grad_f32(operands, d, scale, dst, acc)
         }
     }
 

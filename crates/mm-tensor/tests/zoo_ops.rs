@@ -250,6 +250,73 @@ fn self_attention_in_place_equals_split_heads_attention_and_merge() {
     }
 }
 
+/// makemore's self-attention at heads of 16 and sequences up to 16 in `f32`, where the engine
+/// runs its AVX-512 attention kernels (`kernels/attention_avx512.rs`) on CPUs with AVX-512, against
+/// the same in `f64` (the general path: a gemm per slice): values and gradients for every length
+/// 1 to 16, the gradient written first and added to another use's. Heads of 8 (the general path
+/// in `f32` too) are the control. Says which path the `f32` runs took.
+#[test]
+fn self_attention_fast_path_in_f32_matches_f64_at_every_length() {
+    fn run<T: mm_tensor::Float>(
+        x: &ArrayD<f64>,
+        u: &ArrayD<f64>,
+        h: usize,
+        first: bool,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let c = x.shape()[2] / 3;
+        let mut params = ParamStore::<T>::new();
+        let id = params.add("qkv", x.mapv(T::of)).unwrap();
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(&params);
+        let g = tape.graph(&params);
+        let qkv = g.param(id);
+        // The other use of qkv comes before or after the attention on the tape, so that the
+        // attention's gradient is the second (added) or the first (written) into qkv's.
+        let (y, o) = if first {
+            let o = qkv.narrow(2, c, c).tanh();
+            (qkv.causal_self_attention(h), o)
+        } else {
+            let y = qkv.causal_self_attention(h);
+            (y, qkv.narrow(2, c, c).tanh())
+        };
+        let loss = (y * g.array(u.mapv(T::of).view()) + o).sum();
+        g.backward(loss, &mut grads).unwrap();
+        let f = |a: ndarray::ArrayViewD<'_, T>| a.iter().map(|v| v.to_f64().unwrap()).collect::<Vec<_>>();
+        (f(y.to_array().view()), f(grads.get(id)))
+    }
+    let close = |a: &[f64], b: &[f64], what: &str| {
+        let scale = b.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= 2e-5 * scale, "{what}: {worst} apart (largest value {scale})");
+    };
+    for hs in [16, 8] {
+        for t in 1..=16 {
+            let (b, h) = (3, 2);
+            let x = randn(&[b, t, 3 * h * hs], 40 + t as u64);
+            let u = randn(&[b, t, h * hs], 80 + t as u64);
+            for first in [false, true] {
+                let (y32, g32) = run::<f32>(&x, &u, h, first);
+                let (y64, g64) = run::<f64>(&x, &u, h, first);
+                close(&y32, &y64, &format!("hs {hs} t {t}: output"));
+                close(
+                    &g32,
+                    &g64,
+                    &format!("hs {hs} t {t} (attention's gradient added: {}): gradient", !first),
+                );
+            }
+        }
+    }
+    let path = mm_tensor::gemm_path();
+    if path == mm_tensor::GemmPath::Avx512 {
+        println!("ran the AVX-512 attention kernels (heads of 16) and the general path (heads of 8)");
+    } else {
+        println!(
+            "ran the general path only: the gemm path is {} (the attention kernels need avx512)",
+            path.name()
+        );
+    }
+}
+
 #[test]
 fn batch_norm_stats_feed_running_buffers_that_are_never_trained() {
     let mut params = ParamStore::<f64>::new();

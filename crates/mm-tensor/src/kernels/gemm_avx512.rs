@@ -264,7 +264,7 @@ unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut
 /// The transpose of a 16×16 tile held as 16 row vectors: four rounds of 16 shuffles
 /// (32-bit interleave, 64-bit interleave, then two rounds of 128-bit lane moves).
 #[target_feature(enable = "avx512f")]
-fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
+pub(super) fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
     // After the two interleaves, `u[4g + c]` holds, in each 128-bit lane `L`, rows `4g..4g + 4`
     // of column `4L + c`.
     let mut u = [_mm512_setzero_ps(); LANES];

@@ -24,6 +24,9 @@ macro_rules! selected_avx512f {
     };
 }
 
+pub(crate) mod attention;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod attention_avx512;
 pub(crate) mod axis;
 pub(crate) mod broadcast;
 pub(crate) mod dropout;
@@ -41,7 +44,7 @@ pub(crate) mod update;
 /// Whether a kernel writes its result over the destination or adds it to what is there: the first
 /// gradient contribution to a buffer is written, later ones accumulate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Acc {
+pub enum Acc {
     /// Overwrite the destination (its old contents may be anything).
     Write,
     /// Add to the destination.

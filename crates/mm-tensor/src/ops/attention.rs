@@ -6,6 +6,7 @@
 //! cost six times the products at `T` = 16), then the products with `v`.
 
 use crate::backward::{Ctx, Sinks};
+use crate::kernels::attention::Dims;
 use crate::kernels::matmul::{self, Start, Strided};
 use crate::kernels::{Acc, axis, sized};
 use crate::op::{NodeId, Op};
@@ -105,6 +106,9 @@ impl<'g, T: Float> Var<'g, T> {
             sized(out, b * t * c);
             sized(att, slices * tt);
             if out.is_empty() || t == 0 {
+                return;
+            }
+            if T::self_attention(qkv, Dims { b, t, c, n_head }, scale, att, out) {
                 return;
             }
             sized(&mut s.tmp, t * hs);
@@ -250,6 +254,10 @@ impl<T: Float> Ctx<'_, T> {
         let Some((dst, acc)) = sinks.get(x) else { return };
         sized(dst, qkv.len());
         if qkv.is_empty() || t == 0 || hs == 0 {
+            return;
+        }
+        let dims = Dims { b: shape.dim(0), t, c, n_head };
+        if T::self_attention_grad((qkv, att, g), dims, scale, dst, acc) {
             return;
         }
         let heads = Heads { t, c, hs, n_head };

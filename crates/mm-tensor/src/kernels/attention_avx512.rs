@@ -1,0 +1,327 @@
+//! makemore's self-attention written with AVX-512 intrinsics for heads of 16 (one vector per
+//! row of q, k or v) and sequences of at most 16: makemore's default (`n_embd` 64, 4 heads,
+//! block 16). [`crate::Var::causal_self_attention`] takes this path for `f32` when the gemm path
+//! is AVX-512 ([`super::matmul::gemm_path`]) and the sizes fit ([`fits`]); any other case runs
+//! the general one (a gemm per slice and product).
+//!
+//! Why: each of a step's 4 × 128 slices is six products of 16 × 16 × 16 (two forward, four
+//! backward), 3,072 gemm calls a step. Each call checks its operands, packs a transposed one,
+//! and runs blocks of one vector that are bound by their loads; at this size that costs more
+//! than the 4,096 multiply-adds. Here a slice's k, v, G (or P, dS) stay in registers as 16
+//! vectors, a product is a run of broadcast multiply-adds into 4 rows at a time, and the
+//! outputs go straight to their places in `[B, T, C]` or `[B, T, 3C]` (no block copied in).
+//!
+//! The sums run in the gemm's order (over the inner index, one fused multiply-add after the
+//! other), so the scores and outputs are those of the general path to the bit; the backward's
+//! `rowsum(dP ⊙ P)` is a vector reduction, whose order differs from the general path's.
+
+use std::arch::x86_64::{
+    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_storeu_ps, _mm512_sub_ps,
+};
+
+use super::Acc;
+use super::attention::Dims;
+use super::gemm_avx512::transpose;
+
+/// Lanes of a vector, and the one head size and the longest sequence this path takes.
+const L: usize = 16;
+
+/// The offset of slice `i`'s first row (batch `i / n_head`, head `i % n_head`) in a tensor of
+/// rows `width` wide, `part` blocks of `c` in.
+fn offset(d: &Dims, i: usize, part: usize, width: usize) -> usize {
+    let (batch, head) = (i / d.n_head, i % d.n_head);
+    batch * d.t * width + part * d.c + head * L
+}
+
+/// Whether this path takes these sizes on this CPU: heads of 16, sequences of 1 to 16.
+pub(crate) fn fits(d: Dims) -> bool {
+    d.n_head > 0 && d.c == d.n_head * L && (1..=L).contains(&d.t) && super::gemm_avx512::available()
+}
+
+/// The mask of the first `n` lanes (`1 ≤ n ≤ 16`).
+fn lanes(n: usize) -> __mmask16 {
+    (u32::MAX >> (32 - n)) as __mmask16
+}
+
+/// Rows `0..t` of a `[t, 16]` block whose rows are `stride` apart, as vectors; zeros past `t`.
+///
+/// # Safety
+///
+/// AVX-512F; `p` points at `t` rows of 16 floats, `stride` apart.
+#[target_feature(enable = "avx512f")]
+unsafe fn rows(p: *const f32, stride: usize, t: usize) -> [__m512; L] {
+    // SAFETY: by the contract, rows `r < t` are readable.
+    std::array::from_fn(|r| {
+        if r < t { unsafe { _mm512_loadu_ps(p.add(r * stride)) } } else { _mm512_setzero_ps() }
+    })
+}
+
+/// Row groups: 8 rows of accumulators at a time (a group's broadcasts share each load of `x`).
+const R: usize = 8;
+
+/// Runs `f::<N>(r0)` over the row groups of `0..t`: full groups of [`R`] rows, then the rest, each
+/// with its row count as a constant, so that the loops over a group's rows unroll into registers.
+macro_rules! groups {
+    ($t:expr, |$r0:ident, $n:ident| $body:expr) => {{
+        let t = $t;
+        let mut $r0 = 0;
+        while $r0 + R <= t {
+            {
+                const $n: usize = R;
+                $body
+            }
+            $r0 += R;
+        }
+        match t - $r0 {
+            0 => {}
+            1 => {
+                const $n: usize = 1;
+                $body
+            }
+            2 => {
+                const $n: usize = 2;
+                $body
+            }
+            3 => {
+                const $n: usize = 3;
+                $body
+            }
+            4 => {
+                const $n: usize = 4;
+                $body
+            }
+            5 => {
+                const $n: usize = 5;
+                $body
+            }
+            6 => {
+                const $n: usize = 6;
+                $body
+            }
+            _ => {
+                const $n: usize = 7;
+                $body
+            }
+        }
+    }};
+}
+
+/// `out[r] (+)= Σ_{j < n} w[r][j] · x[j]` for `r < t`: rows of weights (`w`, rows `ldw` apart)
+/// times the vectors `x`; `out`'s rows are `ldo` apart. With `causal`, row `r`'s weights past `r`
+/// are zero and are skipped (a group stops at its last row's).
+///
+/// # Safety
+///
+/// AVX-512F; `w` holds `t` rows of `n` weights, `out` `t` rows of 16 floats.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn weigh(
+    w: *const f32,
+    ldw: usize,
+    x: &[__m512; L],
+    n: usize,
+    out: *mut f32,
+    ldo: usize,
+    t: usize,
+    causal: bool,
+    add: bool,
+) {
+    groups!(t, |r0, N| {
+        // SAFETY: inside `w` and `out`, by the contract.
+        unsafe {
+            weigh_rows::<N>(
+                w.add(r0 * ldw),
+                ldw,
+                x,
+                if causal { (r0 + N).min(n) } else { n },
+                out.add(r0 * ldo),
+                ldo,
+                add,
+            )
+        }
+    })
+}
+
+/// [`weigh`] for the `N` rows at `w` and `out`, over the first `end` vectors of `x`.
+///
+/// # Safety
+///
+/// As [`weigh`], for `N` rows.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn weigh_rows<const N: usize>(
+    w: *const f32,
+    ldw: usize,
+    x: &[__m512; L],
+    end: usize,
+    out: *mut f32,
+    ldo: usize,
+    add: bool,
+) {
+    // SAFETY (all reads and writes): inside `w` and `out`, by the contract.
+    unsafe {
+        let mut sum = [_mm512_setzero_ps(); N];
+        for (j, &xj) in x.iter().enumerate().take(end) {
+            for (k, s) in sum.iter_mut().enumerate() {
+                *s = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(k * ldw + j)), xj, *s);
+            }
+        }
+        for (k, &s) in sum.iter().enumerate() {
+            let o = out.add(k * ldo);
+            _mm512_storeu_ps(o, if add { _mm512_add_ps(_mm512_loadu_ps(o), s) } else { s });
+        }
+    }
+}
+
+/// `s[r] = Σ_d a[r][d] · bt[d]` for `r < t` (`bt` the transpose of a `[t, 16]` block, so `s = a
+/// bᵀ`), `a`'s rows `lda` apart, `s`'s rows `lds` apart, each written under the mask of `t`
+/// lanes.
+///
+/// # Safety
+///
+/// AVX-512F; `a` holds `t` rows of 16 floats, `s` `t` rows of `t` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn times_transposed(a: *const f32, lda: usize, bt: &[__m512; L], s: *mut f32, lds: usize, t: usize) {
+    let mask = lanes(t);
+    groups!(t, |r0, N| {
+        // SAFETY: inside `a` and `s`, by the contract.
+        unsafe { times_transposed_rows::<N>(a.add(r0 * lda), lda, bt, s.add(r0 * lds), lds, mask) }
+    })
+}
+
+/// [`times_transposed`] for the `N` rows at `a` and `s`.
+///
+/// # Safety
+///
+/// As [`times_transposed`], for `N` rows.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn times_transposed_rows<const N: usize>(
+    a: *const f32,
+    lda: usize,
+    bt: &[__m512; L],
+    s: *mut f32,
+    lds: usize,
+    mask: __mmask16,
+) {
+    // SAFETY (all reads and writes): inside `a` and `s`, by the contract.
+    unsafe {
+        let mut sum = [_mm512_setzero_ps(); N];
+        for (d, &bd) in bt.iter().enumerate() {
+            for (k, acc) in sum.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(k * lda + d)), bd, *acc);
+            }
+        }
+        for (k, &acc) in sum.iter().enumerate() {
+            _mm512_mask_storeu_ps(s.add(k * lds), mask, acc);
+        }
+    }
+}
+
+/// The scores `q kᵀ` of every slice into `att` (`[b · n_head, t, t]`), unscaled and unmasked,
+/// as the general path's products leave them for `causal_softmax`.
+///
+/// # Safety
+///
+/// AVX-512F and [`fits`]; `qkv` is `[b, t, 3c]` and `att` `b · n_head · t · t` long.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn scores(qkv: &[f32], d: Dims, att: &mut [f32]) {
+    let (t, w) = (d.t, 3 * d.c);
+    assert!(qkv.len() >= d.b * t * w && att.len() >= d.b * d.n_head * t * t, "attention operands");
+    for i in 0..d.b * d.n_head {
+        // SAFETY: slice `i`'s rows of q and k are inside `qkv` (checked above), and its block
+        // of scores inside `att`.
+        unsafe {
+            let kt = transpose(rows(qkv.as_ptr().add(offset(&d, i, 1, w)), w, t));
+            let s = att.as_mut_ptr().add(i * t * t);
+            times_transposed(qkv.as_ptr().add(offset(&d, i, 0, w)), w, &kt, s, t, t);
+        }
+    }
+}
+
+/// Every slice's `P v` (`P` the softmaxed `att`), written into its head's columns of `out`
+/// (`[b, t, c]`).
+///
+/// # Safety
+///
+/// As [`scores`]; `out` is `b · t · c` long.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn mix(qkv: &[f32], d: Dims, att: &[f32], out: &mut [f32]) {
+    let (t, w) = (d.t, 3 * d.c);
+    assert!(qkv.len() >= d.b * t * w && att.len() >= d.b * d.n_head * t * t, "attention operands");
+    assert!(out.len() >= d.b * t * d.c, "attention output");
+    for i in 0..d.b * d.n_head {
+        // SAFETY: as above; slice `i`'s output rows are inside `out`.
+        unsafe {
+            let v = rows(qkv.as_ptr().add(offset(&d, i, 2, w)), w, t);
+            let o = out.as_mut_ptr().add(offset(&d, i, 0, d.c));
+            weigh(att.as_ptr().add(i * t * t), t, &v, t, o, d.c, t, true, false);
+        }
+    }
+}
+
+/// The gradient of `qkv` from the output's `g` (`[b, t, c]`), per slice with `P` from `att`:
+/// `dP = G vᵀ`, `dS = P ⊙ (dP - rowsum(dP ⊙ P)) · scale`, then `dq = dS k`, `dk = dSᵀ q`,
+/// `dv = Pᵀ G`, each written (or added, with [`Acc::Add`]) in its block of `dst`.
+///
+/// # Safety
+///
+/// As [`scores`]; `g` is `b · t · c` long and `dst` as long as `qkv`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn grad(
+    qkv: &[f32],
+    att: &[f32],
+    g: &[f32],
+    d: Dims,
+    scale: f32,
+    dst: &mut [f32],
+    acc: Acc,
+) {
+    let (t, w) = (d.t, 3 * d.c);
+    assert!(qkv.len() >= d.b * t * w && att.len() >= d.b * d.n_head * t * t, "attention operands");
+    assert!(g.len() >= d.b * t * d.c && dst.len() >= d.b * t * w, "attention gradients");
+    let add = acc == Acc::Add;
+    let (mask, sc) = (lanes(t), _mm512_set1_ps(scale));
+    // dS of one slice, rows of 16 (zeros past `t`), and P likewise.
+    let mut ds = [[0f32; L]; L];
+    let mut p = [[0f32; L]; L];
+    for i in 0..d.b * d.n_head {
+        // SAFETY: slice `i`'s rows of `qkv`, `g`, `att` and `dst` are inside them (checked
+        // above); `ds` and `p` are 16 × 16.
+        unsafe {
+            let (qkv_p, dst_p) = (qkv.as_ptr(), dst.as_mut_ptr());
+            let gi = g.as_ptr().add(offset(&d, i, 0, d.c));
+            let pi = att.as_ptr().add(i * t * t);
+            // dP = G vᵀ, into `ds`, then dS row by row.
+            let vt = transpose(rows(qkv_p.add(offset(&d, i, 2, w)), w, t));
+            times_transposed(gi, d.c, &vt, ds.as_mut_ptr().cast(), L, t);
+            for r in 0..t {
+                let pr = _mm512_maskz_loadu_ps(mask, pi.add(r * t));
+                let dp = _mm512_maskz_loadu_ps(mask, ds[r].as_ptr());
+                let dot = _mm512_set1_ps(_mm512_reduce_add_ps(_mm512_mul_ps(dp, pr)));
+                let dsr = _mm512_mul_ps(_mm512_mul_ps(pr, _mm512_sub_ps(dp, dot)), sc);
+                _mm512_mask_storeu_ps(ds[r].as_mut_ptr(), mask, dsr);
+                _mm512_mask_storeu_ps(p[r].as_mut_ptr(), mask, pr);
+            }
+            // dq = dS k (dS is zero past the diagonal, as P is).
+            let k = rows(qkv_p.add(offset(&d, i, 1, w)), w, t);
+            weigh(ds.as_ptr().cast(), L, &k, t, dst_p.add(offset(&d, i, 0, w)), w, t, true, add);
+            // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
+            let dst_t = transpose(std::array::from_fn(|r| _mm512_loadu_ps(ds[r].as_ptr())));
+            let q = rows(qkv_p.add(offset(&d, i, 0, w)), w, t);
+            let mut dst_rows = [[0f32; L]; L];
+            for (r, v) in dst_t.iter().enumerate() {
+                _mm512_storeu_ps(dst_rows[r].as_mut_ptr(), *v);
+            }
+            weigh(dst_rows.as_ptr().cast(), L, &q, t, dst_p.add(offset(&d, i, 1, w)), w, t, false, add);
+            let pt = transpose(std::array::from_fn(|r| _mm512_loadu_ps(p[r].as_ptr())));
+            for (r, v) in pt.iter().enumerate() {
+                _mm512_storeu_ps(dst_rows[r].as_mut_ptr(), *v);
+            }
+            let gr = rows(gi, d.c, t);
+            weigh(dst_rows.as_ptr().cast(), L, &gr, t, dst_p.add(offset(&d, i, 2, w)), w, t, false, add);
+        }
+    }
+}

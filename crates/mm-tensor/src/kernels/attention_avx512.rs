@@ -8,12 +8,12 @@
 //! backward), 3,072 gemm calls a step. Each call checks its operands, packs a transposed one,
 //! and runs blocks of one vector that are bound by their loads; at this size that costs more
 //! than the 4,096 multiply-adds. Here a slice's k, v, G (or P, dS) stay in registers as 16
-//! vectors, a product is a run of broadcast multiply-adds into 4 rows at a time, and the
+//! vectors, a product is a run of broadcast multiply-adds into 8 rows at a time, and the
 //! outputs go straight to their places in `[B, T, C]` or `[B, T, 3C]` (no block copied in).
 //!
 //! The sums run in the gemm's order (over the inner index, one fused multiply-add after the
-//! other), so the scores and outputs are those of the general path to the bit; the backward's
-//! `rowsum(dP ⊙ P)` is a vector reduction, whose order differs from the general path's.
+//! other); the backward's `rowsum(dP ⊙ P)` is a vector reduction, whose order differs from the
+//! general path's. `tests/zoo_ops.rs` checks values and gradients against `f64`.
 
 use std::arch::x86_64::{
     __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
@@ -39,6 +39,9 @@ fn offset(d: &Dims, i: usize, part: usize, width: usize) -> usize {
 pub(crate) fn fits(d: Dims) -> bool {
     d.n_head > 0 && d.c == d.n_head * L && (1..=L).contains(&d.t) && super::gemm_avx512::available()
 }
+
+/// Every lane.
+const ALL: __mmask16 = 0xffff;
 
 /// The mask of the first `n` lanes (`1 ≤ n ≤ 16`).
 fn lanes(n: usize) -> __mmask16 {
@@ -109,38 +112,29 @@ macro_rules! groups {
 }
 
 /// `out[r] (+)= Σ_{j < n} w[r][j] · x[j]` for `r < t`: rows of weights (`w`, rows `ldw` apart)
-/// times the vectors `x`; `out`'s rows are `ldo` apart. With `causal`, row `r`'s weights past `r`
-/// are zero and are skipped (a group stops at its last row's).
+/// times the vectors `x`; `out`'s rows are `ldo` apart, stored under `mask`. With `causal`, row
+/// `r`'s weights past `r` are zero and are skipped (a group stops at its last row's). With `x`
+/// the transpose of a `[t, 16]` block `b` and `n` = 16, this is `a bᵀ` (the scores, dP).
 ///
 /// # Safety
 ///
-/// AVX-512F; `w` holds `t` rows of `n` weights, `out` `t` rows of 16 floats.
+/// AVX-512F; `w` holds `t` rows of `n` weights, `out` `t` rows of the lanes of `mask`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn weigh(
     w: *const f32,
     ldw: usize,
     x: &[__m512; L],
-    n: usize,
+    (n, causal): (usize, bool),
     out: *mut f32,
     ldo: usize,
     t: usize,
-    causal: bool,
-    add: bool,
+    (mask, add): (__mmask16, bool),
 ) {
     groups!(t, |r0, N| {
+        let end = if causal { (r0 + N).min(n) } else { n };
         // SAFETY: inside `w` and `out`, by the contract.
-        unsafe {
-            weigh_rows::<N>(
-                w.add(r0 * ldw),
-                ldw,
-                x,
-                if causal { (r0 + N).min(n) } else { n },
-                out.add(r0 * ldo),
-                ldo,
-                add,
-            )
-        }
+        unsafe { weigh_rows::<N>(w.add(r0 * ldw), ldw, x, end, out.add(r0 * ldo), ldo, (mask, add)) }
     })
 }
 
@@ -158,7 +152,7 @@ unsafe fn weigh_rows<const N: usize>(
     end: usize,
     out: *mut f32,
     ldo: usize,
-    add: bool,
+    (mask, add): (__mmask16, bool),
 ) {
     // SAFETY (all reads and writes): inside `w` and `out`, by the contract.
     unsafe {
@@ -170,52 +164,8 @@ unsafe fn weigh_rows<const N: usize>(
         }
         for (k, &s) in sum.iter().enumerate() {
             let o = out.add(k * ldo);
-            _mm512_storeu_ps(o, if add { _mm512_add_ps(_mm512_loadu_ps(o), s) } else { s });
-        }
-    }
-}
-
-/// `s[r] = Σ_d a[r][d] · bt[d]` for `r < t` (`bt` the transpose of a `[t, 16]` block, so `s = a
-/// bᵀ`), `a`'s rows `lda` apart, `s`'s rows `lds` apart, each written under the mask of `t`
-/// lanes.
-///
-/// # Safety
-///
-/// AVX-512F; `a` holds `t` rows of 16 floats, `s` `t` rows of `t` floats.
-#[target_feature(enable = "avx512f")]
-unsafe fn times_transposed(a: *const f32, lda: usize, bt: &[__m512; L], s: *mut f32, lds: usize, t: usize) {
-    let mask = lanes(t);
-    groups!(t, |r0, N| {
-        // SAFETY: inside `a` and `s`, by the contract.
-        unsafe { times_transposed_rows::<N>(a.add(r0 * lda), lda, bt, s.add(r0 * lds), lds, mask) }
-    })
-}
-
-/// [`times_transposed`] for the `N` rows at `a` and `s`.
-///
-/// # Safety
-///
-/// As [`times_transposed`], for `N` rows.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn times_transposed_rows<const N: usize>(
-    a: *const f32,
-    lda: usize,
-    bt: &[__m512; L],
-    s: *mut f32,
-    lds: usize,
-    mask: __mmask16,
-) {
-    // SAFETY (all reads and writes): inside `a` and `s`, by the contract.
-    unsafe {
-        let mut sum = [_mm512_setzero_ps(); N];
-        for (d, &bd) in bt.iter().enumerate() {
-            for (k, acc) in sum.iter_mut().enumerate() {
-                *acc = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(k * lda + d)), bd, *acc);
-            }
-        }
-        for (k, &acc) in sum.iter().enumerate() {
-            _mm512_mask_storeu_ps(s.add(k * lds), mask, acc);
+            let s = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), s) } else { s };
+            _mm512_mask_storeu_ps(o, mask, s);
         }
     }
 }
@@ -235,8 +185,8 @@ pub(crate) unsafe fn scores(qkv: &[f32], d: Dims, att: &mut [f32]) {
         // of scores inside `att`.
         unsafe {
             let kt = transpose(rows(qkv.as_ptr().add(offset(&d, i, 1, w)), w, t));
-            let s = att.as_mut_ptr().add(i * t * t);
-            times_transposed(qkv.as_ptr().add(offset(&d, i, 0, w)), w, &kt, s, t, t);
+            let (q, s) = (qkv.as_ptr().add(offset(&d, i, 0, w)), att.as_mut_ptr().add(i * t * t));
+            weigh(q, w, &kt, (L, false), s, t, t, (lanes(t), false));
         }
     }
 }
@@ -257,7 +207,7 @@ pub(crate) unsafe fn mix(qkv: &[f32], d: Dims, att: &[f32], out: &mut [f32]) {
         unsafe {
             let v = rows(qkv.as_ptr().add(offset(&d, i, 2, w)), w, t);
             let o = out.as_mut_ptr().add(offset(&d, i, 0, d.c));
-            weigh(att.as_ptr().add(i * t * t), t, &v, t, o, d.c, t, true, false);
+            weigh(att.as_ptr().add(i * t * t), t, &v, (t, true), o, d.c, t, (ALL, false));
         }
     }
 }
@@ -296,7 +246,7 @@ pub(crate) unsafe fn grad(
             let pi = att.as_ptr().add(i * t * t);
             // dP = G vᵀ, into `ds`, then dS row by row.
             let vt = transpose(rows(qkv_p.add(offset(&d, i, 2, w)), w, t));
-            times_transposed(gi, d.c, &vt, ds.as_mut_ptr().cast(), L, t);
+            weigh(gi, d.c, &vt, (L, false), ds.as_mut_ptr().cast(), L, t, (mask, false));
             for r in 0..t {
                 let pr = _mm512_maskz_loadu_ps(mask, pi.add(r * t));
                 let dp = _mm512_maskz_loadu_ps(mask, ds[r].as_ptr());
@@ -307,7 +257,7 @@ pub(crate) unsafe fn grad(
             }
             // dq = dS k (dS is zero past the diagonal, as P is).
             let k = rows(qkv_p.add(offset(&d, i, 1, w)), w, t);
-            weigh(ds.as_ptr().cast(), L, &k, t, dst_p.add(offset(&d, i, 0, w)), w, t, true, add);
+            weigh(ds.as_ptr().cast(), L, &k, (t, true), dst_p.add(offset(&d, i, 0, w)), w, t, (ALL, add));
             // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
             let dst_t = transpose(std::array::from_fn(|r| _mm512_loadu_ps(ds[r].as_ptr())));
             let q = rows(qkv_p.add(offset(&d, i, 0, w)), w, t);
@@ -315,13 +265,31 @@ pub(crate) unsafe fn grad(
             for (r, v) in dst_t.iter().enumerate() {
                 _mm512_storeu_ps(dst_rows[r].as_mut_ptr(), *v);
             }
-            weigh(dst_rows.as_ptr().cast(), L, &q, t, dst_p.add(offset(&d, i, 1, w)), w, t, false, add);
+            weigh(
+                dst_rows.as_ptr().cast(),
+                L,
+                &q,
+                (t, false),
+                dst_p.add(offset(&d, i, 1, w)),
+                w,
+                t,
+                (ALL, add),
+            );
             let pt = transpose(std::array::from_fn(|r| _mm512_loadu_ps(p[r].as_ptr())));
             for (r, v) in pt.iter().enumerate() {
                 _mm512_storeu_ps(dst_rows[r].as_mut_ptr(), *v);
             }
             let gr = rows(gi, d.c, t);
-            weigh(dst_rows.as_ptr().cast(), L, &gr, t, dst_p.add(offset(&d, i, 2, w)), w, t, false, add);
+            weigh(
+                dst_rows.as_ptr().cast(),
+                L,
+                &gr,
+                (t, false),
+                dst_p.add(offset(&d, i, 2, w)),
+                w,
+                t,
+                (ALL, add),
+            );
         }
     }
 }

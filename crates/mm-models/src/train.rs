@@ -151,10 +151,11 @@ pub struct TrainConfig {
     /// that normalise with their batch's statistics (BatchNorm: `bn-mlp`, `wavenet`) refuse more
     /// than one ([`ModelError::ShardedBatchNorm`]).
     pub shards: usize,
-    /// The threads that run the shards: at most this many (0: one per core of the machine),
-    /// never more than the shards. The threads never change the result: a run gives the same
+    /// The threads that run the shards, and then AdamW's update (the parameters cut across them):
+    /// at most this many (0: one per core of the machine), never more than the shards; one
+    /// without shards. The threads never change the result: a run gives the same
     /// bits on 1 thread and on 2 for the same `shards`, and may be continued with another
-    /// thread count. An extra thread costs a thread spawn per step (tens of microseconds).
+    /// thread count. The extra threads wait between steps ([`mm_tensor::Workers`]).
     pub threads: usize,
 }
 
@@ -401,6 +402,9 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
     let mut adamw = AdamW::new(cfg.schedule.lr(0));
     adamw.weight_decay = cfg.weight_decay;
     (adamw.beta1, adamw.beta2) = cfg.betas;
+    if let Some(shards) = &shards {
+        adamw.set_workers(shards.workers().clone());
+    }
     if cfg.decay_matrices_only {
         let params = model.params();
         for id in params.ids() {

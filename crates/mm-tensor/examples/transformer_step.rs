@@ -291,6 +291,10 @@ impl Trainer {
         let mut opt = AdamW::new(5e-4);
         (opt.beta1, opt.beta2, opt.eps, opt.weight_decay) = (0.9, 0.99, 1e-8, 0.01);
         let shards = (shards > 1).then(|| Shards::new(&params, shards, threads));
+        // AdamW's update on the shards' threads too (the same bits on any number).
+        if let Some(shards) = &shards {
+            opt.set_workers(shards.workers().clone());
+        }
         Trainer { grads: Grads::new(&params), params, tape: Tape::new(), opt, shards }
     }
 

@@ -4,6 +4,7 @@
 //! the backward pass and the optimizer's step.
 
 use crate::kernels::update::{self, AdamWStep};
+use crate::parallel::{self, Workers};
 use crate::param::{Buf, check_like};
 use crate::{Float, Grads, ParamId, ParamStore, Result, TensorError};
 
@@ -78,6 +79,8 @@ pub struct AdamW<T> {
     t: u64,
     m: Vec<Buf<T>>,
     v: Vec<Buf<T>>,
+    /// The threads a step may use (see [`AdamW::set_workers`]).
+    workers: Workers,
 }
 
 impl<T: Float> AdamW<T> {
@@ -93,7 +96,17 @@ impl<T: Float> AdamW<T> {
             t: 0,
             m: Vec::new(),
             v: Vec::new(),
+            workers: Workers::default(),
         }
+    }
+
+    /// Lets a step cut the parameters across these threads (by default the calling thread
+    /// alone), such as a data-parallel step's ([`crate::Shards::workers`]). Every element gets
+    /// the same update on any number of threads, so the results do not change; stores under
+    /// 65,536 elements stay on the calling thread. The Transformer's 204,544 parameters take
+    /// about 0.1 ms on one core.
+    pub fn set_workers(&mut self, workers: Workers) {
+        self.workers = workers;
     }
 
     /// Exempts these parameters from weight decay, as PyTorch's parameter groups with
@@ -215,7 +228,7 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
         self.t = self.t.saturating_add(1);
         let t = i32::try_from(self.t).unwrap_or(i32::MAX);
         let one = T::one();
-        let mut s = AdamWStep {
+        let s = AdamWStep {
             lr: self.lr,
             beta1: self.beta1,
             beta2: self.beta2,
@@ -225,10 +238,31 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
             c2: one - self.beta2.powi(t),
         };
         let decay = s.decay;
-        for id in params.ids() {
-            s.decay = if self.decays(id) { decay } else { one };
-            let (m, v) = (&mut self.m[id.index()].data, &mut self.v[id.index()].data);
-            update::adamw(params.data_mut(id), grads.data(id), m, v, s);
+        let no_decay = &self.no_decay;
+        // Parameters `first..` of the store: their values, gradients and moments.
+        let update = |p: &mut [Buf<T>], g: &[Buf<T>], m: &mut [Buf<T>], v: &mut [Buf<T>], first: usize| {
+            for (j, (((p, g), m), v)) in p.iter_mut().zip(g).zip(m).zip(v).enumerate() {
+                let exempt = no_decay.get(first + j).copied().unwrap_or(false);
+                let s = AdamWStep { decay: if exempt { one } else { decay }, ..s };
+                update::adamw(&mut p.data, &g.data, &mut m.data, &mut v.data, s);
+            }
+        };
+        let (p, g) = (params.bufs_mut(), &grads.bufs);
+        let lens = p.iter().map(|b| b.data.len());
+        let threads = self.workers.threads();
+        if threads > 1 && lens.clone().sum::<usize>() >= parallel::MIN_ELEMENTS {
+            // The parameters cut across the threads: the same update of each element.
+            let ends = parallel::cuts(lens, threads);
+            let firsts = std::iter::once(0).chain(ends.iter().copied());
+            let runs = parallel::split_mut(p, &ends)
+                .into_iter()
+                .zip(parallel::split(g, &ends))
+                .zip(parallel::split_mut(&mut self.m, &ends))
+                .zip(parallel::split_mut(&mut self.v, &ends))
+                .zip(firsts);
+            self.workers.run_all(runs.map(|((((p, g), m), v), first)| move || update(p, g, m, v, first)));
+        } else {
+            update(p, g, &mut self.m, &mut self.v, 0);
         }
         Ok(())
     }

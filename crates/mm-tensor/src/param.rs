@@ -129,6 +129,11 @@ impl<T: Float> ParamStore<T> {
         &mut self.bufs[id.index()].data
     }
 
+    /// Every parameter's buffer, in id order, writable.
+    pub(crate) fn bufs_mut(&mut self) -> &mut [Buf<T>] {
+        &mut self.bufs
+    }
+
     /// The number of parameters (tensors).
     pub fn len(&self) -> usize {
         self.bufs.len()

@@ -7,11 +7,15 @@
 //! thread, so a step gives the same bits on 1 core and on 2 (PyTorch's `DistributedDataParallel`
 //! averages shard gradients the same way, with an all-reduce whose order is not fixed).
 //!
-//! Threads are scoped to the step (`std::thread::scope`): an extra core costs one thread spawn
-//! per step, tens of microseconds, which pays for steps of milliseconds (a Transformer's) and not
-//! for the lecture MLP's 27 µs. Unlike a single tape's warm step, a sharded step allocates: the
-//! spawn, and one small list of the shards' results.
+//! The threads are [`Workers`] that wait between steps: each phase of a step (the shards, then
+//! the sum of their gradients, cut across the threads by parameter) is handed to them, which
+//! costs up to tens of microseconds when a worker has to be woken: it pays for steps of
+//! milliseconds (a Transformer's) and not for the lecture MLP's 25 µs. [`Shards::workers`] lends them to AdamW ([`crate::AdamW::set_workers`]) for the
+//! update that follows. Unlike a single tape's warm step, a sharded step allocates: the jobs
+//! handed over, and small lists of the shards' results.
 
+use crate::parallel::{self, Workers};
+use crate::param::Buf;
 use crate::{Float, Grads, Graph, ParamStore, Result, Tape, TensorError, Var};
 
 /// The per-shard tapes and gradients of a data-parallel step, reused step after step.
@@ -38,7 +42,7 @@ pub struct Shards<T> {
     grads: Vec<Grads<T>>,
     /// Each shard's loss and weight, from the last step.
     losses: Vec<(T, f64)>,
-    threads: usize,
+    workers: Workers,
 }
 
 impl<T: Float> Shards<T> {
@@ -50,7 +54,7 @@ impl<T: Float> Shards<T> {
             tapes: (0..n).map(|_| Tape::new()).collect(),
             grads: (0..n).map(|_| Grads::new(params)).collect(),
             losses: vec![(T::zero(), 0.0); n],
-            threads: threads.clamp(1, n),
+            workers: Workers::new(threads.clamp(1, n)),
         }
     }
 
@@ -66,12 +70,18 @@ impl<T: Float> Shards<T> {
 
     /// The number of threads a step uses.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.workers.threads()
+    }
+
+    /// The threads of a step, to lend to the optimizer's update that follows it
+    /// ([`crate::AdamW::set_workers`]).
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     /// Uses up to `threads` threads from the next step on (the results do not change).
     pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.clamp(1, self.len());
+        self.workers = Workers::new(threads.clamp(1, self.len()));
     }
 
     /// One data-parallel step: `f(graph, i)` records shard `i`'s loss on its own graph and
@@ -92,44 +102,47 @@ impl<T: Float> Shards<T> {
             }
             Ok((g.backward(loss, grads)?, weight))
         };
-        let per = self.len().div_ceil(self.threads);
+        let per = self.len().div_ceil(self.threads());
         let mut results: Vec<Result<(T, f64)>> = Vec::new();
         results.resize_with(self.len(), || Ok((T::zero(), 0.0)));
         let groups = self.tapes.chunks_mut(per).zip(self.grads.chunks_mut(per)).zip(results.chunks_mut(per));
-        std::thread::scope(|scope| {
-            let mut first = None;
-            for (k, ((tapes, grads), out)) in groups.enumerate() {
-                let job = move || {
-                    for (j, ((tape, grads), out)) in tapes.iter_mut().zip(grads).zip(out).enumerate() {
-                        *out = run(k * per + j, tape, grads);
-                    }
-                };
-                // The calling thread takes the first group; the others get a thread each.
-                if k == 0 {
-                    first = Some(job);
-                } else {
-                    scope.spawn(job);
+        // Group k of `per` shards on thread k (the calling thread takes the first).
+        self.workers.run_all(groups.enumerate().map(|(k, ((tapes, grads), out))| {
+            move || {
+                for (j, ((tape, grads), out)) in tapes.iter_mut().zip(grads).zip(out).enumerate() {
+                    *out = run(k * per + j, tape, grads);
                 }
             }
-            if let Some(job) = first {
-                job();
-            }
-        });
+        }));
         for (slot, r) in self.losses.iter_mut().zip(results) {
             *slot = r?;
         }
         let total: f64 = self.losses.iter().map(|&(_, w)| w).sum();
         let loss = self.losses.iter().map(|&(l, w)| l.as_f64() * w).sum::<f64>() / total;
-        // grads = Σ_i (w_i / W) grad_i, in shard order.
-        for (p, dst) in grads.bufs.iter_mut().enumerate() {
-            for (i, (shard, &(_, w))) in self.grads.iter().zip(&self.losses).enumerate() {
-                let (src, k) = (&shard.bufs[p].data, T::of(w / total));
-                if i == 0 {
-                    dst.data.iter_mut().zip(src).for_each(|(d, &s)| *d = k * s);
-                } else {
-                    dst.data.iter_mut().zip(src).for_each(|(d, &s)| *d += k * s);
+        // grads = Σ_i (w_i / W) grad_i, in shard order; the parameters cut across the threads
+        // (each element's sum is the same whichever thread takes it).
+        let shares: Vec<T> = self.losses.iter().map(|&(_, w)| T::of(w / total)).collect();
+        let shards = &self.grads;
+        let sum = |dst: &mut [Buf<T>], first: usize| {
+            for (j, dst) in dst.iter_mut().enumerate() {
+                for (i, (shard, &k)) in shards.iter().zip(&shares).enumerate() {
+                    let src = &shard.bufs[first + j].data;
+                    if i == 0 {
+                        dst.data.iter_mut().zip(src).for_each(|(d, &s)| *d = k * s);
+                    } else {
+                        dst.data.iter_mut().zip(src).for_each(|(d, &s)| *d += k * s);
+                    }
                 }
             }
+        };
+        let lens = grads.bufs.iter().map(|b| b.data.len());
+        if self.threads() > 1 && lens.clone().sum::<usize>() >= parallel::MIN_ELEMENTS {
+            let ends = parallel::cuts(lens, self.threads());
+            let firsts = std::iter::once(0).chain(ends.iter().copied());
+            let runs = parallel::split_mut(&mut grads.bufs, &ends).into_iter().zip(firsts);
+            self.workers.run_all(runs.map(|(dst, first)| move || sum(dst, first)));
+        } else {
+            sum(&mut grads.bufs, 0);
         }
         Ok(T::of(loss))
     }

@@ -114,3 +114,45 @@ fn a_shard_without_weight_or_with_an_error_fails_the_step() {
         .unwrap_err();
     assert!(matches!(err, TensorError::Reshape { .. }), "{err}");
 }
+
+/// Above 65,536 elements the sum of the shards' gradients and AdamW's update are cut across the
+/// threads (`Shards::step`, `AdamW::set_workers`): each element is still updated the same way,
+/// with its own parameter's decay, whichever thread takes it. Four parameters of 65,920 elements
+/// in all, exempt from decay and decayed in turn, so that a thread applying the decay of the
+/// wrong parameter (the cut falls after `b`) changes the bits.
+#[test]
+fn cut_across_threads_the_gradient_sum_and_adamw_keep_the_bits() {
+    const D: usize = 256;
+    const H: usize = 128;
+    let train = |threads: usize, exempt: bool| {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut params = ParamStore::new();
+        let a = params.add("a", init::randn::<f64, _>(&[D, H], &mut rng) * 0.1).unwrap();
+        let b = params.add("b", init::randn::<f64, _>(&[H], &mut rng) * 0.1).unwrap();
+        let c = params.add("c", init::randn::<f64, _>(&[H, D], &mut rng) * 0.1).unwrap();
+        let d = params.add("d", init::randn::<f64, _>(&[D], &mut rng)).unwrap();
+        let x = init::randn::<f64, _>(&[B, D], &mut rng);
+        let mut opt = AdamW::new(1e-2).exempt_from_decay(if exempt { vec![a, d] } else { vec![] });
+        opt.weight_decay = 0.5;
+        let mut sh = Shards::new(&params, 2, threads);
+        opt.set_workers(sh.workers().clone());
+        let mut grads = Grads::new(&params);
+        for _ in 0..3 {
+            sh.step(&params, &mut grads, |g, i| {
+                let rows = x.slice(s![i * 3..i * 3 + 3, ..]);
+                let h = g.input(&[3, D], rows.as_slice().unwrap()).matmul(g.param(a)).tanh() + g.param(b);
+                let y = h.matmul(g.param(c)) * g.param(d);
+                Ok(((y * y).mean(), 3.0))
+            })
+            .unwrap();
+            opt.step(&mut params, &grads).unwrap();
+        }
+        params
+    };
+    let one = train(1, true);
+    assert_eq!(one, train(2, true));
+    assert_eq!(one, train(3, true));
+    // The control: the exemptions show in the bits (a thread that took another parameter's
+    // decay would too).
+    assert_ne!(one, train(1, false));
+}

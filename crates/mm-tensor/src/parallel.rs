@@ -7,13 +7,21 @@
 //! The workers live across steps (a `rayon` pool of `threads - 1` threads beside the caller): a
 //! phase hands its jobs to a thread that waits (spinning briefly, then asleep), where a thread
 //! spawned per phase (`std::thread::scope`) costs about 35 µs on this project's VM. Waking a
-//! worker that has fallen asleep costs about as much, so per-parameter work stays on the calling
-//! thread below [`MIN_ELEMENTS`]: the lecture MLP's 11,897 parameters take about a microsecond to
-//! update. Measured on the Transformer's step over 2 shards on 2 threads: 3.49 → 3.29 ms
-//! (medians of 8 runs, `examples/transformer_step`; see docs/performance.md).
+//! thread that has fallen asleep costs about as much there, so the calling thread, done with its
+//! own job, spins for the workers' (up to 200 µs) before it lets the scope put it to sleep; and
+//! per-parameter work stays on the calling thread below [`MIN_ELEMENTS`] (the lecture MLP's
+//! 11,897 parameters take about a microsecond to update). Measured on the Transformer's step over
+//! 2 shards on 2 threads (`examples/transformer_step`, medians of 8 runs each, alternated): a
+//! spawn per step 3.49 ms, these workers 3.29 ms, and with the spin 3.07-3.16 ms (against
+//! 3.23-3.28 ms without it in the same minutes); see docs/performance.md.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the calling thread waits for the workers awake before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
 
 /// Below this many elements in all, per-parameter work stays on the calling thread: a hand-over
 /// to a worker costs more than it saves.
@@ -108,12 +116,28 @@ impl Workers {
         let mut jobs = jobs.into_iter();
         let Some(first) = jobs.next() else { return };
         match &self.pool {
-            Some(pool) => pool.in_place_scope(|scope| {
-                for job in jobs {
-                    scope.spawn(move |_| job());
-                }
-                first();
-            }),
+            Some(pool) => {
+                let pending = AtomicUsize::new(0);
+                let pending = &pending;
+                pool.in_place_scope(|scope| {
+                    for job in jobs {
+                        pending.fetch_add(1, Ordering::Relaxed);
+                        scope.spawn(move |_| {
+                            job();
+                            pending.fetch_sub(1, Ordering::Release);
+                        });
+                    }
+                    first();
+                    // Spin a while for the workers before the scope's wait puts this thread to
+                    // sleep: on a VM, waking a sleeping thread takes tens of microseconds.
+                    let start = Instant::now();
+                    while pending.load(Ordering::Acquire) > 0 && start.elapsed() < SPIN {
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                })
+            }
             None => {
                 first();
                 jobs.for_each(|job| job());

@@ -3,16 +3,18 @@
 //! gradients summed in shard order, each weighted by its shard's share of the loss.
 //!
 //! The shards, not the threads, fix the arithmetic: every shard runs the same ops on the same
-//! rows whichever thread runs it, and the sum is always taken in shard order on the calling
-//! thread, so a step gives the same bits on 1 core and on 2 (PyTorch's `DistributedDataParallel`
-//! averages shard gradients the same way, with an all-reduce whose order is not fixed).
+//! rows whichever thread runs it, and each element's sum is taken in shard order whichever
+//! thread takes its parameter, so a step gives the same bits on 1 core and on 2 (PyTorch's
+//! `DistributedDataParallel` averages shard gradients the same way, with an all-reduce whose
+//! order is not fixed).
 //!
 //! The threads are [`Workers`] that wait between steps: each phase of a step (the shards, then
 //! the sum of their gradients, cut across the threads by parameter) is handed to them, which
 //! costs up to tens of microseconds when a worker has to be woken: it pays for steps of
-//! milliseconds (a Transformer's) and not for the lecture MLP's 25 µs. [`Shards::workers`] lends them to AdamW ([`crate::AdamW::set_workers`]) for the
-//! update that follows. Unlike a single tape's warm step, a sharded step allocates: the jobs
-//! handed over, and small lists of the shards' results.
+//! milliseconds (a Transformer's) and not for the lecture MLP's 22 µs. [`Shards::workers`]
+//! lends them to AdamW ([`crate::AdamW::set_workers`]) for the update that follows. Unlike a
+//! single tape's warm step, a sharded step allocates: the jobs handed to the workers, the cut
+//! lists, and small lists of the shards' results.
 
 use crate::parallel::{self, Workers};
 use crate::param::Buf;
@@ -79,7 +81,8 @@ impl<T: Float> Shards<T> {
         &self.workers
     }
 
-    /// Uses up to `threads` threads from the next step on (the results do not change).
+    /// Uses up to `threads` threads from the next step on (the results do not change). These are
+    /// new [`Workers`]: an optimizer lent the old ones keeps them until it is lent these.
     pub fn set_threads(&mut self, threads: usize) {
         self.workers = Workers::new(threads.clamp(1, self.len()));
     }
@@ -106,7 +109,7 @@ impl<T: Float> Shards<T> {
         let mut results: Vec<Result<(T, f64)>> = Vec::new();
         results.resize_with(self.len(), || Ok((T::zero(), 0.0)));
         let groups = self.tapes.chunks_mut(per).zip(self.grads.chunks_mut(per)).zip(results.chunks_mut(per));
-        // Group k of `per` shards on thread k (the calling thread takes the first).
+        // Group k of `per` shards on one thread each (the calling thread takes the first).
         self.workers.run_all(groups.enumerate().map(|(k, ((tapes, grads), out))| {
             move || {
                 for (j, ((tape, grads), out)) in tapes.iter_mut().zip(grads).zip(out).enumerate() {

@@ -124,34 +124,40 @@ fn a_shard_without_weight_or_with_an_error_fails_the_step() {
 fn cut_across_threads_the_gradient_sum_and_adamw_keep_the_bits() {
     const D: usize = 256;
     const H: usize = 128;
-    let train = |threads: usize, exempt: bool| {
+    let train_shards = |shards: usize, threads: usize, exempt: bool| {
         let mut rng = StdRng::seed_from_u64(5);
         let mut params = ParamStore::new();
         let a = params.add("a", init::randn::<f64, _>(&[D, H], &mut rng) * 0.1).unwrap();
         let b = params.add("b", init::randn::<f64, _>(&[H], &mut rng) * 0.1).unwrap();
         let c = params.add("c", init::randn::<f64, _>(&[H, D], &mut rng) * 0.1).unwrap();
         let d = params.add("d", init::randn::<f64, _>(&[D], &mut rng)).unwrap();
+        let elements: usize = params.ids().map(|id| params.data(id).len()).sum();
+        assert!(elements >= 1 << 16, "{elements} elements: too few to be cut across threads");
         let x = init::randn::<f64, _>(&[B, D], &mut rng);
         let mut opt = AdamW::new(1e-2).exempt_from_decay(if exempt { vec![a, d] } else { vec![] });
         opt.weight_decay = 0.5;
-        let mut sh = Shards::new(&params, 2, threads);
+        let mut sh = Shards::new(&params, shards, threads);
         opt.set_workers(sh.workers().clone());
+        let r = B / shards;
         let mut grads = Grads::new(&params);
         for _ in 0..3 {
             sh.step(&params, &mut grads, |g, i| {
-                let rows = x.slice(s![i * 3..i * 3 + 3, ..]);
-                let h = g.input(&[3, D], rows.as_slice().unwrap()).matmul(g.param(a)).tanh() + g.param(b);
+                let rows = x.slice(s![i * r..(i + 1) * r, ..]);
+                let h = g.input(&[r, D], rows.as_slice().unwrap()).matmul(g.param(a)).tanh() + g.param(b);
                 let y = h.matmul(g.param(c)) * g.param(d);
-                Ok(((y * y).mean(), 3.0))
+                Ok(((y * y).mean(), r as f64))
             })
             .unwrap();
             opt.step(&mut params, &grads).unwrap();
         }
         params
     };
+    let train = |threads, exempt| train_shards(2, threads, exempt);
     let one = train(1, true);
     assert_eq!(one, train(2, true));
-    assert_eq!(one, train(3, true));
+    // 3 shards on 3 threads (cuts after the 1st, 2nd and 4th parameter: offsets 1 and 2 too).
+    let three = |threads| train_shards(3, threads, true);
+    assert_eq!(three(1), three(3));
     // The control: the exemptions show in the bits (a thread that took another parameter's
     // decay would too).
     assert_ne!(one, train(1, false));

@@ -603,7 +603,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                     t => t,
                 };
-                say(format!("each step in {} shards on {} threads", cfg.shards, threads.min(cfg.shards)));
+                let threads = threads.min(cfg.shards);
+                let plural = if threads == 1 { "thread" } else { "threads" };
+                say(format!("each step in {} shards on {threads} {plural}", cfg.shards));
             }
             let bar = progress_bar(cfg.steps as u64, args.json);
             bar.set_position(from.step as u64);

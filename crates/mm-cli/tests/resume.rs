@@ -223,7 +223,8 @@ fn a_sharded_run_resumed_with_another_thread_count_is_bit_identical() {
             .split(' ')
             .collect();
     train(&d, "sharded-whole", &[&flags[..], &["--steps", "20", "--threads", "2"]].concat());
-    train(&d, "sharded-part", &[&flags[..], &["--steps", "10", "--threads", "1"]].concat());
+    let o = train(&d, "sharded-part", &[&flags[..], &["--steps", "10", "--threads", "1"]].concat());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("each step in 2 shards on 1 thread\n"));
     assert_eq!(summary(&d.join("sharded-part"))["config"]["shards"], 2);
     let o = train(&d, "sharded-part", &["--resume", "--steps", "20", "--threads", "2"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("each step in 2 shards on 2 threads"));

@@ -259,37 +259,29 @@ pub(crate) unsafe fn grad(
             let k = rows(qkv_p.add(offset(&d, i, 1, w)), w, t);
             weigh(ds.as_ptr().cast(), L, &k, (t, true), dst_p.add(offset(&d, i, 0, w)), w, t, (ALL, add));
             // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
-            let dst_t = transpose(std::array::from_fn(|r| _mm512_loadu_ps(ds[r].as_ptr())));
+            let (ds_t, p_t) = (transposed(&ds), transposed(&p));
             let q = rows(qkv_p.add(offset(&d, i, 0, w)), w, t);
-            let mut dst_rows = [[0f32; L]; L];
-            for (r, v) in dst_t.iter().enumerate() {
-                _mm512_storeu_ps(dst_rows[r].as_mut_ptr(), *v);
-            }
-            weigh(
-                dst_rows.as_ptr().cast(),
-                L,
-                &q,
-                (t, false),
-                dst_p.add(offset(&d, i, 1, w)),
-                w,
-                t,
-                (ALL, add),
-            );
-            let pt = transpose(std::array::from_fn(|r| _mm512_loadu_ps(p[r].as_ptr())));
-            for (r, v) in pt.iter().enumerate() {
-                _mm512_storeu_ps(dst_rows[r].as_mut_ptr(), *v);
-            }
+            weigh(ds_t.as_ptr().cast(), L, &q, (t, false), dst_p.add(offset(&d, i, 1, w)), w, t, (ALL, add));
             let gr = rows(gi, d.c, t);
-            weigh(
-                dst_rows.as_ptr().cast(),
-                L,
-                &gr,
-                (t, false),
-                dst_p.add(offset(&d, i, 2, w)),
-                w,
-                t,
-                (ALL, add),
-            );
+            weigh(p_t.as_ptr().cast(), L, &gr, (t, false), dst_p.add(offset(&d, i, 2, w)), w, t, (ALL, add));
         }
+    }
+}
+
+/// `m` transposed, as rows of floats (the weights [`weigh`] reads).
+///
+/// # Safety
+///
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn transposed(m: &[[f32; L]; L]) -> [[f32; L]; L] {
+    // SAFETY: every row of `m` and of the result is 16 floats.
+    unsafe {
+        let t = transpose(std::array::from_fn(|r| _mm512_loadu_ps(m[r].as_ptr())));
+        let mut out = [[0f32; L]; L];
+        for (row, v) in out.iter_mut().zip(t) {
+            _mm512_storeu_ps(row.as_mut_ptr(), v);
+        }
+        out
     }
 }

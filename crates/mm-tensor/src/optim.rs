@@ -140,7 +140,7 @@ impl<T: Float> AdamW<T> {
 
     /// Whether parameter `id` is decayed.
     pub fn decays(&self, id: ParamId) -> bool {
-        !self.no_decay.get(id.index()).copied().unwrap_or(false)
+        !exempt(&self.no_decay, id.index())
     }
 
     /// The number of updates applied so far.
@@ -203,6 +203,12 @@ impl<T: Float> AdamW<T> {
     }
 }
 
+/// Whether parameter `i` is exempt from weight decay, by [`AdamW`]'s `no_decay` (parameters past
+/// its end are not).
+fn exempt(no_decay: &[bool], i: usize) -> bool {
+    no_decay.get(i).copied().unwrap_or(false)
+}
+
 /// AdamW's state between steps: the update count `t` and, for each parameter of a store (in id
 /// order, each flat and row-major), the first and second moment estimates `m` and `v`.
 #[derive(Clone, Debug, PartialEq)]
@@ -243,8 +249,7 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
         // Parameters `first..` of the store: their values, gradients and moments.
         let update = |p: &mut [Buf<T>], g: &[Buf<T>], m: &mut [Buf<T>], v: &mut [Buf<T>], first: usize| {
             for (j, (((p, g), m), v)) in p.iter_mut().zip(g).zip(m).zip(v).enumerate() {
-                let exempt = no_decay.get(first + j).copied().unwrap_or(false);
-                let s = AdamWStep { decay: if exempt { one } else { decay }, ..s };
+                let s = AdamWStep { decay: if exempt(no_decay, first + j) { one } else { decay }, ..s };
                 update::adamw(&mut p.data, &g.data, &mut m.data, &mut v.data, s);
             }
         };

@@ -35,7 +35,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
 }
 
 /// `makemore info --system`: the CPU, the vector instruction sets the kernels use, and the gemm
-/// path in use with the others this CPU runs or lacks.
+/// path in use with the others this CPU runs or lacks, and one core's multiply-add peak on it.
 fn system() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -74,4 +74,10 @@ fn system() {
         runs.join(", "),
         if lacks.is_empty() { "none".into() } else { lacks.join(", ") }
     );
+    match mm_tensor::fma_peak(path) {
+        Some(per_s) => {
+            println!("fma peak     {:.1} GMAC/s on one core ({path}'s vectors, measured now)", per_s / 1e9)
+        }
+        None => println!("fma peak     not measured ({path}'s vectors have no peak loop on this CPU)"),
+    }
 }

@@ -1,4 +1,4 @@
-//! `makemore info --system`: the CPU and the gemm path, forced or not by `MM_GEMM`.
+//! `makemore info --system`: the CPU, the gemm path, forced or not by `MM_GEMM`, and its FMA peak.
 
 use assert_cmd::Command;
 
@@ -27,6 +27,12 @@ fn info_system_names_the_cpu_features_and_the_gemm_path() {
     #[cfg(target_arch = "x86_64")]
     assert!(line(&text, "features ").contains("avx2 "), "{text}");
     assert!(line(&text, "gemm paths ").contains("portable"), "{text}");
+    // The peak line says where it was measured and where it could not be.
+    let peak = line(&text, "fma peak ");
+    match mm_tensor::fma_peak(best) {
+        Some(_) => assert!(peak.contains("GMAC/s on one core") && peak.contains(best.name()), "{text}"),
+        None => assert!(peak.contains("not measured"), "{text}"),
+    }
 }
 
 #[test]

@@ -130,6 +130,15 @@ pub fn gemm_f32_on(
     kernels::matmul::gemm_f32_on(path, (m, k, n), a, b, &mut c[..m * n], kernels::matmul::Start::Zero, pack)
 }
 
+/// Multiply-adds per second that one core of this CPU reaches on the vectors of `path` (16
+/// `f32` lanes for AVX-512, 8 for AVX2 + FMA), measured now by a loop of independent FMAs (about
+/// 25 ms): the peak that "the products at 60% of peak" is measured against. It is the clock the
+/// core runs at, turbo included, not the nominal one `/proc/cpuinfo` reports. `None` where the
+/// path cannot run here, or off x86_64 (where the loop has no kernel yet).
+pub fn fma_peak(path: GemmPath) -> Option<f64> {
+    kernels::peak::fma_peak(path)
+}
+
 /// The vector instruction sets of this CPU that the engine's kernels use, each with whether the
 /// CPU has it: on x86_64 `avx512f`, `avx2`, `fma`; on aarch64 `neon`.
 pub fn cpu_features() -> Vec<(&'static str, bool)> {

@@ -38,6 +38,7 @@ pub(crate) mod gemm_avx2;
 pub(crate) mod gemm_avx512;
 pub(crate) mod matmul;
 pub(crate) mod norm;
+pub(crate) mod peak;
 pub(crate) mod tanh;
 pub(crate) mod update;
 

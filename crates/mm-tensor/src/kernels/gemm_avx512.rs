@@ -2,8 +2,8 @@
 //! takes on a CPU with AVX-512 (every training step runs through it).
 //!
 //! The portable kernel leaves the register allocation to LLVM, which at 8 rows or more spills
-//! the accumulators. Here they are `__m512` values, so a block of up to 8 rows by 3 vectors
-//! (24 of the 32 registers) stays in registers, and:
+//! the accumulators. Here they are `__m512` values, so a block of up to 8 rows by 3 vectors, or
+//! 6 rows by 4 (24 of the 32 registers), stays in registers, and:
 //! - a row-major `B` is read in place, with a masked load for the last, partial vector, so it is
 //!   neither copied nor padded;
 //! - a transposed `B` (the `G · Wᵀ` products) is packed once per call with 16×16 in-register
@@ -23,6 +23,9 @@ use super::matmul::{Start, Strided};
 const LANES: usize = 16;
 /// Rows of `C` per block: 8 rows by up to 3 vectors is 24 accumulators.
 const MR: usize = 8;
+/// Rows of `C` per block of 4 vectors: 6 rows by 4 vectors is 24 accumulators, fed by 6
+/// broadcasts and 4 loads per step of `k` (8 × 3 takes 8 and 3).
+const MR4: usize = 6;
 /// The longest slice of `k` a block runs over before moving on (see [`gemm`]).
 const KC: usize = 128;
 
@@ -85,20 +88,28 @@ pub(crate) unsafe fn gemm(
         (pack.as_ptr(), width)
     };
     let last = lanes(n - (nv - 1) * LANES);
-    // `k` in slices of at most `KC`: the slice of a column block of `B` (`KC` rows of up to 3
-    // vectors, 24 KB) stays in L1 while every row block of `A` runs over it. Later slices add
+    // `k` in slices of at most `KC`: the slice of a column block of `B` (`KC` rows of up to 4
+    // vectors, 32 KB) stays in L1 while every row block of `A` runs over it. Later slices add
     // to `C`.
     for k0 in (0..k).step_by(KC) {
         let (kc, first) = ((k - k0).min(KC), k0 == 0);
         let mut v0 = 0;
-        // Column blocks of 3 vectors; a remainder of 1 becomes 2 + 2 where it can (a block of
-        // one vector is bound by its loads, not its multiply-adds).
+        // Column blocks of 3 vectors; 4 (64 columns, makemore's n_embd) or 8 left are blocks of
+        // 4 vectors by 6 rows, and a remainder of 2 is one of 2. For n = 64 that replaced two
+        // blocks of 8 × 2, whose 8 broadcasts and 8 row addresses per 16 multiply-adds left the
+        // FMA ports idle: 85-95 → 100-106 GMAC/s on the Transformer's products with n = 64 (`examples/
+        // gemm_shapes --transformer`). 4 × 4 for n = 256 measured the same as 3 + 3 + 3 + 3 + 4.
         while v0 < nv {
             let left = nv - v0;
-            let width = if left == 4 || left == 2 { 2 } else { left.min(3) };
+            let width = match left {
+                4 | 8 => 4,
+                2 => 2,
+                _ => left.min(3),
+            };
             let mask = if v0 + width == nv { last } else { lanes(LANES) };
-            for i0 in (0..m).step_by(MR) {
-                let rows = (m - i0).min(MR);
+            let mr = if width == 4 { MR4 } else { MR };
+            for i0 in (0..m).step_by(mr) {
+                let rows = (m - i0).min(mr);
                 let at = Block {
                     k: kc,
                     a: if a.cs == 1 {
@@ -150,7 +161,8 @@ struct Block {
 }
 
 impl Block {
-    /// Runs the block with `rows` rows (1 to [`MR`]) and `width` vectors (1 to 3).
+    /// Runs the block with `rows` rows (1 to [`MR`]; 1 to [`MR4`] for 4 vectors) and `width`
+    /// vectors (1 to 4).
     ///
     /// # Safety
     ///
@@ -172,7 +184,18 @@ impl Block {
                 }
             };
         }
-        go!(1 2 3 4 5 6 7 8)
+        macro_rules! go4 {
+            ($($r:literal)*) => {
+                match (rows, a_rows) {
+                    $(
+                        ($r, true) => unsafe { self.run::<$r, 4, true>() },
+                        ($r, false) => unsafe { self.run::<$r, 4, false>() },
+                    )*
+                    _ => unreachable!("blocks of 4 vectors have 1 to {MR4} rows"),
+                }
+            };
+        }
+        if width == 4 { go4!(1 2 3 4 5 6) } else { go!(1 2 3 4 5 6 7 8) }
     }
 
     /// The `R × V` block: `R·V` accumulators in registers, one multiply-add each per `k` step.

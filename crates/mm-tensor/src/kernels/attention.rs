@@ -26,9 +26,11 @@ fn fast(d: Dims) -> bool {
 pub(crate) fn forward_f32(qkv: &[f32], d: Dims, scale: f32, att: &mut [f32], out: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if fast(d) {
-        // SAFETY: `fast` checked AVX-512F and the sizes; the kernels check the lengths.
-        unsafe { super::attention_avx512::scores(qkv, d, att) };
-        super::axis::causal_softmax(att, d.t, scale);
+        // SAFETY: `fast` checked AVX-512F and the sizes (`t ≤ 16`); the kernels check the lengths.
+        unsafe {
+            super::attention_avx512::scores(qkv, d, att);
+            super::attention_avx512::causal_softmax(att, d.t, scale);
+        }
         // SAFETY: as above.
         unsafe { super::attention_avx512::mix(qkv, d, att, out) };
         return true;

@@ -191,6 +191,70 @@ pub(crate) unsafe fn scores(qkv: &[f32], d: Dims, att: &mut [f32]) {
     }
 }
 
+/// The causal softmax of the scores in place, as [`super::axis::causal_softmax`] computes it and
+/// to the same bits, for blocks of `t ≤ 16`: one vector per row, its lanes past the row's
+/// position masked. The general kernel takes a row in pieces of 8 and runs `exp` over every
+/// block in a second pass, then the sums in a third; here a row is loaded once, and its max,
+/// `exp` and sum stay in registers. In `perf` of `examples/transformer_step`, the causal softmax
+/// and its `exp` went from 3.6% of the step's samples to 2.1%, and the step from 5.05-5.10 ms to
+/// 4.95-4.98 ms (alternated, pinned).
+///
+/// The same bits, step by step: the max of the seen lanes (exact in any order); `(x - max) ·
+/// scale`; `exp` as [`super::exp::exp1`] with its operations in its order; the sum as
+/// `axis::lanes` folds a row (lane `l` plus lane `l + 8`, then halves: 4, 2, 1); `e · (1 / sum)`.
+///
+/// # Safety
+///
+/// AVX-512F; `1 ≤ t ≤ 16` and `att` holds whole `[t, t]` blocks.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn causal_softmax(att: &mut [f32], t: usize, scale: f32) {
+    use super::exp::{LN2_HI, LN2_LO, LOG2E, ROUND};
+    use std::arch::x86_64::{
+        __m512i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps, _mm256_add_ps,
+        _mm256_castpd_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm512_add_epi32, _mm512_castps_pd,
+        _mm512_castps_si512, _mm512_castps512_ps256, _mm512_castsi512_ps, _mm512_extractf64x4_pd,
+        _mm512_fnmadd_ps, _mm512_mask_reduce_max_ps, _mm512_maskz_mov_ps, _mm512_max_ps, _mm512_min_ps,
+        _mm512_set1_epi32, _mm512_slli_epi32, _mm512_srai_epi32, _mm512_sub_epi32,
+    };
+    assert!((1..=L).contains(&t) && att.len().is_multiple_of(t * t), "causal softmax of [{t}, {t}] blocks");
+    let (in_row, sc, round) = (lanes(t), _mm512_set1_ps(scale), _mm512_set1_ps(ROUND));
+    let pow2 = |e: __m512i| {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(e, _mm512_set1_epi32(127))))
+    };
+    for (i, row) in att.chunks_exact_mut(t).enumerate() {
+        let seen = lanes(i % t + 1);
+        // SAFETY: `row` holds `t` floats, the lanes of `in_row`.
+        let x = unsafe { _mm512_maskz_loadu_ps(in_row, row.as_ptr()) };
+        let max = _mm512_set1_ps(_mm512_mask_reduce_max_ps(seen, x));
+        // The lanes past the row's position: exp(0) = 1 in the general kernel, left out of its
+        // sum and zeroed at the end; zeros here from the start, which its sum adds as zeros.
+        let z = _mm512_maskz_mov_ps(seen, _mm512_mul_ps(_mm512_sub_ps(x, max), sc));
+        // exp1, operation by operation. Clamp (`max`/`min` return their second operand on a
+        // NaN, so a NaN stays one).
+        let z = _mm512_min_ps(_mm512_set1_ps(89.0), _mm512_max_ps(_mm512_set1_ps(-104.0), z));
+        let tt = _mm512_add_ps(_mm512_mul_ps(z, _mm512_set1_ps(LOG2E)), round);
+        let n = _mm512_sub_ps(tt, round);
+        let ni = _mm512_sub_epi32(_mm512_castps_si512(tt), _mm512_castps_si512(round));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), z));
+        let mut p = _mm512_set1_ps(1.0 / 5040.0);
+        for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let half = _mm512_srai_epi32::<1>(ni);
+        let e = _mm512_mul_ps(_mm512_mul_ps(p, pow2(half)), pow2(_mm512_sub_epi32(ni, half)));
+        let e = _mm512_maskz_mov_ps(seen, e);
+        // The sum in `axis::lanes`'s order: lane l plus lane l + 8, then 4, 2 and 1 apart.
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(e)));
+        let s8 = _mm256_add_ps(_mm512_castps512_ps256(e), high);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
+        let inv = _mm512_set1_ps(1.0 / _mm_cvtss_f32(s1));
+        // SAFETY: as the load.
+        unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr(), in_row, _mm512_mul_ps(e, inv)) };
+    }
+}
+
 /// Every slice's `P v` (`P` the softmaxed `att`), written into its head's columns of `out`
 /// (`[b, t, c]`).
 ///
@@ -283,5 +347,41 @@ unsafe fn transposed(m: &[[f32; L]; L]) -> [[f32; L]; L] {
             _mm512_storeu_ps(row.as_mut_ptr(), v);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_causal_softmax_gives_the_general_kernels_bits() {
+        if !super::super::gemm_avx512::available() {
+            eprintln!("the_causal_softmax_gives_the_general_kernels_bits: skipped avx512 (no AVX-512F)");
+            return;
+        }
+        // Scores of every size of block, spread wide (some past exp's clamp once scaled), three
+        // blocks each; a row's max is sometimes one of its masked entries.
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 300.0
+        };
+        for t in 1..=L {
+            for scale in [0.25f32, 1.0, 3.7] {
+                let scores: Vec<f32> = (0..3 * t * t).map(|_| next()).collect();
+                let (mut want, mut got) = (scores.clone(), scores);
+                super::super::axis::causal_softmax(&mut want, t, scale);
+                // SAFETY: AVX-512F is available (checked above); whole [t, t] blocks.
+                unsafe { causal_softmax(&mut got, t, scale) };
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "t = {t}, scale {scale}, element {i}: {g} against {w}"
+                    );
+                }
+            }
+        }
     }
 }

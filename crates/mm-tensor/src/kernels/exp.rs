@@ -11,16 +11,16 @@
 
 use multiversion::multiversion;
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(super) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` rounded to 16 significant bits, so that `n * LN2_HI` is exact for `|n| < 2⁸`.
-const LN2_HI: f32 = 0.693_145_75;
+pub(super) const LN2_HI: f32 = 0.693_145_75;
 /// The rest of `ln 2`.
-const LN2_LO: f32 = 1.428_606_8e-6;
+pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
 
 /// `1.5 · 2²³`: adding it to a float of magnitude below 2²² rounds it to an integer (ties to
 /// even) held in the low mantissa bits, so the integer can be read from the bits without a
 /// float-to-int conversion (which Rust's saturating `as` would build lane by lane).
-const ROUND: f32 = 12_582_912.0;
+pub(super) const ROUND: f32 = 12_582_912.0;
 
 /// `exp` of one value (the scalar form of [`exp_f32`]); `FMA` says whether to fuse multiply-adds.
 #[inline(always)]

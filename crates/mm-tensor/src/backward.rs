@@ -224,6 +224,8 @@ impl<T: Float> Ctx<'_, T> {
             Op::Linear { x, w, b, w_t } => self.linear_grad((x, w, b, w_t), g, sinks, s),
             Op::Attention { q, k, v } => self.attention_grad((q, k, v), g, sinks, s),
             Op::SelfAttention { qkv, heads } => self.self_attention_grad(qkv, heads as usize, g, sinks, s),
+            // ops/rotary.rs
+            Op::Rotary { qkv, heads } => self.rotary_grad(qkv, heads as usize, g, sinks),
             // ops/embedding_linear.rs
             Op::EmbeddingLinear { table, ids, w, b, w_t } => {
                 self.embedding_linear_grad((table, ids, w, b, w_t), g, sinks, s)

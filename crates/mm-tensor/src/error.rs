@@ -182,6 +182,17 @@ pub enum TensorError {
         /// The number of heads asked for.
         heads: usize,
     },
+    /// `rotary_qk` of a tensor that is not `[B, T, 3 · n_head · head_size]` with an even
+    /// `head_size`.
+    #[error(
+        "rotary: {shape} is not [B, T, 3C] with C split into {heads} heads of an even size (q, k and v side by side on the last axis)"
+    )]
+    RotaryHeads {
+        /// The operand's shape.
+        shape: Shape,
+        /// The number of heads asked for.
+        heads: usize,
+    },
     /// `concat` or `stack` of no tensors.
     #[error("{op}: no tensors to join")]
     NothingToJoin {

@@ -60,6 +60,7 @@ pub use float::Float;
 pub use kernels::matmul::{GemmPath, GemmPathError, gemm_path, gemm_path_problem, set_gemm_path};
 pub use ops::elementwise::causal_mask;
 pub use ops::norm::BatchStatsLog;
+pub use ops::rotary::ROTARY_BASE;
 pub use ops::{AsIds, AsTargets};
 pub use optim::{AdamW, AdamWState, Optimizer, Sgd};
 pub use parallel::Workers;

@@ -108,6 +108,9 @@ pub(crate) enum Op {
     /// Causal self-attention of `heads` heads read in place from `qkv` `[B, T, 3C]` (q, k, v
     /// side by side), written as `[B, T, C]`; `aux` holds the attention weights.
     SelfAttention { qkv: NodeId, heads: u32 },
+    /// Rotary position embeddings on q and k of `heads` heads in `qkv` `[B, T, 3C]`; `aux`
+    /// holds the angles' cosines, then their sines (`ops/rotary.rs`).
+    Rotary { qkv: NodeId, heads: u32 },
 
     /// `table[ids].flatten(-2) @ w (+ b)`, fused; with `w_t` the weight is stored `[out, in]`
     /// (`F.linear`). `aux` holds the table's product with each slot's block of `w`.

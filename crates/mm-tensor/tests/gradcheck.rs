@@ -407,6 +407,12 @@ fn causal_attention_fused_and_composed() {
     check("self_attention-reuse", &[(&[2, 4, 6], N)], |_, x| {
         x[0].causal_self_attention(1) * x[0].narrow(2, 0, 2)
     });
+    // Rotary positions on q and k (v passes through), from position 0 and from 5, and feeding
+    // the attention as a Transformer with rotary positions does.
+    check("rotary", &[(&[2, 3, 12], N)], |_, x| x[0].rotary_qk(2, 0));
+    check("rotary-start", &[(&[1, 4, 24], N)], |_, x| x[0].rotary_qk(2, 5));
+    check("rotary-attention", &[(&[2, 5, 12], N)], |_, x| x[0].rotary_qk(1, 0).causal_self_attention(1));
+    check("rotary-reuse", &[(&[2, 3, 6], N)], |_, x| x[0].rotary_qk(1, 2) * x[0]);
     // The same, composed as makemore writes it.
     let mask = mm_tensor::causal_mask(4);
     check("attention-composed", &[(&[2, 4, 3], N), (&[2, 4, 3], N), (&[2, 4, 3], N)], |_, x| {

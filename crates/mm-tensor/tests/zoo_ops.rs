@@ -680,3 +680,62 @@ fn node_gradients_read_through_shared_buffers() {
     let expected = &upstream * 2.0 + &upstream * x.to_array().mapv(|v| 1.0 - v.tanh() * v.tanh());
     assert!(grads.get(id).iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-12));
 }
+
+/// Rotary positions against the rotation written out from its definition in `f64` (each head's
+/// pair `i` and `i + hs/2` of q and k turned by `pos · 10000^(-2i/hs)`, v untouched); a run
+/// that starts at position `s` equals rows `s..` of one that starts at 0 (what the key/value
+/// cache relies on); the scores of two positions depend only on how far apart they are; and
+/// shapes that are not `[B, T, 3C]` with heads of an even size are typed errors.
+#[test]
+fn rotary_turns_q_and_k_by_the_position_and_leaves_v() {
+    let (b, t, h, hs) = (2, 6, 3, 4);
+    let c = h * hs;
+    let params = ParamStore::<f64>::new();
+    let x = randn(&[b, t, 3 * c], 33);
+    let mut tape = Tape::new();
+    let g = tape.no_grad(&params);
+    let y = g.input(&[b, t, 3 * c], x.as_slice().unwrap()).rotary_qk(h, 0).to_array();
+    for bi in 0..b {
+        for p in 0..t {
+            for part in 0..3 {
+                for head in 0..h {
+                    for i in 0..hs {
+                        let at = |j: usize| [bi, p, part * c + head * hs + j];
+                        let want = if part == 2 {
+                            x[at(i)]
+                        } else {
+                            let pair = i % (hs / 2);
+                            let angle = p as f64 * 10_000f64.powf(-2.0 * pair as f64 / hs as f64);
+                            let (x1, x2) = (x[at(pair)], x[at(pair + hs / 2)]);
+                            if i < hs / 2 {
+                                x1 * angle.cos() - x2 * angle.sin()
+                            } else {
+                                x1 * angle.sin() + x2 * angle.cos()
+                            }
+                        };
+                        assert!((y[at(i)] - want).abs() < 1e-14, "{:?}: {} against {want}", at(i), y[at(i)]);
+                    }
+                }
+            }
+        }
+    }
+    // Starting at position 2 gives rows 2.. of the run from 0.
+    let tail = x.slice(ndarray::s![.., 2.., ..]).to_owned();
+    let y2 =
+        g.input(&[b, t - 2, 3 * c], tail.as_standard_layout().as_slice().unwrap()).rotary_qk(h, 2).to_array();
+    assert!(y2.iter().zip(y.slice(ndarray::s![.., 2.., ..]).iter()).all(|(a, b)| (a - b).abs() < 1e-14));
+    // The same q and k at every position: q_p · k_r depends on p - r alone.
+    let row: Vec<f64> = randn(&[3 * c], 7).into_iter().collect();
+    let same: Vec<f64> = (0..t).flat_map(|_| row.clone()).collect();
+    let r = g.input(&[1, t, 3 * c], &same).rotary_qk(h, 0).to_array();
+    let score = |p: usize, q: usize| (0..hs).map(|i| r[[0, p, i]] * r[[0, q, c + i]]).sum::<f64>();
+    assert!((score(3, 1) - score(5, 3)).abs() < 1e-12 && (score(2, 2) - score(0, 0)).abs() < 1e-12);
+    assert!((score(3, 1) - score(3, 0)).abs() > 1e-6, "the distance matters");
+    for (shape, heads) in [(&[2, 3, 10][..], 2), (&[2, 3, 12], 0), (&[2, 3, 9], 1), (&[6, 12], 2)] {
+        let x = g.input(shape, &vec![0.0; shape.iter().product()]);
+        assert!(matches!(x.try_rotary_qk(heads, 0), Err(TensorError::RotaryHeads { .. })), "{shape:?}");
+    }
+    // No positions: an empty result.
+    let empty = g.input(&[2, 0, 12], &[]).rotary_qk(2, 0).to_array();
+    assert_eq!(empty.shape(), &[2, 0, 12]);
+}

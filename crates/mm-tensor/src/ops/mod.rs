@@ -23,6 +23,7 @@ pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
+pub(crate) mod rotary;
 pub(crate) mod shape;
 
 /// Token ids for [`crate::Var::embedding`], [`crate::Var::cross_entropy`] and

@@ -57,7 +57,8 @@ default config (n_layer 4, n_head 4, n_embd 64, n_embd2 64, vocab 27, block 16) 
                     outside (build_spec): dropout as nn.Dropout modules hooked onto GPT-2's
                     three residual places (wte + wpe, attention's c_proj, the MLP's c_proj; not
                     the attention weights); tie_weights as wte.weight = lm_head.weight (lm_head's
-                    init). The training is crates/mm-models/src/train.rs's loop: each step
+                    init); rotary as a forward hook on each c_attn turning q and k (RoPE, the
+                    rotate-half form, base 10000) and wpe replaced by zeros (no wpe parameter). The training is crates/mm-models/src/train.rs's loop: each step
                     (0-based t) sets the rate lr (t + 1) / warmup while t < warmup, then
                     min_lr + (lr - min_lr) (1 + cos(pi r)) / 2, r = (t - warmup) / (steps -
                     warmup) (lr itself with lr_decay "constant"), draws batch_size words as
@@ -179,7 +180,7 @@ def split_loss(model, dataset, batch_size=1000):
 # --- train_spec: our spec files' Transformer and its levers, on makemore.py's Transformer ----
 
 # The levers' defaults: makemore.py's model and training (crates/mm-models/src/registry.rs).
-SPEC_DEFAULTS = {"dropout": 0.0, "tie_weights": False, "batch_size": 32, "lr": 5e-4, "warmup": 0,
+SPEC_DEFAULTS = {"dropout": 0.0, "tie_weights": False, "rotary": False, "batch_size": 32, "lr": 5e-4, "warmup": 0,
                  "lr_decay": "constant", "min_lr": 0.0, "weight_decay": 0.01,
                  "decay_matrices_only": False, "grad_clip": 0.0, "steps": 10_000,
                  # How many tapes our step's batch is cut into: it fixes our rounding only, so
@@ -227,6 +228,35 @@ def spec_lr(spec, step):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * r)) * (lr - min_lr)
 
 
+class NoPositions(nn.Module):
+    """wpe's place with rotary positions: a zero, so that makemore's `tok_emb + pos_emb` is
+    `tok_emb` (and the model has no wpe parameter, as our rotary model)."""
+
+    def forward(self, pos):
+        return torch.zeros(())
+
+
+def rotary(qkv, n_head, base=10000.0):
+    """c_attn's output [B, T, 3C] with each head's q and k turned by rotary position embeddings
+    (crates/mm-tensor/src/ops/rotary.rs): pair i (elements i and i + hs/2) by
+    pos * base^(-2i/hs), angles in float64; v unchanged."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    half = hs // 2
+    inv_freq = base ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+    angle = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
+    cos, sin = angle.cos().float()[None, :, None, :], angle.sin().float()[None, :, None, :]
+
+    def turn(x):
+        x = x.reshape(B, T, n_head, hs)
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).reshape(B, T, C)
+
+    q, k, v = qkv.split(C, dim=2)
+    return torch.cat([turn(q), turn(k), v], dim=2)
+
+
 def build_spec(mm, spec, train):
     """makemore.py's Transformer of the spec's sizes, with the spec's model levers added from
     outside (its classes are not copied), and AdamW with the spec's decay.
@@ -239,6 +269,8 @@ def build_spec(mm, spec, train):
       parameters, so the state_dict keeps makemore's names; model.eval() turns them off.
     - tie_weights: `wte.weight = lm_head.weight`, one Parameter starting from lm_head's
       nn.Linear init (U(+-1/sqrt(n_embd))), as our Rust model (docs/tuning.md).
+    - rotary: wpe replaced by NoPositions (zeros) and a forward hook on each block's c_attn that
+      turns q and k (rotary(); the attention that follows is makemore's, unchanged).
     - AdamW(betas (0.9, 0.99), eps 1e-8, makemore's); decay_matrices_only: two groups, the
       parameters of dim >= 2 at weight_decay, the others (biases, LayerNorm) at 0."""
     if spec["block_size"] < train.get_output_length():
@@ -262,6 +294,13 @@ def build_spec(mm, spec, train):
             block.mlp.c_proj.register_forward_hook(lambda m, i, out, d=block.mlp.dropout: d(out))
     if spec["tie_weights"]:
         t.wte.weight = model.lm_head.weight
+    if spec["rotary"]:
+        if (spec["n_embd"] // spec["n_head"]) % 2:
+            raise SystemExit("rotary positions need heads of an even size")
+        t.wpe = NoPositions()
+        for block in t.h:
+            block.attn.c_attn.register_forward_hook(
+                lambda m, i, out, nh=spec["n_head"]: rotary(out, nh))
     params = list(model.parameters())  # shared parameters once
     wd = spec["weight_decay"]
     if spec["decay_matrices_only"]:

@@ -56,6 +56,7 @@ const DEFAULT_SPACE: &str = r#"{
     "min_lr": [1e-5, 1e-4],
     "grad_clip": [0.0, 1.0],
     "tie_weights": [false, true],
+    "rotary": [false, true],
     "batch_size": [32, 64],
     "n_layer": [3, 4, 5],
     "n_embd": [64, 96]

@@ -154,7 +154,7 @@ pub struct TrainArgs {
     /// "n_head": 4, "n_embd": 64} (`makemore models --json` prints each kind's default spec).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "model", "resume", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2",
-        "momentum", "reg", "alpha", "dropout", "tie_weights", "warmup", "lr_decay", "min_lr",
+        "momentum", "reg", "alpha", "dropout", "tie_weights", "rotary", "warmup", "lr_decay", "min_lr",
         "decay_matrices_only", "grad_clip",
     ])]
     pub spec: Option<PathBuf>,
@@ -177,7 +177,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with_all = [
         "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2", "momentum",
         "batch_size", "lr", "decay_step", "lr_decayed", "optimizer", "beta2", "weight_decay", "reg",
-        "alpha", "eval_every", "dropout", "tie_weights", "warmup", "lr_decay", "min_lr",
+        "alpha", "eval_every", "dropout", "tie_weights", "rotary", "warmup", "lr_decay", "min_lr",
         "decay_matrices_only", "grad_clip", "shards",
     ])]
     pub resume: bool,
@@ -236,6 +236,11 @@ pub struct TrainArgs {
     /// Transformer: lm_head shares the token embedding's weight (weight tying).
     #[arg(long)]
     pub tie_weights: bool,
+
+    /// Transformer: rotary position embeddings on each block's queries and keys (RoPE) in place
+    /// of the learned position table wpe.
+    #[arg(long)]
+    pub rotary: bool,
 
     /// Transformer: steps of linear warmup to --lr [default: 0].
     #[arg(long, value_name = "STEPS")]
@@ -368,6 +373,7 @@ impl TrainArgs {
         let levers = [
             ("dropout", self.dropout.map(|v| v.to_string())),
             ("tie_weights", self.tie_weights.then(|| "true".to_string())),
+            ("rotary", self.rotary.then(|| "true".to_string())),
             ("warmup", self.warmup.map(|v| v.to_string())),
             (
                 "lr_decay",

@@ -69,6 +69,8 @@ struct RunConfig {
     #[serde(default)]
     tie_weights: bool,
     #[serde(default)]
+    rotary: bool,
+    #[serde(default)]
     warmup: usize,
     #[serde(default)]
     lr_decay: LrDecay,
@@ -166,6 +168,7 @@ impl RunConfig {
                 .map_or(if base.eval_every > 0 { base.eval_every } else { 10_000 }, |e| e as usize),
             dropout: spec.setting("dropout").and_then(|v| v.parse().ok()).unwrap_or(0.0),
             tie_weights: spec.setting("tie_weights").as_deref() == Some("true"),
+            rotary: spec.setting("rotary").as_deref() == Some("true"),
             warmup: size("warmup"),
             lr_decay: if spec.setting("lr_decay").as_deref() == Some("cosine") {
                 LrDecay::Cosine

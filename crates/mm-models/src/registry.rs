@@ -11,7 +11,7 @@
 //! checkpoint's metadata).
 //!
 //! The Transformer also has **levers** (issue #14): optional settings that makemore.py does not
-//! have, for the model (`dropout`, `tie_weights`) and for its training (`batch_size`, `lr`,
+//! have, for the model (`dropout`, `tie_weights`, `rotary`) and for its training (`batch_size`, `lr`,
 //! `warmup`, `lr_decay`, `min_lr`, `weight_decay`, `decay_matrices_only`, `grad_clip`, `steps`,
 //! `shards`),
 //! which [`Spec::train_config`] turns into a [`TrainConfig`]. A lever at its default is not
@@ -92,6 +92,9 @@ pub enum Spec {
         /// Whether `lm_head` shares the token embedding's weight; makemore.py does not.
         #[serde(default, skip_serializing_if = "is_false")]
         tie_weights: bool,
+        /// Rotary position embeddings in place of the learned `wpe`; makemore.py has `wpe`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        rotary: bool,
         /// Words per step (makemore.py's 32).
         #[serde(default = "levers::batch_size", skip_serializing_if = "levers::is_batch_size")]
         batch_size: usize,
@@ -247,6 +250,7 @@ impl Spec {
             n_embd,
             dropout: 0.0,
             tie_weights: false,
+            rotary: false,
             batch_size: levers::batch_size(),
             lr: levers::lr(),
             warmup: 0,
@@ -275,7 +279,7 @@ impl Spec {
             return Vec::new();
         }
         let all = serde_json::json!({
-            "dropout": 0.0, "tie_weights": false, "batch_size": levers::batch_size(), "lr": levers::lr(),
+            "dropout": 0.0, "tie_weights": false, "rotary": false, "batch_size": levers::batch_size(), "lr": levers::lr(),
             "warmup": 0, "lr_decay": LrDecay::Constant, "min_lr": 0.0,
             "weight_decay": levers::weight_decay(), "decay_matrices_only": false, "grad_clip": 0.0,
             "steps": levers::steps(), "shards": levers::shards(),
@@ -541,7 +545,9 @@ impl Spec {
     /// The Transformer's model levers (the defaults for the other kinds).
     fn transformer_options(&self) -> TransformerOptions {
         match *self {
-            Spec::Transformer { dropout, tie_weights, .. } => TransformerOptions { dropout, tie_weights },
+            Spec::Transformer { dropout, tie_weights, rotary, .. } => {
+                TransformerOptions { dropout, tie_weights, rotary }
+            }
             _ => TransformerOptions::default(),
         }
     }
@@ -601,8 +607,11 @@ impl Spec {
             _ => {
                 let (kind, config) = self.makemore(vocab_size).expect("makemore.py's kinds");
                 // A tied lm_head has no weight of its own.
-                let tied = if self.transformer_options().tie_weights { c(config.n_embd) * v } else { 0 };
-                kind.num_params(&config).saturating_sub(tied)
+                let options = self.transformer_options();
+                let tied = if options.tie_weights { c(config.n_embd) * v } else { 0 };
+                // Rotary positions have no wpe table.
+                let wpe = if options.rotary { c(config.block_size) * c(config.n_embd) } else { 0 };
+                kind.num_params(&config).saturating_sub(tied).saturating_sub(wpe)
             }
         }
     }

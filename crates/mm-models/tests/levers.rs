@@ -355,3 +355,63 @@ fn the_shipped_spec_files_parse() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("names-best.json")).unwrap()).unwrap();
     assert_eq!((best.train_config().shards, best.train_config().steps), (2, 50_000));
 }
+
+/// Rotary positions (`"rotary": true`): no `wpe`, as many parameters as the spec counts, a
+/// training run that learns, the key/value cache's logits equal to the whole prefix's (the
+/// cached keys turned at their own positions), a checkpoint that loads into the same function,
+/// and heads of an odd size refused.
+#[test]
+fn rotary_positions_replace_wpe_and_the_cache_and_checkpoints_follow() {
+    let sp = spec(json!({"rotary": true, "batch_size": 4, "lr": 1e-2, "steps": 40}));
+    assert_eq!(sp.setting("rotary").as_deref(), Some("true"));
+    let mut model = build(&sp, 3);
+    let plain = build(&spec(json!({})), 3);
+    let m = model.neural_mut().unwrap();
+    assert!(m.params().id("transformer.wpe.weight").is_none());
+    assert!(plain.neural().unwrap().params().id("transformer.wpe.weight").is_some());
+    assert_eq!(m.num_params() as u128, sp.num_params(vocab().len()));
+    assert_eq!(plain.neural().unwrap().num_params() - m.num_params(), 10 * 8);
+    let ex = examples(m);
+    let before = evaluate(m, &ex).unwrap();
+    let cfg = TrainConfig { eval_every: 0, ..sp.train_config() };
+    train(m, &ex, None, &cfg, &AtomicBool::new(false), |_| {}).unwrap();
+    let after = evaluate(m, &ex).unwrap();
+    assert!(after < before - 0.3, "{before} -> {after}");
+    // The cache against the forward pass over the whole prefix, rows in another order.
+    let (b, t) = (3, m.block_size());
+    let v = m.vocab().len() as u32;
+    let idx = ndarray::Array2::from_shape_fn((b, t), |(i, j)| ((i * 5 + j * 3 + 1) as u32) % v);
+    let mut tape = Tape::new();
+    let full = {
+        let g = tape.no_grad(m.params());
+        m.forward(&g, idx.view()).to_array()
+    };
+    let rows = [2, 0, 1];
+    let mut dec = m.decoder(b).expect("the Transformer has a decoder");
+    for pos in 0..t {
+        let ids: Vec<u32> = rows.iter().map(|&r| idx[[r, pos]]).collect();
+        let logits = dec.step(&rows, &ids, pos).unwrap();
+        for (i, &r) in rows.iter().enumerate() {
+            for c in 0..v as usize {
+                let (a, want) = (logits[[i, c]], full[[r, pos, c]]);
+                assert!(
+                    (a - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "row {r} position {pos}: {a} vs {want}"
+                );
+            }
+        }
+    }
+    drop(dec);
+    // A checkpoint of the rotary model loads as one, and computes the same loss.
+    let path = std::env::temp_dir().join(format!("mm-rotary-{}.safetensors", std::process::id()));
+    save(&path, &model, &CheckpointMeta::default()).unwrap();
+    let (back, _) = load(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let back = back.neural().unwrap();
+    assert!(back.params().id("transformer.wpe.weight").is_none());
+    assert_eq!(evaluate(back, &ex).unwrap().to_bits(), after.to_bits());
+    // Heads of 3 cannot be turned in pairs.
+    let odd = spec(json!({"rotary": true, "n_embd": 6}));
+    let e = odd.build(&vocab(), &mut StdRng::seed_from_u64(1)).expect_err("odd heads are refused");
+    assert!(e.to_string().contains("even"), "{e}");
+}

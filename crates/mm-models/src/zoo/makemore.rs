@@ -263,6 +263,9 @@ impl Model for Makemore {
         if o.tie_weights {
             out.push(("tie_weights", "true".into()));
         }
+        if o.rotary {
+            out.push(("rotary", "true".into()));
+        }
         out
     }
 

@@ -20,6 +20,11 @@
 //!   the shared table starts as nanoGPT's does when it ties, with the `nn.Linear` initialisation
 //!   of `lm_head` (uniform in `±1/sqrt(n_embd)`), not `nn.Embedding`'s `N(0, 1)`, whose logits
 //!   would start `sqrt(n_embd)` times too large.
+//! - **Rotary positions** (RoPE, Su et al. 2021) in place of the learned position table `wpe`:
+//!   each block turns its heads' queries and keys by an angle that grows with the position
+//!   ([`mm_tensor::Var::rotary_qk`], GPT-NeoX's and LLaMA's "rotate half" form, base 10,000), so
+//!   attention sees how far apart two characters are rather than where each one is. The
+//!   rotary model has no `transformer.wpe.weight`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,6 +45,8 @@ pub struct TransformerOptions {
     pub dropout: f32,
     /// Whether `lm_head` shares its weight with the token embedding `wte`.
     pub tie_weights: bool,
+    /// Rotary position embeddings on each block's queries and keys in place of `wpe`.
+    pub rotary: bool,
 }
 
 impl TransformerOptions {
@@ -90,6 +97,8 @@ struct CausalSelfAttention {
     c_attn: Linear,
     c_proj: Linear,
     n_head: usize,
+    /// Rotary positions on q and k (see the module).
+    rotary: bool,
 }
 
 impl CausalSelfAttention {
@@ -101,6 +110,7 @@ impl CausalSelfAttention {
     /// without its copies).
     fn forward<'g, T: Float>(&self, x: Var<'g, T>) -> Var<'g, T> {
         let qkv = self.c_attn.forward(x); // [B, T, 3C]: q, k, v side by side
+        let qkv = if self.rotary { qkv.rotary_qk(self.n_head, 0) } else { qkv };
         // (GPT-2's attn_dropout would act on the weights inside the next op: see the module.)
         let y = qkv.causal_self_attention(self.n_head); // [B, T, C]: the heads side by side
         self.c_proj.forward(y)
@@ -118,7 +128,7 @@ struct Block {
 }
 
 impl Block {
-    fn new<T: Float>(b: &mut Builder<'_, T>, name: &str, c: &ModelConfig) -> Result<Self> {
+    fn new<T: Float>(b: &mut Builder<'_, T>, name: &str, c: &ModelConfig, rotary: bool) -> Result<Self> {
         let n = c.n_embd;
         Ok(Block {
             ln_1: LayerNorm::new(b, &format!("{name}.ln_1"), n)?,
@@ -126,6 +136,7 @@ impl Block {
                 c_attn: Linear::new(b, &format!("{name}.attn.c_attn"), n, 3 * n, true)?,
                 c_proj: Linear::new(b, &format!("{name}.attn.c_proj"), n, n, true)?,
                 n_head: c.n_head,
+                rotary,
             },
             ln_2: LayerNorm::new(b, &format!("{name}.ln_2"), n)?,
             c_fc: Linear::new(b, &format!("{name}.mlp.c_fc"), n, 4 * n, true)?,
@@ -153,7 +164,8 @@ pub struct Transformer<T = f32> {
     seed: MaskSeed,
     params: ParamStore<T>,
     wte: Embedding,
-    wpe: Embedding,
+    /// The learned positions; none with rotary positions.
+    wpe: Option<Embedding>,
     h: Vec<Block>,
     ln_f: LayerNorm,
     lm_head: Linear,
@@ -182,8 +194,9 @@ impl<T: Float> ZooModel<T> for Transformer<T> {
         &mut self.params
     }
 
-    /// `x = drop(wte(idx) + wpe(arange(t)))`; the blocks; `lm_head(ln_f(x))`. A `t` beyond
-    /// `block_size` is the error of the position table's narrow (makemore asserts). Dropout
+    /// `x = drop(wte(idx) + wpe(arange(t)))` (`drop(wte(idx))` with rotary positions); the
+    /// blocks; `lm_head(ln_f(x))`. A `t` beyond `block_size` is the error of the position
+    /// table's narrow (makemore asserts); rotary positions have no table. Dropout
     /// draws shard 0's masks ([`Transformer::forward_shard`]).
     fn forward<'g>(&self, g: &'g Graph<'_, T>, idx: ArrayView2<'_, u32>) -> Var<'g, T> {
         self.forward_shard(g, idx, 0)
@@ -208,9 +221,20 @@ impl<T: Float> Transformer<T> {
         } else {
             Embedding::new(&mut b, "transformer.wte", c.vocab_size, c.n_embd)?
         };
-        let wpe = Embedding::new(&mut b, "transformer.wpe", c.block_size, c.n_embd)?;
+        if options.rotary && !(c.n_embd / c.n_head).is_multiple_of(2) {
+            return Err(ModelError::Config(format!(
+                "transformer: rotary positions need heads of an even size; n_embd {} in {} heads gives {}",
+                c.n_embd,
+                c.n_head,
+                c.n_embd / c.n_head
+            )));
+        }
+        let wpe = match options.rotary {
+            true => None,
+            false => Some(Embedding::new(&mut b, "transformer.wpe", c.block_size, c.n_embd)?),
+        };
         let h = (0..c.n_layer)
-            .map(|i| Block::new(&mut b, &format!("transformer.h.{i}"), c))
+            .map(|i| Block::new(&mut b, &format!("transformer.h.{i}"), c, options.rotary))
             .collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::new(&mut b, "transformer.ln_f", c.n_embd)?;
         let lm_head = if options.tie_weights {
@@ -248,7 +272,13 @@ impl<T: Float> Transformer<T> {
         shard: usize,
     ) -> Var<'g, T> {
         let tok_emb = self.wte.forward(g, &idx); // [B, T, C]
-        let pos_emb = self.wpe.first(g, idx.ncols()); // [T, C], broadcast over the batch
+        // [T, C], broadcast over the batch; rotary positions act inside the attention instead.
+        // (With rotary positions there is no table, and no error past `block_size`: the angles
+        // go on. Training and sampling never feed more than `block_size` positions.)
+        let x = match &self.wpe {
+            Some(wpe) => tok_emb + wpe.first(g, idx.ncols()),
+            None => tok_emb,
+        };
         // The masks' generator, only when dropout draws anything.
         let p = f64::from(self.options.dropout);
         let mut rng = (p > 0.0 && g.is_grad()).then(|| self.seed.rng(shard));
@@ -256,7 +286,7 @@ impl<T: Float> Transformer<T> {
             Some(rng) => v.dropout(p, rng),
             None => v,
         };
-        let mut x = drop(tok_emb + pos_emb);
+        let mut x = drop(x);
         for block in &self.h {
             x = block.forward(x, &mut drop);
         }
@@ -311,11 +341,20 @@ impl Transformer<f32> {
         let hs = c / nh;
         let scale = 1.0 / (hs as f32).sqrt();
         let g = tape.no_grad(&self.params);
-        let mut x = self.wte.forward(&g, ids) + self.wpe.forward(&g, &[t as u32]); // [B, C]
+        let mut x = self.wte.forward(&g, ids); // [B, C]
+        if let Some(wpe) = &self.wpe {
+            x = x + wpe.forward(&g, &[t as u32]);
+        }
         let mut y = vec![0.0f32; rows.len() * c];
         let mut att = vec![0.0f32; t + 1];
         for (layer, block) in self.h.iter().enumerate() {
             let qkv = block.attn.c_attn.forward(block.ln_1.forward(x)); // [B, 3C]
+            // Rotary positions turn this position's query and key (the cached keys were turned
+            // at their own positions).
+            let qkv = match block.attn.rotary {
+                true => qkv.reshape(&[rows.len(), 1, 3 * c]).rotary_qk(nh, t).reshape(&[rows.len(), 3 * c]),
+                false => qkv,
+            };
             let (k_cache, v_cache) = (&mut cache.k[layer], &mut cache.v[layer]);
             qkv.with_data(|qkv| {
                 for (i, &r) in rows.iter().enumerate() {

@@ -50,3 +50,26 @@ pub fn names() -> Dataset {
     );
     Dataset::load(&path).expect("names.txt loads")
 }
+
+/// Feeds the rows of `idx` (`[b, t]` ids) to `m`'s decoder one position at a time, the rows in
+/// the order `rows` (not the cache's, as sampling feeds the unfinished ones), and checks every
+/// step's logits against row `pos` of the forward pass over the whole prefix, within `tol`
+/// relative.
+pub fn decoder_matches_prefix(m: &dyn Model, idx: &ndarray::Array2<u32>, rows: &[usize], tol: f32) {
+    let mut tape = mm_tensor::Tape::new();
+    let full = {
+        let g = tape.no_grad(m.params());
+        m.forward(&g, idx.view()).to_array()
+    };
+    let mut dec = m.decoder(idx.nrows()).expect("the model has a decoder");
+    for pos in 0..idx.ncols() {
+        let ids: Vec<u32> = rows.iter().map(|&r| idx[[r, pos]]).collect();
+        let logits = dec.step(rows, &ids, pos).unwrap();
+        for (i, &r) in rows.iter().enumerate() {
+            for c in 0..full.shape()[2] {
+                let (a, want) = (logits[[i, c]], full[[r, pos, c]]);
+                assert!((a - want).abs() < tol * (1.0 + want.abs()), "row {r} position {pos}: {a} vs {want}");
+            }
+        }
+    }
+}

@@ -97,7 +97,8 @@ pub(crate) unsafe fn gemm(
         // Column blocks of 3 vectors; 4 (64 columns, makemore's n_embd) or 8 left are blocks of
         // 4 vectors by 6 rows, and a remainder of 2 is one of 2. For n = 64 that replaced two
         // blocks of 8 × 2, whose 8 broadcasts and 8 row addresses per 16 multiply-adds left the
-        // FMA ports idle: 85-95 → 100-106 GMAC/s on the Transformer's products with n = 64 (`examples/
+        // FMA ports idle: 85-95 → 100-106 GMAC/s on the Transformer's products with n = 64 (the Xeon
+        // model 167; `examples/
         // gemm_shapes --transformer`). 4 × 4 for n = 256 measured the same as 3 + 3 + 3 + 3 + 4.
         while v0 < nv {
             let left = nv - v0;

@@ -20,6 +20,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model, report its loss on each split, print samples, and save the run.
+    ///
+    /// Ctrl-C or SIGTERM stops training after the current step and saves the run (continue it
+    /// with --resume); the command then exits with code 130, not 0, since the run is unfinished.
     Train(Box<TrainArgs>),
     /// Print names sampled from a checkpoint.
     Sample(SampleArgs),

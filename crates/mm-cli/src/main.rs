@@ -79,6 +79,9 @@ fn plot_command(what: &cli::PlotCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit code of a training run stopped by Ctrl-C or SIGTERM and saved (128 + SIGINT's 2).
+const STOPPED: u8 = 130;
+
 fn main() -> ExitCode {
     // Usage errors: clap prints `error: ...` and exits with code 2.
     let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
@@ -124,8 +127,14 @@ fn main() -> ExitCode {
         use clap::CommandFactory;
         cli::Cli::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
     }
+    // A run stopped by Ctrl-C or SIGTERM is saved, but not finished: it exits 130, as a shell
+    // reports a command interrupted by a signal, so that a script or a scheduler does not take
+    // it for a finished run.
+    let stopped = std::cell::Cell::new(false);
     let result = match &cli.command {
-        cli::Command::Train(args) => train::run(args),
+        cli::Command::Train(args) => {
+            train::run(args).map(|ended| stopped.set(ended == train::Ended::Stopped))
+        }
         cli::Command::Sample(args) => sample::run(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Info(args) => info::run(args),
@@ -134,6 +143,7 @@ fn main() -> ExitCode {
         cli::Command::Plot(what) => plot_command(what),
     };
     match result {
+        Ok(()) if stopped.get() => ExitCode::from(STOPPED),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(train::Usage(msg)) = e.downcast_ref() {

@@ -390,8 +390,17 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     Ok((config, Resumed { model, progress, metrics, elapsed, best }, sha, data))
 }
 
+/// How `makemore train` ended, when it saved its run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Every step ran.
+    Finished,
+    /// Ctrl-C or SIGTERM stopped it; the run is saved and `--resume` continues it.
+    Stopped,
+}
+
 /// Runs `makemore train`.
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
     // The model: a spec file's, or --model with its flags.
     let spec_file = match &args.spec {
         Some(path) => {
@@ -709,7 +718,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         let best = if summary.best.is_none() { "" } else { ", best.safetensors" };
         println!("saved {} (and metrics.csv, summary.json{plot}{best})", checkpoint.display());
     }
-    Ok(())
+    Ok(if stopped { Ended::Stopped } else { Ended::Finished })
 }
 
 /// A run that diverged is not saved (its weights are NaN): the error says what the directory

@@ -6,7 +6,7 @@ use std::process::Output;
 
 mod common;
 
-use common::{makemore, workdir};
+use common::{makemore, signal_once_training, workdir};
 use mm_models::checkpoint::load;
 
 /// `makemore train ARGS --data <d>/names.txt --out <d>/<out>`, run.
@@ -135,7 +135,7 @@ fn what_cannot_be_resumed_says_why() {
 fn a_run_stopped_by_ctrl_c_resumes_where_it_stopped() {
     let d = workdir();
     let flags = ["--steps", "5000000", "--decay-step", "100", "--eval-every", "1000"];
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_makemore"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_makemore"))
         .arg("train")
         .args(flags)
         .arg("--data")
@@ -146,9 +146,7 @@ fn a_run_stopped_by_ctrl_c_resumes_where_it_stopped() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    signal_once_training(&mut child, "-INT");
     let o = child.wait_with_output().unwrap();
     // Saved, but unfinished: 130, as a shell reports an interrupted command.
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));

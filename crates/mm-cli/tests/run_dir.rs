@@ -13,7 +13,7 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod common;
 
-use common::workdir;
+use common::{Training, signal_once_training, workdir};
 use mm_models::checkpoint::load;
 
 fn cmd(d: &Path, out: &str, args: &[&str]) -> Command {
@@ -162,13 +162,14 @@ fn run_resume(d: &Path, out: &str) -> Output {
 #[test]
 fn a_second_train_into_the_same_directory_is_refused() {
     let d = workdir();
-    let first = spawn(&d, "busy", &["--steps", "100000000", "--eval-every", "0"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let mut first = spawn(&d, "busy", &["--steps", "100000000", "--eval-every", "0"]);
+    let training = Training::wait(&mut first);
     let o = run(&d, "busy", &["--force", "--steps", "10"]);
     let second = o.clone();
-    signal(&first, "-INT");
+    training.signal(&first, "-INT");
     let first = first.wait_with_output().unwrap();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    // Stopped and saved: 130.
+    assert_eq!(first.status.code(), Some(130), "{}", String::from_utf8_lossy(&first.stderr));
     one_line_error(&second, 1, "is in use by another");
     assert!(String::from_utf8_lossy(&second.stderr).contains(&d.join("busy").display().to_string()));
     consistent(&d.join("busy"));
@@ -184,9 +185,8 @@ fn a_second_train_into_the_same_directory_is_refused() {
 #[test]
 fn sigterm_saves_the_run_as_ctrl_c_does() {
     let d = workdir();
-    let child = spawn(&d, "term", &["--steps", "100000000", "--eval-every", "0"]);
-    std::thread::sleep(Duration::from_millis(1000));
-    signal(&child, "-TERM");
+    let mut child = spawn(&d, "term", &["--steps", "100000000", "--eval-every", "0"]);
+    signal_once_training(&mut child, "-TERM");
     let o = child.wait_with_output().unwrap();
     // Saved, but unfinished: 130, as a shell reports an interrupted command.
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
@@ -201,10 +201,17 @@ fn sigkill_loses_at_most_one_interval_and_resume_continues_bit_for_bit() {
     let d = workdir();
     let flags = ["--decay-step", "100", "--eval-every", "1000"];
     let child = spawn(&d, "killed", &[&flags[..], &["--steps", "100000000", "--save-every", "500"]].concat());
-    std::thread::sleep(Duration::from_millis(1500));
+    let run = d.join("killed");
+    // Killed once a periodic save is on disk (polled: a fixed sleep races with a slow start on a
+    // loaded machine).
+    let saved = || std::fs::read(run.join("summary.json")).is_ok_and(|s| !s.is_empty());
+    let start = std::time::Instant::now();
+    while !saved() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     signal(&child, "-KILL");
     child.wait_with_output().unwrap();
-    let run = d.join("killed");
     let k = consistent(&run);
     assert!(k > 0 && k.is_multiple_of(500), "saved at {k}");
     let total = (k + 1250).to_string();

@@ -333,8 +333,8 @@ fn a_run_with_every_lever_continues_bit_for_bit() {
 }
 
 /// The spec files shipped in `specs/` are specs, within the flags' ranges; the tuned preset
-/// holds its two shards, so `makemore train --spec specs/names-best.json` needs no flag to
-/// repeat its runs.
+/// (and the previous one) holds its two shards and rotary positions, so `makemore train --spec
+/// specs/names-rotary.json` needs no flag to repeat its runs.
 #[test]
 fn the_shipped_spec_files_parse() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs");
@@ -351,9 +351,13 @@ fn the_shipped_spec_files_parse() {
         }
     }
     assert!(seen >= 4, "{seen} spec files in {}", dir.display());
-    let best: Spec =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("names-best.json")).unwrap()).unwrap();
-    assert_eq!((best.train_config().shards, best.train_config().steps), (2, 50_000));
+    for preset in ["names-rotary.json", "names-best.json"] {
+        let best: Spec = serde_json::from_str(&std::fs::read_to_string(dir.join(preset)).unwrap()).unwrap();
+        assert_eq!((best.train_config().shards, best.train_config().steps), (2, 50_000), "{preset}");
+    }
+    let preset = std::fs::read_to_string(dir.join("names-rotary.json")).unwrap();
+    let preset: serde_json::Value = serde_json::from_str(&preset).unwrap();
+    assert_eq!(preset["rotary"], true);
 }
 
 /// Rotary positions (`"rotary": true`): no `wpe`, as many parameters as the spec counts, a

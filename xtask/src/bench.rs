@@ -701,7 +701,8 @@ impl Peak {
     /// FMA ports (Intel server cores since Skylake-SP have two AVX-512 FMA units, AMD Zen two
     /// 256-bit FMA pipes) of 16 f32 lanes on the AVX-512 path (or the portable path on a CPU
     /// with AVX-512F), else 8, at the first `cpu MHz` of /proc/cpuinfo (else 2,300 MHz, this
-    /// project's first Xeon's nominal clock).
+    /// project's first Xeon's nominal clock). The estimate is a rough upper bound: Zen 4 runs a
+    /// 16-lane FMA on its two 8-lane pipes, half the estimate; only the measurement is exact.
     fn of_this_cpu() -> Self {
         let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |name: &str| {

@@ -127,9 +127,9 @@ fn main() -> ExitCode {
         use clap::CommandFactory;
         cli::Cli::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
     }
-    // A run stopped by Ctrl-C or SIGTERM is saved, but not finished: it exits 130, as a shell
-    // reports a command interrupted by a signal, so that a script or a scheduler does not take
-    // it for a finished run.
+    // A run stopped by Ctrl-C or SIGTERM is saved, but not finished: it exits 130 (a shell's
+    // code for Ctrl-C; one code for either signal), so that a script or a scheduler does not
+    // take it for a finished run.
     let stopped = std::cell::Cell::new(false);
     let result = match &cli.command {
         cli::Command::Train(args) => {

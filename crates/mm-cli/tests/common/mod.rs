@@ -25,7 +25,9 @@ pub fn workdir() -> PathBuf {
 /// A `makemore train` spawned with its stdout piped, past the line of its parameter count: it
 /// prints that once its Ctrl-C / SIGTERM handler is set and its run directory locked. Tests wait
 /// for it rather than sleep a fixed time from the spawn, which races with a slow start on a
-/// loaded machine (a signal would find no handler, or no step done).
+/// loaded machine (a signal would find no handler). Half a second after it, a run of the tests'
+/// tiny models has done thousands of steps (each takes microseconds), so "no step done" would
+/// take a machine stalled for that long.
 #[allow(dead_code)]
 pub struct Training {
     out: BufReader<ChildStdout>,
@@ -41,7 +43,11 @@ impl Training {
         loop {
             let mut line = String::new();
             if out.read_line(&mut line).unwrap() == 0 {
-                panic!("train ended before training: {text}");
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    e.read_to_string(&mut err).unwrap();
+                }
+                panic!("train ended before training: {text}{err}");
             }
             text.push_str(&line);
             if line.trim_end().ends_with(" parameters") {

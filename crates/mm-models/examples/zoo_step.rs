@@ -170,7 +170,7 @@ fn phases(s: &mut Setup, steps: usize) -> Result<[f64; 5], Box<dyn std::error::E
             let g = tape.graph(s.model.params());
             let loss = s.model.loss(&g, batch.x.view(), y);
             t2 = Instant::now();
-            g.backward(loss, &mut grads)?;
+            g.backward_params(loss, &mut grads)?;
             g.batch_stats(&mut stats);
             t3 = Instant::now();
         }

@@ -469,7 +469,7 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
             None => {
                 let g = tape.graph(model.params());
                 let loss = model.loss(&g, x, y);
-                let loss = g.backward(loss, &mut grads).map_err(ModelError::from)?;
+                let loss = g.backward_params(loss, &mut grads).map_err(ModelError::from)?;
                 g.batch_stats(&mut stats);
                 loss
             }

@@ -131,7 +131,7 @@ fn mlp_step(c: &mut Criterion) {
             let emb = g.param(cid).embedding(&xb);
             let h = emb.reshape(&[32, 30]).linear(g.param(w1), g.param(b1)).tanh();
             let logits = h.linear(g.param(w2), g.param(b2));
-            let loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads).unwrap();
+            let loss = g.backward_params(logits.cross_entropy(&yb[..]), &mut grads).unwrap();
             opt.step(&mut params, &grads).unwrap();
             black_box(loss)
         })

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let emb = g.param(c).embedding(&xb);
                 let h = emb.reshape(&[32, 30]).linear(g.param(w1), g.param(b1)).tanh();
                 let logits = h.linear(g.param(w2), g.param(b2));
-                loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads)?;
+                loss = g.backward_params(logits.cross_entropy(&yb[..]), &mut grads)?;
                 opt.step(&mut params, &grads)?;
             }
             best[i] = best[i].min(start.elapsed().as_secs_f64() * 1e6 / steps as f64);

@@ -310,7 +310,7 @@ impl Trainer {
             None => {
                 let g = self.tape.graph(&self.params);
                 let loss = model.loss(&g, xb.view(), yb.view(), pos, &mut Clock::new(false));
-                g.backward(loss, &mut self.grads)?
+                g.backward_params(loss, &mut self.grads)?
             }
             Some(shards) => {
                 // Shard i: rows i·B/n..(i+1)·B/n, weighted by its targets that count.
@@ -469,7 +469,7 @@ fn profile(
         let loss = model.loss(&g, xb.view(), yb.view(), &pos, &mut clock);
         loss.item()?;
         let t2 = Instant::now();
-        g.backward(loss, &mut tr.grads)?;
+        g.backward_params(loss, &mut tr.grads)?;
         let t3 = Instant::now();
         tr.opt.step(&mut tr.params, &tr.grads)?;
         let t4 = Instant::now();

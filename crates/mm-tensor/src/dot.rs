@@ -53,9 +53,7 @@ impl<T: Float> Graph<'_, T> {
                     Op::Param(p) => {
                         grads.filter(|g| g.live[p.index()]).map(|g| g.get(p).iter().copied().collect())
                     }
-                    _ => {
-                        n.grad_live.get(i).copied().unwrap_or(false).then(|| n.grads[n.grad_slot(i)].clone())
-                    }
+                    _ => n.grad_reached(i).then(|| n.grads[n.grad_slot(i)].clone()),
                 };
                 if let Some(grad) = grad {
                     let _ = write!(label, " | grad {}", numbers(&grad));

@@ -103,7 +103,7 @@ impl<T: Float> Shards<T> {
             if !(weight > 0.0 && weight.is_finite()) {
                 return Err(TensorError::ShardWeight { shard: i, weight });
             }
-            Ok((g.backward(loss, grads)?, weight))
+            Ok((g.backward_params(loss, grads)?, weight))
         };
         let per = self.len().div_ceil(self.threads());
         let mut results: Vec<Result<(T, f64)>> = Vec::new();

@@ -22,12 +22,16 @@ pub(crate) struct Nodes<T> {
     pub(crate) values: Vec<Vec<T>>,
     pub(crate) aux: Vec<Vec<T>>,
     pub(crate) grads: Vec<Vec<T>>,
+    /// Gradient buffers free for reuse by [`Graph::backward_params`], most recently freed last.
+    pub(crate) pool: Vec<Vec<T>>,
     pub(crate) grad_live: Vec<bool>,
     /// Per node, from the last backward pass: the node whose gradient buffer holds its gradient
     /// when it was passed through unchanged (see `Sinks::pass`), or [`NO_ALIAS`].
     pub(crate) grad_alias: Vec<NodeId>,
     /// Per node, from the last backward pass: how many nodes take it as an input.
     pub(crate) uses: Vec<u32>,
+    /// Per node, during a backward pass: how many nodes not yet done share its gradient buffer.
+    pub(crate) grad_shares: Vec<u32>,
     /// The id arena: `embedding` ids, `cross_entropy` targets and `masked_fill` masks, copied in
     /// when recorded.
     pub(crate) ids: Vec<u32>,
@@ -70,6 +74,13 @@ impl<T> Nodes<T> {
 pub(crate) const NO_ALIAS: NodeId = NodeId::MAX;
 
 impl<T> Nodes<T> {
+    /// Whether the last backward pass left node `id` a gradient: it was reached, and its buffer
+    /// (or the one it shares) was not recycled ([`Graph::backward_params`]).
+    pub(crate) fn grad_reached(&self, id: usize) -> bool {
+        let live = |i: usize| self.grad_live.get(i).copied().unwrap_or(false);
+        live(id) && live(self.grad_slot(id))
+    }
+
     /// The index of the buffer that holds node `id`'s gradient after a backward pass.
     pub(crate) fn grad_slot(&self, id: usize) -> usize {
         match self.grad_alias.get(id) {
@@ -372,7 +383,7 @@ impl<'g, T: Float> Var<'g, T> {
     pub fn grad(&self) -> Option<ArrayD<T>> {
         let n = self.g.nodes.borrow();
         let id = self.id as usize;
-        let reached = n.grad_live.get(id).copied().unwrap_or(false) && !matches!(n.ops[id], Op::Param(_));
+        let reached = n.grad_reached(id) && !matches!(n.ops[id], Op::Param(_));
         reached
             .then(|| {
                 ArrayD::from_shape_vec(IxDyn(self.shape().dims()), n.grads[n.grad_slot(id)].clone()).ok()

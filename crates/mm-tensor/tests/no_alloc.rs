@@ -68,7 +68,11 @@ fn an_mlp_training_step_allocates_nothing_once_warm() {
             (emb.reshape(&[32, 30]), (g.param(w1), g.param(b1), g.param(w2), g.param(b2)));
         let h = if use_adam { flat.linear(w1, b1) } else { flat.matmul(w1) + b1 }.tanh();
         let logits = if use_adam { h.linear(w2, b2) } else { h.matmul(w2) + b2 };
-        let loss = g.backward(logits.cross_entropy(&yb[..]), &mut grads).unwrap();
+        // The AdamW steps take the training loop's backward pass (node gradients recycled), the
+        // SGD steps the one that keeps them: the same tape alternates between the two.
+        let loss = logits.cross_entropy(&yb[..]);
+        let loss = if use_adam { g.backward_params(loss, &mut grads) } else { g.backward(loss, &mut grads) };
+        let loss = loss.unwrap();
         if use_adam {
             adam.step(params, &grads).unwrap()
         } else {
@@ -152,7 +156,7 @@ fn a_zoo_training_step_allocates_nothing_once_warm() {
             mean.extend_from_slice(m);
             var.extend_from_slice(v);
         });
-        let loss = g.backward(loss, &mut grads).unwrap();
+        let loss = g.backward_params(loss, &mut grads).unwrap();
         opt.step(params, &grads).unwrap();
         params.blend_buffer(rm, &mean, 0.1).unwrap();
         params.blend_buffer(rv, &var, 0.1).unwrap();

@@ -363,7 +363,8 @@ impl<'g, T: Float> Var<'g, T> {
 
     /// The gradient that the last backward pass of this graph reached this node with (micrograd's
     /// `.grad` of any `Value`), or `None` if it reached none (no backward yet, a node that
-    /// needs no gradient, or one off the loss's path). A parameter's gradient is in the
+    /// needs no gradient, one off the loss's path, or any node after
+    /// [`Graph::backward_params`], which drops node gradients). A parameter's gradient is in the
     /// [`crate::Grads`] the backward pass filled.
     ///
     /// ```

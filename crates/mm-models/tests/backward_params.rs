@@ -2,27 +2,25 @@
 //! recycles node gradients: it must give `Graph::backward`'s parameter gradients to the bit, on
 //! a tape that has run steps before (whose buffers it recycles), dropout's masks included.
 
-use mm_data::{Batch, Examples, Vocab};
+mod common;
+
+use mm_data::Batch;
 use mm_models::Spec;
 use mm_tensor::{Grads, Tape};
 use rand::SeedableRng;
 
 #[test]
 fn every_kinds_parameter_gradients_are_backwards_to_the_bit() {
-    let words = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"];
-    let vocab = Vocab::from_words(&words);
+    let vocab = common::vocab();
     let levers: Spec = serde_json::from_str(
         r#"{"kind": "transformer", "block_size": 10, "n_layer": 2, "n_head": 2, "n_embd": 16,
             "dropout": 0.2, "tie_weights": true, "rotary": true}"#,
     )
     .unwrap();
-    let specs = Spec::all().into_iter().filter(|s| s.kind() != "bigram").chain([levers]);
-    for spec in specs {
-        let block = if spec.layout() == mm_data::Layout::Words { 10 } else { spec.block_size() };
-        let spec = spec.with_block_size(block);
+    for spec in common::neural_specs().chain([levers]) {
         let mut model = spec.build(&vocab, &mut rand::rngs::StdRng::seed_from_u64(1)).unwrap();
         let m = model.neural_mut().unwrap();
-        let ex = Examples::new(&words, &vocab, m.layout(), m.block_size()).unwrap();
+        let ex = common::examples(m);
         let mut batch = Batch::new(8, m.block_size());
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
         let (mut kept, mut recycled) = (Tape::new(), Tape::new());

@@ -2,6 +2,8 @@
 //! statistics) allocates nothing: the tape, the gradients, the batch and the optimizer reuse
 //! their buffers. Checked with a global allocator that counts each thread's allocations.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -49,9 +51,7 @@ fn every_kinds_warm_training_step_allocates_nothing() {
     let words = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"];
     let vocab = Vocab::from_words(&words);
     let mut report = Vec::new();
-    for spec in Spec::all().into_iter().filter(|s| s.kind() != "bigram") {
-        let block = if spec.layout() == mm_data::Layout::Words { 10 } else { spec.block_size() };
-        let spec = spec.with_block_size(block);
+    for spec in common::neural_specs() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut model = spec.build(&vocab, &mut rng).unwrap();
         let m = model.neural_mut().unwrap();

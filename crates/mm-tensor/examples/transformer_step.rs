@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p mm-tensor --example transformer_step [STEPS] [--json | --ops]
+//! cargo run --release -p mm-tensor --features kernel-timers --example transformer_step [STEPS] --kernels
 //! ```
 //!
 //! The parameters carry makemore's `state_dict` names and PyTorch's layouts (an `nn.Linear`
@@ -24,7 +25,10 @@
 //! (`value` in ms per step, `macs`, `params`, ...) for `cargo xtask bench`. With `--ops` it
 //! prints where a step's time goes instead: the step split into batch, forward, backward and
 //! AdamW, then every op of the model at its shape alone (forward and backward, best of STEPS
-//! runs) times how often a step runs it.
+//! runs) times how often a step runs it. With `--kernels` (built with the `kernel-timers`
+//! feature) it also prints each product's and the attention's mean time per call over the timed
+//! blocks, inside the step, to set beside the same kernels alone (`examples/gemm_shapes
+//! --transformer`, `--ops`): the difference is what the step's memory traffic costs them.
 
 use std::time::{Duration, Instant};
 
@@ -332,9 +336,9 @@ impl Trainer {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut steps = 200usize;
-    let (mut json, mut ops) = (false, false);
+    let (mut json, mut ops, mut kernels) = (false, false, false);
     let (mut shards, mut threads) = (1usize, 1usize);
-    let usage = "usage: transformer_step [STEPS] [--json | --ops] [--shards N] [--threads N]";
+    let usage = "usage: transformer_step [STEPS] [--json | --ops | --kernels] [--shards N] [--threads N]";
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let number = |args: &mut std::iter::Skip<std::env::Args>| {
@@ -346,10 +350,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--json" => json = true,
             "--ops" => ops = true,
+            "--kernels" => kernels = true,
             "--shards" => shards = number(&mut args)?,
             "--threads" => threads = number(&mut args)?,
             s => steps = s.parse().map_err(|_| format!("{usage}, not {s:?}"))?,
         }
+    }
+    if kernels && !cfg!(feature = "kernel-timers") {
+        return Err("--kernels needs the timers: cargo run --release -p mm-tensor --features kernel-timers --example transformer_step -- --kernels".into());
     }
     // Threads run shards: more threads than shards would idle.
     let shards = shards.max(threads);
@@ -413,6 +421,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         draw(&data, &mut xb, &mut yb, &mut rng);
         loss = trainer.step(&model, &xb, &yb, &pos)?;
     }
+    // The kernel timers count the timed blocks only.
+    #[cfg(feature = "kernel-timers")]
+    mm_tensor::timers::take();
     let mut blocks = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();
@@ -438,6 +449,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "best of 3 blocks of {steps} steps: {best:.3} ms/step ({list}), {gmacs:.1} GMAC/s; loss {loss:.4}"
         );
+    }
+    #[cfg(feature = "kernel-timers")]
+    if kernels {
+        println!("\nthe kernels inside the step, mean over the timed blocks:");
+        println!("  {:<20} {:>16} {:>9} {:>12} {:>8}", "kernel", "sizes", "calls", "us/call", "GMAC/s");
+        for ((name, [a, b, c]), calls, ns) in mm_tensor::timers::take() {
+            let per_call = ns as f64 / calls as f64;
+            // A product's sizes are m × k × n; attention's b, t, c (no rate).
+            let rate = name.starts_with("gemm").then(|| format!("{:.1}", (a * b * c) as f64 / per_call));
+            println!(
+                "  {name:<20} {:>16} {calls:>9} {:>12.2} {:>8}",
+                format!("{a}x{b}x{c}"),
+                per_call / 1e3,
+                rate.unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

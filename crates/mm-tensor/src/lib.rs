@@ -54,6 +54,8 @@ mod param;
 mod shape;
 mod shards;
 mod tape;
+#[cfg(feature = "kernel-timers")]
+pub mod timers;
 
 pub use error::{Result, TensorError};
 pub use float::Float;

@@ -35,6 +35,15 @@ pub fn examples(m: &dyn Model) -> Examples {
     Examples::new(&WORDS, m.vocab(), m.layout(), m.block_size()).unwrap()
 }
 
+/// Every kind of model that trains by gradient (all but the bigram counts), at its default
+/// sizes; those that read whole words with a block of 10, which the test words fit.
+pub fn neural_specs() -> impl Iterator<Item = mm_models::Spec> {
+    mm_models::Spec::all().into_iter().filter(|s| s.kind() != "bigram").map(|spec| {
+        let block = if spec.layout() == mm_data::Layout::Words { 10 } else { spec.block_size() };
+        spec.with_block_size(block)
+    })
+}
+
 /// The bits of every parameter, to compare runs bit for bit.
 pub fn bits(p: &ParamStore<f32>) -> Vec<u32> {
     p.ids().flat_map(|id| p.data(id).iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect()

@@ -26,6 +26,8 @@ fn fast(d: Dims) -> bool {
 pub(crate) fn forward_f32(qkv: &[f32], d: Dims, scale: f32, att: &mut [f32], out: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if fast(d) {
+        #[cfg(feature = "kernel-timers")]
+        let _timer = crate::timers::Timer::start(("attention forward", [d.b, d.t, d.c]));
         // SAFETY: `fast` checked AVX-512F and the sizes (`t ≤ 16`); the kernels check the lengths.
         unsafe {
             super::attention_avx512::scores(qkv, d, att);
@@ -51,6 +53,8 @@ pub(crate) fn grad_f32(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if fast(d) {
+        #[cfg(feature = "kernel-timers")]
+        let _timer = crate::timers::Timer::start(("attention backward", [d.b, d.t, d.c]));
         // SAFETY: `fast` checked AVX-512F and the sizes; the kernel checks the lengths.
         unsafe { super::attention_avx512::grad(qkv, att, g, d, scale, dst, acc) };
         return true;

@@ -67,10 +67,10 @@ unsafe fn rows(p: *const f32, stride: usize, t: usize) -> [__m512; L] {
 /// Why: in a training step the operands of attention were written long before (q, k, v in the
 /// forward pass, its gradient's buffer in the previous step) and have left the caches. A slice
 /// reads and writes rows 768 bytes apart (`[B, T, 3C]`), a pattern the hardware prefetchers do
-/// not follow, so every row missed: in `examples/transformer_step` on Zen 4 the backward took
-/// 180-210 µs a layer against 52 µs alone on warm operands. Asking for the slice `n_head`
-/// ahead (the same head of the next sequence) brought it to 94-131 µs. Into L2, not L1: a
-/// sequence's operands are 32 KB, as much as L1 holds (`prefetcht0` did not help).
+/// not follow, so every row missed: in `examples/transformer_step` on an AMD EPYC (Zen 4) the
+/// backward took 180-210 µs a layer against 52 µs alone on warm operands. Asking for the slice
+/// `n_head` ahead (the same head of the next sequence) brought it to 94-131 µs. Into L2, not
+/// L1: a sequence's operands are 32 KB, as much as L1 holds (`prefetcht0` did not help).
 fn prefetch_rows(p: *const f32, stride: usize, t: usize) {
     use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
     for r in 0..t {

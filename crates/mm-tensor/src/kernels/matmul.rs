@@ -148,6 +148,16 @@ pub(crate) fn gemm<T: Float>(
     start: Start<'_, T>,
     pack: &mut Vec<T>,
 ) {
+    #[cfg(feature = "kernel-timers")]
+    let _timer = crate::timers::Timer::start((
+        match (a.cs == 1, b.cs == 1) {
+            (true, true) => "gemm A@B",
+            (false, true) => "gemm Aᵀ@B",
+            (true, false) => "gemm A@Bᵀ",
+            (false, false) => "gemm Aᵀ@Bᵀ",
+        },
+        [dims.0, dims.1, dims.2],
+    ));
     T::gemm(dims, a, b, c, start, pack);
 }
 

@@ -6,13 +6,19 @@
 //! (batch 32 of 16 positions, n_embd 64: each linear's forward `x Wᵀ`, input gradient `G W` and
 //! weight gradient `Gᵀ x`), 200 calls a trial.
 //!
-//! `cargo run --release -p mm-tensor --example gemm_shapes [--transformer] [path...]` (the paths:
-//! avx512, avx2, portable, portable-avx2; all that this CPU runs by default)
+//! With `--cold`, the Transformer's products that read or write a large value instead, on the
+//! first path asked for (by default the one in use): warm (every call on the same operands, in
+//! cache) and with one operand cold at a time (each call on the next of 64 copies of it, 8 MB
+//! to 32 MB in all, so that it comes from memory as a step's values do), the best of 20 trials.
+//! The difference is what the memory costs that product in a training step.
+//!
+//! `cargo run --release -p mm-tensor --example gemm_shapes [--transformer | --cold] [path...]`
+//! (the paths: avx512, avx2, portable, portable-avx2; all that this CPU runs by default)
 
 use mm_tensor::GemmPath;
 
 fn main() -> Result<(), mm_tensor::GemmPathError> {
-    let transformer = [
+    let transformer: [Product; 12] = [
         ("c_attn x@WT", (512, 64, 192), false, true),
         ("c_attn G@W", (512, 192, 64), false, false),
         ("c_attn GT@x", (192, 512, 64), true, false),
@@ -36,8 +42,9 @@ fn main() -> Result<(), mm_tensor::GemmPathError> {
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
     let big = args.iter().any(|a| a == "--transformer");
+    let cold = args.iter().any(|a| a == "--cold");
     let (shapes, calls) = if big { (&transformer[..], 200) } else { (&mlp[..], 2000) };
-    let asked: Vec<&String> = args.iter().filter(|a| *a != "--transformer").collect();
+    let asked: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let paths: Vec<GemmPath> = if asked.is_empty() {
         GemmPath::ALL.into_iter().filter(|p| p.unsupported().is_none()).collect()
     } else {
@@ -48,6 +55,10 @@ fn main() -> Result<(), mm_tensor::GemmPathError> {
             })
             .collect::<Result<_, _>>()?
     };
+    if cold {
+        let path = if asked.is_empty() { mm_tensor::gemm_path() } else { paths[0] };
+        return cold_operands(path, &transformer);
+    }
     for p in GemmPath::ALL.iter().filter(|p| !paths.contains(p)) {
         println!("{p}: not run ({})", p.unsupported().unwrap_or("not asked for"));
     }
@@ -85,5 +96,51 @@ fn main() -> Result<(), mm_tensor::GemmPathError> {
         print!(" {us:6.2} us {:5.1} GMAC/s", macs as f64 / us / 1e3);
     }
     println!();
+    Ok(())
+}
+
+/// A product's name, sizes, and whether `A` and `B` are stored transposed.
+type Product = (&'static str, (usize, usize, usize), bool, bool);
+
+/// The products of `--cold`: each with its operands warm, then each operand cold in turn.
+fn cold_operands(path: GemmPath, transformer: &[Product]) -> Result<(), mm_tensor::GemmPathError> {
+    // The products whose large operand in a step is a value out of cache: the forward's outputs
+    // `C` and the weight gradients' saved inputs `B` (`A`, the fresh gradient, is warm there).
+    let picked = ["c_attn x@WT", "c_fc x@WT", "mlp_proj x@WT", "c_fc GT@x", "mlp_proj GT@x", "c_fc G@W"];
+    const COPIES: usize = 64;
+    println!("{path}: us per call, best of 20 trials of {COPIES} calls");
+    println!(
+        "{:14} {:>11} {:>8} {:>8} {:>8} {:>8}",
+        "product", "m x k x n", "warm", "A cold", "B cold", "C cold"
+    );
+    for &(name, (m, k, n), at, bt) in transformer.iter().filter(|p| picked.contains(&p.0)) {
+        let copies = |len: usize| -> Vec<Vec<f32>> {
+            (0..COPIES).map(|j| (0..len).map(|i| ((i + j) % 7) as f32 * 0.1).collect()).collect()
+        };
+        let (a, b, mut c) = (copies(m * k), copies(k * n), copies(m * n));
+        let mut pack = Vec::new();
+        print!("{name:14} {m:>3}x{k:>3}x{n:>3}");
+        // Which operand walks through its copies: none, A, B, C.
+        for cold in [None, Some(0), Some(1), Some(2)] {
+            let mut best = f64::INFINITY;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                for j in 0..COPIES {
+                    let pick = |op: usize| if cold == Some(op) { j } else { 0 };
+                    mm_tensor::gemm_f32_on(
+                        path,
+                        (m, k, n),
+                        (&a[pick(0)], at),
+                        (&b[pick(1)], bt),
+                        &mut c[pick(2)],
+                        &mut pack,
+                    )?;
+                }
+                best = best.min(t.elapsed().as_secs_f64() / COPIES as f64 * 1e6);
+            }
+            print!(" {best:8.1}");
+        }
+        println!();
+    }
     Ok(())
 }

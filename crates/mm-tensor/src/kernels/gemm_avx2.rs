@@ -21,6 +21,7 @@ use std::arch::x86_64::{
     _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
+use super::ahead;
 use super::matmul::{Start, Strided};
 
 /// Lanes of an `f32` vector.
@@ -104,14 +105,34 @@ pub(crate) unsafe fn gemm(
     // Column strips of 2 vectors, and one of 1 for an odd count. (Strips of 3 vectors in blocks of
     // 4 rows fill all 16 registers, and LLVM then spilled an accumulator to the stack in the inner
     // loop.)
+    // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
+    // them, and a row-major `B`'s next strip, a share of its rows at each block of this one.
+    let (ahead_b, ahead_c) = (b.cs == 1 && ahead::worth(k * n), ahead::worth(m * n));
     while v0 < nv {
         let width = (nv - v0).min(2);
         let masked = v0 + width == nv && tail != LANES;
         // The rows shared evenly among the fewest blocks of at most `rows_per_block` rows.
         let blocks = m.div_ceil(rows_per_block(width));
+        let next = (ahead_b && v0 + width < nv).then(|| (v0 + width, (nv - v0 - width).min(2)));
         let mut i0 = 0;
         for blk in 0..blocks {
             let rows = m / blocks + usize::from(blk < m % blocks);
+            if let Some((v1, w1)) = next {
+                for p in blk * k / blocks..(blk + 1) * k / blocks {
+                    ahead::to_read_next(
+                        bp.wrapping_add(p * ldb + v1 * LANES),
+                        (w1 * LANES).min(n - v1 * LANES),
+                    );
+                }
+            }
+            if ahead_c {
+                for r in (i0 + rows..m).take(rows) {
+                    ahead::to_write(
+                        c.as_ptr().wrapping_add(r * n + v0 * LANES),
+                        (width * LANES).min(n - v0 * LANES),
+                    );
+                }
+            }
             let at = Block {
                 k,
                 a: if a.cs == 1 { a.data[i0 * a.rs..].as_ptr() } else { a.data[i0..].as_ptr() },

@@ -17,6 +17,7 @@ use std::arch::x86_64::{
     _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
+use super::ahead;
 use super::matmul::{Start, Strided};
 
 /// Lanes of an `f32` vector.
@@ -88,29 +89,48 @@ pub(crate) unsafe fn gemm(
         (pack.as_ptr(), width)
     };
     let last = lanes(n - (nv - 1) * LANES);
+    // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
+    // them, and a row-major `B`'s next strip, a share of its rows at each block of this one.
+    let (ahead_b, ahead_c) = (b.cs == 1 && ahead::worth(k * n), ahead::worth(m * n));
     // `k` in slices of at most `KC`: the slice of a column block of `B` (`KC` rows of up to 4
     // vectors, 32 KB) stays in L1 while every row block of `A` runs over it. Later slices add
     // to `C`.
     for k0 in (0..k).step_by(KC) {
         let (kc, first) = ((k - k0).min(KC), k0 == 0);
         let mut v0 = 0;
-        // Column blocks of 3 vectors; 4 (64 columns, makemore's n_embd) or 8 left are blocks of
-        // 4 vectors by 6 rows, and a remainder of 2 is one of 2. For n = 64 that replaced two
-        // blocks of 8 × 2, whose 8 broadcasts and 8 row addresses per 16 multiply-adds left the
-        // FMA ports idle: 85-95 → 100-106 GMAC/s on the Transformer's products with n = 64 (the Xeon
-        // model 167; `examples/
-        // gemm_shapes --transformer`). 4 × 4 for n = 256 measured the same as 3 + 3 + 3 + 3 + 4.
         while v0 < nv {
-            let left = nv - v0;
-            let width = match left {
-                4 | 8 => 4,
-                2 => 2,
-                _ => left.min(3),
-            };
+            let width = block_width(nv - v0);
             let mask = if v0 + width == nv { last } else { lanes(LANES) };
             let mr = if width == 4 { MR4 } else { MR };
-            for i0 in (0..m).step_by(mr) {
+            // The strip of `B` read next: the next column block's, or the next slice's first.
+            let next = if !ahead_b {
+                None
+            } else if v0 + width < nv {
+                Some((k0, kc, v0 + width, block_width(nv - v0 - width)))
+            } else if k0 + KC < k {
+                Some((k0 + KC, (k - k0 - KC).min(KC), 0, block_width(nv)))
+            } else {
+                None
+            };
+            let blocks = m.div_ceil(mr);
+            for (j, i0) in (0..m).step_by(mr).enumerate() {
                 let rows = (m - i0).min(mr);
+                if let Some((k1, kc1, v1, w1)) = next {
+                    for p in j * kc1 / blocks..(j + 1) * kc1 / blocks {
+                        let row = bp.wrapping_add((k1 + p) * ldb + v1 * LANES);
+                        ahead::to_read_next(row, (w1 * LANES).min(n - v1 * LANES));
+                    }
+                }
+                // The next block's rows of `C`, on the first slice of `k` (later ones find
+                // them in cache).
+                if ahead_c && first {
+                    for r in (i0 + mr..m).take(mr) {
+                        ahead::to_write(
+                            c.as_ptr().wrapping_add(r * n + v0 * LANES),
+                            (width * LANES).min(n - v0 * LANES),
+                        );
+                    }
+                }
                 let at = Block {
                     k: kc,
                     a: if a.cs == 1 {
@@ -136,6 +156,20 @@ pub(crate) unsafe fn gemm(
             }
             v0 += width;
         }
+    }
+}
+
+/// The width in vectors of the column block that starts with `left` vectors still to cover:
+/// blocks of 3 vectors; 4 (64 columns, makemore's n_embd) or 8 left are blocks of 4 vectors by 6
+/// rows, and a remainder of 2 is one of 2. For n = 64 that replaced two blocks of 8 × 2, whose 8
+/// broadcasts and 8 row addresses per 16 multiply-adds left the FMA ports idle: 85-95 → 100-106
+/// GMAC/s on the Transformer's products with n = 64 (the Xeon model 167; `examples/gemm_shapes
+/// --transformer`). 4 × 4 for n = 256 measured the same as 3 + 3 + 3 + 3 + 4.
+fn block_width(left: usize) -> usize {
+    match left {
+        4 | 8 => 4,
+        2 => 2,
+        _ => left.min(3),
     }
 }
 

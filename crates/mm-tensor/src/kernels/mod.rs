@@ -24,6 +24,8 @@ macro_rules! selected_avx512f {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
+mod ahead;
 pub(crate) mod attention;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod attention_avx512;

@@ -433,6 +433,9 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
             }
         };
     }
+    // With shards, AdamW sums their gradients as it applies them (the same bits as summing them
+    // into `grads` first), unless the summed gradient is needed on its own: to clip it.
+    let sum_in_update = cfg.optimizer == OptimizerKind::AdamW && cfg.grad_clip == 0.0;
     // The batches of the steps already done: drawn again (and dropped) so that the sampler
     // continues where it was (how many random numbers a batch takes varies).
     if cfg.batch_size.is_some() {
@@ -473,7 +476,13 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
                 g.batch_stats(&mut stats);
                 loss
             }
-            Some(shards) => sharded_step(&*model, shards, x, y, &mut grads)?,
+            Some(shards) => {
+                let loss = sharded_loss(&*model, shards, x, y)?;
+                if !sum_in_update {
+                    shards.sum_into(model.params(), &mut grads).map_err(ModelError::from)?;
+                }
+                loss
+            }
         };
         if finite && !loss.is_finite() {
             let what = format!("the training loss is {loss}");
@@ -482,7 +491,11 @@ fn run<M: Model + ?Sized, E: From<ModelError>>(
         if cfg.grad_clip > 0.0 {
             grads.clip_norm(f64::from(cfg.grad_clip));
         }
-        opt!().step(model.params_mut(), &grads).map_err(ModelError::from)?;
+        match &shards {
+            Some(shards) if sum_in_update => adamw.step_shards(model.params_mut(), shards),
+            _ => opt!().step(model.params_mut(), &grads),
+        }
+        .map_err(ModelError::from)?;
         if !stats.is_empty() {
             model.update_running(&stats)?;
         }
@@ -527,19 +540,19 @@ fn shard_rows(rows: usize, n: usize, i: usize) -> std::ops::Range<usize> {
     i * rows / n..(i + 1) * rows / n
 }
 
-/// One step's loss and gradient (into `grads`) over `shards`: shard `i` is the model's
-/// [`Model::shard_loss`] on its rows ([`shard_rows`]) and their targets, weighted by its number
-/// of targets, so that the sum is the whole batch's mean.
-fn sharded_step<M: Model + ?Sized>(
+/// One step's loss over `shards`, each shard's gradient left in it ([`Shards::backward`]):
+/// shard `i` is the model's [`Model::shard_loss`] on its rows ([`shard_rows`]) and their
+/// targets, weighted by its number of targets, so that the sum of the gradients is the whole
+/// batch's mean's.
+fn sharded_loss<M: Model + ?Sized>(
     model: &M,
     shards: &mut Shards<f32>,
     x: ndarray::ArrayView2<'_, u32>,
     y: &[u32],
-    grads: &mut Grads<f32>,
 ) -> Result<f32> {
     let (rows, n) = (x.nrows(), shards.len());
     let per_row = y.len() / rows.max(1);
-    let loss = shards.step(model.params(), grads, |g, i| {
+    let loss = shards.backward(model.params(), |g, i| {
         let r = shard_rows(rows, n, i);
         let targets = &y[r.start * per_row..r.end * per_row];
         let weight = targets.iter().filter(|&&t| t != mm_tensor::IGNORE).count() as f64;

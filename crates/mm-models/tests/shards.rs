@@ -34,10 +34,21 @@ const MLP: &str = r#"{"kind": "mlp", "block_size": 3, "n_embd": 4, "n_hidden": 1
 /// `steps` steps of `json`'s model over `shards` shards on `threads` threads (batches of 7, an
 /// odd number, so that the shards are uneven): every step's loss bits and the final weights.
 fn run(json: &str, steps: usize, shards: usize, threads: usize) -> (Vec<u32>, Vec<u32>) {
+    run_with(json, steps, shards, threads, |cfg| cfg)
+}
+
+/// [`run`] with `tweak` applied to the training configuration.
+fn run_with(
+    json: &str,
+    steps: usize,
+    shards: usize,
+    threads: usize,
+    tweak: impl Fn(TrainConfig) -> TrainConfig,
+) -> (Vec<u32>, Vec<u32>) {
     let mut m = build(json);
     let ex = examples(&*m);
     let spec: Spec = serde_json::from_str(json).unwrap();
-    let cfg = TrainConfig { steps, batch_size: Some(7), shards, threads, ..spec.train_config() };
+    let cfg = tweak(TrainConfig { steps, batch_size: Some(7), shards, threads, ..spec.train_config() });
     let mut losses = Vec::new();
     train(&mut *m, &ex, None, &cfg, &AtomicBool::new(false), |s| losses.push(s.loss.to_bits())).unwrap();
     (losses, bits(m.params()))
@@ -51,6 +62,22 @@ fn one_and_two_threads_give_the_same_bits_for_the_same_shards() {
             let two = run(json, 12, shards, 2);
             assert_eq!(one, two, "{json}: {shards} shards");
             assert_eq!(one, run(json, 12, shards, 0), "{json}: {shards} shards, a thread per core");
+        }
+    }
+}
+
+/// With AdamW and no clipping, the update sums the shards' gradients as it applies them
+/// (`AdamW::step_shards`); a clip needs the summed gradient, written out first
+/// (`Shards::sum_into`). A clip that never clips takes the second way to the same bits.
+#[test]
+fn adamw_summing_the_shards_in_its_update_gives_the_bits_of_the_sum_written_out() {
+    for json in [TRANSFORMER, RNN] {
+        let spec: Spec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.train_config().optimizer, mm_models::OptimizerKind::AdamW, "{json}");
+        for threads in [1, 2] {
+            let fused = run_with(json, 12, 2, threads, |cfg| TrainConfig { grad_clip: 0.0, ..cfg });
+            let written = run_with(json, 12, 2, threads, |cfg| TrainConfig { grad_clip: 1e30, ..cfg });
+            assert_eq!(fused, written, "{json}: {threads} threads");
         }
     }
 }

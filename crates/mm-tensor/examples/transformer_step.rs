@@ -310,27 +310,31 @@ impl Trainer {
         yb: &Array2<i64>,
         pos: &[u32],
     ) -> Result<f32, TensorError> {
-        let loss = match &mut self.shards {
+        match &mut self.shards {
             None => {
                 let g = self.tape.graph(&self.params);
                 let loss = model.loss(&g, xb.view(), yb.view(), pos, &mut Clock::new(false));
-                g.backward_params(loss, &mut self.grads)?
+                let loss = g.backward_params(loss, &mut self.grads)?;
+                self.opt.step(&mut self.params, &self.grads)?;
+                Ok(loss)
             }
             Some(shards) => {
                 // Shard i: rows i·B/n..(i+1)·B/n, weighted by its targets that count.
                 let rows = xb.nrows() / shards.len();
-                shards.step(&self.params, &mut self.grads, |g, i| {
+                let loss = shards.backward(&self.params, |g, i| {
                     let (x, y) = (
                         xb.slice(s![i * rows..(i + 1) * rows, ..]),
                         yb.slice(s![i * rows..(i + 1) * rows, ..]),
                     );
                     let counted = y.iter().filter(|&&t| t != -1).count() as f64;
                     Ok((model.loss(g, x, y, pos, &mut Clock::new(false)), counted))
-                })?
+                })?;
+                // AdamW sums the shards' gradients as it applies them (the same bits as
+                // `shards.sum_into(&self.params, &mut self.grads)` and then `opt.step`).
+                self.opt.step_shards(&mut self.params, shards)?;
+                Ok(loss)
             }
-        };
-        self.opt.step(&mut self.params, &self.grads)?;
-        Ok(loss)
+        }
     }
 }
 

@@ -164,6 +164,10 @@ pub enum TensorError {
         /// The probability given.
         p: f64,
     },
+    /// A sum of shard gradients asked for with no gradients in the shards: before a sharded
+    /// step's backward, or after one that failed.
+    #[error("shards: no gradients to sum; run Shards::backward first (and check that it succeeded)")]
+    NoShardGradients,
     /// A data-parallel shard whose weight (its share of the batch) is not a positive number.
     #[error("shards: shard {shard} has weight {weight}; a shard's weight is its share of the batch, above 0")]
     ShardWeight {

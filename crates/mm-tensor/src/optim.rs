@@ -6,7 +6,8 @@
 use crate::kernels::update::{self, AdamWStep};
 use crate::parallel::{self, Workers};
 use crate::param::{Buf, check_like};
-use crate::{Float, Grads, ParamId, ParamStore, Result, TensorError};
+use crate::shards;
+use crate::{Float, Grads, ParamId, ParamStore, Result, Shards, TensorError};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer<T: Float> {
@@ -201,29 +202,48 @@ impl<T: Float> AdamW<T> {
         self.v = bufs(state.v);
         Ok(())
     }
-}
 
-/// Whether parameter `i` is exempt from weight decay, by [`AdamW`]'s `no_decay` (parameters past
-/// its end are not).
-fn exempt(no_decay: &[bool], i: usize) -> bool {
-    no_decay.get(i).copied().unwrap_or(false)
-}
+    /// One update from the gradient of a sharded step, summed as it is applied: after
+    /// [`Shards::backward`], the same parameters, moments and bits as [`Shards::sum_into`]
+    /// followed by [`Optimizer::step`], without writing the summed gradient out and reading it
+    /// back. Each thread sums its parameters' shard gradients a chunk at a time, in shard order,
+    /// into a buffer that stays in L1, and updates them from it. Fails, changing nothing, if the
+    /// shards hold no gradient ([`TensorError::NoShardGradients`]) or theirs are of other
+    /// parameters.
+    ///
+    /// Why: a sharded Transformer step on 2 cores spent about 0.13 ms on the sum and 0.12 ms on
+    /// the update (the 2-vCPU AMD EPYC): each read the whole gradient, and the sum wrote it.
+    ///
+    /// ```
+    /// use mm_tensor::{AdamW, Grads, Graph, Optimizer, ParamId, ParamStore, Shards, TensorError, Var};
+    /// // A shard's loss: the mean of (w x)^2 over its two examples, weighted by 2.
+    /// fn loss<'g>(g: &'g Graph<'g, f64>, w: ParamId, x: &[f64]) -> Result<(Var<'g, f64>, f64), TensorError> {
+    ///     Ok(((g.param(w) * g.input(&[2], x)).pow(2.0).mean(), 2.0))
+    /// }
+    /// let mut params = ParamStore::<f64>::new();
+    /// let w = params.add("w", ndarray::arr1(&[2.0, -1.0]).into_dyn())?;
+    /// let xs = [1.0, 2.0, 3.0, 4.0];
+    /// let mut shards = Shards::new(&params, 2, 2);
+    /// // Summed and updated at once ...
+    /// let mut fused = params.clone();
+    /// let mut a = AdamW::new(0.1);
+    /// shards.backward(&fused, |g, i| loss(g, w, &xs[2 * i..2 * i + 2]))?;
+    /// a.step_shards(&mut fused, &shards)?;
+    /// // ... or the sum written out, then the update: the same bits.
+    /// let mut grads = Grads::new(&params);
+    /// let mut b = AdamW::new(0.1);
+    /// shards.step(&params, &mut grads, |g, i| loss(g, w, &xs[2 * i..2 * i + 2]))?;
+    /// b.step(&mut params, &grads)?;
+    /// assert_eq!(fused.data(w), params.data(w));
+    /// # Ok::<(), mm_tensor::TensorError>(())
+    /// ```
+    pub fn step_shards(&mut self, params: &mut ParamStore<T>, shards: &Shards<T>) -> Result<()> {
+        let (parts, shares) = shards.gradients(params)?;
+        self.update(params, Gradient::Shards(parts, shares))
+    }
 
-/// AdamW's state between steps: the update count `t` and, for each parameter of a store (in id
-/// order, each flat and row-major), the first and second moment estimates `m` and `v`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamWState<T> {
-    /// Updates applied.
-    pub t: u64,
-    /// First-moment estimates, one per parameter.
-    pub m: Vec<Vec<T>>,
-    /// Second-moment estimates, one per parameter.
-    pub v: Vec<Vec<T>>,
-}
-
-impl<T: Float> Optimizer<T> for AdamW<T> {
-    fn step(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
-        grads.check(params)?;
+    /// One update of every parameter from `gradient` (checked against `params` by the callers).
+    fn update(&mut self, params: &mut ParamStore<T>, gradient: Gradient<'_, T>) -> Result<()> {
         if self.m.is_empty() {
             self.m = params.ids().map(|id| Buf::zeros(params.shape(id))).collect();
             self.v = self.m.clone();
@@ -246,14 +266,28 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
         };
         let decay = s.decay;
         let no_decay = &self.no_decay;
-        // Parameters `first..` of the store: their values, gradients and moments.
-        let update = |p: &mut [Buf<T>], g: &[Buf<T>], m: &mut [Buf<T>], v: &mut [Buf<T>], first: usize| {
-            for (j, (((p, g), m), v)) in p.iter_mut().zip(g).zip(m).zip(v).enumerate() {
+        // Parameters `first..` of the store: their values and moments.
+        let update = |p: &mut [Buf<T>], m: &mut [Buf<T>], v: &mut [Buf<T>], first: usize| {
+            for (j, ((p, m), v)) in p.iter_mut().zip(m).zip(v).enumerate() {
                 let s = AdamWStep { decay: if exempt(no_decay, first + j) { one } else { decay }, ..s };
-                update::adamw(&mut p.data, &g.data, &mut m.data, &mut v.data, s);
+                let (p, m, v) = (&mut p.data[..], &mut m.data[..], &mut v.data[..]);
+                match gradient {
+                    Gradient::Summed(g) => update::adamw(p, &g[first + j].data, m, v, s),
+                    Gradient::Shards(parts, shares) => {
+                        // The sum a chunk at a time, in a buffer that stays in L1.
+                        let mut g = [T::zero(); CHUNK];
+                        for at in (0..p.len()).step_by(CHUNK) {
+                            let end = (at + CHUNK).min(p.len());
+                            let g = &mut g[..end - at];
+                            let chunks = parts.iter().map(|part| &part.bufs[first + j].data[at..end]);
+                            shards::sum_of_shards(g, chunks.zip(shares.iter().copied()));
+                            update::adamw(&mut p[at..end], g, &mut m[at..end], &mut v[at..end], s);
+                        }
+                    }
+                }
             }
         };
-        let (p, g) = (params.bufs_mut(), &grads.bufs);
+        let p = params.bufs_mut();
         let lens = p.iter().map(|b| b.data.len());
         let threads = self.workers.threads();
         if threads > 1 && lens.clone().sum::<usize>() >= parallel::MIN_ELEMENTS {
@@ -262,15 +296,51 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
             let firsts = std::iter::once(0).chain(ends.iter().copied());
             let runs = parallel::split_mut(p, &ends)
                 .into_iter()
-                .zip(parallel::split(g, &ends))
                 .zip(parallel::split_mut(&mut self.m, &ends))
                 .zip(parallel::split_mut(&mut self.v, &ends))
                 .zip(firsts);
-            self.workers.run_all(runs.map(|((((p, g), m), v), first)| move || update(p, g, m, v, first)));
+            self.workers.run_all(runs.map(|(((p, m), v), first)| move || update(p, m, v, first)));
         } else {
-            update(p, g, &mut self.m, &mut self.v, 0);
+            update(p, &mut self.m, &mut self.v, 0);
         }
         Ok(())
+    }
+}
+
+/// Where an AdamW update takes its gradient from.
+#[derive(Clone, Copy)]
+enum Gradient<'a, T> {
+    /// One gradient per parameter, summed already.
+    Summed(&'a [Buf<T>]),
+    /// The shards' gradients and their shares, to be summed (`Shards::sum_into`'s arithmetic).
+    Shards(&'a [Grads<T>], &'a [T]),
+}
+
+/// Elements of a parameter summed from its shards at a time: 4 KB of `f32`, in L1.
+const CHUNK: usize = 1024;
+
+/// Whether parameter `i` is exempt from weight decay, by [`AdamW`]'s `no_decay` (parameters past
+/// its end are not).
+fn exempt(no_decay: &[bool], i: usize) -> bool {
+    no_decay.get(i).copied().unwrap_or(false)
+}
+
+/// AdamW's state between steps: the update count `t` and, for each parameter of a store (in id
+/// order, each flat and row-major), the first and second moment estimates `m` and `v`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWState<T> {
+    /// Updates applied.
+    pub t: u64,
+    /// First-moment estimates, one per parameter.
+    pub m: Vec<Vec<T>>,
+    /// Second-moment estimates, one per parameter.
+    pub v: Vec<Vec<T>>,
+}
+
+impl<T: Float> Optimizer<T> for AdamW<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        grads.check(params)?;
+        self.update(params, Gradient::Summed(&grads.bufs))
     }
 
     fn lr(&self) -> T {

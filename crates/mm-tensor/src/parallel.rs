@@ -74,18 +74,6 @@ pub(crate) fn split_mut<'a, X>(mut xs: &'a mut [X], ends: &[usize]) -> Vec<&'a m
         .collect()
 }
 
-/// `xs` cut at `ends` (from [`cuts`]): one slice per run.
-pub(crate) fn split<'a, X>(xs: &'a [X], ends: &[usize]) -> Vec<&'a [X]> {
-    let mut start = 0;
-    ends.iter()
-        .map(|&end| {
-            let run = &xs[start..end];
-            start = end;
-            run
-        })
-        .collect()
-}
-
 /// Threads for the phases of a training step: the calling thread plus `threads - 1` workers that
 /// wait between phases. Cloning shares the workers. They never change a result, so any two
 /// compare equal.
@@ -186,7 +174,6 @@ mod tests {
         let mut xs = [1, 2, 3, 4];
         let runs = split_mut(&mut xs, &[1, 4]);
         assert_eq!(runs, vec![&mut [1][..], &mut [2, 3, 4][..]]);
-        assert_eq!(split(&[1, 2, 3], &[2, 3]), vec![&[1, 2][..], &[3][..]]);
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! `DistributedDataParallel` averages shard gradients the same way, with an all-reduce whose
 //! order is not fixed).
 //!
+//! A step is [`Shards::backward`] (the shards) and [`Shards::sum_into`] (the sum of their
+//! gradients, cut across the threads by parameter), which [`Shards::step`] runs in turn; or
+//! the backward and [`crate::AdamW::step_shards`], an update that sums as it goes and never
+//! writes the summed gradient out (the same bits).
+//!
 //! The threads are [`Workers`] that wait between steps: each phase of a step (the shards, then
 //! the sum of their gradients, cut across the threads by parameter) is handed to them, which
 //! costs up to tens of microseconds when a worker has to be woken: it pays for steps of
@@ -44,6 +49,9 @@ pub struct Shards<T> {
     grads: Vec<Grads<T>>,
     /// Each shard's loss and weight, from the last step.
     losses: Vec<(T, f64)>,
+    /// Each shard's share of the summed gradient, `w_i / Σ w`, from the last [`Shards::backward`]
+    /// that succeeded (empty before one, and after one that failed).
+    shares: Vec<T>,
     workers: Workers,
 }
 
@@ -56,6 +64,7 @@ impl<T: Float> Shards<T> {
             tapes: (0..n).map(|_| Tape::new()).collect(),
             grads: (0..n).map(|_| Grads::new(params)).collect(),
             losses: vec![(T::zero(), 0.0); n],
+            shares: Vec::new(),
             workers: Workers::new(threads.clamp(1, n)),
         }
     }
@@ -91,12 +100,27 @@ impl<T: Float> Shards<T> {
     /// returns it with the shard's weight (its share of the batch: its number of examples, or of
     /// targets that count); each is differentiated, and `grads` receives `Σ_i w_i · grad_i / Σ_i
     /// w_i`, summed in shard order. Returns the loss weighted the same way, or the first error
-    /// in shard order (also for weights that are not positive).
+    /// in shard order (also for weights that are not positive). [`Shards::backward`] then
+    /// [`Shards::sum_into`].
     pub fn step<F>(&mut self, params: &ParamStore<T>, grads: &mut Grads<T>, f: F) -> Result<T>
     where
         F: for<'g> Fn(&'g Graph<'g, T>, usize) -> Result<(Var<'g, T>, f64)> + Sync,
     {
         grads.check(params)?;
+        let loss = self.backward(params, f)?;
+        self.sum_into(params, grads)?;
+        Ok(loss)
+    }
+
+    /// The shards of a step without the sum: `f` as in [`Shards::step`], each shard's gradient
+    /// left in the shard for [`Shards::sum_into`] or for an optimizer that sums as it updates
+    /// ([`crate::AdamW::step_shards`]). Returns the weighted loss, or the first error in shard
+    /// order (after which neither has a gradient to take).
+    pub fn backward<F>(&mut self, params: &ParamStore<T>, f: F) -> Result<T>
+    where
+        F: for<'g> Fn(&'g Graph<'g, T>, usize) -> Result<(Var<'g, T>, f64)> + Sync,
+    {
+        self.shares.clear();
         let run = |i: usize, tape: &mut Tape<T>, grads: &mut Grads<T>| -> Result<(T, f64)> {
             let g = tape.graph(params);
             let (loss, weight) = f(&g, i)?;
@@ -122,20 +146,21 @@ impl<T: Float> Shards<T> {
         }
         let total: f64 = self.losses.iter().map(|&(_, w)| w).sum();
         let loss = self.losses.iter().map(|&(l, w)| l.as_f64() * w).sum::<f64>() / total;
-        // grads = Σ_i (w_i / W) grad_i, in shard order; the parameters cut across the threads
-        // (each element's sum is the same whichever thread takes it).
-        let shares: Vec<T> = self.losses.iter().map(|&(_, w)| T::of(w / total)).collect();
-        let shards = &self.grads;
+        self.shares.extend(self.losses.iter().map(|&(_, w)| T::of(w / total)));
+        Ok(T::of(loss))
+    }
+
+    /// `grads = Σ_i (w_i / W) grad_i` over the gradients of the last [`Shards::backward`], in
+    /// shard order; the parameters cut across the threads (each element's sum is the same
+    /// whichever thread takes it). An error, changing nothing, if that backward failed or
+    /// there was none, or for `grads` of other parameters.
+    pub fn sum_into(&self, params: &ParamStore<T>, grads: &mut Grads<T>) -> Result<()> {
+        grads.check(params)?;
+        let (shards, shares) = self.gradients(params)?;
         let sum = |dst: &mut [Buf<T>], first: usize| {
             for (j, dst) in dst.iter_mut().enumerate() {
-                for (i, (shard, &k)) in shards.iter().zip(&shares).enumerate() {
-                    let src = &shard.bufs[first + j].data;
-                    if i == 0 {
-                        dst.data.iter_mut().zip(src).for_each(|(d, &s)| *d = k * s);
-                    } else {
-                        dst.data.iter_mut().zip(src).for_each(|(d, &s)| *d += k * s);
-                    }
-                }
+                let parts = shards.iter().map(|g| &g.bufs[first + j].data[..]);
+                sum_of_shards(&mut dst.data, parts.zip(shares.iter().copied()));
             }
         };
         let lens = grads.bufs.iter().map(|b| b.data.len());
@@ -147,6 +172,30 @@ impl<T: Float> Shards<T> {
         } else {
             sum(&mut grads.bufs, 0);
         }
-        Ok(T::of(loss))
+        Ok(())
+    }
+
+    /// The shards' gradients from the last [`Shards::backward`] and each one's share, checked
+    /// against `params`.
+    pub(crate) fn gradients(&self, params: &ParamStore<T>) -> Result<(&[Grads<T>], &[T])> {
+        if self.shares.len() != self.len() {
+            return Err(TensorError::NoShardGradients);
+        }
+        for g in &self.grads {
+            g.check(params)?;
+        }
+        Ok((&self.grads, &self.shares))
+    }
+}
+
+/// `dst = Σ_i k_i · part_i`, element by element in part order (the first written, the others
+/// added): the sum of a sharded step's gradients, the same bits wherever it is taken.
+pub(crate) fn sum_of_shards<'a, T: Float + 'a>(dst: &mut [T], parts: impl Iterator<Item = (&'a [T], T)>) {
+    for (i, (src, k)) in parts.enumerate() {
+        if i == 0 {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = k * s);
+        } else {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += k * s);
+        }
     }
 }

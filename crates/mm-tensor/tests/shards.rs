@@ -117,14 +117,16 @@ fn a_shard_without_weight_or_with_an_error_fails_the_step() {
 
 /// Above 65,536 elements the sum of the shards' gradients and AdamW's update are cut across the
 /// threads (`Shards::step`, `AdamW::set_workers`): each element is still updated the same way,
-/// with its own parameter's decay, whichever thread takes it. Four parameters of 65,920 elements
+/// with its own parameter's decay, whichever thread takes it. Four parameters of 66,946 elements
 /// in all, exempt from decay and decayed in turn, so that a thread applying the decay of the
 /// wrong parameter (the cut falls after `b`) changes the bits.
 #[test]
 fn cut_across_threads_the_gradient_sum_and_adamw_keep_the_bits() {
     const D: usize = 256;
-    const H: usize = 128;
-    let train_shards = |shards: usize, threads: usize, exempt: bool| {
+    // 130: `a` and `c` are not a whole number of AdamW's chunks of 1,024 (the fused sum).
+    const H: usize = 130;
+    // `fused`: the sum taken inside AdamW's update (`Shards::backward`, `AdamW::step_shards`).
+    let train_shards = |shards: usize, threads: usize, exempt: bool, fused: bool| {
         let mut rng = StdRng::seed_from_u64(5);
         let mut params = ParamStore::new();
         let a = params.add("a", init::randn::<f64, _>(&[D, H], &mut rng) * 0.1).unwrap();
@@ -141,24 +143,66 @@ fn cut_across_threads_the_gradient_sum_and_adamw_keep_the_bits() {
         let r = B / shards;
         let mut grads = Grads::new(&params);
         for _ in 0..3 {
-            sh.step(&params, &mut grads, |g, i| {
-                let rows = x.slice(s![i * r..(i + 1) * r, ..]);
-                let h = g.input(&[r, D], rows.as_slice().unwrap()).matmul(g.param(a)).tanh() + g.param(b);
-                let y = h.matmul(g.param(c)) * g.param(d);
-                Ok(((y * y).mean(), r as f64))
-            })
-            .unwrap();
-            opt.step(&mut params, &grads).unwrap();
+            // Shard i's loss (a closure's lifetimes cannot be named, a macro's body can).
+            macro_rules! loss {
+                () => {
+                    |g: &mm_tensor::Graph<'_, f64>, i: usize| {
+                        let rows = x.slice(s![i * r..(i + 1) * r, ..]);
+                        let h =
+                            g.input(&[r, D], rows.as_slice().unwrap()).matmul(g.param(a)).tanh() + g.param(b);
+                        let y = h.matmul(g.param(c)) * g.param(d);
+                        Ok(((y * y).mean(), r as f64))
+                    }
+                };
+            }
+            if fused {
+                sh.backward(&params, loss!()).unwrap();
+                opt.step_shards(&mut params, &sh).unwrap();
+            } else {
+                sh.step(&params, &mut grads, loss!()).unwrap();
+                opt.step(&mut params, &grads).unwrap();
+            }
         }
         params
     };
-    let train = |threads, exempt| train_shards(2, threads, exempt);
+    let train = |threads, exempt| train_shards(2, threads, exempt, false);
     let one = train(1, true);
     assert_eq!(one, train(2, true));
+    // The sum taken inside the update: the same bits, on 1 thread and on 2.
+    assert_eq!(one, train_shards(2, 1, true, true));
+    assert_eq!(one, train_shards(2, 2, true, true));
     // 3 shards on 3 threads (cuts after the 1st, 2nd and 4th parameter: offsets 1 and 2 too).
-    let three = |threads| train_shards(3, threads, true);
-    assert_eq!(three(1), three(3));
+    let three = |threads, fused| train_shards(3, threads, true, fused);
+    assert_eq!(three(1, false), three(3, false));
+    assert_eq!(three(1, false), three(3, true));
     // The control: the exemptions show in the bits (a thread that took another parameter's
     // decay would too).
     assert_ne!(one, train(1, false));
+}
+
+/// `AdamW::step_shards` and `Shards::sum_into` take the gradients of the last backward that
+/// succeeded: before one, or after one that failed, they are an error and change nothing.
+#[test]
+fn no_gradients_to_sum_before_a_backward_or_after_a_failed_one() {
+    let m = Tiny::new();
+    let mut params = m.params.clone();
+    let mut grads = Grads::new(&params);
+    let mut sh = Shards::new(&params, 2, 2);
+    let mut opt = AdamW::new(0.1);
+    assert_eq!(opt.step_shards(&mut params, &sh), Err(TensorError::NoShardGradients));
+    assert_eq!(sh.sum_into(&params, &mut grads), Err(TensorError::NoShardGradients));
+    assert_eq!((params == m.params, opt.steps()), (true, 0));
+    // A backward that succeeds, then one that fails: nothing to sum.
+    sh.backward(&params, |g, i| Ok(m.loss(g, 3 * i..3 * i + 3))).unwrap();
+    let err = sh.backward(&params, |g, i| Ok((m.loss(g, 0..3).0, i as f64))).unwrap_err();
+    assert_eq!(err, TensorError::ShardWeight { shard: 0, weight: 0.0 });
+    assert_eq!(opt.step_shards(&mut params, &sh), Err(TensorError::NoShardGradients));
+    assert_eq!((params == m.params, opt.steps()), (true, 0));
+    // Gradients of another store's parameters: an error too.
+    sh.backward(&params, |g, i| Ok(m.loss(g, 3 * i..3 * i + 3))).unwrap();
+    let mut other = ParamStore::<f64>::new();
+    other.add("w", ndarray::arr1(&[1.0]).into_dyn()).unwrap();
+    assert!(opt.step_shards(&mut other, &sh).is_err());
+    opt.step_shards(&mut params, &sh).unwrap();
+    assert_eq!(opt.steps(), 1);
 }

@@ -8,9 +8,9 @@
 //!
 //! With `--cold`, the Transformer's products that read or write a large value instead, on the
 //! first path asked for (by default the one in use): warm (every call on the same operands, in
-//! cache) and with one operand cold at a time (each call on the next of 64 copies of it, 8 MB
-//! to 32 MB in all, so that it comes from memory as a step's values do), the best of 20 trials.
-//! The difference is what the memory costs that product in a training step.
+//! cache) and with one operand cold at a time (each call on the next of 64 copies of it, 3 MB
+//! to 32 MB in all: out of L2, from L3 or memory, as a step's values come), the best of 20
+//! trials. The difference is what the memory costs that product in a training step.
 //!
 //! `cargo run --release -p mm-tensor --example gemm_shapes [--transformer | --cold] [path...]`
 //! (the paths: avx512, avx2, portable, portable-avx2; all that this CPU runs by default)
@@ -44,6 +44,12 @@ fn main() -> Result<(), mm_tensor::GemmPathError> {
     let big = args.iter().any(|a| a == "--transformer");
     let cold = args.iter().any(|a| a == "--cold");
     let (shapes, calls) = if big { (&transformer[..], 200) } else { (&mlp[..], 2000) };
+    if let Some(flag) =
+        args.iter().find(|a| a.starts_with("--") && !["--transformer", "--cold"].contains(&a.as_str()))
+    {
+        eprintln!("gemm_shapes: unknown option {flag} (the options: --transformer, --cold)");
+        std::process::exit(2);
+    }
     let asked: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let paths: Vec<GemmPath> = if asked.is_empty() {
         GemmPath::ALL.into_iter().filter(|p| p.unsupported().is_none()).collect()
@@ -105,7 +111,8 @@ type Product = (&'static str, (usize, usize, usize), bool, bool);
 /// The products of `--cold`: each with its operands warm, then each operand cold in turn.
 fn cold_operands(path: GemmPath, transformer: &[Product]) -> Result<(), mm_tensor::GemmPathError> {
     // The products whose large operand in a step is a value out of cache: the forward's outputs
-    // `C` and the weight gradients' saved inputs `B` (`A`, the fresh gradient, is warm there).
+    // `C` and the weight gradients' saved inputs `B` (`A`, the fresh gradient, is warm there);
+    // and one input gradient, `C` of which is a recycled gradient buffer, for comparison.
     let picked = ["c_attn x@WT", "c_fc x@WT", "mlp_proj x@WT", "c_fc GT@x", "mlp_proj GT@x", "c_fc G@W"];
     const COPIES: usize = 64;
     println!("{path}: us per call, best of 20 trials of {COPIES} calls");

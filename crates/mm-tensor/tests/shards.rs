@@ -197,6 +197,7 @@ fn no_gradients_to_sum_before_a_backward_or_after_a_failed_one() {
     let err = sh.backward(&params, |g, i| Ok((m.loss(g, 0..3).0, i as f64))).unwrap_err();
     assert_eq!(err, TensorError::ShardWeight { shard: 0, weight: 0.0 });
     assert_eq!(opt.step_shards(&mut params, &sh), Err(TensorError::NoShardGradients));
+    assert_eq!(sh.sum_into(&params, &mut grads), Err(TensorError::NoShardGradients));
     assert_eq!((params == m.params, opt.steps()), (true, 0));
     // Gradients of another store's parameters: an error too.
     sh.backward(&params, |g, i| Ok(m.loss(g, 3 * i..3 * i + 3))).unwrap();

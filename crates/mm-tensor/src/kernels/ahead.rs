@@ -5,9 +5,9 @@
 //! value written in the forward pass and read by the backward's weight gradient; an output
 //! buffer written a step ago), and the kernels walk them in ways the hardware prefetchers do
 //! not follow: `C` in column strips whose rows are a row (1 KB for n = 256) apart, a row-major
-//! `B` in strips of 128 rows by 3 or 4 vectors. Each new row then waited on memory. Measured on
-//! the 2-vCPU AMD EPYC (Zen 4), AVX-512 path, each product alone with one operand cold
-//! (`examples/gemm_shapes --cold`, µs per call):
+//! `B` in strips of 128 rows by 3 or 4 vectors (AVX-512; all `k` rows by 2 vectors on AVX2).
+//! Each new row then waited on memory. Measured on the 2-vCPU AMD EPYC (Zen 4), AVX-512 path,
+//! each product alone with one operand cold (`examples/gemm_shapes --cold`, µs per call):
 //!
 //! | product | warm | cold, before | cold, fetched ahead |
 //! | --- | --- | --- | --- |
@@ -15,7 +15,10 @@
 //! | `c_attn` x@Wᵀ, `C` cold | 114-119 | 148-173 | 130-133 |
 //! | `mlp.c_proj` Gᵀ@x, `B` cold | 146-152 | 208-218 | 169-173 |
 //!
-//! Warm, the hints cost up to 3% (`mlp.c_proj` Gᵀ@x 148 → 152 µs). Operands under [`MIN`]
+//! Warm, the hints cost up to 3% (`mlp.c_proj` Gᵀ@x 148 → 152 µs). On the AVX2 path (the same
+//! CPU, forced; the hints toggled in one process) `C` ahead helped as much (`mlp.c_fc` x@Wᵀ with `C` cold 281-313 → 206-217 µs)
+//! and `B`'s next strip not clearly (`mlp.c_proj` Gᵀ@x with `B` cold: 211-216 without,
+//! 203-219 with), in a noisier hour; no AVX2-only CPU was at hand. Operands under [`MIN`]
 //! elements are left alone: they stay in cache from call to call (the lecture MLP's), and the
 //! hints would only cost instructions. `A` is not fetched ahead: in a step it is the value or
 //! gradient just computed, still in cache.

@@ -101,13 +101,14 @@ pub(crate) unsafe fn gemm(
     };
     let tail = n - (nv - 1) * LANES;
     let mask = lanes(tail);
+    // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
+    // them, and a row-major `B`'s next strip (all `k` rows by up to 2 vectors), a share of its
+    // rows at each block of this one.
+    let (ahead_b, ahead_c) = (b.cs == 1 && ahead::worth(k * n), ahead::worth(m * n));
     let mut v0 = 0;
     // Column strips of 2 vectors, and one of 1 for an odd count. (Strips of 3 vectors in blocks of
     // 4 rows fill all 16 registers, and LLVM then spilled an accumulator to the stack in the inner
     // loop.)
-    // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
-    // them, and a row-major `B`'s next strip, a share of its rows at each block of this one.
-    let (ahead_b, ahead_c) = (b.cs == 1 && ahead::worth(k * n), ahead::worth(m * n));
     while v0 < nv {
         let width = (nv - v0).min(2);
         let masked = v0 + width == nv && tail != LANES;

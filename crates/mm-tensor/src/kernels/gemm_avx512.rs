@@ -121,8 +121,8 @@ pub(crate) unsafe fn gemm(
                         ahead::to_read_next(row, (w1 * LANES).min(n - v1 * LANES));
                     }
                 }
-                // The next block's rows of `C`, on the first slice of `k` (later ones find
-                // them in cache).
+                // The next block's rows of `C`, on the first slice of `k` (later slices find
+                // them in L2 when `C` fits there, as at makemore's sizes: 128 KB for k > 128).
                 if ahead_c && first {
                     for r in (i0 + mr..m).take(mr) {
                         ahead::to_write(

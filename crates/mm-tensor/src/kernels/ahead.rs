@@ -1,5 +1,5 @@
-//! Prefetch hints for the x86_64 gemm kernels: the cache lines of an operand asked for a block
-//! or a strip before the kernel reaches them.
+//! Prefetch hints for the x86_64 kernels (the gemms, the fused attention's backward): the cache
+//! lines of an operand asked for a block, a strip or a slice before the kernel reaches them.
 //!
 //! Why: in a training step the large operands of a product were last touched long before (a
 //! value written in the forward pass and read by the backward's weight gradient; an output
@@ -23,6 +23,9 @@
 //! hints would only cost instructions. `A` is not fetched ahead: in a step it is the value or
 //! gradient just computed, still in cache.
 //!
+//! The attention's backward asks for the slice `n_head` ahead in the same way (see
+//! `attention_avx512::grad`).
+//!
 //! A hint never faults, so the addresses need not be inside the operand; the callers keep them
 //! inside anyway.
 
@@ -36,23 +39,28 @@ pub(super) fn worth(len: usize) -> bool {
     len >= MIN
 }
 
-/// The lines of `len` floats from `p`, into L1, for a block about to write them (`C`).
+/// Rows `0..rows` of a matrix whose rows start `stride` floats apart from `p`: the lines of
+/// `len` floats at the start of each, into L1, for a block about to write them (`C`).
 #[inline(always)]
-pub(super) fn to_write(p: *const f32, len: usize) {
-    lines(p, len, |at| {
-        // SAFETY: a prefetch is a hint that does not fault, whatever the address.
-        unsafe { _mm_prefetch::<{ _MM_HINT_T0 }>(at) }
-    });
+pub(super) fn rows_to_write(p: *const f32, stride: usize, rows: usize, len: usize) {
+    for r in 0..rows {
+        lines(p.wrapping_add(r * stride), len, |at| {
+            // SAFETY: a prefetch is a hint that does not fault, whatever the address.
+            unsafe { _mm_prefetch::<{ _MM_HINT_T0 }>(at) }
+        });
+    }
 }
 
-/// The lines of `len` floats from `p`, into L2, for a strip read after the current one (`B`):
-/// not L1, which the current strip fills.
+/// As [`rows_to_write`], into L2, for rows read after the current block or strip (`B`'s next
+/// strip; the attention's next slice): not L1, which the current one fills.
 #[inline(always)]
-pub(super) fn to_read_next(p: *const f32, len: usize) {
-    lines(p, len, |at| {
-        // SAFETY: a prefetch is a hint that does not fault, whatever the address.
-        unsafe { _mm_prefetch::<{ _MM_HINT_T1 }>(at) }
-    });
+pub(super) fn rows_to_l2(p: *const f32, stride: usize, rows: usize, len: usize) {
+    for r in 0..rows {
+        lines(p.wrapping_add(r * stride), len, |at| {
+            // SAFETY: a prefetch is a hint that does not fault, whatever the address.
+            unsafe { _mm_prefetch::<{ _MM_HINT_T1 }>(at) }
+        });
+    }
 }
 
 /// `hint` at each 64-byte line that holds one of `len` floats from `p`.

@@ -22,6 +22,7 @@ use std::arch::x86_64::{
 };
 
 use super::Acc;
+use super::ahead;
 use super::attention::Dims;
 use super::gemm_avx512::transpose;
 
@@ -59,24 +60,6 @@ unsafe fn rows(p: *const f32, stride: usize, t: usize) -> [__m512; L] {
     std::array::from_fn(|r| {
         if r < t { unsafe { _mm512_loadu_ps(p.add(r * stride)) } } else { _mm512_setzero_ps() }
     })
-}
-
-/// Asks for `t` rows of 16 floats, `stride` apart from `p`, to be brought into L2
-/// (`prefetcht1`); a hint, which never faults, so `p` may point anywhere.
-///
-/// Why: in a training step the operands of attention were written long before (q, k, v in the
-/// forward pass, its gradient's buffer in the previous step) and have left the caches. A slice
-/// reads and writes rows 768 bytes apart (`[B, T, 3C]`), a pattern the hardware prefetchers do
-/// not follow, so every row missed: in `examples/transformer_step` on an AMD EPYC (Zen 4) the
-/// backward took 180-210 µs a layer against 52 µs alone on warm operands. Asking for the slice
-/// `n_head` ahead (the same head of the next sequence) brought it to 94-131 µs. Into L2, not
-/// L1: a sequence's operands are 32 KB, as much as L1 holds (`prefetcht0` did not help).
-fn prefetch_rows(p: *const f32, stride: usize, t: usize) {
-    use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-    for r in 0..t {
-        // SAFETY: a prefetch is a hint that does not fault, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(r * stride).cast()) }
-    }
 }
 
 /// Row groups: 8 rows of accumulators at a time (a group's broadcasts share each load of `x`).
@@ -321,15 +304,22 @@ pub(crate) unsafe fn grad(
     let mut ds = [[0f32; L]; L];
     let mut p = [[0f32; L]; L];
     for i in 0..d.b * d.n_head {
-        // The operands of the slice `n_head` ahead, into L2 (see `prefetch_rows`).
-        let ahead = i + d.n_head;
-        if ahead < d.b * d.n_head {
+        // The operands of the slice `n_head` ahead (the same head of the next sequence), into
+        // L2: the line of each row's start. Why: in a training step they were written long
+        // before (q, k, v in the forward pass, the gradient's buffer in the previous step) and
+        // have left the caches, and a slice's rows are 768 bytes apart (`[B, T, 3C]`), a
+        // pattern the hardware prefetchers do not follow. In `examples/transformer_step` on the
+        // 2-vCPU AMD EPYC (Zen 4) this kernel took 180-210 µs a layer against 52 µs alone on
+        // warm operands, and 94-131 µs with the hints. Not into L1: a sequence's operands are
+        // 32 KB, as much as L1 holds (`prefetcht0` did not help).
+        let next = i + d.n_head;
+        if next < d.b * d.n_head {
             for part in 0..3 {
-                prefetch_rows(qkv.as_ptr().wrapping_add(offset(&d, ahead, part, w)), w, t);
-                prefetch_rows(dst.as_ptr().wrapping_add(offset(&d, ahead, part, w)), w, t);
+                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(offset(&d, next, part, w)), w, t, 1);
+                ahead::rows_to_l2(dst.as_ptr().wrapping_add(offset(&d, next, part, w)), w, t, 1);
             }
-            prefetch_rows(g.as_ptr().wrapping_add(offset(&d, ahead, 0, d.c)), d.c, t);
-            prefetch_rows(att.as_ptr().wrapping_add(ahead * t * t), L, (t * t).div_ceil(L));
+            ahead::rows_to_l2(g.as_ptr().wrapping_add(offset(&d, next, 0, d.c)), d.c, t, 1);
+            ahead::rows_to_l2(att.as_ptr().wrapping_add(next * t * t), L, (t * t).div_ceil(L), 1);
         }
         // SAFETY: slice `i`'s rows of `qkv`, `g`, `att` and `dst` are inside them (checked
         // above); `ds` and `p` are 16 × 16.

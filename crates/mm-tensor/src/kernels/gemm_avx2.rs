@@ -119,20 +119,16 @@ pub(crate) unsafe fn gemm(
         for blk in 0..blocks {
             let rows = m / blocks + usize::from(blk < m % blocks);
             if let Some((v1, w1)) = next {
-                for p in blk * k / blocks..(blk + 1) * k / blocks {
-                    ahead::to_read_next(
-                        bp.wrapping_add(p * ldb + v1 * LANES),
-                        (w1 * LANES).min(n - v1 * LANES),
-                    );
-                }
+                // This block's share of the strip's rows.
+                let (p0, share) = (blk * k / blocks, (blk + 1) * k / blocks - blk * k / blocks);
+                let row = bp.wrapping_add(p0 * ldb + v1 * LANES);
+                ahead::rows_to_l2(row, ldb, share, (w1 * LANES).min(n - v1 * LANES));
             }
             if ahead_c {
-                for r in (i0 + rows..m).take(rows) {
-                    ahead::to_write(
-                        c.as_ptr().wrapping_add(r * n + v0 * LANES),
-                        (width * LANES).min(n - v0 * LANES),
-                    );
-                }
+                // The next block's rows (its row count may differ by one: the same lines or one more).
+                let at = c.as_ptr().wrapping_add((i0 + rows) * n + v0 * LANES);
+                let next_rows = m.saturating_sub(i0 + rows).min(rows);
+                ahead::rows_to_write(at, n, next_rows, (width * LANES).min(n - v0 * LANES));
             }
             let at = Block {
                 k,

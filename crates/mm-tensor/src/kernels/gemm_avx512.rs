@@ -116,20 +116,18 @@ pub(crate) unsafe fn gemm(
             for (j, i0) in (0..m).step_by(mr).enumerate() {
                 let rows = (m - i0).min(mr);
                 if let Some((k1, kc1, v1, w1)) = next {
-                    for p in j * kc1 / blocks..(j + 1) * kc1 / blocks {
-                        let row = bp.wrapping_add((k1 + p) * ldb + v1 * LANES);
-                        ahead::to_read_next(row, (w1 * LANES).min(n - v1 * LANES));
-                    }
+                    // This block's share of the strip's rows.
+                    let p0 = j * kc1 / blocks;
+                    let share = (j + 1) * kc1 / blocks - p0;
+                    let row = bp.wrapping_add((k1 + p0) * ldb + v1 * LANES);
+                    ahead::rows_to_l2(row, ldb, share, (w1 * LANES).min(n - v1 * LANES));
                 }
                 // The next block's rows of `C`, on the first slice of `k` (later slices find
                 // them in L2 when `C` fits there, as at makemore's sizes: 128 KB for k > 128).
                 if ahead_c && first {
-                    for r in (i0 + mr..m).take(mr) {
-                        ahead::to_write(
-                            c.as_ptr().wrapping_add(r * n + v0 * LANES),
-                            (width * LANES).min(n - v0 * LANES),
-                        );
-                    }
+                    let (row, rows) = (i0 + mr, m.saturating_sub(i0 + mr).min(mr));
+                    let at = c.as_ptr().wrapping_add(row * n + v0 * LANES);
+                    ahead::rows_to_write(at, n, rows, (width * LANES).min(n - v0 * LANES));
                 }
                 let at = Block {
                     k: kc,

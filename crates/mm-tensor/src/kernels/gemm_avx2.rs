@@ -6,18 +6,23 @@
 //!   of `A`: 15 of the 16 registers), and 8 rows × 1 vector for an odd last vector, with the rows
 //!   of `C` shared evenly between the blocks of a column strip, so that `m = 32` in blocks of up to
 //!   6 rows is 6, 6, 5, 5, 5, 5 and not 6 × 5 + 2 (a 2-row block is bound by the FMA latency);
-//! - a row-major `B` is read in place, the last, partial vector through `vmaskmovps`, so it is
-//!   neither copied nor padded;
+//! - a row-major `B` is read in place, neither copied nor padded: the last, partial vector of a
+//!   row is read whole, its lanes past `n` from the next row (their products are never stored),
+//!   and under a mask (`vmaskmovps`) only where a whole vector would end past `B`;
 //! - a transposed `B` (the `G · Wᵀ` products) is packed once per call with 8×8 in-register
 //!   transposes;
-//! - `C`'s columns are covered by vectors of 8 lanes, the last one loaded and stored under a mask,
-//!   so the awkward widths (27, 30) need no scalar tail.
+//! - `C`'s columns are covered by vectors of 8 lanes, the last one loaded under a mask and stored
+//!   by plain stores of 4, 2 and 1 lanes, so the awkward widths (27, 30) need no scalar loop.
+//!   `vmaskmovps` is slow on AMD's cores: on Zen 4, with it in the inner loop and for the stores,
+//!   `hᵀ · dlogits` (200 × 32 × 27) took 4.5-4.6 µs, more than the same product with `n = 32`
+//!   (3.8 µs); without, 3.9 µs (`examples/gemm_shapes avx2`).
 //!
 //! `f64` does not come here: it runs the portable kernel (its only use is gradient checking).
 
 use std::arch::x86_64::{
-    __m256, __m256i, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_maskload_ps,
-    _mm256_maskstore_ps, _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps,
+    __m256, __m256i, _mm_castps_pd, _mm_movehl_ps, _mm_store_sd, _mm_store_ss, _mm_storeu_ps,
+    _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256,
+    _mm256_maskload_ps, _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps,
     _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
@@ -101,6 +106,11 @@ pub(crate) unsafe fn gemm(
     };
     let tail = n - (nv - 1) * LANES;
     let mask = lanes(tail);
+    // The rows `p` of `B` whose last vector, read whole (`nv` vectors from the row's start), ends
+    // inside `B`'s data: `p · ldb + nv · 8 ≤ len`. A packed `B` is padded to whole vectors.
+    let b_len = if b.cs == 1 { b.data.len() } else { k * ldb };
+    let whole = b_len.checked_sub(nv * LANES).map_or(0, |room| room / ldb + 1);
+    debug_assert!(whole == 0 || (whole - 1) * ldb + nv * LANES <= b_len);
     // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
     // them, and a row-major `B`'s next strip (all `k` rows by up to 2 vectors), a share of its
     // rows at each block of this one.
@@ -140,6 +150,8 @@ pub(crate) unsafe fn gemm(
                 c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
                 ldc: n,
                 mask,
+                tail,
+                whole,
                 add: matches!(start, Start::C),
                 bias: bias.map(|bias| bias.wrapping_add(v0 * LANES)),
             };
@@ -167,8 +179,14 @@ struct Block {
     /// `C[r, l]` of the block is `c[r * ldc + l]`.
     c: *mut f32,
     ldc: usize,
-    /// The lanes of `C`'s last, partial vector (used only by a masked block).
+    /// The lanes of `C`'s last, partial vector (used only by a masked block), as a mask and as a
+    /// count.
     mask: __m256i,
+    tail: usize,
+    /// How many of `B`'s first rows the block may read as whole vectors, past `n` (into the next
+    /// row, or the padding of a packed `B`) without leaving `B`: the later ones are read under
+    /// the mask.
+    whole: usize,
     /// Add to `C` rather than overwrite it.
     add: bool,
     /// The block's columns of a row added to every row of `C`.
@@ -201,8 +219,12 @@ impl Block {
     }
 
     /// The `R × V` block: `R·V` accumulators in registers, one multiply-add each per `k` step.
-    /// With `MASKED`, the last vector of each row of `B`, of the bias and of `C` is read and
-    /// written under the mask.
+    /// With `MASKED`, the last vector is partial: `C`'s and the bias's are read under the mask and
+    /// `C`'s written by plain stores ([`store_first`]); `B`'s is read whole, its lanes past `n`
+    /// from the next row of `B` (their products land in lanes that are never stored), and under
+    /// the mask only in the rows past `whole` (the last), where a whole vector could end past
+    /// `B`. `vmaskmovps` in the inner loop and to memory cost more than the multiply-adds they
+    /// spared on Zen 4 (see the module).
     ///
     /// # Safety
     ///
@@ -210,10 +232,11 @@ impl Block {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn run<const R: usize, const V: usize, const A_ROWS: bool, const MASKED: bool>(&self) {
-        let Block { k, a, lda, b, ldb, c, ldc, mask, add, bias } = *self;
+        let Block { k, a, lda, b, ldb, c, ldc, mask, tail, whole, add, bias } = *self;
         let partial = |v: usize| MASKED && v == V - 1;
         // SAFETY (all pointer reads and writes): inside the operands, by the caller's contract;
-        // a partial vector touches only the lanes of its mask.
+        // a partial vector touches only the lanes of its mask, except in `B`'s first `whole`
+        // rows, whose whole vectors end inside `B` (the caller's count).
         unsafe {
             let load = |p: *const f32, v: usize| {
                 if partial(v) { _mm256_maskload_ps(p, mask) } else { _mm256_loadu_ps(p) }
@@ -229,9 +252,7 @@ impl Block {
                 let start: [__m256; V] = std::array::from_fn(|v| load(bias.add(v * LANES), v));
                 sum = [start; R];
             }
-            for p in 0..k {
-                let brow = b.add(p * ldb);
-                let bv: [__m256; V] = std::array::from_fn(|v| load(brow.add(v * LANES), v));
+            let mut step = |p: usize, bv: [__m256; V]| {
                 for (r, row) in sum.iter_mut().enumerate() {
                     let x = if A_ROWS { *a.add(r * lda + p) } else { *a.add(p * lda + r) };
                     let av = _mm256_set1_ps(x);
@@ -239,17 +260,57 @@ impl Block {
                         *s = _mm256_fmadd_ps(av, bv, *s);
                     }
                 }
+            };
+            let whole = if MASKED { whole.min(k) } else { k };
+            for p in 0..whole {
+                let brow = b.add(p * ldb);
+                step(p, std::array::from_fn(|v| _mm256_loadu_ps(brow.add(v * LANES))));
+            }
+            for p in whole..k {
+                let brow = b.add(p * ldb);
+                step(p, std::array::from_fn(|v| load(brow.add(v * LANES), v)));
             }
             for (r, row) in sum.iter().enumerate() {
                 for (v, &s) in row.iter().enumerate() {
                     let dst = c.add(r * ldc + v * LANES);
                     if partial(v) {
-                        _mm256_maskstore_ps(dst, mask, s);
+                        store_first(dst, s, tail);
                     } else {
                         _mm256_storeu_ps(dst, s);
                     }
                 }
             }
+        }
+    }
+}
+
+/// Writes the first `n` lanes of `x` (`1 ≤ n ≤ 8`) to `dst` by plain stores of 4, 2 and 1
+/// lanes (in place of `vmaskmovps`, see [`Block::run`]).
+///
+/// # Safety
+///
+/// AVX; `dst` holds `n` floats.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_first(dst: *mut f32, x: __m256, n: usize) {
+    debug_assert!((1..=LANES).contains(&n));
+    // SAFETY: each store writes lanes below `n`.
+    unsafe {
+        let (mut part, mut at) = (_mm256_castps256_ps128(x), 0);
+        if n >= 4 {
+            _mm_storeu_ps(dst, part);
+            (part, at) = (_mm256_extractf128_ps::<1>(x), 4);
+        }
+        if n - at == 4 {
+            _mm_storeu_ps(dst.add(at), part);
+            return;
+        }
+        if n - at >= 2 {
+            _mm_store_sd(dst.add(at).cast(), _mm_castps_pd(part));
+            (part, at) = (_mm_movehl_ps(part, part), at + 2);
+        }
+        if n > at {
+            _mm_store_ss(dst.add(at), part);
         }
     }
 }

@@ -109,7 +109,8 @@ pub(crate) unsafe fn gemm(
     // The rows `p` of `B` whose last vector, read whole (`nv` vectors from the row's start), ends
     // inside `B`'s data: `p · ldb + nv · 8 ≤ len`. A packed `B` is padded to whole vectors.
     let b_len = if b.cs == 1 { b.data.len() } else { k * ldb };
-    let whole = b_len.checked_sub(nv * LANES).map_or(0, |room| room / ldb + 1);
+    // (A row stride of 0, every row the same, reads the one row: all `k` if it holds the vectors.)
+    let whole = b_len.checked_sub(nv * LANES).map_or(0, |room| room.checked_div(ldb).map_or(k, |q| q + 1));
     debug_assert!(whole == 0 || (whole - 1) * ldb + nv * LANES <= b_len);
     // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
     // them, and a row-major `B`'s next strip (all `k` rows by up to 2 vectors), a share of its
@@ -156,7 +157,9 @@ pub(crate) unsafe fn gemm(
                 bias: bias.map(|bias| bias.wrapping_add(v0 * LANES)),
             };
             // SAFETY: AVX2 and FMA are enabled; the block's rows, columns and `k` are inside the
-            // operands (checked above), and the last vector is masked at `n` when `masked`.
+            // operands (checked above); when `masked`, the last vector is read whole only in the
+            // first `whole` rows of `B`, where it ends inside `B` (counted above), and is
+            // otherwise loaded and stored at `n`.
             unsafe { at.dispatch(rows, width, a.cs == 1, masked) };
             i0 += rows;
         }
@@ -199,7 +202,9 @@ impl Block {
     ///
     /// # Safety
     ///
-    /// AVX2 and FMA, and the block must lie inside its operands.
+    /// AVX2 and FMA, and the block must lie inside its operands, but for its last vector's
+    /// reads of `B`: in `B`'s first `whole` rows they may pass column `n` and must end inside
+    /// `B`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool, masked: bool) {
         macro_rules! go {
@@ -317,8 +322,8 @@ unsafe fn store_first(dst: *mut f32, x: __m256, n: usize) {
 
 /// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
 /// `[n, k]` matrix are `B`'s columns) into `out` as `k` rows of `width` (a multiple of 8) lanes,
-/// eight columns by eight rows at a time. The lanes past `n` hold copies of other values, which
-/// the kernel never reads: it masks them off.
+/// eight columns by eight rows at a time. The lanes past `n` hold copies of other values: the
+/// kernel reads them (a packed row is read in whole vectors) into lanes it never stores.
 ///
 /// # Safety
 ///
@@ -330,8 +335,8 @@ unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut
     let (src, dst) = (b.data.as_ptr(), out.as_mut_ptr());
     for j0 in (0..n).step_by(LANES) {
         let jn = (n - j0).min(LANES);
-        // Rows past `n` repeat the last row: they land in lanes past `n`, which the kernel
-        // masks off when it loads the last vector.
+        // Rows past `n` repeat the last row: they land in lanes past `n`, whose products the
+        // kernel never stores.
         let rows: [*const f32; LANES] =
             std::array::from_fn(|r| src.wrapping_add((j0 + r.min(jn - 1)) * b.cs));
         for p0 in (0..k).step_by(LANES) {
@@ -408,6 +413,176 @@ mod tests {
             for q in 0..LANES {
                 assert_eq!(out[q * LANES + r], m[r * LANES + q], "element ({r}, {q})");
             }
+        }
+    }
+
+    #[test]
+    fn store_first_writes_the_first_lanes_only() {
+        if !available() {
+            eprintln!("store_first_writes_the_first_lanes_only: skipped avx2 (this CPU lacks AVX2 or FMA)");
+            return;
+        }
+        for n in 1..=LANES {
+            let mut out = [-1.0f32; 3 * LANES];
+            // SAFETY: AVX2 and FMA are available; 8 floats in, `n ≤ 8` out inside `out`.
+            unsafe {
+                let x = _mm256_loadu_ps([10.0f32, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0].as_ptr());
+                store_first(out[LANES..].as_mut_ptr(), x, n);
+            }
+            for (i, &v) in out.iter().enumerate() {
+                let want = if (LANES..LANES + n).contains(&i) { (10 + i - LANES) as f32 } else { -1.0 };
+                assert_eq!(v, want, "{n} lanes: element {i}");
+            }
+        }
+    }
+
+    /// A row stride of 0 (every row of `B` the same row) is a product like any other.
+    #[test]
+    fn a_b_of_one_repeated_row() {
+        if !available() {
+            eprintln!("a_b_of_one_repeated_row: skipped avx2 (this CPU lacks AVX2 or FMA)");
+            return;
+        }
+        let (a, row): (Vec<f32>, Vec<f32>) = (vec![1.0; 6], (0..16).map(|i| i as f32).collect());
+        let mut c = vec![0.0f32; 10];
+        let (a, b) = (Strided::rows(&a, 3), Strided { data: &row, rs: 0, cs: 1 });
+        // SAFETY: AVX2 and FMA are available; `A` is 2 × 3, `B` 3 × 5 (every row `row[..5]`).
+        unsafe { gemm((2, 3, 5), a, b, &mut c, Start::Zero, &mut Vec::new()) };
+        assert_eq!(c, [0.0, 3.0, 6.0, 9.0, 12.0, 0.0, 3.0, 6.0, 9.0, 12.0]);
+    }
+
+    /// Reads of a partial last vector past column `n` stay inside `B`: every operand ends where
+    /// an unreadable page begins, so a read past its end faults. And the columns between `n` and
+    /// the row stride (NaN here) never reach `C`, which is a chain of `mul_add`s in `p` order, to
+    /// the bit.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn partial_vectors_stay_inside_their_operands() {
+        if !available() {
+            eprintln!(
+                "partial_vectors_stay_inside_their_operands: skipped avx2 (this CPU lacks AVX2 or FMA)"
+            );
+            return;
+        }
+        let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 256.0;
+        let mut pack = Vec::new();
+        for n in [1, 3, 7, 8, 9, 15, 17, 27, 30] {
+            for k in [1, 2, 5, 17] {
+                for gap in [0, 1, 9] {
+                    // Row-major `B` (`k` rows `n + gap` apart), and transposed (`n` rows of `k +
+                    // gap`), each ending at a guard page.
+                    let ldb = n + gap;
+                    let b_rows =
+                        Guarded::new(
+                            (k - 1) * ldb + n,
+                            |i| if i % ldb < n { value(i + 5) } else { f32::NAN },
+                        );
+                    let ldt = k + gap;
+                    let b_cols =
+                        Guarded::new(
+                            (n - 1) * ldt + k,
+                            |i| if i % ldt < k { value(i + 9) } else { f32::NAN },
+                        );
+                    let bias = Guarded::new(n, |j| value(j + 3));
+                    for m in [1, 6, 7, 13] {
+                        let a_all: Vec<f32> = (0..m * k).map(value).collect();
+                        let old: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
+                        for (b, a_t, start) in [(&b_rows, ldb, 1), (&b_cols, 1, ldt)]
+                            .iter()
+                            .flat_map(|&(g, rs, cs)| {
+                                [false, true].map(|a_t| (Strided { data: g.get(), rs, cs }, a_t))
+                            })
+                            .flat_map(|(b, a_t)| [0, 1, 2].map(|s| (b, a_t, s)))
+                        {
+                            let a =
+                                if a_t { Strided::transposed(&a_all, m) } else { Strided::rows(&a_all, k) };
+                            let mut c = Guarded::new(m * n, |i| old[i]);
+                            let (start, first): (Start<'_, f32>, &dyn Fn(usize, usize) -> f32) = match start {
+                                0 => (Start::Zero, &|_, _| 0.0),
+                                1 => (Start::C, &|i, j| old[i * n + j]),
+                                _ => (Start::Bias(bias.get()), &|_, j| bias.get()[j]),
+                            };
+                            // SAFETY: AVX2 and FMA are available; the operands hold `[m, k]`,
+                            // `[k, n]` and `[m, n]` (and the bias `n`).
+                            unsafe { gemm((m, k, n), a, b, c.get_mut(), start, &mut pack) };
+                            for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
+                                let want = (0..k).fold(first(i, j), |s, p| {
+                                    a.data[i * a.rs + p * a.cs].mul_add(b.data[p * b.rs + j * b.cs], s)
+                                });
+                                let got = c.get()[i * n + j];
+                                let case = format!("{m}x{k}x{n}, B rows {} apart, a_t {a_t}", b.rs.max(b.cs));
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{case}: C[{i}, {j}] = {got}, want {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `len` floats that end where a page without access begins (Linux's `mmap` and `mprotect`).
+    #[cfg(target_os = "linux")]
+    struct Guarded {
+        map: *mut std::ffi::c_void,
+        map_len: usize,
+        data: *mut f32,
+        len: usize,
+    }
+
+    #[cfg(target_os = "linux")]
+    unsafe extern "C" {
+        fn mmap(
+            addr: *mut std::ffi::c_void,
+            len: usize,
+            prot: i32,
+            flags: i32,
+            fd: i32,
+            off: i64,
+        ) -> *mut std::ffi::c_void;
+        fn mprotect(addr: *mut std::ffi::c_void, len: usize, prot: i32) -> i32;
+        fn munmap(addr: *mut std::ffi::c_void, len: usize) -> i32;
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Guarded {
+        const PAGE: usize = 4096;
+
+        fn new(len: usize, fill: impl Fn(usize) -> f32) -> Self {
+            let pages = (len * 4).div_ceil(Self::PAGE).max(1);
+            let map_len = (pages + 1) * Self::PAGE;
+            // SAFETY: an anonymous private mapping (PROT_READ | PROT_WRITE, MAP_PRIVATE |
+            // MAP_ANONYMOUS), its last page then made unreadable (PROT_NONE); `data` is the last
+            // `len` floats before that page, written here before any read.
+            unsafe {
+                let map = mmap(std::ptr::null_mut(), map_len, 3, 0x22, -1, 0);
+                assert!(map as isize != -1, "mmap");
+                assert_eq!(mprotect(map.cast::<u8>().add(pages * Self::PAGE).cast(), Self::PAGE, 0), 0);
+                let data = map.cast::<u8>().add(pages * Self::PAGE - len * 4).cast::<f32>();
+                (0..len).for_each(|i| data.add(i).write(fill(i)));
+                Guarded { map, map_len, data, len }
+            }
+        }
+
+        fn get(&self) -> &[f32] {
+            // SAFETY: `len` initialised floats, borrowed with `self`.
+            unsafe { std::slice::from_raw_parts(self.data, self.len) }
+        }
+
+        fn get_mut(&mut self) -> &mut [f32] {
+            // SAFETY: as `get`, borrowed mutably with `self`.
+            unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for Guarded {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `new`, unmapped once.
+            unsafe { munmap(self.map, self.map_len) };
         }
     }
 

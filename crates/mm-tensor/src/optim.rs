@@ -216,8 +216,9 @@ impl<T: Float> AdamW<T> {
     ///
     /// Why: in a sharded Transformer step on 2 cores (the 2-vCPU AMD EPYC, Zen 4, AVX-512 gemm
     /// path; `examples/transformer_step --shards 2 --threads 2` with a timer around the update)
-    /// the sum and the update took 214-227 µs: each read the whole gradient, and the sum wrote it. Fused,
-    /// 201-203 µs; the update still reads `p`, `m`, `v` and the shards' gradients from memory.
+    /// the sum and the update took 214-227 µs: each read the whole gradient, and the sum wrote
+    /// it. Fused, 201-203 µs; the update still reads `p`, `m`, `v` and the shards' gradients from
+    /// memory.
     ///
     /// ```
     /// use mm_tensor::{AdamW, Grads, Graph, Optimizer, ParamId, ParamStore, Shards, TensorError, Var};

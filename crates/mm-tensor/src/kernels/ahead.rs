@@ -16,8 +16,8 @@
 //! | `mlp.c_proj` Gᵀ@x, `B` cold | 146-152 | 208-218 | 169-173 |
 //!
 //! Warm, the hints cost up to 3% (`mlp.c_proj` Gᵀ@x 148 → 152 µs). On the AVX2 path (the same
-//! CPU, forced; the hints toggled in one process) `C` ahead helped as much (`mlp.c_fc` x@Wᵀ with `C` cold 281-313 → 206-217 µs)
-//! and `B`'s next strip not clearly (`mlp.c_proj` Gᵀ@x with `B` cold: 211-216 without,
+//! CPU, forced; the hints toggled in one process) `C` ahead helped as much (`mlp.c_fc` x@Wᵀ
+//! with `C` cold 281-313 → 206-217 µs) and `B`'s next strip not clearly (`mlp.c_proj` Gᵀ@x with `B` cold: 211-216 without,
 //! 203-219 with), in a noisier hour; no AVX2-only CPU was at hand. Operands under [`MIN`]
 //! elements are left alone: they stay in cache from call to call (the lecture MLP's), and the
 //! hints would only cost instructions. `A` is not fetched ahead: in a step it is the value or

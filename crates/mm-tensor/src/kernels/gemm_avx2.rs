@@ -8,9 +8,11 @@
 //!   6 rows is 6, 6, 5, 5, 5, 5 and not 6 × 5 + 2 (a 2-row block is bound by the FMA latency);
 //! - a row-major `B` is read in place, neither copied nor padded: the last, partial vector of a
 //!   row is read whole, its lanes past `n` from the next row (their products are never stored),
-//!   and under a mask (`vmaskmovps`) only where a whole vector would end past `B`;
-//! - a transposed `B` (the `G · Wᵀ` products) is packed once per call with 8×8 in-register
-//!   transposes;
+//!   and under a mask (`vmaskmovps`) only where a whole vector would end past `B`. Only where its
+//!   column strips would not stay in L1 (rows a large power of two apart, see `strips_miss_l1`)
+//!   and there are enough rows of `A` to pay for the copy is it packed, strip by strip;
+//! - a transposed `B` (the `G · Wᵀ` products) is packed once per call, strip by strip, with 8×8
+//!   in-register transposes;
 //! - `C`'s columns are covered by vectors of 8 lanes, the last one loaded under a mask and stored
 //!   by plain stores of 4, 2 and 1 lanes, so the awkward widths (27, 30) need no scalar loop.
 //!   `vmaskmovps` is slow on AMD's cores: on Zen 4, with it in the inner loop and for the stores,
@@ -90,32 +92,56 @@ pub(crate) unsafe fn gemm(
     assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B is shorter than its shape");
     assert!(a.cs == 1 || a.rs == 1, "A is row-major or transposed");
     let nv = n.div_ceil(LANES);
-    // `B` as rows of `ldb` floats, of which the first `n` are read.
-    let (bp, ldb) = if b.cs == 1 {
-        (b.data.as_ptr(), b.rs)
-    } else {
-        let width = nv * LANES;
-        if pack.len() < k * width {
-            pack.resize(k * width, 0.0);
+    // A transposed `B` is packed, a row-major one read in place; either is packed strip by strip
+    // (see `strips_miss_l1` and `strip_at`) where its strips would not stay in L1 and there are
+    // enough blocks of rows to pay for the copy, about a read of each strip from L2: `Gᵀ x`
+    // with m = 64 (11 blocks) lost 4-10 µs to it, and the MLP's `dpre @ W1ᵀ` (m = 32) 0.6 µs.
+    let strips = m >= 128 && strips_miss_l1(k, if b.cs == 1 { b.rs } else { nv * LANES });
+    let packed = b.cs != 1 || strips;
+    if packed {
+        let len = k * nv * LANES;
+        if pack.len() < len {
+            pack.resize(len, 0.0);
         }
-        // SAFETY: AVX2 and FMA are enabled (this function's contract); `b` holds `[n, k]`
-        // (checked above, with `b.rs == 1` by the caller's unit-stride assertion), and the
-        // packed rows are `width ≥ n` floats, a multiple of 8.
-        unsafe { pack_transposed(b, (k, n), &mut pack[..k * width]) };
-        (pack.as_ptr(), width)
-    };
+        // SAFETY: AVX2 and FMA are enabled (this function's contract); `b` holds `[k, n]`, or
+        // `[n, k]` when transposed (checked above, with `b.rs == 1` then by the caller's
+        // unit-stride assertion), and `pack` holds `nv` vectors of lanes for each of the `k` rows.
+        unsafe {
+            if b.cs == 1 {
+                pack_rows(b, (k, n), &mut pack[..len]);
+            } else {
+                pack_transposed(b, (k, n), &mut pack[..len], strips);
+            }
+        }
+    }
     let tail = n - (nv - 1) * LANES;
     let mask = lanes(tail);
-    // The rows `p` of `B` whose last vector, read whole (`nv` vectors from the row's start), ends
-    // inside `B`'s data: `p · ldb + nv · 8 ≤ len`. A packed `B` is padded to whole vectors.
-    let b_len = if b.cs == 1 { b.data.len() } else { k * ldb };
-    // (A row stride of 0, every row the same, reads the one row: all `k` if it holds the vectors.)
-    let whole = b_len.checked_sub(nv * LANES).map_or(0, |room| room.checked_div(ldb).map_or(k, |q| q + 1));
-    debug_assert!(whole == 0 || (whole - 1) * ldb + nv * LANES <= b_len);
+    // The rows `p` of `B` (in place) whose last vector, read whole (`nv` vectors from the row's
+    // start), ends inside `B`'s data: `p · ldb + nv · 8 ≤ len`. A packed `B` is padded to whole
+    // vectors. (A row stride of 0, every row the same, reads the one row: all `k` if it holds
+    // the vectors.)
+    let whole = if packed {
+        k
+    } else {
+        let room = b.data.len().checked_sub(nv * LANES);
+        room.map_or(0, |room| room.checked_div(b.rs).map_or(k, |q| q + 1))
+    };
+    debug_assert!(packed || whole == 0 || (whole - 1) * b.rs + nv * LANES <= b.data.len());
     // Large operands are fetched ahead (see `ahead`): `C`'s rows a block before the block writes
-    // them, and a row-major `B`'s next strip (all `k` rows by up to 2 vectors), a share of its
-    // rows at each block of this one.
-    let (ahead_b, ahead_c) = (b.cs == 1 && ahead::worth(k * n), ahead::worth(m * n));
+    // them, and an unpacked `B`'s next strip (all `k` rows by up to 2 vectors), a share of its
+    // rows at each block of this one. (A packed `B` was just written, and is in cache.)
+    let (ahead_b, ahead_c) = (!packed && ahead::worth(k * n), ahead::worth(m * n));
+    // The strip of `B` that starts at vector `v0`: where its first row starts, and its row stride.
+    let strip = |v0: usize| {
+        if strips {
+            // SAFETY (of the offset): inside `pack`, `strip_at`'s layout.
+            (pack.as_ptr().wrapping_add(strip_at(k, nv, 0, v0 * LANES)), (nv - v0).min(2) * LANES)
+        } else if packed {
+            (pack.as_ptr().wrapping_add(v0 * LANES), nv * LANES)
+        } else {
+            (b.data.as_ptr().wrapping_add(v0 * LANES), b.rs)
+        }
+    };
     let mut v0 = 0;
     // Column strips of 2 vectors, and one of 1 for an odd count. (Strips of 3 vectors in blocks of
     // 4 rows fill all 16 registers, and LLVM then spilled an accumulator to the stack in the inner
@@ -126,13 +152,15 @@ pub(crate) unsafe fn gemm(
         // The rows shared evenly among the fewest blocks of at most `rows_per_block` rows.
         let blocks = m.div_ceil(rows_per_block(width));
         let next = (ahead_b && v0 + width < nv).then(|| (v0 + width, (nv - v0 - width).min(2)));
+        let (bs, ldb) = strip(v0);
         let mut i0 = 0;
         for blk in 0..blocks {
             let rows = m / blocks + usize::from(blk < m % blocks);
             if let Some((v1, w1)) = next {
                 // This block's share of the strip's rows.
                 let (p0, share) = (blk * k / blocks, (blk + 1) * k / blocks - blk * k / blocks);
-                let row = bp.wrapping_add(p0 * ldb + v1 * LANES);
+                // (Only an unpacked `B` is fetched ahead: rows `ldb` apart, as this strip's.)
+                let row = strip(v1).0.wrapping_add(p0 * ldb);
                 ahead::rows_to_l2(row, ldb, share, (w1 * LANES).min(n - v1 * LANES));
             }
             if ahead_c {
@@ -145,8 +173,9 @@ pub(crate) unsafe fn gemm(
                 k,
                 a: if a.cs == 1 { a.data[i0 * a.rs..].as_ptr() } else { a.data[i0..].as_ptr() },
                 lda: if a.cs == 1 { a.rs } else { a.cs },
-                // SAFETY (of the offsets): `v0 < nv`, so the column is inside `B` and `C`.
-                b: bp.wrapping_add(v0 * LANES),
+                // SAFETY (of the offset): `v0 < nv`, so the column is inside `C` (and `bs` inside
+                // `B` or its pack).
+                b: bs,
                 ldb,
                 c: c[i0 * n + v0 * LANES..].as_mut_ptr(),
                 ldc: n,
@@ -320,21 +349,87 @@ unsafe fn store_first(dst: *mut f32, x: __m256, n: usize) {
     }
 }
 
-/// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
-/// `[n, k]` matrix are `B`'s columns) into `out` as `k` rows of `width` (a multiple of 8) lanes,
-/// eight columns by eight rows at a time. The lanes past `n` hold copies of other values: the
-/// kernel reads them (a packed row is read in whole vectors) into lanes it never stores.
+/// Whether the `k` rows of a column strip of a row-major `B`, `ldb` floats apart, would not stay
+/// in L1 while the row blocks run over them, so that [`gemm`] packs `B` first.
+///
+/// Why: L1's set (64 sets of 8 lines on Zen 4 and most x86 cores) is fixed by an address's place
+/// in a 4 KB page. Rows whose stride is a multiple of a large power of two come back to the same
+/// place every `period` rows, so a strip's one line per row falls into only `period` sets, and
+/// from about `4 · period` rows (half the ways: `A` and `C` take lines too) each row block
+/// fetches the strip again from L2. The Transformer's `B`s are such: `x` (`[512, 64]`, period 16)
+/// in the weight gradients `Gᵀ x`, `W` (`[64, 256]`, period 4; `[192, 64]`) in `G W`. Packed
+/// strip by strip ([`strip_at`]), a strip's rows are contiguous. On Zen 4 (`examples/gemm_shapes
+/// --transformer avx2`, this change's build against the one before, alternated) `c_fc Gᵀ x`
+/// went from 178-186 to 164-167 µs and `mlp_proj G W` from 176-182 to 166-170; with the
+/// transposed `B`s packed the same way, `c_fc x Wᵀ` 178-179 → 162-166 and `mlp_proj x Wᵀ`
+/// 161-168 → 154-156. `c_proj G W` (`k = 64`, period 16: not packed) measured the same packed.
+/// Below the rule the copy costs more than it saves: packing every row-major `B` made the MLP's
+/// `emb @ W1` (32 × 30 × 200) 3.7 → 4.2 µs.
+fn strips_miss_l1(k: usize, ldb: usize) -> bool {
+    // 1,024 floats are 4 KB. (Rows closer than a strip's width share lines, and pack themselves.)
+    let period = 1024 >> ldb.trailing_zeros().min(10);
+    ldb >= 2 * LANES && k > 4 * period
+}
+
+/// Where `B[p, col]` is in a packed `B` of `k` rows and `nv` vectors of columns: strip by strip
+/// as [`gemm`] runs them (2 vectors, and 1 for an odd last), each strip's `k` rows contiguous.
+fn strip_at(k: usize, nv: usize, p: usize, col: usize) -> usize {
+    let first = col / (2 * LANES) * (2 * LANES);
+    let width = (nv * LANES - first).min(2 * LANES);
+    first * k + p * width + (col - first)
+}
+
+/// Packs a row-major `B` (`[k, n]`, rows `b.rs` apart) into `out` strip by strip ([`strip_at`]).
+/// The lanes past `n` are zeros.
 ///
 /// # Safety
 ///
-/// AVX2 and FMA; `b` holds `[n, k]`, and `out` is `k × width` with `width ≥ n` rounded up to 8.
+/// AVX2 and FMA; `b` holds `[k, n]`, and `out` is `k × nv` vectors of lanes (`nv` = `n / 8`
+/// rounded up).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]) {
-    let width = out.len() / k;
-    debug_assert!(width >= n && width.is_multiple_of(LANES) && b.data.len() >= (n - 1) * b.cs + k);
+unsafe fn pack_rows(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]) {
+    let nv = n.div_ceil(LANES);
+    debug_assert!(out.len() == k * nv * LANES && b.data.len() > (k - 1) * b.rs + n - 1);
+    for v0 in (0..nv).step_by(2) {
+        let width = (nv - v0).min(2) * LANES;
+        let cols = width.min(n - v0 * LANES);
+        let strip = &mut out[strip_at(k, nv, 0, v0 * LANES)..][..k * width];
+        for (p, row) in strip.chunks_exact_mut(width).enumerate() {
+            let src = &b.data[p * b.rs + v0 * LANES..][..cols];
+            let (whole, rest) = row.split_at_mut(cols / LANES * LANES);
+            for (to, from) in whole.chunks_exact_mut(LANES).zip(src.chunks_exact(LANES)) {
+                // SAFETY: AVX; each is 8 floats.
+                unsafe { _mm256_storeu_ps(to.as_mut_ptr(), _mm256_loadu_ps(from.as_ptr())) };
+            }
+            let (part, zeros) = rest.split_at_mut(cols % LANES);
+            part.copy_from_slice(&src[whole.len()..]);
+            zeros.fill(0.0);
+        }
+    }
+}
+
+/// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
+/// `[n, k]` matrix are `B`'s columns) into `out`, strip by strip ([`strip_at`]) or as `k` rows of
+/// `nv` vectors, eight columns by eight rows at a time. The lanes past `n` hold copies of other values: the kernel reads them (a
+/// packed row is read in whole vectors) into lanes it never stores.
+///
+/// # Safety
+///
+/// AVX2 and FMA; `b` holds `[n, k]`, and `out` is `k × nv` vectors of lanes (`nv` = `n / 8`
+/// rounded up).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32], strips: bool) {
+    let nv = n.div_ceil(LANES);
+    debug_assert!(out.len() == k * nv * LANES && b.data.len() >= (n - 1) * b.cs + k);
     let (src, dst) = (b.data.as_ptr(), out.as_mut_ptr());
     for j0 in (0..n).step_by(LANES) {
         let jn = (n - j0).min(LANES);
+        // Where row `p` of these 8 columns goes: `at + p · stride`.
+        let (at, stride) = if strips {
+            (strip_at(k, nv, 0, j0), strip_at(k, nv, 1, j0) - strip_at(k, nv, 0, j0))
+        } else {
+            (j0, nv * LANES)
+        };
         // Rows past `n` repeat the last row: they land in lanes past `n`, whose products the
         // kernel never stores.
         let rows: [*const f32; LANES] =
@@ -354,8 +449,9 @@ unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut
                 }
             });
             for (q, col) in transpose(tile).into_iter().take(pn).enumerate() {
-                // SAFETY: AVX; row `p0 + q < k` of `out` holds `width ≥ j0 + 8` floats.
-                unsafe { _mm256_storeu_ps(dst.add((p0 + q) * width + j0), col) };
+                // SAFETY: AVX; columns `j0..j0 + 8` of row `p0 + q < k` are 8 floats of a row (of
+                // one strip), inside `out`.
+                unsafe { _mm256_storeu_ps(dst.add(at + (p0 + q) * stride), col) };
             }
         }
     }
@@ -449,6 +545,66 @@ mod tests {
         // SAFETY: AVX2 and FMA are available; `A` is 2 × 3, `B` 3 × 5 (every row `row[..5]`).
         unsafe { gemm((2, 3, 5), a, b, &mut c, Start::Zero, &mut Vec::new()) };
         assert_eq!(c, [0.0, 3.0, 6.0, 9.0, 12.0, 0.0, 3.0, 6.0, 9.0, 12.0]);
+    }
+
+    /// A `B` that [`gemm`] packs strip by strip gives the bits of a `mul_add` chain in `p` order:
+    /// row-major with rows 64 floats apart (more than 64 of them, `m` ≥ 128; `m` = 127 reads it
+    /// in place), and transposed (strips for `n` of 57 to 64, rows of `nv` vectors otherwise);
+    /// every strip count and partial vector, both layouts of `A`, every start. The columns past
+    /// `n` of a row-major `B` (NaN) never reach `C`. The rule's edge: 64 such rows stay in place.
+    #[test]
+    fn packed_strips_give_a_chains_bits() {
+        if !available() {
+            eprintln!("packed_strips_give_a_chains_bits: skipped avx2 (this CPU lacks AVX2 or FMA)");
+            return;
+        }
+        const LDB: usize = 64;
+        assert!(
+            !strips_miss_l1(64, LDB)
+                && strips_miss_l1(65, LDB)
+                && !strips_miss_l1(500, 200)
+                && !strips_miss_l1(100_000, 8)
+        );
+        let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 256.0;
+        let mut pack = Vec::new();
+        for k in [65, 130] {
+            let b_all: Vec<f32> = (0..k * LDB).map(|i| value(i + 5)).collect();
+            for n in [1, 9, 20, 27, 63, 64] {
+                let masked: Vec<f32> =
+                    b_all.iter().enumerate().map(|(i, &v)| if i % LDB < n { v } else { f32::NAN }).collect();
+                let b_rows = Strided { data: &masked[..(k - 1) * LDB + n], rs: LDB, cs: 1 };
+                let b_cols = Strided::transposed(&b_all[..k * n], k);
+                let bias: Vec<f32> = (0..n).map(|j| value(j + 3)).collect();
+                for m in [127, 128, 133] {
+                    let a_all: Vec<f32> = (0..m * k).map(value).collect();
+                    let old: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
+                    for (b, a_t, start) in [b_rows, b_cols]
+                        .into_iter()
+                        .flat_map(|b| [false, true].map(|a_t| (b, a_t)))
+                        .flat_map(|(b, a_t)| [0, 1, 2].map(|s| (b, a_t, s)))
+                    {
+                        let a = if a_t { Strided::transposed(&a_all, m) } else { Strided::rows(&a_all, k) };
+                        let mut c = old.clone();
+                        let (start, first): (Start<'_, f32>, &dyn Fn(usize, usize) -> f32) = match start {
+                            0 => (Start::Zero, &|_, _| 0.0),
+                            1 => (Start::C, &|i, j| old[i * n + j]),
+                            _ => (Start::Bias(&bias), &|_, j| bias[j]),
+                        };
+                        // SAFETY: AVX2 and FMA are available; the operands hold `[m, k]`, `[k, n]`
+                        // and `[m, n]` (and the bias `n`).
+                        unsafe { gemm((m, k, n), a, b, &mut c, start, &mut pack) };
+                        for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
+                            let want = (0..k).fold(first(i, j), |s, p| {
+                                a.data[i * a.rs + p * a.cs].mul_add(b.data[p * b.rs + j * b.cs], s)
+                            });
+                            let got = c[i * n + j];
+                            let case = format!("{m}x{k}x{n}, B rows {} apart, a_t {a_t}", b.rs.max(b.cs));
+                            assert_eq!(got.to_bits(), want.to_bits(), "{case}: C[{i}, {j}]");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Reads of a partial last vector past column `n` stay inside `B`: every operand ends where

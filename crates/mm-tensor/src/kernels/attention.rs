@@ -1,5 +1,6 @@
 //! makemore's self-attention on a fast path where there is one: for `f32`, heads of 16 and
-//! sequences of at most 16 on the AVX-512 gemm path (`kernels/attention_avx512.rs`). The op
+//! sequences of at most 16 on the AVX-512 gemm path (`kernels/attention_avx512.rs`) and on the
+//! AVX2 one (`kernels/attention_avx2.rs`). The op
 //! ([`crate::Var::causal_self_attention`]) asks here first and runs its general path (a gemm
 //! per slice and product) where the answer is no.
 
@@ -14,10 +15,32 @@ pub struct Dims {
     pub n_head: usize,
 }
 
-/// Whether the fast path runs these sizes on this CPU and gemm path.
+impl Dims {
+    /// The offset of slice `i`'s first row (batch `i / n_head`, head `i % n_head`) in a tensor of
+    /// rows `width` wide, `part` blocks of `c` in (q, k, v of `[B, T, 3C]`: parts 0, 1, 2).
+    pub(super) fn offset(&self, i: usize, part: usize, width: usize) -> usize {
+        let (batch, head) = (i / self.n_head, i % self.n_head);
+        batch * self.t * width + part * self.c + head * (self.c / self.n_head)
+    }
+}
+
+/// The fast paths: one per gemm path with vectors.
 #[cfg(target_arch = "x86_64")]
-fn fast(d: Dims) -> bool {
-    super::matmul::gemm_path() == super::matmul::GemmPath::Avx512 && super::attention_avx512::fits(d)
+#[derive(Clone, Copy)]
+enum Fast {
+    Avx512,
+    Avx2,
+}
+
+/// The fast path that runs these sizes on this CPU and gemm path, if one does.
+#[cfg(target_arch = "x86_64")]
+fn fast(d: Dims) -> Option<Fast> {
+    use super::matmul::GemmPath;
+    match super::matmul::gemm_path() {
+        GemmPath::Avx512 if super::attention_avx512::fits(d) => Some(Fast::Avx512),
+        GemmPath::Avx2 if super::attention_avx2::fits(d) => Some(Fast::Avx2),
+        _ => None,
+    }
 }
 
 /// The forward pass on the fast path: the scores, the causal softmax (scaled by `scale`) into
@@ -25,16 +48,25 @@ fn fast(d: Dims) -> bool {
 /// nothing written, where there is no fast path.
 pub(crate) fn forward_f32(qkv: &[f32], d: Dims, scale: f32, att: &mut [f32], out: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if fast(d) {
+    if let Some(path) = fast(d) {
         #[cfg(feature = "kernel-timers")]
         let _timer = crate::timers::Timer::start(("attention forward", [d.b, d.t, d.c]));
-        // SAFETY: `fast` checked AVX-512F and the sizes (`t ≤ 16`); the kernels check the lengths.
+        // SAFETY: `fast` checked the CPU's features (AVX-512F, or AVX2 and FMA) and the sizes
+        // (`t ≤ 16`); the kernels check the lengths.
         unsafe {
-            super::attention_avx512::scores(qkv, d, att);
-            super::attention_avx512::causal_softmax(att, d.t, scale);
+            match path {
+                Fast::Avx512 => {
+                    super::attention_avx512::scores(qkv, d, att);
+                    super::attention_avx512::causal_softmax(att, d.t, scale);
+                    super::attention_avx512::mix(qkv, d, att, out);
+                }
+                Fast::Avx2 => {
+                    super::attention_avx2::scores(qkv, d, att);
+                    super::attention_avx2::causal_softmax(att, d.t, scale);
+                    super::attention_avx2::mix(qkv, d, att, out);
+                }
+            }
         }
-        // SAFETY: as above.
-        unsafe { super::attention_avx512::mix(qkv, d, att, out) };
         return true;
     }
     let _ = (qkv, d, scale, att, out);
@@ -52,11 +84,16 @@ pub(crate) fn grad_f32(
     acc: Acc,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if fast(d) {
+    if let Some(path) = fast(d) {
         #[cfg(feature = "kernel-timers")]
         let _timer = crate::timers::Timer::start(("attention backward", [d.b, d.t, d.c]));
-        // SAFETY: `fast` checked AVX-512F and the sizes; the kernel checks the lengths.
-        unsafe { super::attention_avx512::grad(qkv, att, g, d, scale, dst, acc) };
+        // SAFETY: `fast` checked the CPU's features and the sizes; the kernels check the lengths.
+        unsafe {
+            match path {
+                Fast::Avx512 => super::attention_avx512::grad(qkv, att, g, d, scale, dst, acc),
+                Fast::Avx2 => super::attention_avx2::grad(qkv, att, g, d, scale, dst, acc),
+            }
+        }
         return true;
     }
     let _ = (qkv, att, g, d, scale, dst, acc);

@@ -326,7 +326,7 @@ impl Block {
 /// AVX; `dst` holds `n` floats.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn store_first(dst: *mut f32, x: __m256, n: usize) {
+pub(super) unsafe fn store_first(dst: *mut f32, x: __m256, n: usize) {
     debug_assert!((1..=LANES).contains(&n));
     // SAFETY: each store writes lanes below `n`.
     unsafe {
@@ -460,7 +460,7 @@ unsafe fn pack_transposed(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut
 /// The transpose of an 8×8 tile held as 8 row vectors: three rounds of 8 shuffles (32-bit
 /// interleave, 64-bit shuffle, then 128-bit lane moves).
 #[target_feature(enable = "avx2,fma")]
-fn transpose(r: [__m256; LANES]) -> [__m256; LANES] {
+pub(super) fn transpose(r: [__m256; LANES]) -> [__m256; LANES] {
     // `t[2g]`, `t[2g + 1]`: rows `2g` and `2g + 1` interleaved, low and high pairs.
     let t: [__m256; LANES] = std::array::from_fn(|i| {
         let (x, y) = (r[i & !1], r[i | 1]);

@@ -28,6 +28,8 @@ macro_rules! selected_avx512f {
 mod ahead;
 pub(crate) mod attention;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod attention_avx2;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod attention_avx512;
 pub(crate) mod axis;
 pub(crate) mod broadcast;

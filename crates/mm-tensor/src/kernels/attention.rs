@@ -17,10 +17,12 @@ pub struct Dims {
 
 impl Dims {
     /// The offset of slice `i`'s first row (batch `i / n_head`, head `i % n_head`) in a tensor of
-    /// rows `width` wide, `part` blocks of `c` in (q, k, v of `[B, T, 3C]`: parts 0, 1, 2).
-    pub(super) fn offset(&self, i: usize, part: usize, width: usize) -> usize {
+    /// rows `width` wide, `part` blocks of `c` in (q, k, v of `[B, T, 3C]`: parts 0, 1, 2), for
+    /// heads of `HS` (a constant: `c / n_head` was a division at every call).
+    pub(super) fn offset<const HS: usize>(&self, i: usize, part: usize, width: usize) -> usize {
+        debug_assert_eq!(self.c, self.n_head * HS);
         let (batch, head) = (i / self.n_head, i % self.n_head);
-        batch * self.t * width + part * self.c + head * (self.c / self.n_head)
+        batch * self.t * width + part * self.c + head * HS
     }
 }
 

@@ -208,8 +208,8 @@ pub(crate) unsafe fn scores(qkv: &[f32], d: Dims, att: &mut [f32]) {
         // SAFETY: slice `i`'s rows of q and k are inside `qkv` (checked above), and its block
         // of scores inside `att`.
         unsafe {
-            let kt = transposed_rows(qkv.as_ptr().add(d.offset(i, 1, w)), w, t);
-            let (q, s) = (qkv.as_ptr().add(d.offset(i, 0, w)), att.as_mut_ptr().add(i * t * t));
+            let kt = transposed_rows(qkv.as_ptr().add(d.offset::<L>(i, 1, w)), w, t);
+            let (q, s) = (qkv.as_ptr().add(d.offset::<L>(i, 0, w)), att.as_mut_ptr().add(i * t * t));
             weigh(q, w, (kt.as_ptr().cast(), L), (L, false), s, t, t, (t, false));
         }
     }
@@ -286,8 +286,8 @@ pub(crate) unsafe fn mix(qkv: &[f32], d: Dims, att: &[f32], out: &mut [f32]) {
     for i in 0..d.b * d.n_head {
         // SAFETY: as above; slice `i`'s output rows are inside `out`.
         unsafe {
-            let v = qkv.as_ptr().add(d.offset(i, 2, w));
-            let o = out.as_mut_ptr().add(d.offset(i, 0, d.c));
+            let v = qkv.as_ptr().add(d.offset::<L>(i, 2, w));
+            let o = out.as_mut_ptr().add(d.offset::<L>(i, 0, d.c));
             weigh(att.as_ptr().add(i * t * t), t, (v, w), (t, true), o, d.c, t, (L, false));
         }
     }
@@ -323,20 +323,20 @@ pub(crate) unsafe fn grad(
         let next = i + d.n_head;
         if next < d.b * d.n_head {
             for part in 0..3 {
-                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(d.offset(next, part, w)), w, t, 1);
-                ahead::rows_to_l2(dst.as_ptr().wrapping_add(d.offset(next, part, w)), w, t, 1);
+                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
+                ahead::rows_to_l2(dst.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
             }
-            ahead::rows_to_l2(g.as_ptr().wrapping_add(d.offset(next, 0, d.c)), d.c, t, 1);
+            ahead::rows_to_l2(g.as_ptr().wrapping_add(d.offset::<L>(next, 0, d.c)), d.c, t, 1);
             ahead::rows_to_l2(att.as_ptr().wrapping_add(next * t * t), L, (t * t).div_ceil(L), 1);
         }
         // SAFETY: slice `i`'s rows of `qkv`, `g`, `att` and `dst` are inside them (checked
         // above); `ds` and `p` are 16 × 16.
         unsafe {
             let (qkv_p, dst_p) = (qkv.as_ptr(), dst.as_mut_ptr());
-            let gi = g.as_ptr().add(d.offset(i, 0, d.c));
+            let gi = g.as_ptr().add(d.offset::<L>(i, 0, d.c));
             let pi = att.as_ptr().add(i * t * t);
             // dP = G vᵀ, into `ds`, then dS row by row.
-            let vt = transposed_rows(qkv_p.add(d.offset(i, 2, w)), w, t);
+            let vt = transposed_rows(qkv_p.add(d.offset::<L>(i, 2, w)), w, t);
             weigh(gi, d.c, (vt.as_ptr().cast(), L), (L, false), ds.as_mut_ptr().cast(), L, t, (t, false));
             for r in 0..t {
                 let pr = load(pi.add(r * t), t);
@@ -352,19 +352,19 @@ pub(crate) unsafe fn grad(
                 store(p[r].as_mut_ptr(), pr, t);
             }
             // dq = dS k (dS is zero past the diagonal, as P is).
-            let k = (qkv_p.add(d.offset(i, 1, w)), w);
-            weigh(ds.as_ptr().cast(), L, k, (t, true), dst_p.add(d.offset(i, 0, w)), w, t, (L, add));
+            let k = (qkv_p.add(d.offset::<L>(i, 1, w)), w);
+            weigh(ds.as_ptr().cast(), L, k, (t, true), dst_p.add(d.offset::<L>(i, 0, w)), w, t, (L, add));
             // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
             let (ds_t, p_t) =
                 (transposed_rows(ds.as_ptr().cast(), L, L), transposed_rows(p.as_ptr().cast(), L, L));
-            let q = (qkv_p.add(d.offset(i, 0, w)), w);
-            weigh(ds_t.as_ptr().cast(), L, q, (t, false), dst_p.add(d.offset(i, 1, w)), w, t, (L, add));
+            let q = (qkv_p.add(d.offset::<L>(i, 0, w)), w);
+            weigh(ds_t.as_ptr().cast(), L, q, (t, false), dst_p.add(d.offset::<L>(i, 1, w)), w, t, (L, add));
             weigh(
                 p_t.as_ptr().cast(),
                 L,
                 (gi, d.c),
                 (t, false),
-                dst_p.add(d.offset(i, 2, w)),
+                dst_p.add(d.offset::<L>(i, 2, w)),
                 w,
                 t,
                 (L, add),

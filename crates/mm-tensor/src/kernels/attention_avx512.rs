@@ -178,8 +178,8 @@ pub(crate) unsafe fn scores(qkv: &[f32], d: Dims, att: &mut [f32]) {
         // SAFETY: slice `i`'s rows of q and k are inside `qkv` (checked above), and its block
         // of scores inside `att`.
         unsafe {
-            let kt = transpose(rows(qkv.as_ptr().add(d.offset(i, 1, w)), w, t));
-            let (q, s) = (qkv.as_ptr().add(d.offset(i, 0, w)), att.as_mut_ptr().add(i * t * t));
+            let kt = transpose(rows(qkv.as_ptr().add(d.offset::<L>(i, 1, w)), w, t));
+            let (q, s) = (qkv.as_ptr().add(d.offset::<L>(i, 0, w)), att.as_mut_ptr().add(i * t * t));
             weigh(q, w, &kt, (L, false), s, t, t, (lanes(t), false));
         }
     }
@@ -264,8 +264,8 @@ pub(crate) unsafe fn mix(qkv: &[f32], d: Dims, att: &[f32], out: &mut [f32]) {
     for i in 0..d.b * d.n_head {
         // SAFETY: as above; slice `i`'s output rows are inside `out`.
         unsafe {
-            let v = rows(qkv.as_ptr().add(d.offset(i, 2, w)), w, t);
-            let o = out.as_mut_ptr().add(d.offset(i, 0, d.c));
+            let v = rows(qkv.as_ptr().add(d.offset::<L>(i, 2, w)), w, t);
+            let o = out.as_mut_ptr().add(d.offset::<L>(i, 0, d.c));
             weigh(att.as_ptr().add(i * t * t), t, &v, (t, true), o, d.c, t, (ALL, false));
         }
     }
@@ -308,20 +308,20 @@ pub(crate) unsafe fn grad(
         let next = i + d.n_head;
         if next < d.b * d.n_head {
             for part in 0..3 {
-                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(d.offset(next, part, w)), w, t, 1);
-                ahead::rows_to_l2(dst.as_ptr().wrapping_add(d.offset(next, part, w)), w, t, 1);
+                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
+                ahead::rows_to_l2(dst.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
             }
-            ahead::rows_to_l2(g.as_ptr().wrapping_add(d.offset(next, 0, d.c)), d.c, t, 1);
+            ahead::rows_to_l2(g.as_ptr().wrapping_add(d.offset::<L>(next, 0, d.c)), d.c, t, 1);
             ahead::rows_to_l2(att.as_ptr().wrapping_add(next * t * t), L, (t * t).div_ceil(L), 1);
         }
         // SAFETY: slice `i`'s rows of `qkv`, `g`, `att` and `dst` are inside them (checked
         // above); `ds` and `p` are 16 × 16.
         unsafe {
             let (qkv_p, dst_p) = (qkv.as_ptr(), dst.as_mut_ptr());
-            let gi = g.as_ptr().add(d.offset(i, 0, d.c));
+            let gi = g.as_ptr().add(d.offset::<L>(i, 0, d.c));
             let pi = att.as_ptr().add(i * t * t);
             // dP = G vᵀ, into `ds`, then dS row by row.
-            let vt = transpose(rows(qkv_p.add(d.offset(i, 2, w)), w, t));
+            let vt = transpose(rows(qkv_p.add(d.offset::<L>(i, 2, w)), w, t));
             weigh(gi, d.c, &vt, (L, false), ds.as_mut_ptr().cast(), L, t, (mask, false));
             for r in 0..t {
                 let pr = _mm512_maskz_loadu_ps(mask, pi.add(r * t));
@@ -332,14 +332,32 @@ pub(crate) unsafe fn grad(
                 _mm512_mask_storeu_ps(p[r].as_mut_ptr(), mask, pr);
             }
             // dq = dS k (dS is zero past the diagonal, as P is).
-            let k = rows(qkv_p.add(d.offset(i, 1, w)), w, t);
-            weigh(ds.as_ptr().cast(), L, &k, (t, true), dst_p.add(d.offset(i, 0, w)), w, t, (ALL, add));
+            let k = rows(qkv_p.add(d.offset::<L>(i, 1, w)), w, t);
+            weigh(ds.as_ptr().cast(), L, &k, (t, true), dst_p.add(d.offset::<L>(i, 0, w)), w, t, (ALL, add));
             // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
             let (ds_t, p_t) = (transposed(&ds), transposed(&p));
-            let q = rows(qkv_p.add(d.offset(i, 0, w)), w, t);
-            weigh(ds_t.as_ptr().cast(), L, &q, (t, false), dst_p.add(d.offset(i, 1, w)), w, t, (ALL, add));
+            let q = rows(qkv_p.add(d.offset::<L>(i, 0, w)), w, t);
+            weigh(
+                ds_t.as_ptr().cast(),
+                L,
+                &q,
+                (t, false),
+                dst_p.add(d.offset::<L>(i, 1, w)),
+                w,
+                t,
+                (ALL, add),
+            );
             let gr = rows(gi, d.c, t);
-            weigh(p_t.as_ptr().cast(), L, &gr, (t, false), dst_p.add(d.offset(i, 2, w)), w, t, (ALL, add));
+            weigh(
+                p_t.as_ptr().cast(),
+                L,
+                &gr,
+                (t, false),
+                dst_p.add(d.offset::<L>(i, 2, w)),
+                w,
+                t,
+                (ALL, add),
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 //! - a row-major `B` is read in place, neither copied nor padded: the last, partial vector of a
 //!   row is read whole, its lanes past `n` from the next row (their products are never stored),
 //!   and under a mask (`vmaskmovps`) only where a whole vector would end past `B`. Only where its
-//!   column strips would not stay in L1 (rows a large power of two apart, see `strips_miss_l1`)
+//!   column strips would not stay in L1 (rows a large power of two apart, see `rows_per_set`)
 //!   and there are enough rows of `A` to pay for the copy is it packed, strip by strip;
 //! - a transposed `B` (the `G · Wᵀ` products) is packed once per call, strip by strip, with 8×8
 //!   in-register transposes;
@@ -93,10 +93,11 @@ pub(crate) unsafe fn gemm(
     assert!(a.cs == 1 || a.rs == 1, "A is row-major or transposed");
     let nv = n.div_ceil(LANES);
     // A transposed `B` is packed, a row-major one read in place; either is packed strip by strip
-    // (see `strips_miss_l1` and `strip_at`) where its strips would not stay in L1 and there are
+    // (see `rows_per_set` and `strip_at`) where its strips would not stay in L1 and there are
     // enough blocks of rows to pay for the copy, about a read of each strip from L2: `Gᵀ x`
     // with m = 64 (11 blocks) lost 4-10 µs to it, and the MLP's `dpre @ W1ᵀ` (m = 32) 0.6 µs.
-    let strips = m >= 128 && strips_miss_l1(k, if b.cs == 1 { b.rs } else { nv * LANES });
+    let strips =
+        m >= 128 && if b.cs == 1 { rows_per_set(k, b.rs) > 8 } else { rows_per_set(k, nv * LANES) > 4 };
     let packed = b.cs != 1 || strips;
     if packed {
         let len = k * nv * LANES;
@@ -349,26 +350,28 @@ pub(super) unsafe fn store_first(dst: *mut f32, x: __m256, n: usize) {
     }
 }
 
-/// Whether the `k` rows of a column strip of a row-major `B`, `ldb` floats apart, would not stay
-/// in L1 while the row blocks run over them, so that [`gemm`] packs `B` first.
+/// How many of the `k` rows of a column strip of `B`, `ldb` floats apart, share each L1 set they
+/// fall into: where that passes the set's ways, the strip does not stay in L1 while the row
+/// blocks run over it, and [`gemm`] packs `B` strip by strip.
 ///
 /// Why: L1's set (64 sets of 8 lines on Zen 4 and most x86 cores) is fixed by an address's place
 /// in a 4 KB page. Rows whose stride is a multiple of a large power of two come back to the same
-/// place every `period` rows, so a strip's one line per row falls into only `period` sets, and
-/// from about `4 · period` rows (half the ways: `A` and `C` take lines too) each row block
-/// fetches the strip again from L2. The Transformer's `B`s are such: `x` (`[512, 64]`, period 16)
-/// in the weight gradients `Gᵀ x`, `W` (`[64, 256]`, period 4; `[192, 64]`) in `G W`. Packed
+/// place every `period` rows, so a strip's one line per row falls into only `period` sets. The
+/// Transformer's `B`s are such: `x` (`[512, 64]`, period 16, 32 rows a set) in the weight
+/// gradients `Gᵀ x`, `W` (`[64, 256]`, period 4, 16 a set; `[192, 64]`, 12) in `G W`. Packed
 /// strip by strip ([`strip_at`]), a strip's rows are contiguous. On Zen 4 (`examples/gemm_shapes
 /// --transformer avx2`, this change's build against the one before, alternated) `c_fc Gᵀ x`
 /// went from 178-186 to 164-167 µs and `mlp_proj G W` from 176-182 to 166-170; with the
 /// transposed `B`s packed the same way, `c_fc x Wᵀ` 178-179 → 162-166 and `mlp_proj x Wᵀ`
-/// 161-168 → 154-156. `c_proj G W` (`k = 64`, period 16: not packed) measured the same packed.
-/// Below the rule the copy costs more than it saves: packing every row-major `B` made the MLP's
-/// `emb @ W1` (32 × 30 × 200) 3.7 → 4.2 µs.
-fn strips_miss_l1(k: usize, ldb: usize) -> bool {
+/// 161-168 → 154-156. `c_proj G W` (4 a set: not packed) measured the same packed. Where the
+/// copy is an extra pass (a row-major `B`) it pays only past the 8 ways: WaveNet's first layer
+/// `x @ W` (128 × 48 × 128, 6 a set) lost 0.8 of 15 µs to it (toggled in one process); where
+/// the pack is done anyway (a transposed `B`) strips pay past 4 (half the ways: `A` and `C` take
+/// lines too), e.g. 14.7 against 15.3 µs for the same layer's `x @ Wᵀ`.
+fn rows_per_set(k: usize, ldb: usize) -> usize {
     // 1,024 floats are 4 KB. (Rows closer than a strip's width share lines, and pack themselves.)
     let period = 1024 >> ldb.trailing_zeros().min(10);
-    ldb >= 2 * LANES && k > 4 * period
+    if ldb >= 2 * LANES { k.div_ceil(period) } else { 0 }
 }
 
 /// Where `B[p, col]` is in a packed `B` of `k` rows and `nv` vectors of columns: strip by strip
@@ -548,10 +551,10 @@ mod tests {
     }
 
     /// A `B` that [`gemm`] packs strip by strip gives the bits of a `mul_add` chain in `p` order:
-    /// row-major with rows 64 floats apart (more than 64 of them, `m` ≥ 128; `m` = 127 reads it
-    /// in place), and transposed (strips for `n` of 57 to 64, rows of `nv` vectors otherwise);
-    /// every strip count and partial vector, both layouts of `A`, every start. The columns past
-    /// `n` of a row-major `B` (NaN) never reach `C`. The rule's edge: 64 such rows stay in place.
+    /// row-major with rows 64 floats apart (packed for more than 128 rows and `m` ≥ 128; in place
+    /// for 65 rows, or `m` = 127), and transposed (strips for `n` of 57 to 64 and more than 64
+    /// rows, rows of `nv` vectors otherwise); every strip count and partial vector, both layouts
+    /// of `A`, every start. The columns past `n` of a row-major `B` (NaN) never reach `C`.
     #[test]
     fn packed_strips_give_a_chains_bits() {
         if !available() {
@@ -560,10 +563,9 @@ mod tests {
         }
         const LDB: usize = 64;
         assert!(
-            !strips_miss_l1(64, LDB)
-                && strips_miss_l1(65, LDB)
-                && !strips_miss_l1(500, 200)
-                && !strips_miss_l1(100_000, 8)
+            (rows_per_set(128, LDB), rows_per_set(129, LDB)) == (8, 9)
+                && rows_per_set(512, 200) == 4
+                && rows_per_set(100_000, 8) == 0
         );
         let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 256.0;
         let mut pack = Vec::new();

@@ -1,8 +1,7 @@
 //! makemore's self-attention on a fast path where there is one: for `f32`, heads of 16 and
 //! sequences of at most 16 on the AVX-512 gemm path (`kernels/attention_avx512.rs`) and on the
-//! AVX2 one (`kernels/attention_avx2.rs`). The op
-//! ([`crate::Var::causal_self_attention`]) asks here first and runs its general path (a gemm
-//! per slice and product) where the answer is no.
+//! AVX2 one (`kernels/attention_avx2.rs`). The op ([`crate::Var::causal_self_attention`]) asks
+//! here first and runs its general path (a gemm per slice and product) where the answer is no.
 
 use super::Acc;
 
@@ -28,17 +27,23 @@ impl Dims {
 
 /// The fast paths: one per gemm path with vectors.
 #[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Fast {
     Avx512,
     Avx2,
 }
 
-/// The fast path that runs these sizes on this CPU and gemm path, if one does.
+/// The fast path that runs these sizes on this CPU and the gemm path in use, if one does.
 #[cfg(target_arch = "x86_64")]
 fn fast(d: Dims) -> Option<Fast> {
+    fast_on(super::matmul::gemm_path(), d)
+}
+
+/// The fast path that runs these sizes on this CPU and gemm `path`, if one does.
+#[cfg(target_arch = "x86_64")]
+fn fast_on(path: super::matmul::GemmPath, d: Dims) -> Option<Fast> {
     use super::matmul::GemmPath;
-    match super::matmul::gemm_path() {
+    match path {
         GemmPath::Avx512 if super::attention_avx512::fits(d) => Some(Fast::Avx512),
         GemmPath::Avx2 if super::attention_avx2::fits(d) => Some(Fast::Avx2),
         _ => None,
@@ -100,4 +105,33 @@ pub(crate) fn grad_f32(
     }
     let _ = (qkv, att, g, d, scale, dst, acc);
     false
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::kernels::matmul::GemmPath;
+
+    /// makemore's attention sizes take the fast path of each gemm path with vectors, on a CPU
+    /// that runs it (so that a test on the op, run with that path forced, runs the kernels);
+    /// other head sizes, longer sequences and the portable paths do not.
+    #[test]
+    fn makemores_sizes_take_each_paths_kernels() {
+        let d = Dims { b: 32, t: 16, c: 64, n_head: 4 };
+        for (path, fast) in [(GemmPath::Avx512, Fast::Avx512), (GemmPath::Avx2, Fast::Avx2)] {
+            if path.unsupported().is_some() {
+                eprintln!("makemores_sizes_take_each_paths_kernels: skipped {path} (not on this CPU)");
+                continue;
+            }
+            assert_eq!(fast_on(path, d), Some(fast), "{path}");
+            for t in [1, 7, 9] {
+                assert_eq!(fast_on(path, Dims { t, ..d }), Some(fast), "{path}, t = {t}");
+            }
+            assert_eq!(fast_on(path, Dims { t: 17, ..d }), None, "{path}, t = 17");
+            assert_eq!(fast_on(path, Dims { c: 32, ..d }), None, "{path}, heads of 8");
+        }
+        for path in [GemmPath::Portable, GemmPath::PortableAvx2] {
+            assert_eq!(fast_on(path, d), None, "{path}");
+        }
+    }
 }

@@ -73,13 +73,16 @@ fn lanes(n: usize) -> [__m256i; 2] {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn load(p: *const f32, n: usize) -> Row {
-    // SAFETY: by the contract; the masked loads read only the lanes below `n`.
+    // SAFETY: by the contract; the masked loads read only the lanes below `n`, and the second
+    // vector's address is formed only when some of its lanes are (`p + 8` may be past the end).
     unsafe {
+        let m = lanes(n);
         if n == L {
             [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(LANES))]
-        } else {
-            let m = lanes(n);
+        } else if n > LANES {
             [_mm256_maskload_ps(p, m[0]), _mm256_maskload_ps(p.add(LANES), m[1])]
+        } else {
+            [_mm256_maskload_ps(p, m[0]), _mm256_setzero_ps()]
         }
     }
 }
@@ -105,6 +108,14 @@ unsafe fn store(p: *mut f32, x: Row, n: usize) {
             store_first(p, x[0], n);
         }
     }
+}
+
+/// The sum of a vector's lanes: lane l plus lane l + 4, then 2 apart, then 1.
+#[target_feature(enable = "avx2,fma")]
+fn sum8(x: __m256) -> f32 {
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2)))
 }
 
 /// The transpose of 16 rows of 16: four 8 × 8 transposes, the off-diagonal tiles swapped.
@@ -262,11 +273,7 @@ pub(crate) unsafe fn causal_softmax(att: &mut [f32], t: usize, scale: f32) {
             _mm256_and_ps(exp(z), seen[h])
         });
         // The sum in `axis::lanes`'s order: lane l plus lane l + 8, then 4, 2 and 1 apart.
-        let s8 = _mm256_add_ps(e[0], e[1]);
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
-        let inv = _mm256_set1_ps(1.0 / _mm_cvtss_f32(s1));
+        let inv = _mm256_set1_ps(1.0 / sum8(_mm256_add_ps(e[0], e[1])));
         // SAFETY: as the load.
         unsafe { store(row.as_mut_ptr(), [_mm256_mul_ps(e[0], inv), _mm256_mul_ps(e[1], inv)], t) };
     }
@@ -342,9 +349,7 @@ pub(crate) unsafe fn grad(
                 let pr = load(pi.add(r * t), t);
                 let dp = load(ds[r].as_ptr(), t);
                 let prod = _mm256_add_ps(_mm256_mul_ps(dp[0], pr[0]), _mm256_mul_ps(dp[1], pr[1]));
-                let s4 = _mm_add_ps(_mm256_castps256_ps128(prod), _mm256_extractf128_ps::<1>(prod));
-                let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-                let dot = _mm256_set1_ps(_mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2))));
+                let dot = _mm256_set1_ps(sum8(prod));
                 let dsr = std::array::from_fn(|h| {
                     _mm256_mul_ps(_mm256_mul_ps(pr[h], _mm256_sub_ps(dp[h], dot)), sc)
                 });

@@ -13,7 +13,7 @@
 //!
 //! The sums run in the gemm's order (over the inner index, one fused multiply-add after the
 //! other); the backward's `rowsum(dP ⊙ P)` is a vector reduction, whose order differs from the
-//! general path's. `tests/zoo_ops.rs` checks values and gradients against `f64`.
+//! general path's. `tests/attention_paths.rs` checks values and gradients against `f64`.
 
 use std::arch::x86_64::{
     __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,

@@ -11,8 +11,8 @@
 //!   and under a mask (`vmaskmovps`) only where a whole vector would end past `B`. Only where its
 //!   column strips would not stay in L1 (rows a large power of two apart, see `rows_per_set`)
 //!   and there are enough rows of `A` to pay for the copy is it packed, strip by strip;
-//! - a transposed `B` (the `G · Wᵀ` products) is packed once per call, strip by strip, with 8×8
-//!   in-register transposes;
+//! - a transposed `B` (the `G · Wᵀ` products) is packed once per call with 8×8 in-register
+//!   transposes, strip by strip where the strips would not stay in L1 (and as rows otherwise);
 //! - `C`'s columns are covered by vectors of 8 lanes, the last one loaded under a mask and stored
 //!   by plain stores of 4, 2 and 1 lanes, so the awkward widths (27, 30) need no scalar loop.
 //!   `vmaskmovps` is slow on AMD's cores: on Zen 4, with it in the inner loop and for the stores,
@@ -92,12 +92,9 @@ pub(crate) unsafe fn gemm(
     assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B is shorter than its shape");
     assert!(a.cs == 1 || a.rs == 1, "A is row-major or transposed");
     let nv = n.div_ceil(LANES);
-    // A transposed `B` is packed, a row-major one read in place; either is packed strip by strip
-    // (see `rows_per_set` and `strip_at`) where its strips would not stay in L1 and there are
-    // enough blocks of rows to pay for the copy, about a read of each strip from L2: `Gᵀ x`
-    // with m = 64 (11 blocks) lost 4-10 µs to it, and the MLP's `dpre @ W1ᵀ` (m = 32) 0.6 µs.
-    let strips =
-        m >= 128 && if b.cs == 1 { rows_per_set(k, b.rs) > 8 } else { rows_per_set(k, nv * LANES) > 4 };
+    // A transposed `B` is packed, a row-major one read in place; either strip by strip where
+    // `packs_strips` says so.
+    let strips = packs_strips((m, k, nv), b);
     let packed = b.cs != 1 || strips;
     if packed {
         let len = k * nv * LANES;
@@ -188,8 +185,8 @@ pub(crate) unsafe fn gemm(
             };
             // SAFETY: AVX2 and FMA are enabled; the block's rows, columns and `k` are inside the
             // operands (checked above); when `masked`, the last vector is read whole only in the
-            // first `whole` rows of `B`, where it ends inside `B` (counted above), and is
-            // otherwise loaded and stored at `n`.
+            // first `whole` rows of `B`, where it ends inside `B` or its pack (counted above), and
+            // is otherwise loaded and stored at `n`.
             unsafe { at.dispatch(rows, width, a.cs == 1, masked) };
             i0 += rows;
         }
@@ -374,6 +371,15 @@ fn rows_per_set(k: usize, ldb: usize) -> usize {
     if ldb >= 2 * LANES { k.div_ceil(period) } else { 0 }
 }
 
+/// Whether [`gemm`] packs `B` strip by strip (see [`strip_at`]) for a product of `m` rows, `k`
+/// and `nv` vectors of columns: where its strips would not stay in L1 ([`rows_per_set`]) and
+/// there are enough blocks of rows to pay for the copy, about a read of each strip from L2
+/// (`Gᵀ x` with m = 64, 11 blocks, lost 4-10 µs to it, and the MLP's `dpre @ W1ᵀ`, m = 32,
+/// 0.6 µs).
+fn packs_strips((m, k, nv): (usize, usize, usize), b: Strided<'_, f32>) -> bool {
+    m >= 128 && if b.cs == 1 { rows_per_set(k, b.rs) > 8 } else { rows_per_set(k, nv * LANES) > 4 }
+}
+
 /// Where `B[p, col]` is in a packed `B` of `k` rows and `nv` vectors of columns: strip by strip
 /// as [`gemm`] runs them (2 vectors, and 1 for an odd last), each strip's `k` rows contiguous.
 fn strip_at(k: usize, nv: usize, p: usize, col: usize) -> usize {
@@ -550,11 +556,13 @@ mod tests {
         assert_eq!(c, [0.0, 3.0, 6.0, 9.0, 12.0, 0.0, 3.0, 6.0, 9.0, 12.0]);
     }
 
-    /// A `B` that [`gemm`] packs strip by strip gives the bits of a `mul_add` chain in `p` order:
-    /// row-major with rows 64 floats apart (packed for more than 128 rows and `m` ≥ 128; in place
-    /// for 65 rows, or `m` = 127), and transposed (strips for `n` of 57 to 64 and more than 64
-    /// rows, rows of `nv` vectors otherwise); every strip count and partial vector, both layouts
-    /// of `A`, every start. The columns past `n` of a row-major `B` (NaN) never reach `C`.
+    /// A `B` that [`gemm`] packs strip by strip gives the bits of a `mul_add` chain in `p` order,
+    /// as the other layouts do: row-major with rows 64 floats apart (in strips for 130 or more
+    /// rows and `m` ≥ 128; in place for 65 rows, or `m` = 127), and transposed (in strips where
+    /// [`packs_strips`] says so, e.g. `n` = 63 or 64, `n` = 27 and 130 rows, and `n` = 20 and 520
+    /// rows for an odd last strip; rows of `nv` vectors otherwise); partial vectors, both layouts of
+    /// `A`, every start. The columns past `n` of a row-major `B` (NaN) never reach `C`. Which
+    /// layout each case takes is asserted, so that the rule cannot drift away from the test.
     #[test]
     fn packed_strips_give_a_chains_bits() {
         if !available() {
@@ -569,9 +577,13 @@ mod tests {
         );
         let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 256.0;
         let mut pack = Vec::new();
-        for k in [65, 130] {
+        let mut layouts = [0; 2];
+        for k in [65, 130, 520] {
             let b_all: Vec<f32> = (0..k * LDB).map(|i| value(i + 5)).collect();
             for n in [1, 9, 20, 27, 63, 64] {
+                if k == 520 && n != 20 {
+                    continue;
+                }
                 let masked: Vec<f32> =
                     b_all.iter().enumerate().map(|(i, &v)| if i % LDB < n { v } else { f32::NAN }).collect();
                 let b_rows = Strided { data: &masked[..(k - 1) * LDB + n], rs: LDB, cs: 1 };
@@ -586,6 +598,11 @@ mod tests {
                         .flat_map(|(b, a_t)| [0, 1, 2].map(|s| (b, a_t, s)))
                     {
                         let a = if a_t { Strided::transposed(&a_all, m) } else { Strided::rows(&a_all, k) };
+                        let strips = packs_strips((m, k, n.div_ceil(LANES)), b);
+                        let want_strips = m >= 128
+                            && if b.cs == 1 { k >= 130 } else { (n, k) == (27, 130) || n >= 63 || k == 520 };
+                        assert_eq!(strips, want_strips, "{m}x{k}x{n}, B transposed {}", b.cs != 1);
+                        layouts[usize::from(strips)] += 1;
                         let mut c = old.clone();
                         let (start, first): (Start<'_, f32>, &dyn Fn(usize, usize) -> f32) = match start {
                             0 => (Start::Zero, &|_, _| 0.0),
@@ -607,6 +624,7 @@ mod tests {
                 }
             }
         }
+        assert!(layouts[0] > 0 && layouts[1] > 0, "both layouts ran: {layouts:?}");
     }
 
     /// Reads of a partial last vector past column `n` stay inside `B`: every operand ends where

@@ -76,13 +76,13 @@ unsafe fn load(p: *const f32, n: usize) -> Row {
     // SAFETY: by the contract; the masked loads read only the lanes below `n`, and the second
     // vector's address is formed only when some of its lanes are (`p + 8` may be past the end).
     unsafe {
-        let m = lanes(n);
         if n == L {
             [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(LANES))]
         } else if n > LANES {
+            let m = lanes(n);
             [_mm256_maskload_ps(p, m[0]), _mm256_maskload_ps(p.add(LANES), m[1])]
         } else {
-            [_mm256_maskload_ps(p, m[0]), _mm256_setzero_ps()]
+            [_mm256_maskload_ps(p, lanes(n)[0]), _mm256_setzero_ps()]
         }
     }
 }
@@ -112,6 +112,7 @@ unsafe fn store(p: *mut f32, x: Row, n: usize) {
 
 /// The sum of a vector's lanes: lane l plus lane l + 4, then 2 apart, then 1.
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 fn sum8(x: __m256) -> f32 {
     let s4 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
     let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));

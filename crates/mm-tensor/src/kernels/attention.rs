@@ -134,4 +134,50 @@ mod tests {
             assert_eq!(fast_on(path, d), None, "{path}");
         }
     }
+
+    /// Each fast path's causal softmax gives [`super::super::axis::causal_softmax`]'s bits, for
+    /// every size of block (some scores past `exp`'s clamp once scaled, three blocks each; a
+    /// row's max is sometimes one of its masked entries).
+    #[test]
+    fn the_causal_softmax_kernels_give_the_general_kernels_bits() {
+        type Kernel = unsafe fn(&mut [f32], usize, f32);
+        let kernels: [(&str, bool, Kernel); 2] = [
+            (
+                "avx512",
+                super::super::gemm_avx512::available(),
+                super::super::attention_avx512::causal_softmax,
+            ),
+            ("avx2", super::super::gemm_avx2::available(), super::super::attention_avx2::causal_softmax),
+        ];
+        for (name, available, kernel) in kernels {
+            if !available {
+                eprintln!(
+                    "the_causal_softmax_kernels_give_the_general_kernels_bits: skipped {name} (not on this CPU)"
+                );
+                continue;
+            }
+            let mut seed = 12345u64;
+            let mut next = || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 300.0
+            };
+            for t in 1..=16 {
+                for scale in [0.25f32, 1.0, 3.7] {
+                    let scores: Vec<f32> = (0..3 * t * t).map(|_| next()).collect();
+                    let (mut want, mut got) = (scores.clone(), scores);
+                    super::super::axis::causal_softmax(&mut want, t, scale);
+                    // SAFETY: the kernel's CPU features are available (checked above); whole
+                    // [t, t] blocks with t ≤ 16.
+                    unsafe { kernel(&mut got, t, scale) };
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            w.to_bits(),
+                            "{name}, t = {t}, scale {scale}, element {i}: {g} against {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

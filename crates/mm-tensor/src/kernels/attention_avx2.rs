@@ -29,7 +29,7 @@ use std::arch::x86_64::{
 use super::Acc;
 use super::ahead;
 use super::attention::Dims;
-use super::gemm_avx2::{store_first, transpose};
+use super::gemm_avx2::{MASKS, store_first, transpose};
 
 /// The one head size and the longest sequence this path takes: a row is 16 floats.
 const L: usize = 16;
@@ -45,17 +45,6 @@ type Row = [__m256; 2];
 pub(crate) fn fits(d: Dims) -> bool {
     d.n_head > 0 && d.c == d.n_head * L && (1..=L).contains(&d.t) && super::gemm_avx2::available()
 }
-
-/// Sixteen `-1`s then sixteen `0`s: the mask of a row's first `n` lanes starts at `16 - n`.
-static MASKS: [i32; 2 * L] = {
-    let mut m = [0; 2 * L];
-    let mut i = 0;
-    while i < L {
-        m[i] = -1;
-        i += 1;
-    }
-    m
-};
 
 /// The mask of a row's first `n` lanes (`0 ≤ n ≤ 16`), as two vectors.
 #[target_feature(enable = "avx2,fma")]
@@ -341,10 +330,12 @@ pub(crate) unsafe fn grad(
         // above); `ds` and `p` are 16 × 16.
         unsafe {
             let (qkv_p, dst_p) = (qkv.as_ptr(), dst.as_mut_ptr());
+            // Where slice `i`'s q, k or v (`part` 0, 1, 2) starts in `qkv` and `dst`.
+            let at = |part| d.offset::<L>(i, part, w);
             let gi = g.as_ptr().add(d.offset::<L>(i, 0, d.c));
             let pi = att.as_ptr().add(i * t * t);
             // dP = G vᵀ, into `ds`, then dS row by row.
-            let vt = transposed_rows(qkv_p.add(d.offset::<L>(i, 2, w)), w, t);
+            let vt = transposed_rows(qkv_p.add(at(2)), w, t);
             weigh(gi, d.c, (vt.as_ptr().cast(), L), (L, false), ds.as_mut_ptr().cast(), L, t, (t, false));
             for r in 0..t {
                 let pr = load(pi.add(r * t), t);
@@ -358,23 +349,14 @@ pub(crate) unsafe fn grad(
                 store(p[r].as_mut_ptr(), pr, t);
             }
             // dq = dS k (dS is zero past the diagonal, as P is).
-            let k = (qkv_p.add(d.offset::<L>(i, 1, w)), w);
-            weigh(ds.as_ptr().cast(), L, k, (t, true), dst_p.add(d.offset::<L>(i, 0, w)), w, t, (L, add));
+            let k = (qkv_p.add(at(1)), w);
+            weigh(ds.as_ptr().cast(), L, k, (t, true), dst_p.add(at(0)), w, t, (L, add));
             // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
             let (ds_t, p_t) =
                 (transposed_rows(ds.as_ptr().cast(), L, L), transposed_rows(p.as_ptr().cast(), L, L));
-            let q = (qkv_p.add(d.offset::<L>(i, 0, w)), w);
-            weigh(ds_t.as_ptr().cast(), L, q, (t, false), dst_p.add(d.offset::<L>(i, 1, w)), w, t, (L, add));
-            weigh(
-                p_t.as_ptr().cast(),
-                L,
-                (gi, d.c),
-                (t, false),
-                dst_p.add(d.offset::<L>(i, 2, w)),
-                w,
-                t,
-                (L, add),
-            );
+            let q = (qkv_p.add(at(0)), w);
+            weigh(ds_t.as_ptr().cast(), L, q, (t, false), dst_p.add(at(1)), w, t, (L, add));
+            weigh(p_t.as_ptr().cast(), L, (gi, d.c), (t, false), dst_p.add(at(2)), w, t, (L, add));
         }
     }
 }
@@ -404,37 +386,6 @@ unsafe fn transposed_rows(p: *const f32, stride: usize, t: usize) -> [[f32; L]; 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_causal_softmax_gives_the_general_kernels_bits() {
-        if !super::super::gemm_avx2::available() {
-            eprintln!("the_causal_softmax_gives_the_general_kernels_bits: skipped avx2 (no AVX2 and FMA)");
-            return;
-        }
-        // Scores of every size of block, spread wide (some past exp's clamp once scaled), three
-        // blocks each; a row's max is sometimes one of its masked entries.
-        let mut seed = 12345u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 300.0
-        };
-        for t in 1..=L {
-            for scale in [0.25f32, 1.0, 3.7] {
-                let scores: Vec<f32> = (0..3 * t * t).map(|_| next()).collect();
-                let (mut want, mut got) = (scores.clone(), scores);
-                super::super::axis::causal_softmax(&mut want, t, scale);
-                // SAFETY: AVX2 and FMA are available (checked above); whole [t, t] blocks.
-                unsafe { causal_softmax(&mut got, t, scale) };
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(
-                        g.to_bits(),
-                        w.to_bits(),
-                        "t = {t}, scale {scale}, element {i}: {g} against {w}"
-                    );
-                }
-            }
-        }
-    }
 
     #[test]
     fn a_transpose_of_16_rows() {

@@ -318,10 +318,12 @@ pub(crate) unsafe fn grad(
         // above); `ds` and `p` are 16 × 16.
         unsafe {
             let (qkv_p, dst_p) = (qkv.as_ptr(), dst.as_mut_ptr());
+            // Where slice `i`'s q, k or v (`part` 0, 1, 2) starts in `qkv` and `dst`.
+            let at = |part| d.offset::<L>(i, part, w);
             let gi = g.as_ptr().add(d.offset::<L>(i, 0, d.c));
             let pi = att.as_ptr().add(i * t * t);
             // dP = G vᵀ, into `ds`, then dS row by row.
-            let vt = transpose(rows(qkv_p.add(d.offset::<L>(i, 2, w)), w, t));
+            let vt = transpose(rows(qkv_p.add(at(2)), w, t));
             weigh(gi, d.c, &vt, (L, false), ds.as_mut_ptr().cast(), L, t, (mask, false));
             for r in 0..t {
                 let pr = _mm512_maskz_loadu_ps(mask, pi.add(r * t));
@@ -332,32 +334,14 @@ pub(crate) unsafe fn grad(
                 _mm512_mask_storeu_ps(p[r].as_mut_ptr(), mask, pr);
             }
             // dq = dS k (dS is zero past the diagonal, as P is).
-            let k = rows(qkv_p.add(d.offset::<L>(i, 1, w)), w, t);
-            weigh(ds.as_ptr().cast(), L, &k, (t, true), dst_p.add(d.offset::<L>(i, 0, w)), w, t, (ALL, add));
+            let k = rows(qkv_p.add(at(1)), w, t);
+            weigh(ds.as_ptr().cast(), L, &k, (t, true), dst_p.add(at(0)), w, t, (ALL, add));
             // dk = dSᵀ q and dv = Pᵀ G: the transposes' rows past `t` are zero.
             let (ds_t, p_t) = (transposed(&ds), transposed(&p));
-            let q = rows(qkv_p.add(d.offset::<L>(i, 0, w)), w, t);
-            weigh(
-                ds_t.as_ptr().cast(),
-                L,
-                &q,
-                (t, false),
-                dst_p.add(d.offset::<L>(i, 1, w)),
-                w,
-                t,
-                (ALL, add),
-            );
+            let q = rows(qkv_p.add(at(0)), w, t);
+            weigh(ds_t.as_ptr().cast(), L, &q, (t, false), dst_p.add(at(1)), w, t, (ALL, add));
             let gr = rows(gi, d.c, t);
-            weigh(
-                p_t.as_ptr().cast(),
-                L,
-                &gr,
-                (t, false),
-                dst_p.add(d.offset::<L>(i, 2, w)),
-                w,
-                t,
-                (ALL, add),
-            );
+            weigh(p_t.as_ptr().cast(), L, &gr, (t, false), dst_p.add(at(2)), w, t, (ALL, add));
         }
     }
 }
@@ -377,41 +361,5 @@ unsafe fn transposed(m: &[[f32; L]; L]) -> [[f32; L]; L] {
             _mm512_storeu_ps(row.as_mut_ptr(), v);
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_causal_softmax_gives_the_general_kernels_bits() {
-        if !super::super::gemm_avx512::available() {
-            eprintln!("the_causal_softmax_gives_the_general_kernels_bits: skipped avx512 (no AVX-512F)");
-            return;
-        }
-        // Scores of every size of block, spread wide (some past exp's clamp once scaled), three
-        // blocks each; a row's max is sometimes one of its masked entries.
-        let mut seed = 12345u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 300.0
-        };
-        for t in 1..=L {
-            for scale in [0.25f32, 1.0, 3.7] {
-                let scores: Vec<f32> = (0..3 * t * t).map(|_| next()).collect();
-                let (mut want, mut got) = (scores.clone(), scores);
-                super::super::axis::causal_softmax(&mut want, t, scale);
-                // SAFETY: AVX-512F is available (checked above); whole [t, t] blocks.
-                unsafe { causal_softmax(&mut got, t, scale) };
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(
-                        g.to_bits(),
-                        w.to_bits(),
-                        "t = {t}, scale {scale}, element {i}: {g} against {w}"
-                    );
-                }
-            }
-        }
     }
 }

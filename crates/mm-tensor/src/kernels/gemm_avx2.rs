@@ -39,14 +39,23 @@ pub(crate) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Eight `-1`s then eight `0`s: the mask of the first `n` lanes starts at `8 - n`.
-static MASKS: [i32; 2 * LANES] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+/// Sixteen `-1`s then sixteen `0`s: the mask of the first `n` of `w` lanes (`w` ≤ 16) is the `w`
+/// entries from `16 - n` (also for the rows of 16 of `attention_avx2`).
+pub(super) static MASKS: [i32; 4 * LANES] = {
+    let mut m = [0; 4 * LANES];
+    let mut i = 0;
+    while i < 2 * LANES {
+        m[i] = -1;
+        i += 1;
+    }
+    m
+};
 
 /// The mask of the first `n` lanes (`1 ≤ n ≤ 8`), for `vmaskmovps`.
 #[target_feature(enable = "avx2,fma")]
 fn lanes(n: usize) -> __m256i {
     assert!((1..=LANES).contains(&n), "a mask of 1 to 8 lanes");
-    let from = &MASKS[LANES - n..][..LANES];
+    let from = &MASKS[2 * LANES - n..][..LANES];
     // SAFETY: AVX is enabled; `from` holds 8 `i32`s (32 bytes), and the load is unaligned.
     unsafe { _mm256_loadu_si256(from.as_ptr().cast()) }
 }
@@ -373,9 +382,9 @@ fn rows_per_set(k: usize, ldb: usize) -> usize {
 
 /// Whether [`gemm`] packs `B` strip by strip (see [`strip_at`]) for a product of `m` rows, `k`
 /// and `nv` vectors of columns: where its strips would not stay in L1 ([`rows_per_set`]) and
-/// there are enough blocks of rows to pay for the copy, about a read of each strip from L2
-/// (`Gᵀ x` with m = 64, 11 blocks, lost 4-10 µs to it, and the MLP's `dpre @ W1ᵀ`, m = 32,
-/// 0.6 µs).
+/// there are enough blocks of rows to pay for the copy, about a read of each strip from L2 (on
+/// Zen 4, this path forced: `Gᵀ x` with m = 64, 11 blocks, lost 4-10 µs to it, and the MLP's
+/// `dpre @ W1ᵀ`, m = 32, 0.6 µs).
 fn packs_strips((m, k, nv): (usize, usize, usize), b: Strided<'_, f32>) -> bool {
     m >= 128 && if b.cs == 1 { rows_per_set(k, b.rs) > 8 } else { rows_per_set(k, nv * LANES) > 4 }
 }
@@ -419,8 +428,9 @@ unsafe fn pack_rows(b: Strided<'_, f32>, (k, n): (usize, usize), out: &mut [f32]
 
 /// Packs a transposed `B` (`B[p, j]` is `b.data[p + j * b.cs]`, i.e. the rows of a stored
 /// `[n, k]` matrix are `B`'s columns) into `out`, strip by strip ([`strip_at`]) or as `k` rows of
-/// `nv` vectors, eight columns by eight rows at a time. The lanes past `n` hold copies of other values: the kernel reads them (a
-/// packed row is read in whole vectors) into lanes it never stores.
+/// `nv` vectors, eight columns by eight rows at a time. The lanes past `n` hold copies of other
+/// values: the kernel reads them (a packed row is read in whole vectors) into lanes it never
+/// stores.
 ///
 /// # Safety
 ///
@@ -556,6 +566,33 @@ mod tests {
         assert_eq!(c, [0.0, 3.0, 6.0, 9.0, 12.0, 0.0, 3.0, 6.0, 9.0, 12.0]);
     }
 
+    /// Runs [`gemm`] on `C` (holding `old`) from start `start` (0: zero, 1: `C`, 2: `bias`) and
+    /// checks every element against a chain of `mul_add`s in `p` order, to the bit.
+    fn gemm_gives_a_chains_bits(
+        (m, k, n): (usize, usize, usize),
+        (a, b): (Strided<'_, f32>, Strided<'_, f32>),
+        (c, old): (&mut [f32], &[f32]),
+        (start, bias): (usize, &[f32]),
+        pack: &mut Vec<f32>,
+        case: &str,
+    ) {
+        let (start, first): (Start<'_, f32>, &dyn Fn(usize, usize) -> f32) = match start {
+            0 => (Start::Zero, &|_, _| 0.0),
+            1 => (Start::C, &|i, j| old[i * n + j]),
+            _ => (Start::Bias(bias), &|_, j| bias[j]),
+        };
+        // SAFETY: the callers checked AVX2 and FMA; the operands hold `[m, k]`, `[k, n]` and
+        // `[m, n]` (and the bias `n`).
+        unsafe { gemm((m, k, n), a, b, c, start, pack) };
+        for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
+            let want = (0..k).fold(first(i, j), |s, p| {
+                a.data[i * a.rs + p * a.cs].mul_add(b.data[p * b.rs + j * b.cs], s)
+            });
+            let got = c[i * n + j];
+            assert_eq!(got.to_bits(), want.to_bits(), "{case}: C[{i}, {j}] = {got}, want {want}");
+        }
+    }
+
     /// A `B` that [`gemm`] packs strip by strip gives the bits of a `mul_add` chain in `p` order,
     /// as the other layouts do: row-major with rows 64 floats apart (in strips for 130 or more
     /// rows and `m` ≥ 128; in place for 65 rows, or `m` = 127), and transposed (in strips where
@@ -604,22 +641,15 @@ mod tests {
                         assert_eq!(strips, want_strips, "{m}x{k}x{n}, B transposed {}", b.cs != 1);
                         layouts[usize::from(strips)] += 1;
                         let mut c = old.clone();
-                        let (start, first): (Start<'_, f32>, &dyn Fn(usize, usize) -> f32) = match start {
-                            0 => (Start::Zero, &|_, _| 0.0),
-                            1 => (Start::C, &|i, j| old[i * n + j]),
-                            _ => (Start::Bias(&bias), &|_, j| bias[j]),
-                        };
-                        // SAFETY: AVX2 and FMA are available; the operands hold `[m, k]`, `[k, n]`
-                        // and `[m, n]` (and the bias `n`).
-                        unsafe { gemm((m, k, n), a, b, &mut c, start, &mut pack) };
-                        for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
-                            let want = (0..k).fold(first(i, j), |s, p| {
-                                a.data[i * a.rs + p * a.cs].mul_add(b.data[p * b.rs + j * b.cs], s)
-                            });
-                            let got = c[i * n + j];
-                            let case = format!("{m}x{k}x{n}, B rows {} apart, a_t {a_t}", b.rs.max(b.cs));
-                            assert_eq!(got.to_bits(), want.to_bits(), "{case}: C[{i}, {j}]");
-                        }
+                        let case = format!("{m}x{k}x{n}, B rows {} apart, a_t {a_t}", b.rs.max(b.cs));
+                        gemm_gives_a_chains_bits(
+                            (m, k, n),
+                            (a, b),
+                            (&mut c, &old),
+                            (start, &bias),
+                            &mut pack,
+                            &case,
+                        );
                     }
                 }
             }
@@ -673,26 +703,16 @@ mod tests {
                             let a =
                                 if a_t { Strided::transposed(&a_all, m) } else { Strided::rows(&a_all, k) };
                             let mut c = Guarded::new(m * n, |i| old[i]);
-                            let (start, first): (Start<'_, f32>, &dyn Fn(usize, usize) -> f32) = match start {
-                                0 => (Start::Zero, &|_, _| 0.0),
-                                1 => (Start::C, &|i, j| old[i * n + j]),
-                                _ => (Start::Bias(bias.get()), &|_, j| bias.get()[j]),
-                            };
-                            // SAFETY: AVX2 and FMA are available; the operands hold `[m, k]`,
-                            // `[k, n]` and `[m, n]` (and the bias `n`).
-                            unsafe { gemm((m, k, n), a, b, c.get_mut(), start, &mut pack) };
-                            for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
-                                let want = (0..k).fold(first(i, j), |s, p| {
-                                    a.data[i * a.rs + p * a.cs].mul_add(b.data[p * b.rs + j * b.cs], s)
-                                });
-                                let got = c.get()[i * n + j];
-                                let case = format!("{m}x{k}x{n}, B rows {} apart, a_t {a_t}", b.rs.max(b.cs));
-                                assert_eq!(
-                                    got.to_bits(),
-                                    want.to_bits(),
-                                    "{case}: C[{i}, {j}] = {got}, want {want}"
-                                );
-                            }
+                            let case = format!("{m}x{k}x{n}, B rows {} apart, a_t {a_t}", b.rs.max(b.cs));
+                            let c = (c.get_mut(), &old[..]);
+                            gemm_gives_a_chains_bits(
+                                (m, k, n),
+                                (a, b),
+                                c,
+                                (start, bias.get()),
+                                &mut pack,
+                                &case,
+                            );
                         }
                     }
                 }

@@ -4,7 +4,7 @@
 //! profilers, and our side of the "Transformer step" row of `cargo xtask bench`.
 //!
 //! ```text
-//! cargo run --release -p mm-tensor --example transformer_step [STEPS] [--json | --ops]
+//! cargo run --release -p mm-tensor --example transformer_step [STEPS] [--json | --ops] [--shards S] [--threads N]
 //! cargo run --release -p mm-tensor --features kernel-timers --example transformer_step [STEPS] --kernels
 //! ```
 //!
@@ -29,6 +29,10 @@
 //! feature) it also prints each product's and the attention's mean time per call over the timed
 //! blocks, inside the step, to set beside the same kernels alone (`examples/gemm_shapes
 //! --transformer`, `--ops`): the difference is what the step's memory traffic costs them.
+//!
+//! `--shards S --threads N` cut each step's batch into S shards (1 to 32; where S does not
+//! divide 32 the shards' sizes differ by one, as `mm_models::train`'s do) on up to N threads
+//! (`mm_tensor::Shards`): the bench's all-cores row passes S = N = the number of cores.
 
 use std::time::{Duration, Instant};
 
@@ -319,13 +323,12 @@ impl Trainer {
                 Ok(loss)
             }
             Some(shards) => {
-                // Shard i: rows i·B/n..(i+1)·B/n, weighted by its targets that count.
-                let rows = xb.nrows() / shards.len();
+                // Shard i: rows i·B/n..(i+1)·B/n (sizes differ by one where n does not divide
+                // B), weighted by its targets that count.
+                let (rows, n) = (xb.nrows(), shards.len());
                 let loss = shards.backward(&self.params, |g, i| {
-                    let (x, y) = (
-                        xb.slice(s![i * rows..(i + 1) * rows, ..]),
-                        yb.slice(s![i * rows..(i + 1) * rows, ..]),
-                    );
+                    let r = i * rows / n..(i + 1) * rows / n;
+                    let (x, y) = (xb.slice(s![r.clone(), ..]), yb.slice(s![r, ..]));
                     let counted = y.iter().filter(|&&t| t != -1).count() as f64;
                     Ok((model.loss(g, x, y, pos, &mut Clock::new(false)), counted))
                 })?;
@@ -348,7 +351,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let number = |args: &mut std::iter::Skip<std::env::Args>| {
             args.next()
                 .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| n >= 1 && B.is_multiple_of(n))
+                .filter(|&n| (1..=B).contains(&n))
                 .ok_or(usage)
         };
         match arg.as_str() {

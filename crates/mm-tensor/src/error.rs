@@ -130,6 +130,24 @@ pub enum TensorError {
         /// What would work.
         hint: &'static str,
     },
+    /// An op that needs at least some rank got a tensor of fewer axes.
+    #[error("{op}: expected a tensor of rank {min} or more, got shape {got}")]
+    RankBelow {
+        /// The op.
+        op: &'static str,
+        /// The least rank it takes.
+        min: usize,
+        /// The shape it got.
+        got: Shape,
+    },
+    /// A variance's correction past what the engine stores (0 to 255; PyTorch's are 0 and 1).
+    #[error("{op}: correction {correction} is not supported (0 to 255: 0 as BatchNorm1d, 1 as x.var())")]
+    Correction {
+        /// The op.
+        op: &'static str,
+        /// The correction asked for.
+        correction: usize,
+    },
     /// A variance over too few values for its correction (a batch of one with Bessel's
     /// correction divides by zero).
     #[error(

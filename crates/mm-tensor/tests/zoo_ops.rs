@@ -75,6 +75,16 @@ fn bad_input_gives_errors_that_name_the_shapes() {
         Err(TensorError::Broadcast { .. })
     ));
     assert!(matches!(x.try_var_axes(&[0, 5], 1, false), Err(TensorError::Axes { .. })));
+    assert_eq!(
+        msg(x.try_var_axes(&[0], 300, false).unwrap_err()),
+        "var: correction 300 is not supported (0 to 255: 0 as BatchNorm1d, 1 as x.var())"
+    );
+    assert!(matches!(x.try_batch_norm(w, w, &[0, 1], 256, 1e-5), Err(TensorError::Correction { .. })));
+    let scalar = g.input(&[], &[1.0]);
+    assert_eq!(
+        msg(scalar.try_layer_norm(w, w, 1e-5).unwrap_err()),
+        "layer_norm: expected a tensor of rank 1 or more, got shape []"
+    );
     // Losses and dropout.
     let logits = g.input(&[2, 3, 4], &[0.0; 24]);
     assert_eq!(
@@ -97,6 +107,11 @@ fn bad_input_gives_errors_that_name_the_shapes() {
         x.try_causal_attention(x, g.input(&[2, 3, 3], &[0.0; 18])),
         Err(TensorError::ShapeMismatch { .. })
     ));
+    let row = g.input(&[4], &[0.0; 4]);
+    assert_eq!(
+        msg(row.try_causal_attention(row, row).unwrap_err()),
+        "attention: expected a tensor of rank 2 or more, got shape [4]"
+    );
     // Rank 5 works; rank 6 is a typed error.
     assert!(g.input(&[1, 2, 1, 2, 1], &[0.0; 4]).try_permute(&[4, 3, 2, 1, 0]).is_ok());
     assert!(matches!(x.try_reshape(&[1, 1, 1, 2, 3, 4]), Err(TensorError::RankTooLarge { rank: 6 })));

@@ -243,6 +243,8 @@ impl Block {
     /// `B`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool, masked: bool) {
+        // SAFETY (every arm below): `run` asks what `dispatch` does, the target features and a
+        // block inside its operands, for the block's sizes, which each arm passes as they are.
         macro_rules! go {
             ($(($w:literal: $($r:literal)*))*) => {
                 match (rows, width, a_rows, masked) {

@@ -202,6 +202,8 @@ impl Block {
     /// AVX-512F, and the block must lie inside its operands.
     #[target_feature(enable = "avx512f")]
     unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool) {
+        // SAFETY (every arm below): `run` asks what `dispatch` does, the target features and a
+        // block inside its operands, for the block's sizes, which each arm passes as they are.
         macro_rules! go {
             ($($r:literal)*) => {
                 match (rows, width, a_rows) {

@@ -33,7 +33,7 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.live(&[self.id, k.id, v.id])?;
         let shape = self.shape();
         if shape.rank() < 2 {
-            return Err(TensorError::Rank { op: "attention", expected: 2, got: shape });
+            return Err(TensorError::RankBelow { op: "attention", min: 2, got: shape });
         }
         for other in [k, v] {
             if other.shape() != shape {

@@ -89,7 +89,7 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.live(&[self.id, weight.id, bias.id])?;
         let shape = self.shape();
         let Some(&c) = shape.dims().last() else {
-            return Err(TensorError::Rank { op: "layer_norm", expected: 1, got: shape });
+            return Err(TensorError::RankBelow { op: "layer_norm", min: 1, got: shape });
         };
         for p in [weight, bias] {
             if p.shape().dims() != [c] {
@@ -130,7 +130,10 @@ impl<'g, T: Float> Var<'g, T> {
         eps: f64,
     ) -> Result<Self> {
         let (lead, n) = self.batch_norm_check(weight, bias, axes)?;
-        if n <= correction || correction > u8::MAX as usize {
+        if correction > u8::MAX as usize {
+            return Err(TensorError::Correction { op: "batch_norm", correction });
+        }
+        if n <= correction {
             let shape = self.shape();
             return Err(TensorError::TooFewValues { op: "batch_norm", count: n, correction, shape });
         }

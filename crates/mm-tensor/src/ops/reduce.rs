@@ -109,7 +109,10 @@ impl<'g, T: Float> Var<'g, T> {
                 mean_over(v.get(x), shape, bits, out);
             }));
         };
-        if count <= c || c > u8::MAX as usize {
+        if c > u8::MAX as usize {
+            return Err(TensorError::Correction { op, correction: c });
+        }
+        if count <= c {
             return Err(TensorError::TooFewValues { op, count, correction: c, shape });
         }
         let op = Op::VarAxes { x, axes: bits, correction: c as u8 };

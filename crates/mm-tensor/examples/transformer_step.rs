@@ -349,10 +349,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let number = |args: &mut std::iter::Skip<std::env::Args>| {
-            args.next()
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| (1..=B).contains(&n))
-                .ok_or(usage)
+            args.next().and_then(|n| n.parse::<usize>().ok()).filter(|&n| (1..=B).contains(&n)).ok_or(usage)
         };
         match arg.as_str() {
             "--json" => json = true,

@@ -216,11 +216,48 @@ fn targets(case: &Case, i: usize) -> Result<ArrayD<i64>, String> {
     ArrayD::from_shape_vec(IxDyn(&t.shape), t.data.clone()).map_err(|e| e.to_string())
 }
 
-fn attr_usizes(case: &Case, key: &str) -> Result<Vec<usize>, String> {
-    case.attrs
-        .get(key)
+/// `attrs.shape` of a reshape of `numel` elements, where one `-1` stands for what the others
+/// leave (as `torch.reshape`).
+fn attr_shape(case: &Case, numel: usize) -> Result<Vec<usize>, String> {
+    let dims: Vec<i64> = case
+        .attrs
+        .get("shape")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or_else(|| format!("{}: attribute {key:?} is missing or not a list of axes", case.op))
+        .ok_or("reshape: attribute \"shape\" is missing or not a list of integers")?;
+    let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+    match dims.iter().filter(|&&d| d < 0).count() {
+        0 => Ok(dims.iter().map(|&d| d as usize).collect()),
+        1 if known > 0 && numel.is_multiple_of(known) && dims.contains(&-1) => {
+            Ok(dims.iter().map(|&d| if d < 0 { numel / known } else { d as usize }).collect())
+        }
+        _ => Err(format!("reshape: shape {dims:?} does not fit {numel} elements")),
+    }
+}
+
+/// An axis as PyTorch takes one: an integer, negative ones counting from the end of `rank`.
+fn axis_in(case: &Case, v: &serde_json::Value, rank: usize) -> Result<usize, String> {
+    let a = v.as_i64().ok_or_else(|| format!("{}: axis {v} is not an integer", case.op))?;
+    let a = if a < 0 { a + rank as i64 } else { a };
+    usize::try_from(a)
+        .ok()
+        .filter(|&a| a < rank)
+        .ok_or_else(|| format!("{}: axis {v} is out of range for rank {rank}", case.op))
+}
+
+/// The axis `attrs[key]` (negative ones count from the end of `rank`).
+fn attr_axis_at(case: &Case, key: &str, rank: usize) -> Result<usize, String> {
+    let v = case.attrs.get(key).ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))?;
+    axis_in(case, v, rank)
+}
+
+/// The list of axes `attrs[key]` (negative ones count from the end of `rank`).
+fn attr_axes(case: &Case, key: &str, rank: usize) -> Result<Vec<usize>, String> {
+    let list = case
+        .attrs
+        .get(key)
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| format!("{}: attribute {key:?} is missing or not a list of axes", case.op))?;
+    list.iter().map(|v| axis_in(case, v, rank)).collect()
 }
 
 fn attr_usize(case: &Case, key: &str) -> Result<usize, String> {
@@ -231,15 +268,13 @@ fn attr_usize(case: &Case, key: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
 }
 
-/// `attrs.axis` resolved against a rank (negative axes count from the end); `None` for null.
-fn attr_axis(case: &Case, rank: usize) -> Result<Option<usize>, String> {
+/// `attrs.axis` of a reduction resolved against a rank: `None` for null (every axis), else one
+/// axis or a list of them (`torch.sum(x, dim=(0, 2))`), negative ones counting from the end.
+fn attr_axis(case: &Case, rank: usize) -> Result<Option<Vec<usize>>, String> {
     match case.attrs.get("axis") {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => {
-            let a = v.as_i64().ok_or_else(|| format!("{}: axis {v} is not an integer", case.op))?;
-            let a = if a < 0 { a + rank as i64 } else { a };
-            usize::try_from(a).map(Some).map_err(|_| format!("{}: axis {v} out of range", case.op))
-        }
+        Some(serde_json::Value::Array(_)) => attr_axes(case, "axis", rank).map(Some),
+        Some(v) => axis_in(case, v, rank).map(|a| Some(vec![a])),
     }
 }
 
@@ -279,15 +314,15 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
             Some("tanh") => a.gelu(),
             other => return Err(format!("gelu: approximate {other:?} is not supported (only \"tanh\")")),
         },
-        "permute" => e(a.try_permute(&attr_usizes(case, "dims")?))?,
+        "permute" => e(a.try_permute(&attr_axes(case, "dims", rank)?))?,
         "narrow" => {
-            let (axis, start) = (attr_usize(case, "axis")?, attr_usize(case, "start")?);
+            let (axis, start) = (attr_axis_at(case, "axis", rank)?, attr_usize(case, "start")?);
             e(a.try_narrow(axis, start, attr_usize(case, "length")?))?
         }
-        "concat" => e(a.graph().try_concat(x, attr_usize(case, "axis")?))?,
+        "concat" => e(a.graph().try_concat(x, attr_axis_at(case, "axis", rank)?))?,
         "layer_norm" => e(a.try_layer_norm(x[1], x[2], attr_f64(case, "eps")?))?,
         "batch_norm" => {
-            let (axes, eps) = (attr_usizes(case, "axes")?, attr_f64(case, "eps")?);
+            let (axes, eps) = (attr_axes(case, "axes", rank)?, attr_f64(case, "eps")?);
             e(a.try_batch_norm(x[1], x[2], &axes, attr_usize(case, "correction")?, eps))?
         }
         "attention" => {
@@ -304,25 +339,32 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
             let keepdim = case.attrs.get("keepdim").and_then(|v| v.as_bool()).unwrap_or(false);
             let mean = case.op == "mean";
             match attr_axis(case, rank)? {
-                None if mean => a.mean(),
-                None => a.sum(),
-                Some(ax) if mean => e(a.try_mean_axis(ax, keepdim))?,
-                Some(ax) => e(a.try_sum_axis(ax, keepdim))?,
+                // Every axis: a scalar, or with keepdim a tensor of rank ones (as PyTorch).
+                None => {
+                    let all = if mean { a.mean() } else { a.sum() };
+                    if keepdim { e(all.try_reshape(&vec![1; rank]))? } else { all }
+                }
+                Some(axes) if mean && axes.len() == 1 => e(a.try_mean_axis(axes[0], keepdim))?,
+                Some(axes) if mean => e(a.try_mean_axes(&axes, keepdim))?,
+                Some(mut axes) => {
+                    // From the last axis down, so that the axes still to sum keep their places.
+                    axes.sort_unstable();
+                    axes.dedup();
+                    axes.iter().rev().try_fold(a, |y, &ax| e(y.try_sum_axis(ax, keepdim)))?
+                }
             }
         }
         "softmax" | "log_softmax" => {
-            let ax = attr_axis(case, rank)?.ok_or_else(|| format!("{}: axis is required", case.op))?;
+            let ax = attr_axis_at(case, "axis", rank)?;
             if case.op == "softmax" { e(a.try_softmax(ax))? } else { e(a.try_log_softmax(ax))? }
         }
-        "reshape" => {
-            let shape: Vec<usize> = case
-                .attrs
-                .get("shape")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .ok_or("reshape: attribute \"shape\" is missing")?;
-            e(a.try_reshape(&shape))?
-        }
-        "transpose" => e(a.try_t())?,
+        "reshape" => e(a.try_reshape(&attr_shape(case, a.shape().numel())?))?,
+        // `torch.transpose(x, dim0, dim1)`; without them `x.T`, which reverses every axis (a
+        // matrix's transpose).
+        "transpose" => match (case.attrs.get("dim0"), case.attrs.get("dim1")) {
+            (None, None) => e(a.try_permute(&(0..rank).rev().collect::<Vec<_>>()))?,
+            _ => e(a.try_transpose(attr_axis_at(case, "dim0", rank)?, attr_axis_at(case, "dim1", rank)?))?,
+        },
         "embedding" => e(a.try_embedding(&ids(case, 0)?))?,
         "cross_entropy" => match case.attrs.get("ignore_index").and_then(|v| v.as_i64()) {
             Some(ignore) => e(a.try_cross_entropy_ignore(&targets(case, 0)?, ignore))?,

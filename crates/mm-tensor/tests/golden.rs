@@ -3,6 +3,7 @@
 //! zoo's model cases are skipped here by name (the model crate runs them).
 
 use mm_tensor::golden::{self, Outcome};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 const OPS: &str = include_str!("fixtures/ops.json");
 const ZOO: &str = include_str!("fixtures/zoo.json");
@@ -69,4 +70,151 @@ fn f64_runs_catch_what_f32_tolerances_cannot_see() {
     tanh.grads[0].data[0] *= 1.0 + 2e-5;
     assert!(matches!(golden::run::<f64>(&tanh), Outcome::Fail(_)), "2e-5 too large fails in f64");
     assert_eq!(golden::run::<f32>(&tanh), Outcome::Pass, "(within the file's f32 tolerance)");
+}
+
+/// A case of `op` with `attrs` on `inputs`, expecting `output` and `grads` for the upstream `u`,
+/// as a golden file's text would give it.
+fn case(
+    op: &str,
+    attrs: &str,
+    inputs: &[&ArrayD<f64>],
+    output: &ArrayD<f64>,
+    u: &ArrayD<f64>,
+    grads: &[ArrayD<f64>],
+) -> golden::Case {
+    let tensor = |a: &ArrayD<f64>| {
+        let data: Vec<String> = a.iter().map(|v| format!("{v:?}")).collect();
+        format!(r#"{{"shape": {:?}, "data": [{}]}}"#, a.shape(), data.join(", "))
+    };
+    let list = |xs: Vec<String>| format!("[{}]", xs.join(", "));
+    let text = format!(
+        r#"{{"format": "mm-golden/1", "cases": [{{"name": "{op} {}", "op": "{op}", "attrs": {attrs},
+        "inputs": {}, "output": {}, "upstream": {}, "grads": {}, "rtol": 1e-6, "atol": 1e-9}}]}}"#,
+        attrs.replace('"', "'"),
+        list(inputs.iter().map(|a| tensor(a)).collect()),
+        tensor(output),
+        tensor(u),
+        list(grads.iter().map(tensor).collect()),
+    );
+    golden::parse(&text).unwrap().cases.remove(0)
+}
+
+/// Distinct values of a shape: 0.5, 1.25, 2.0, ...
+fn ramp(shape: &[usize], from: f64) -> ArrayD<f64> {
+    ArrayD::from_shape_fn(IxDyn(shape), |i| {
+        from + 0.75 * (0..shape.len()).fold(0, |f, k| f * shape[k] + i[k]) as f64
+    })
+}
+
+/// "The harness must read any file of this format": PyTorch's spellings of the attributes run,
+/// beyond those ops.json and zoo.json use. Negative axes, `transpose` of any two axes (and `x.T`),
+/// a reduction over a list of axes or over all with `keepdim`, a reshape with `-1`. Each
+/// reference here is ndarray's.
+#[test]
+fn pytorchs_spellings_of_axes_and_shapes_run() {
+    let x = ramp(&[2, 3, 4], 0.5);
+    let permuted =
+        |a: &ArrayD<f64>, p: &[usize]| a.view().permuted_axes(IxDyn(p)).as_standard_layout().into_owned();
+    let cases = [
+        // transpose(x, 1, -1) and x.T (every axis reversed).
+        {
+            let u = ramp(&[2, 4, 3], -1.0);
+            case(
+                "transpose",
+                r#"{"dim0": 1, "dim1": -1}"#,
+                &[&x],
+                &permuted(&x, &[0, 2, 1]),
+                &u,
+                &[permuted(&u, &[0, 2, 1])],
+            )
+        },
+        {
+            let u = ramp(&[4, 3, 2], -1.0);
+            case("transpose", "{}", &[&x], &permuted(&x, &[2, 1, 0]), &u, &[permuted(&u, &[2, 1, 0])])
+        },
+        {
+            let u = ramp(&[4, 2, 3], 0.25);
+            case(
+                "permute",
+                r#"{"dims": [-1, 0, 1]}"#,
+                &[&x],
+                &permuted(&x, &[2, 0, 1]),
+                &u,
+                &[permuted(&u, &[1, 2, 0])],
+            )
+        },
+        // narrow(x, -1, 1, 2).
+        {
+            let y = x.slice_axis(Axis(2), Slice::from(1..3)).into_owned();
+            let u = ramp(&[2, 3, 2], 0.1);
+            let mut dx = ArrayD::zeros(IxDyn(&[2, 3, 4]));
+            dx.slice_axis_mut(Axis(2), Slice::from(1..3)).assign(&u);
+            case("narrow", r#"{"axis": -1, "start": 1, "length": 2}"#, &[&x], &y, &u, &[dx])
+        },
+        // cat([a, b], dim=-2).
+        {
+            let (a, b) = (ramp(&[2, 1, 3], 1.0), ramp(&[2, 2, 3], -2.0));
+            let y = ndarray::concatenate(Axis(1), &[a.view(), b.view()]).unwrap();
+            let u = ramp(&[2, 3, 3], 0.3);
+            let (da, db) =
+                (u.slice_axis(Axis(1), Slice::from(0..1)), u.slice_axis(Axis(1), Slice::from(1..3)));
+            case("concat", r#"{"axis": -2}"#, &[&a, &b], &y, &u, &[da.into_owned(), db.into_owned()])
+        },
+        // x.sum(dim=(0, -1), keepdim=True), x.sum(keepdim=True) over every axis, x.mean(dim=(-1, 0)).
+        {
+            let y = x.sum_axis(Axis(2)).sum_axis(Axis(0)).into_shape_with_order(IxDyn(&[1, 3, 1])).unwrap();
+            let u = ramp(&[1, 3, 1], 0.2);
+            let dx = u.broadcast(IxDyn(&[2, 3, 4])).unwrap().into_owned();
+            case("sum", r#"{"axis": [0, -1], "keepdim": true}"#, &[&x], &y, &u, &[dx])
+        },
+        {
+            let y = ArrayD::from_elem(IxDyn(&[1, 1, 1]), x.sum());
+            let u = ArrayD::from_elem(IxDyn(&[1, 1, 1]), 0.7);
+            case(
+                "sum",
+                r#"{"axis": null, "keepdim": true}"#,
+                &[&x],
+                &y,
+                &u,
+                &[ArrayD::from_elem(IxDyn(&[2, 3, 4]), 0.7)],
+            )
+        },
+        {
+            let y = x.sum_axis(Axis(2)).sum_axis(Axis(0)) / 8.0;
+            let u = ramp(&[3], 0.2);
+            let dx = (u.clone() / 8.0)
+                .into_shape_with_order(IxDyn(&[1, 3, 1]))
+                .unwrap()
+                .broadcast(IxDyn(&[2, 3, 4]))
+                .unwrap()
+                .into_owned();
+            case("mean", r#"{"axis": [-1, 0]}"#, &[&x], &y, &u, &[dx])
+        },
+        // x.reshape(-1, 4).
+        {
+            let u = ramp(&[6, 4], 0.9);
+            let y = x.clone().into_shape_with_order(IxDyn(&[6, 4])).unwrap();
+            case(
+                "reshape",
+                r#"{"shape": [-1, 4]}"#,
+                &[&x],
+                &y,
+                &u,
+                &[u.clone().into_shape_with_order(IxDyn(&[2, 3, 4])).unwrap()],
+            )
+        },
+    ];
+    for c in &cases {
+        assert_eq!(golden::run::<f64>(c), Outcome::Pass, "{}", c.name);
+    }
+    // An axis past the rank, from either end, is the case's error, not a panic.
+    for attrs in [r#"{"dim0": 0, "dim1": 3}"#, r#"{"dim0": -4, "dim1": 0}"#] {
+        let c = case("transpose", attrs, &[&x], &x, &x, &[x.clone()]);
+        assert!(
+            matches!(golden::run::<f64>(&c), Outcome::Error(e) if e.contains("out of range for rank 3")),
+            "{attrs}"
+        );
+    }
+    let c = case("reshape", r#"{"shape": [-1, 5]}"#, &[&x], &x, &x, &[x.clone()]);
+    assert!(matches!(golden::run::<f64>(&c), Outcome::Error(e) if e.contains("does not fit 24")));
 }

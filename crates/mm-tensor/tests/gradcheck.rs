@@ -4,6 +4,7 @@
 
 use mm_tensor::{Grads, Graph, ParamStore, Tape, Var, init};
 use ndarray::ArrayD;
+use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -22,7 +23,17 @@ fn check(
     shapes: &[(&[usize], Dist)],
     f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>,
 ) {
-    let mut rng = StdRng::seed_from_u64(name.len() as u64 * 7919 + shapes.len() as u64);
+    check_seeded(name, name.len() as u64 * 7919 + shapes.len() as u64, shapes, f)
+}
+
+/// [`check`] with the inputs and the upstream drawn from `seed`.
+fn check_seeded(
+    name: &str,
+    seed: u64,
+    shapes: &[(&[usize], Dist)],
+    f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut params = ParamStore::<f64>::new();
     for (i, (shape, dist)) in shapes.iter().enumerate() {
         let mut x = init::randn::<f64, _>(shape, &mut rng);
@@ -497,4 +508,134 @@ fn gradients_passed_through_unchanged() {
         let h = x[0].tanh();
         (h + h).reshape(&[6])
     });
+}
+
+// The zoo's ops at random shapes, ranks 1 to 5, each input permuted first where the op allows: a
+// permuted tensor is what PyTorch calls non-contiguous, and its gradient must come back through
+// the permute to the right elements.
+
+/// A shape of rank `min` to 5, each axis 1 to 3 long.
+fn dims(min: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..4, min..6)
+}
+
+/// A permutation of `rank` axes drawn from `seed`.
+fn permutation(rank: usize, seed: u64) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..rank).collect();
+    p.rotate_left(seed as usize % rank);
+    if seed % 2 == 1 {
+        p.swap(0, rank - 1);
+    }
+    p
+}
+
+/// `d` read through `perm`: the shape of `x.permute(perm)` for an `x` of shape `d`.
+fn permuted(d: &[usize], perm: &[usize]) -> Vec<usize> {
+    perm.iter().map(|&p| d[p]).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Elementwise ops, softmax and log-softmax over any axis, and LayerNorm, on a permuted input
+    /// of rank 1 to 5.
+    #[test]
+    fn pointwise_and_row_ops_at_any_rank(d in dims(1), seed in 0u64..1000, op in 0usize..6) {
+        let perm = permutation(d.len(), seed);
+        let c = permuted(&d, &perm)[d.len() - 1];
+        let axis = seed as usize % d.len();
+        let dist = if op == 2 { P } else { N };
+        check_seeded("pointwise", seed, &[(&d, dist), (&[c], N), (&[c], N)], |_, x| {
+            let y = x[0].permute(&perm);
+            match op {
+                0 => y.sigmoid(),
+                1 => y.gelu(),
+                2 => y.sqrt(),
+                3 => y.softmax(axis),
+                4 => y.log_softmax(axis),
+                _ => y.layer_norm(x[1], x[2], 1e-5),
+            }
+        });
+    }
+
+    /// Mean and variance (corrections 0 and 1) over any set of axes, with and without keepdim.
+    #[test]
+    fn moments_over_any_axes(d in dims(1), seed in 0u64..1000, set in 1u32..32, correction in 0usize..2, keepdim: bool) {
+        let axes: Vec<usize> = (0..d.len()).filter(|&a| set & (1 << a) != 0).collect();
+        // The axes are those of the permuted input, whose shape is what the moments see.
+        let perm = permutation(d.len(), seed);
+        let seen = permuted(&d, &perm);
+        let count: usize = axes.iter().map(|&a| seen[a]).product();
+        prop_assume!(!axes.is_empty() && count > correction);
+        check_seeded("moments", seed, &[(&d, N)], |_, x| {
+            let y = x[0].permute(&perm);
+            y.mean_axes(&axes, keepdim) + y.var_axes(&axes, correction, keepdim)
+        });
+    }
+
+    /// The shape ops at rank 1 to 5: permute, transpose of two axes, narrow, select, concat,
+    /// and reshape of a permuted (non-contiguous in PyTorch) input.
+    #[test]
+    fn shape_ops_at_any_rank(d in dims(1), seed in 0u64..1000, at in 0usize..8, op in 0usize..5) {
+        let (rank, axis) = (d.len(), seed as usize % d.len());
+        let perm = permutation(rank, seed);
+        let (start, len) = (at % d[axis], 1 + at / 3 % (d[axis] - at % d[axis]));
+        let mut other = d.clone();
+        other[axis] = 1 + at % 2;
+        check_seeded("shape", seed, &[(&d, N), (&other, N)], |g, x| match op {
+            0 => x[0].permute(&perm),
+            1 => x[0].transpose(axis, rank - 1 - at % rank),
+            2 => x[0].narrow(axis, start, len).exp(),
+            3 => x[0].select(axis, start),
+            _ => {
+                let joined = g.concat(&[x[0], x[1].tanh(), x[0]], axis);
+                joined.permute(&perm).reshape(&[joined.shape().numel()])
+            }
+        });
+    }
+
+    /// Batched products of permuted operands with broadcast batches (`[B, H, T, hs] @ [B, H,
+    /// hs, T]`, `[B, T, C] @ [C, N]`), and `linear` on `[B, T, C]`.
+    #[test]
+    fn batched_products_of_permuted_operands(b in 1usize..3, h in 1usize..3, m in 1usize..4, k in 1usize..4, n in 1usize..4, form in 0usize..4, seed in 0u64..1000) {
+        // Each operand is drawn with its last two axes swapped and permuted back in the graph.
+        let (sa, sb): (Vec<usize>, Vec<usize>) = match form {
+            0 => (vec![b, h, k, m], vec![b, h, n, k]),
+            1 => (vec![b, 1, k, m], vec![1, h, n, k]),
+            2 => (vec![b, k, m], vec![n, k]),
+            _ => (vec![b, h, k, m], vec![n, k]),
+        };
+        let back = |r: usize| -> Vec<usize> { (0..r - 2).chain([r - 1, r - 2]).collect() };
+        let (pa, pb) = (back(sa.len()), back(sb.len()));
+        check_seeded("bmm", seed, &[(&sa, N), (&sb, N), (&[n], N)], |_, x| {
+            let (a, w) = (x[0].permute(&pa), x[1].permute(&pb));
+            if form == 3 { a.linear(w, x[2]) + a.linear_t(x[1], Some(x[2])) } else { a.matmul(w) }
+        });
+    }
+
+    /// BatchNorm over `[0]` of `[B, C]` and `[0, 1]` of `[B, T, C]`, corrections 0 and 1; causal
+    /// attention at any batch, heads, length and head size; the cross-entropy with ignored
+    /// targets over `[B, T, V]`.
+    #[test]
+    fn normalisation_attention_and_loss(b in 2usize..4, t in 1usize..5, c in 1usize..4, correction in 0usize..2, seed in 0u64..1000, ignored in 0u32..256) {
+        let (x3, x2) = ([b, t, c], [b * t, c]);
+        check_seeded("batch_norm", seed, &[(&x3, N), (&[c], N), (&[c], N), (&x2, N)], |_, x| {
+            let y = x[0].permute(&[1, 0, 2]).batch_norm(x[1], x[2], &[0, 1], correction, 1e-5);
+            y.reshape(&[b * t, c]) + x[3].batch_norm(x[1], x[2], &[0], correction, 1e-5)
+        });
+        // q as it is, k drawn transposed (`[B, H, hs, T]`), v as `[B, T, H, hs]` (makemore's
+        // `view(B, T, H, hs).transpose(1, 2)`).
+        let (q, k, v) = ([b, 2, t, c], [b, 2, c, t], [b, t, 2, c]);
+        check_seeded("attention", seed, &[(&q, N), (&k, N), (&v, N)], |_, x| {
+            x[0].causal_attention(x[1].permute(&[0, 1, 3, 2]), x[2].permute(&[0, 2, 1, 3]))
+        });
+        // At least one target counts: the first is never ignored.
+        let targets = ndarray::Array2::from_shape_fn((b, t), |(i, j)| {
+            let k = i * t + j;
+            if k > 0 && ignored & (1 << (k % 8)) != 0 { -1 } else { ((seed as usize + k) % (c + 1)) as i64 }
+        });
+        check_seeded("cross_entropy_ignore", seed, &[(&[t, b, c + 1], N)], |_, x| {
+            x[0].permute(&[1, 0, 2]).cross_entropy_ignore(&targets, -1)
+        });
+    }
 }

@@ -3,7 +3,7 @@
 //! fused attention against its composition, normalisation against its statistics).
 
 use mm_tensor::{AdamW, Grads, Optimizer, ParamStore, Tape, TensorError, init};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -174,7 +174,7 @@ proptest! {
 
     /// `narrow`s that tile an axis, joined by `concat`, give the input back.
     #[test]
-    fn narrow_pieces_concat_back(d in prop::collection::vec(1usize..5, 1..5), axis_seed in 0usize..8, cut_seed in 0usize..8, seed in 0u64..1000) {
+    fn narrow_pieces_concat_back(d in prop::collection::vec(1usize..5, 1..6), axis_seed in 0usize..8, cut_seed in 0usize..8, seed in 0u64..1000) {
         let axis = axis_seed % d.len();
         let cut = cut_seed % (d[axis] + 1);
         let x0 = randn(&d, seed);
@@ -200,6 +200,113 @@ proptest! {
             let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c as f64;
             prop_assert!(mean.abs() < 1e-10 && (var - 1.0).abs() < 1e-9);
         }
+    }
+}
+
+/// `x` summed over `axes`, keeping them as axes of length 1.
+fn sum_keep(x: &ArrayD<f64>, axes: &[usize]) -> ArrayD<f64> {
+    axes.iter().fold(x.clone(), |s, &a| s.sum_axis(Axis(a)).insert_axis(Axis(a)))
+}
+
+/// Whether `got` matches `want` in shape and, element by element, to 1e-12 of its magnitude.
+fn close(got: &ArrayD<f64>, want: &ArrayD<f64>) -> bool {
+    got.shape() == want.shape() && got.iter().zip(want).all(|(g, w)| (g - w).abs() <= 1e-12 * (1.0 + w.abs()))
+}
+
+// The zoo's ops against their definitions, written out with ndarray, at random shapes up to
+// rank 5 (their gradients: tests/gradcheck.rs).
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Sigmoid, GELU (tanh form), sqrt, and softmax and log-softmax over any axis.
+    #[test]
+    fn pointwise_and_softmax_values(d in prop::collection::vec(1usize..4, 1..6), seed in 0u64..1000) {
+        let x0 = randn(&d, seed);
+        let axis = seed as usize % d.len();
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let x = g.array(x0.view());
+        let k = (2.0 / std::f64::consts::PI).sqrt();
+        prop_assert!(close(&x.sigmoid().to_array(), &x0.mapv(|v| 1.0 / (1.0 + (-v).exp()))));
+        prop_assert!(close(&x.gelu().to_array(), &x0.mapv(|v| 0.5 * v * (1.0 + (k * (v + 0.044715 * v.powi(3))).tanh()))));
+        let pos = x0.mapv(|v| v.abs() + 0.5);
+        prop_assert!(close(&g.array(pos.view()).sqrt().to_array(), &pos.mapv(f64::sqrt)));
+        let max = x0.map_axis(Axis(axis), |l| l.fold(f64::MIN, |m, &v| m.max(v))).insert_axis(Axis(axis));
+        let e = (&x0 - &max).mapv(f64::exp);
+        let sum = e.sum_axis(Axis(axis)).insert_axis(Axis(axis));
+        prop_assert!(close(&x.softmax(axis).to_array(), &(&e / &sum)));
+        prop_assert!(close(&x.log_softmax(axis).to_array(), &(&x0 - &max - sum.mapv(f64::ln))));
+    }
+
+    /// Mean and variance over any set of axes (corrections 0 and 1, keepdim or not), and
+    /// BatchNorm in training mode over `[0]` or `[0, 1]`.
+    #[test]
+    fn moments_and_batch_norm_values(d in prop::collection::vec(1usize..4, 1..6), set in 1u32..32, correction in 0usize..2, seed in 0u64..1000) {
+        let axes: Vec<usize> = (0..d.len()).filter(|&a| set & (1 << a) != 0).collect();
+        let count: usize = axes.iter().map(|&a| d[a]).product();
+        prop_assume!(!axes.is_empty() && count > correction);
+        let x0 = randn(&d, seed);
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let x = g.array(x0.view());
+        let mean = sum_keep(&x0, &axes) / count as f64;
+        let var = sum_keep(&(&x0 - &mean).mapv(|v| v * v), &axes) / (count - correction) as f64;
+        prop_assert!(close(&x.mean_axes(&axes, true).to_array(), &mean));
+        prop_assert!(close(&x.var_axes(&axes, correction, true).to_array(), &var));
+        let flat = |a: ArrayD<f64>| a.iter().copied().collect::<Vec<_>>();
+        prop_assert_eq!(flat(x.var_axes(&axes, correction, false).to_array()), flat(x.var_axes(&axes, correction, true).to_array()));
+        // BatchNorm normalises over every axis but the last, which holds the channels.
+        let rank = d.len();
+        prop_assume!(rank == 2 || rank == 3);
+        let bn: Vec<usize> = (0..rank - 1).collect();
+        let n: usize = d[..rank - 1].iter().product();
+        prop_assume!(n > correction);
+        let c = d[rank - 1];
+        let (w0, b0) = (randn(&[c], seed + 1), randn(&[c], seed + 2));
+        let mean = sum_keep(&x0, &bn) / n as f64;
+        let var = sum_keep(&(&x0 - &mean).mapv(|v| v * v), &bn) / (n - correction) as f64;
+        let want = (&x0 - &mean) / var.mapv(|v| (v + 1e-5).sqrt()) * &w0 + &b0;
+        let (w, b) = (g.array(w0.view()), g.array(b0.view()));
+        prop_assert!(close(&x.batch_norm(w, b, &bn, correction, 1e-5).to_array(), &want));
+    }
+
+    /// Causal attention against its loops, and the cross-entropy with ignored targets against
+    /// the mean of `logsumexp(row) - row[target]` over the targets that count.
+    #[test]
+    fn attention_and_ignored_targets_values(b in 1usize..3, h in 1usize..3, t in 1usize..7, hs in 1usize..5, ignored in 0u32..64, seed in 0u64..1000) {
+        let (q0, k0, v0) = (randn(&[b, h, t, hs], seed), randn(&[b, h, t, hs], seed + 1), randn(&[b, h, t, hs], seed + 2));
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.no_grad(&params);
+        let y = g.array(q0.view()).causal_attention(g.array(k0.view()), g.array(v0.view())).to_array();
+        let mut want = ArrayD::zeros(IxDyn(&[b, h, t, hs]));
+        for (i, j, r) in (0..b).flat_map(|i| (0..h).flat_map(move |j| (0..t).map(move |r| (i, j, r)))) {
+            let score = |c: usize| (0..hs).map(|e| q0[[i, j, r, e]] * k0[[i, j, c, e]]).sum::<f64>() / (hs as f64).sqrt();
+            let max = (0..=r).map(score).fold(f64::MIN, f64::max);
+            let p: Vec<f64> = (0..=r).map(|c| (score(c) - max).exp()).collect();
+            let total: f64 = p.iter().sum();
+            for e in 0..hs {
+                want[[i, j, r, e]] = (0..=r).map(|c| p[c] / total * v0[[i, j, c, e]]).sum::<f64>();
+            }
+        }
+        prop_assert!(close(&y, &want));
+        let v = hs + 1;
+        let logits0 = randn(&[b, t, v], seed + 3);
+        let targets = ndarray::Array2::from_shape_fn((b, t), |(i, r)| {
+            let at = i * t + r;
+            if at > 0 && ignored & (1 << (at % 6)) != 0 { -1 } else { ((seed as usize + at) % v) as i64 }
+        });
+        let loss = g.array(logits0.view()).cross_entropy_ignore(&targets, -1).to_array();
+        let counted: Vec<(usize, usize)> = (0..b).flat_map(|i| (0..t).map(move |r| (i, r))).filter(|&(i, r)| targets[[i, r]] != -1).collect();
+        let nll: f64 = counted.iter().map(|&(i, r)| {
+            let row = logits0.index_axis(Axis(0), i);
+            let row = row.index_axis(Axis(0), r);
+            let max = row.fold(f64::MIN, |m, &x| m.max(x));
+            max + row.mapv(|x| (x - max).exp()).sum().ln() - row[targets[[i, r]] as usize]
+        }).sum();
+        prop_assert!((loss.sum() - nll / counted.len() as f64).abs() < 1e-12);
     }
 }
 

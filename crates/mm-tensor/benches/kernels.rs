@@ -1,8 +1,10 @@
 //! Criterion benches of the engine at makemore's shapes: each op (forward, and forward plus
-//! backward from an upstream gradient of ones) on a warm tape, and one whole MLP training step of the lecture (block 3, n_embd 10,
-//! n_hidden 200, batch 32: forward, backward, SGD update).
+//! backward from an upstream gradient of ones) on a warm tape, the lecture MLP's and the zoo's
+//! (the Transformer's, BatchNorm's), and one whole MLP training step of the lecture (block 3,
+//! n_embd 10, n_hidden 200, batch 32: forward, backward, SGD update). The zoo's whole training
+//! steps: `cargo bench -p mm-models --bench zoo`.
 //!
-//! `cargo bench -p mm-tensor --bench kernels`
+//! `cargo bench -p mm-tensor --bench kernels` (one group: `-- layer_norm`)
 
 use std::hint::black_box;
 
@@ -94,6 +96,33 @@ fn kernels(c: &mut Criterion) {
     bench_op(c, "embedding 27x10[32x3]", &[&[27, 10]], |x| x[0].embedding(&xb));
 }
 
+/// The ops of makemore's default Transformer (batch 32, block 16, n_embd 64, 4 heads, vocab 27)
+/// and of the lectures' BatchNorm MLP and WaveNet, at their sizes.
+fn zoo_ops(c: &mut Criterion) {
+    let (b, t, e, v) = (32, 16, 64, 27);
+    bench_op(c, "layer_norm 32x16x64", &[&[b, t, e], &[e], &[e]], |x| x[0].layer_norm(x[1], x[2], 1e-5));
+    bench_op(c, "linear_t 32x16x64 (c_attn 192x64)", &[&[b, t, e], &[3 * e, e], &[3 * e]], |x| {
+        x[0].linear_t(x[1], Some(x[2]))
+    });
+    bench_op(c, "causal_self_attention 32x16x192 (4 heads)", &[&[b, t, 3 * e]], |x| {
+        x[0].causal_self_attention(4)
+    });
+    bench_op(c, "gelu 32x16x256", &[&[b, t, 4 * e]], |x| x[0].gelu());
+    bench_op(c, "softmax 32x4x16x16", &[&[b, 4, t, t]], |x| x[0].softmax(3));
+    bench_op(c, "permute 32x16x4x16 (0213)", &[&[b, t, 4, e / 4]], |x| x[0].permute(&[0, 2, 1, 3]));
+    bench_op(c, "narrow 32x16x192 (one of q, k, v)", &[&[b, t, 3 * e]], |x| x[0].narrow(2, e, e));
+    bench_op(c, "concat 2 x 32x8x68", &[&[b, 8, 68], &[b, 8, 68]], |x| x[0].graph().concat(&[x[0], x[1]], 1));
+    let targets =
+        Array2::from_shape_fn((b, t), |(i, j)| if j > 7 + i % 8 { -1 } else { ((i + j) % v) as i64 });
+    bench_op(c, "cross_entropy_ignore 32x16x27", &[&[b, t, v]], |x| x[0].cross_entropy_ignore(&targets, -1));
+    bench_op(c, "batch_norm [0] 32x200", &[&[32, 200], &[200], &[200]], |x| {
+        x[0].batch_norm(x[1], x[2], &[0], 1, 1e-5)
+    });
+    bench_op(c, "batch_norm [0, 1] 32x4x68", &[&[32, 4, 68], &[68], &[68]], |x| {
+        x[0].batch_norm(x[1], x[2], &[0, 1], 0, 1e-5)
+    });
+}
+
 /// The lecture's MLP: parameters and one minibatch.
 pub struct Mlp {
     params: ParamStore<f32>,
@@ -138,5 +167,5 @@ fn mlp_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemm_shapes, kernels, mlp_step);
+criterion_group!(benches, gemm_shapes, kernels, zoo_ops, mlp_step);
 criterion_main!(benches);

@@ -209,12 +209,12 @@ fn pytorchs_spellings_of_axes_and_shapes_run() {
     }
     // An axis past the rank, from either end, is the case's error, not a panic.
     for attrs in [r#"{"dim0": 0, "dim1": 3}"#, r#"{"dim0": -4, "dim1": 0}"#] {
-        let c = case("transpose", attrs, &[&x], &x, &x, &[x.clone()]);
+        let c = case("transpose", attrs, &[&x], &x, &x, std::slice::from_ref(&x));
         assert!(
             matches!(golden::run::<f64>(&c), Outcome::Error(e) if e.contains("out of range for rank 3")),
             "{attrs}"
         );
     }
-    let c = case("reshape", r#"{"shape": [-1, 5]}"#, &[&x], &x, &x, &[x.clone()]);
+    let c = case("reshape", r#"{"shape": [-1, 5]}"#, &[&x], &x, &x, std::slice::from_ref(&x));
     assert!(matches!(golden::run::<f64>(&c), Outcome::Error(e) if e.contains("does not fit 24")));
 }

@@ -1,0 +1,86 @@
+//! Criterion benches of one training step of every model kind of the zoo, at its default size
+//! (makemore.py's for `transformer`, `bow`, `rnn`, `gru`, `mlp-makemore` and
+//! `bigram-makemore`, the lectures' for `bn-mlp` and `wavenet`), as `train()` runs it: the
+//! batch draw, forward, backward, the optimizer's update and BatchNorm's running statistics.
+//!
+//! `cargo bench -p mm-models --bench zoo` (one kind: `-- transformer`)
+//!
+//! The words are made up here (2,000 of 3 to 15 letters, so that makemore's block is 16, as
+//! names.txt's), so the bench needs no dataset; the steps' arithmetic is that of names.txt's.
+//! The side-by-side figures with PyTorch are `cargo xtask bench --zoo`'s (`examples/zoo_step`).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mm_data::{Batch, Examples, Layout, Vocab};
+use mm_models::{Model, OptimizerKind, Schedule, Spec};
+use mm_tensor::{AdamW, BatchStatsLog, Grads, Optimizer, Sgd, Tape};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const KINDS: [&str; 8] =
+    ["transformer", "bow", "rnn", "gru", "mlp-makemore", "bigram-makemore", "bn-mlp", "wavenet"];
+
+/// 2,000 words of 3 to 15 letters from a to z.
+fn words() -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(3407);
+    (0..2000)
+        .map(|i| {
+            let len = if i == 0 { 15 } else { rng.random_range(3..=15) };
+            (0..len).map(|_| rng.random_range(b'a'..=b'z') as char).collect()
+        })
+        .collect()
+}
+
+fn zoo_steps(c: &mut Criterion) {
+    let words = words();
+    let vocab = Vocab::from_words(&words);
+    let block = words.iter().map(String::len).max().unwrap_or(0) + 1;
+    for kind in KINDS {
+        let mut rng = StdRng::seed_from_u64(3407);
+        let mut spec = Spec::default_of(kind).expect("a kind of the registry");
+        if spec.layout() == Layout::Words {
+            spec = spec.with_block_size(block);
+        }
+        let cfg = spec.train_config();
+        let mut model: Box<dyn Model> =
+            spec.build(&vocab, &mut rng).expect("the default model builds").into_neural().expect("neural");
+        let train = Examples::new(&words, &vocab, model.layout(), model.block_size()).expect("examples");
+        let mut batch = Batch::new(cfg.batch_size.unwrap_or(32), model.block_size());
+        let lr = match &cfg.schedule {
+            Schedule::Constant(lr) | Schedule::Step { lr, .. } | Schedule::WarmupCosine { lr, .. } => *lr,
+            Schedule::Piecewise(points) => points.first().map_or(0.0, |p| p.1),
+        };
+        let mut opt: Box<dyn Optimizer<f32>> = match cfg.optimizer {
+            OptimizerKind::Sgd => Box::new(Sgd::new(lr).with_weight_decay(cfg.weight_decay)),
+            OptimizerKind::AdamW => {
+                let mut a = AdamW::new(lr);
+                a.weight_decay = cfg.weight_decay;
+                (a.beta1, a.beta2) = cfg.betas;
+                Box::new(a)
+            }
+        };
+        let (mut tape, mut grads, mut stats) =
+            (Tape::new(), Grads::new(model.params()), BatchStatsLog::new());
+        c.bench_function(&format!("{kind} training step (batch 32)"), |b| {
+            b.iter(|| {
+                train.sample_into(&mut rng, &mut batch).unwrap();
+                let loss = {
+                    let g = tape.graph(model.params());
+                    let loss = model.loss(&g, batch.x.view(), batch.y.as_slice().unwrap());
+                    let loss = g.backward_params(loss, &mut grads).unwrap();
+                    g.batch_stats(&mut stats);
+                    loss
+                };
+                opt.step(model.params_mut(), &grads).unwrap();
+                if !stats.is_empty() {
+                    model.update_running(&stats).unwrap();
+                }
+                black_box(loss)
+            })
+        });
+    }
+}
+
+criterion_group!(benches, zoo_steps);
+criterion_main!(benches);

@@ -345,7 +345,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut steps = 200usize;
     let (mut json, mut ops, mut kernels) = (false, false, false);
     let (mut shards, mut threads) = (1usize, 1usize);
-    let usage = "usage: transformer_step [STEPS] [--json | --ops | --kernels] [--shards N] [--threads N]";
+    let usage = "usage: transformer_step [STEPS] [--json | --ops | --kernels] [--shards S] [--threads N] (S, N: 1 to 32)";
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let number = |args: &mut std::iter::Skip<std::env::Args>| {

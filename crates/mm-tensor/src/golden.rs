@@ -224,7 +224,8 @@ fn attr_shape(case: &Case, numel: usize) -> Result<Vec<usize>, String> {
         .get("shape")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .ok_or("reshape: attribute \"shape\" is missing or not a list of integers")?;
-    let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+    let known = dims.iter().filter(|&&d| d >= 0).try_fold(1usize, |n, &d| n.checked_mul(d as usize));
+    let known = known.ok_or_else(|| format!("reshape: shape {dims:?} has too many elements"))?;
     match dims.iter().filter(|&&d| d < 0).count() {
         0 => Ok(dims.iter().map(|&d| d as usize).collect()),
         1 if known > 0 && numel.is_multiple_of(known) && dims.contains(&-1) => {
@@ -268,11 +269,13 @@ fn attr_usize(case: &Case, key: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{}: attribute {key:?} is missing", case.op))
 }
 
-/// `attrs.axis` of a reduction resolved against a rank: `None` for null (every axis), else one
-/// axis or a list of them (`torch.sum(x, dim=(0, 2))`), negative ones counting from the end.
+/// `attrs.axis` of a reduction resolved against a rank: `None` for null or an empty list (every
+/// axis, as `x.sum(dim=())` in PyTorch), else one axis or a list of them (`torch.sum(x, dim=(0,
+/// 2))`), negative ones counting from the end.
 fn attr_axis(case: &Case, rank: usize) -> Result<Option<Vec<usize>>, String> {
     match case.attrs.get("axis") {
         None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Array(list)) if list.is_empty() => Ok(None),
         Some(serde_json::Value::Array(_)) => attr_axes(case, "axis", rank).map(Some),
         Some(v) => axis_in(case, v, rank).map(|a| Some(vec![a])),
     }
@@ -348,8 +351,11 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
                 Some(axes) if mean => e(a.try_mean_axes(&axes, keepdim))?,
                 Some(mut axes) => {
                     // From the last axis down, so that the axes still to sum keep their places.
+                    // An axis named twice is an error, as in PyTorch (and as `mean_axes` says).
                     axes.sort_unstable();
-                    axes.dedup();
+                    if let Some(w) = axes.windows(2).find(|w| w[0] == w[1]) {
+                        return Err(format!("sum: axis {} appears twice in {:?}", w[0], case.attrs["axis"]));
+                    }
                     axes.iter().rev().try_fold(a, |y, &ax| e(y.try_sum_axis(ax, keepdim)))?
                 }
             }

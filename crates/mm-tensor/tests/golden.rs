@@ -107,9 +107,10 @@ fn ramp(shape: &[usize], from: f64) -> ArrayD<f64> {
 }
 
 /// "The harness must read any file of this format": PyTorch's spellings of the attributes run,
-/// beyond those ops.json and zoo.json use. Negative axes, `transpose` of any two axes (and `x.T`),
-/// a reduction over a list of axes or over all with `keepdim`, a reshape with `-1`. Each
-/// reference here is ndarray's.
+/// beyond those ops.json and zoo.json use. Negative axes (here for transpose, permute, narrow,
+/// concat, softmax and the reductions; batch_norm's axes are read by the same function),
+/// `transpose` of any two axes (and `x.T`), a reduction over a list of axes, over all with
+/// `keepdim` or with an empty list, a reshape with `-1`. Each reference here is ndarray's.
 #[test]
 fn pytorchs_spellings_of_axes_and_shapes_run() {
     let x = ramp(&[2, 3, 4], 0.5);
@@ -190,6 +191,23 @@ fn pytorchs_spellings_of_axes_and_shapes_run() {
                 .into_owned();
             case("mean", r#"{"axis": [-1, 0]}"#, &[&x], &y, &u, &[dx])
         },
+        // softmax(x, dim=-1).
+        {
+            let x = &x / 10.0;
+            let e = x.mapv(f64::exp);
+            let y = &e / &e.sum_axis(Axis(2)).insert_axis(Axis(2));
+            // Σ_j u_j dy_j/dx_i = y_i (u_i - Σ_j u_j y_j).
+            let u = ramp(&[2, 3, 4], -0.4) / 10.0;
+            let dot = (&u * &y).sum_axis(Axis(2)).insert_axis(Axis(2));
+            let dx = &y * &(&u - &dot);
+            case("softmax", r#"{"axis": -1}"#, &[&x], &y, &u, &[dx])
+        },
+        // x.sum(dim=()) is every axis, as null.
+        {
+            let y = ArrayD::from_elem(IxDyn(&[]), x.sum());
+            let u = ArrayD::from_elem(IxDyn(&[]), 1.5);
+            case("sum", r#"{"axis": []}"#, &[&x], &y, &u, &[ArrayD::from_elem(IxDyn(&[2, 3, 4]), 1.5)])
+        },
         // x.reshape(-1, 4).
         {
             let u = ramp(&[6, 4], 0.9);
@@ -217,4 +235,9 @@ fn pytorchs_spellings_of_axes_and_shapes_run() {
     }
     let c = case("reshape", r#"{"shape": [-1, 5]}"#, &[&x], &x, &x, std::slice::from_ref(&x));
     assert!(matches!(golden::run::<f64>(&c), Outcome::Error(e) if e.contains("does not fit 24")));
+    // An axis named twice is an error, as in PyTorch, for sum as for mean.
+    for op in ["sum", "mean"] {
+        let c = case(op, r#"{"axis": [0, -3]}"#, &[&x], &x, &x, std::slice::from_ref(&x));
+        assert!(matches!(golden::run::<f64>(&c), Outcome::Error(_)), "{op}");
+    }
 }

@@ -124,7 +124,7 @@ impl<'g, T: Float> Var<'g, T> {
         let &[rows_w, cols_w] = sw.dims() else { return Err(TensorError::Rank { op, expected: 2, got: sw }) };
         let ids = ids.as_ids();
         let Some((&s, lead)) = ids.shape().split_last() else {
-            return Err(TensorError::Rank { op, expected: 1, got: Shape::SCALAR });
+            return Err(TensorError::RankBelow { op, min: 1, got: Shape::SCALAR });
         };
         let h = if w_t { rows_w } else { cols_w };
         let want = if w_t { [h, s * e] } else { [s * e, h] };

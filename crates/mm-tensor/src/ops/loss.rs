@@ -106,7 +106,7 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.live(&[self.id])?;
         let logits = self.shape();
         if logits.rank() < 2 {
-            return Err(TensorError::Rank { op: "cross_entropy", expected: 2, got: logits });
+            return Err(TensorError::RankBelow { op: "cross_entropy", min: 2, got: logits });
         }
         let classes = logits.dim(logits.rank() - 1);
         if classes == 0 {

@@ -130,14 +130,12 @@ impl<'g, T: Float> Var<'g, T> {
         eps: f64,
     ) -> Result<Self> {
         let (lead, n) = self.batch_norm_check(weight, bias, axes)?;
-        if correction > u8::MAX as usize {
-            return Err(TensorError::Correction { op: "batch_norm", correction });
-        }
+        let c = super::reduce::correction_u8("batch_norm", correction)?;
         if n <= correction {
             let shape = self.shape();
             return Err(TensorError::TooFewValues { op: "batch_norm", count: n, correction, shape });
         }
-        let stats = BatchStats::Batch { correction: correction as u8 };
+        let stats = BatchStats::Batch { correction: c };
         Ok(self.record_batch_norm(weight, bias, lead, eps, stats))
     }
 

@@ -109,13 +109,11 @@ impl<'g, T: Float> Var<'g, T> {
                 mean_over(v.get(x), shape, bits, out);
             }));
         };
-        if c > u8::MAX as usize {
-            return Err(TensorError::Correction { op, correction: c });
-        }
+        let correction = correction_u8(op, c)?;
         if count <= c {
             return Err(TensorError::TooFewValues { op, count, correction: c, shape });
         }
-        let op = Op::VarAxes { x, axes: bits, correction: c as u8 };
+        let op = Op::VarAxes { x, axes: bits, correction };
         Ok(self.g.push(op, out, false, &[x], |v, out, mean| {
             let xs = v.get(x);
             mean_over(xs, shape, bits, mean);
@@ -209,6 +207,11 @@ pub(crate) fn axis_bits(op: &'static str, axes: &[usize], shape: Shape) -> Resul
         bits |= 1 << a;
     }
     Ok(bits)
+}
+
+/// A variance's correction as the tape stores it (a byte: PyTorch's are 0 and 1), or the error.
+pub(crate) fn correction_u8(op: &'static str, correction: usize) -> Result<u8> {
+    u8::try_from(correction).map_err(|_| TensorError::Correction { op, correction })
 }
 
 /// The shape left after reducing over `bits` (length-1 axes when `keepdim`), and how many

@@ -364,7 +364,7 @@ impl<T: Float> Ctx<'_, T> {
             if let Some((dst, acc)) = sinks.get(x) {
                 // The input's run of each block along the axis, copied or added whole (an
                 // iterator over the runs has no exact length, and `store` then pushed element
-                // by element: 30x slower).
+                // by element).
                 let stride = shape.numel() / outer.max(1);
                 sized(dst, outer * chunk);
                 for (o, d) in dst.chunks_exact_mut(chunk.max(1)).enumerate().take(outer) {

@@ -1,7 +1,9 @@
-//! Criterion benches of one training step of every model kind of the zoo, at its default size
-//! (makemore.py's for `transformer`, `bow`, `rnn`, `gru`, `mlp-makemore` and
-//! `bigram-makemore`, the lectures' for `bn-mlp` and `wavenet`), as `train()` runs it: the
-//! batch draw, forward, backward, the optimizer's update and BatchNorm's running statistics.
+//! Criterion benches of one training step of every model kind of the registry that trains on
+//! minibatches (`Spec::all()` but the bigram counts, which do not train, and the bigram net,
+//! which takes the whole split as its batch: `cargo xtask bench` has its row), at its default
+//! size (the lectures' for `mlp`, `bn-mlp` and `wavenet`, makemore.py's for `transformer`,
+//! `bow`, `rnn`, `gru`, `mlp-makemore` and `bigram-makemore`), as `train()` runs it: the batch
+//! draw, forward, backward, the optimizer's update and BatchNorm's running statistics.
 //!
 //! `cargo bench -p mm-models --bench zoo` (one kind: `-- transformer`)
 //!
@@ -13,13 +15,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mm_data::{Batch, Examples, Layout, Vocab};
-use mm_models::{Model, OptimizerKind, Schedule, Spec};
+use mm_models::{OptimizerKind, Spec};
 use mm_tensor::{AdamW, BatchStatsLog, Grads, Optimizer, Sgd, Tape};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-const KINDS: [&str; 8] =
-    ["transformer", "bow", "rnn", "gru", "mlp-makemore", "bigram-makemore", "bn-mlp", "wavenet"];
 
 /// 2,000 words of 3 to 15 letters from a to z.
 fn words() -> Vec<String> {
@@ -36,21 +35,21 @@ fn zoo_steps(c: &mut Criterion) {
     let words = words();
     let vocab = Vocab::from_words(&words);
     let block = words.iter().map(String::len).max().unwrap_or(0) + 1;
-    for kind in KINDS {
+    for mut spec in Spec::all() {
         let mut rng = StdRng::seed_from_u64(3407);
-        let mut spec = Spec::default_of(kind).expect("a kind of the registry");
+        let kind = spec.kind();
         if spec.layout() == Layout::Words {
             spec = spec.with_block_size(block);
         }
         let cfg = spec.train_config();
-        let mut model: Box<dyn Model> =
-            spec.build(&vocab, &mut rng).expect("the default model builds").into_neural().expect("neural");
-        let train = Examples::new(&words, &vocab, model.layout(), model.block_size()).expect("examples");
-        let mut batch = Batch::new(cfg.batch_size.unwrap_or(32), model.block_size());
-        let lr = match &cfg.schedule {
-            Schedule::Constant(lr) | Schedule::Step { lr, .. } | Schedule::WarmupCosine { lr, .. } => *lr,
-            Schedule::Piecewise(points) => points.first().map_or(0.0, |p| p.1),
+        let Some(rows) = cfg.batch_size else { continue };
+        let Some(mut model) = spec.build(&vocab, &mut rng).expect("the default model builds").into_neural()
+        else {
+            continue;
         };
+        let train = Examples::new(&words, &vocab, model.layout(), model.block_size()).expect("examples");
+        let mut batch = Batch::new(rows, model.block_size());
+        let lr = cfg.schedule.lr(0);
         let mut opt: Box<dyn Optimizer<f32>> = match cfg.optimizer {
             OptimizerKind::Sgd => Box::new(Sgd::new(lr).with_weight_decay(cfg.weight_decay)),
             OptimizerKind::AdamW => {
@@ -62,7 +61,7 @@ fn zoo_steps(c: &mut Criterion) {
         };
         let (mut tape, mut grads, mut stats) =
             (Tape::new(), Grads::new(model.params()), BatchStatsLog::new());
-        c.bench_function(&format!("{kind} training step (batch 32)"), |b| {
+        c.bench_function(&format!("{kind} training step (batch {rows})"), |b| {
             b.iter(|| {
                 train.sample_into(&mut rng, &mut batch).unwrap();
                 let loss = {

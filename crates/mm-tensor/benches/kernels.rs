@@ -96,8 +96,9 @@ fn kernels(c: &mut Criterion) {
     bench_op(c, "embedding 27x10[32x3]", &[&[27, 10]], |x| x[0].embedding(&xb));
 }
 
-/// The ops of makemore's default Transformer (batch 32, block 16, n_embd 64, 4 heads, vocab 27)
-/// and of the lectures' BatchNorm MLP and WaveNet, at their sizes.
+/// The ops of makemore's default Transformer (batch 32, block 16, n_embd 64, 4 heads, vocab 27),
+/// the lectures' BatchNorm MLP and WaveNet, at their sizes, and `concat` (makemore's RNN and GRU
+/// cells, `cat([xt, hprev])`; the fused scans the models train with do without it).
 fn zoo_ops(c: &mut Criterion) {
     let (b, t, e, v) = (32, 16, 64, 27);
     bench_op(c, "layer_norm 32x16x64", &[&[b, t, e], &[e], &[e]], |x| x[0].layer_norm(x[1], x[2], 1e-5));
@@ -111,7 +112,9 @@ fn zoo_ops(c: &mut Criterion) {
     bench_op(c, "softmax 32x4x16x16", &[&[b, 4, t, t]], |x| x[0].softmax(3));
     bench_op(c, "permute 32x16x4x16 (0213)", &[&[b, t, 4, e / 4]], |x| x[0].permute(&[0, 2, 1, 3]));
     bench_op(c, "narrow 32x16x192 (one of q, k, v)", &[&[b, t, 3 * e]], |x| x[0].narrow(2, e, e));
-    bench_op(c, "concat 2 x 32x8x68", &[&[b, 8, 68], &[b, 8, 68]], |x| x[0].graph().concat(&[x[0], x[1]], 1));
+    bench_op(c, "concat 32x64 and 32x64 (an RNN cell's [xt, hprev])", &[&[b, e], &[b, e]], |x| {
+        x[0].graph().concat(&[x[0], x[1]], 1)
+    });
     let targets =
         Array2::from_shape_fn((b, t), |(i, j)| if j > 7 + i % 8 { -1 } else { ((i + j) % v) as i64 });
     bench_op(c, "cross_entropy_ignore 32x16x27", &[&[b, t, v]], |x| x[0].cross_entropy_ignore(&targets, -1));

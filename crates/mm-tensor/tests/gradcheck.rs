@@ -356,6 +356,10 @@ fn zoo_shape_ops() {
         check("stack", &[(&[2, 3], N), (&[2, 3], N)], |g, x| g.stack(&[x[0], x[1].tanh()], axis));
     }
     check("concat-4d", &[(&[1, 2, 3, 2], N), (&[1, 2, 1, 2], N)], |g, x| g.concat(&[x[0], x[1]], 2));
+    // An input with nothing along the axis: its gradient is empty, its neighbours' in place.
+    check("concat-empty", &[(&[2, 3], N), (&[2, 0], N), (&[2, 1], N)], |g, x| {
+        g.concat(&[x[0], x[1], x[2]], 1).tanh()
+    });
 }
 
 #[test]
@@ -510,20 +514,22 @@ fn gradients_passed_through_unchanged() {
     });
 }
 
-// The zoo's ops at random shapes, ranks 1 to 5, each input permuted first where the op allows: a
-// permuted tensor is what PyTorch calls non-contiguous, and its gradient must come back through
-// the permute to the right elements.
+// The zoo's ops at random shapes, ranks 1 to 5. The inputs of the elementwise ops, the softmaxes,
+// the norms, the moments, the products, attention and the loss are permuted first: a permuted
+// tensor is what PyTorch calls non-contiguous, and its gradient must come back through the
+// permute to the right elements. The shape ops take theirs as drawn (permute is one of them).
 
 /// A shape of rank `min` to 5, each axis 1 to 3 long.
 fn dims(min: usize) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..4, min..6)
 }
 
-/// A permutation of `rank` axes drawn from `seed`.
+/// A permutation of `rank` axes drawn from `seed`: a rotation, then the first and last axes
+/// swapped or not (at rank 2 half of them swap the two axes, a matrix's transpose).
 fn permutation(rank: usize, seed: u64) -> Vec<usize> {
     let mut p: Vec<usize> = (0..rank).collect();
     p.rotate_left(seed as usize % rank);
-    if seed % 2 == 1 {
+    if (seed as usize / rank) % 2 == 1 {
         p.swap(0, rank - 1);
     }
     p
@@ -543,7 +549,7 @@ proptest! {
     fn pointwise_and_row_ops_at_any_rank(d in dims(1), seed in 0u64..1000, op in 0usize..6) {
         let perm = permutation(d.len(), seed);
         let c = permuted(&d, &perm)[d.len() - 1];
-        let axis = seed as usize % d.len();
+        let axis = (seed as usize / 7) % d.len();
         let dist = if op == 2 { P } else { N };
         check_seeded("pointwise", seed, &[(&d, dist), (&[c], N), (&[c], N)], |_, x| {
             let y = x[0].permute(&perm);
@@ -577,7 +583,7 @@ proptest! {
     /// and reshape of a permuted (non-contiguous in PyTorch) input.
     #[test]
     fn shape_ops_at_any_rank(d in dims(1), seed in 0u64..1000, at in 0usize..8, op in 0usize..5) {
-        let (rank, axis) = (d.len(), seed as usize % d.len());
+        let (rank, axis) = (d.len(), (seed as usize / 7) % d.len());
         let perm = permutation(rank, seed);
         let (start, len) = (at % d[axis], 1 + at / 3 % (d[axis] - at % d[axis]));
         let mut other = d.clone();
@@ -595,21 +601,22 @@ proptest! {
     }
 
     /// Batched products of permuted operands with broadcast batches (`[B, H, T, hs] @ [B, H,
-    /// hs, T]`, `[B, T, C] @ [C, N]`), and `linear` on `[B, T, C]`.
+    /// hs, T]`, `[B, T, C] @ [C, N]`), and `linear` and `linear_t` on `[B, T, C]` and on rank 4.
     #[test]
-    fn batched_products_of_permuted_operands(b in 1usize..3, h in 1usize..3, m in 1usize..4, k in 1usize..4, n in 1usize..4, form in 0usize..4, seed in 0u64..1000) {
+    fn batched_products_of_permuted_operands(b in 1usize..3, h in 1usize..3, m in 1usize..4, k in 1usize..4, n in 1usize..4, form in 0usize..5, seed in 0u64..1000) {
         // Each operand is drawn with its last two axes swapped and permuted back in the graph.
         let (sa, sb): (Vec<usize>, Vec<usize>) = match form {
             0 => (vec![b, h, k, m], vec![b, h, n, k]),
             1 => (vec![b, 1, k, m], vec![1, h, n, k]),
             2 => (vec![b, k, m], vec![n, k]),
+            3 => (vec![b, k, m], vec![n, k]),
             _ => (vec![b, h, k, m], vec![n, k]),
         };
         let back = |r: usize| -> Vec<usize> { (0..r - 2).chain([r - 1, r - 2]).collect() };
         let (pa, pb) = (back(sa.len()), back(sb.len()));
         check_seeded("bmm", seed, &[(&sa, N), (&sb, N), (&[n], N)], |_, x| {
             let (a, w) = (x[0].permute(&pa), x[1].permute(&pb));
-            if form == 3 { a.linear(w, x[2]) + a.linear_t(x[1], Some(x[2])) } else { a.matmul(w) }
+            if form >= 3 { a.linear(w, x[2]) + a.linear_t(x[1], Some(x[2])) } else { a.matmul(w) }
         });
     }
 
@@ -617,7 +624,7 @@ proptest! {
     /// attention at any batch, heads, length and head size; the cross-entropy with ignored
     /// targets over `[B, T, V]`.
     #[test]
-    fn normalisation_attention_and_loss(b in 2usize..4, t in 1usize..5, c in 1usize..4, correction in 0usize..2, seed in 0u64..1000, ignored in 0u32..256) {
+    fn normalisation_attention_and_loss(b in 2usize..4, h in 1usize..4, t in 1usize..5, c in 1usize..4, correction in 0usize..2, seed in 0u64..1000, ignored in 0u32..256) {
         let (x3, x2) = ([b, t, c], [b * t, c]);
         check_seeded("batch_norm", seed, &[(&x3, N), (&[c], N), (&[c], N), (&x2, N)], |_, x| {
             let y = x[0].permute(&[1, 0, 2]).batch_norm(x[1], x[2], &[0, 1], correction, 1e-5);
@@ -625,7 +632,7 @@ proptest! {
         });
         // q as it is, k drawn transposed (`[B, H, hs, T]`), v as `[B, T, H, hs]` (makemore's
         // `view(B, T, H, hs).transpose(1, 2)`).
-        let (q, k, v) = ([b, 2, t, c], [b, 2, c, t], [b, t, 2, c]);
+        let (q, k, v) = ([b, h, t, c], [b, h, c, t], [b, t, h, c]);
         check_seeded("attention", seed, &[(&q, N), (&k, N), (&v, N)], |_, x| {
             x[0].causal_attention(x[1].permute(&[0, 1, 3, 2]), x[2].permute(&[0, 2, 1, 3]))
         });

@@ -15,8 +15,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mm_data::{Batch, Examples, Layout, Vocab};
-use mm_models::{OptimizerKind, Spec};
-use mm_tensor::{AdamW, BatchStatsLog, Grads, Optimizer, Sgd, Tape};
+use mm_models::Spec;
+use mm_tensor::{BatchStatsLog, Grads, Tape};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -49,16 +49,7 @@ fn zoo_steps(c: &mut Criterion) {
         };
         let train = Examples::new(&words, &vocab, model.layout(), model.block_size()).expect("examples");
         let mut batch = Batch::new(rows, model.block_size());
-        let lr = cfg.schedule.lr(0);
-        let mut opt: Box<dyn Optimizer<f32>> = match cfg.optimizer {
-            OptimizerKind::Sgd => Box::new(Sgd::new(lr).with_weight_decay(cfg.weight_decay)),
-            OptimizerKind::AdamW => {
-                let mut a = AdamW::new(lr);
-                a.weight_decay = cfg.weight_decay;
-                (a.beta1, a.beta2) = cfg.betas;
-                Box::new(a)
-            }
-        };
+        let mut opt = cfg.optimizer();
         let (mut tape, mut grads, mut stats) =
             (Tape::new(), Grads::new(model.params()), BatchStatsLog::new());
         c.bench_function(&format!("{kind} training step (batch {rows})"), |b| {

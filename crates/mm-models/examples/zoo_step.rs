@@ -38,8 +38,8 @@ use std::time::Instant;
 
 use mm_data::{Batch, Dataset, Examples, Layout, Split, SplitSpec, default_dataset_path};
 use mm_models::zoo::ModelConfig;
-use mm_models::{BnMlpConfig, Model, OptimizerKind, Schedule, Spec, TrainConfig, WaveNetConfig, train};
-use mm_tensor::{AdamW, BatchStatsLog, Grads, Optimizer, Sgd, Tape};
+use mm_models::{BnMlpConfig, Model, Schedule, Spec, TrainConfig, WaveNetConfig, train};
+use mm_tensor::{BatchStatsLog, Grads, Tape};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -149,16 +149,8 @@ fn phases(s: &mut Setup, steps: usize) -> Result<[f64; 5], Box<dyn std::error::E
     let mut tape = Tape::new();
     let mut grads = Grads::new(s.model.params());
     let mut stats = BatchStatsLog::new();
-    let lr = first_lr(cfg);
-    let mut opt: Box<dyn Optimizer<f32>> = match cfg.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(lr).with_weight_decay(cfg.weight_decay)),
-        OptimizerKind::AdamW => {
-            let mut a = AdamW::new(lr);
-            a.weight_decay = cfg.weight_decay;
-            (a.beta1, a.beta2) = cfg.betas;
-            Box::new(a)
-        }
-    };
+    let mut opt = cfg.optimizer();
+    opt.set_lr(first_lr(cfg));
     let mut times: [Vec<f64>; 5] = Default::default();
     for step in 0..WARM_UP + BLOCKS * steps {
         let t0 = Instant::now();

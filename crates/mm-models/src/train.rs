@@ -217,6 +217,22 @@ impl TrainConfig {
             threads: 0,
         }
     }
+
+    /// A fresh optimizer of these settings at the schedule's first rate, as `train()` sets its
+    /// own up (before a resumed state, or `decay_matrices_only`, is applied): for training
+    /// loops written out, as `examples/zoo_step`'s phases and the zoo's criterion bench are.
+    pub fn optimizer(&self) -> Box<dyn Optimizer<f32>> {
+        let lr = self.schedule.lr(0);
+        match self.optimizer {
+            OptimizerKind::Sgd => Box::new(Sgd::new(lr).with_weight_decay(self.weight_decay)),
+            OptimizerKind::AdamW => {
+                let mut a = AdamW::new(lr);
+                a.weight_decay = self.weight_decay;
+                (a.beta1, a.beta2) = self.betas;
+                Box::new(a)
+            }
+        }
+    }
 }
 
 /// What one step did, for observers (progress bars, logs).

@@ -24,7 +24,7 @@
 //! gradient just computed, still in cache.
 //!
 //! The attention's backward asks for the slice `n_head` ahead in the same way (see
-//! `attention_avx512::grad`).
+//! `attention::Dims::slice_to_l2`, which both vector paths' `grad` call).
 //!
 //! A hint never faults, so the addresses need not be inside the operand; the callers keep them
 //! inside anyway.

@@ -27,7 +27,6 @@ use std::arch::x86_64::{
 };
 
 use super::Acc;
-use super::ahead;
 use super::attention::Dims;
 use super::gemm_avx2::{MASKS, store_first, transpose};
 
@@ -293,7 +292,7 @@ pub(crate) unsafe fn mix(qkv: &[f32], d: Dims, att: &[f32], out: &mut [f32]) {
 /// The gradient of `qkv` from the output's `g` (`[b, t, c]`), per slice with `P` from `att`:
 /// `dP = G vᵀ`, `dS = P ⊙ (dP - rowsum(dP ⊙ P)) · scale`, then `dq = dS k`, `dk = dSᵀ q`,
 /// `dv = Pᵀ G`, each written (or added, with [`Acc::Add`]) in its block of `dst`. The operands
-/// of the slice `n_head` ahead are fetched into L2 as in [`super::attention_avx512::grad`].
+/// of the slice `n_head` ahead are fetched into L2 ([`Dims::slice_to_l2`]).
 ///
 /// # Safety
 ///
@@ -317,15 +316,7 @@ pub(crate) unsafe fn grad(
     let mut ds = [[0f32; L]; L];
     let mut p = [[0f32; L]; L];
     for i in 0..d.b * d.n_head {
-        let next = i + d.n_head;
-        if next < d.b * d.n_head {
-            for part in 0..3 {
-                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
-                ahead::rows_to_l2(dst.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
-            }
-            ahead::rows_to_l2(g.as_ptr().wrapping_add(d.offset::<L>(next, 0, d.c)), d.c, t, 1);
-            ahead::rows_to_l2(att.as_ptr().wrapping_add(next * t * t), L, (t * t).div_ceil(L), 1);
-        }
+        d.slice_to_l2::<L>(i + d.n_head, qkv, g, att, dst);
         // SAFETY: slice `i`'s rows of `qkv`, `g`, `att` and `dst` are inside them (checked
         // above); `ds` and `p` are 16 × 16.
         unsafe {

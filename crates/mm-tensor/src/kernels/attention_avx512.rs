@@ -22,7 +22,6 @@ use std::arch::x86_64::{
 };
 
 use super::Acc;
-use super::ahead;
 use super::attention::Dims;
 use super::gemm_avx512::transpose;
 
@@ -297,23 +296,8 @@ pub(crate) unsafe fn grad(
     let mut ds = [[0f32; L]; L];
     let mut p = [[0f32; L]; L];
     for i in 0..d.b * d.n_head {
-        // The operands of the slice `n_head` ahead (the same head of the next sequence), into
-        // L2: the line of each row's start. Why: in a training step they were written long
-        // before (q, k, v in the forward pass, the gradient's buffer in the previous step) and
-        // have left the caches, and a slice's rows are 768 bytes apart (`[B, T, 3C]`), a
-        // pattern the hardware prefetchers do not follow. In `examples/transformer_step` on the
-        // 2-vCPU AMD EPYC (Zen 4) this kernel took 180-210 µs a layer against 52 µs alone on
-        // warm operands, and 94-131 µs with the hints. Not into L1: a sequence's operands are
-        // 32 KB, as much as L1 holds (`prefetcht0` did not help).
-        let next = i + d.n_head;
-        if next < d.b * d.n_head {
-            for part in 0..3 {
-                ahead::rows_to_l2(qkv.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
-                ahead::rows_to_l2(dst.as_ptr().wrapping_add(d.offset::<L>(next, part, w)), w, t, 1);
-            }
-            ahead::rows_to_l2(g.as_ptr().wrapping_add(d.offset::<L>(next, 0, d.c)), d.c, t, 1);
-            ahead::rows_to_l2(att.as_ptr().wrapping_add(next * t * t), L, (t * t).div_ceil(L), 1);
-        }
+        // The operands of the slice `n_head` ahead (the same head of the next sequence).
+        d.slice_to_l2::<L>(i + d.n_head, qkv, g, att, dst);
         // SAFETY: slice `i`'s rows of `qkv`, `g`, `att` and `dst` are inside them (checked
         // above); `ds` and `p` are 16 × 16.
         unsafe {

@@ -3,7 +3,7 @@
 
 use super::AsIds;
 use crate::backward::{Ctx, Sinks};
-use crate::kernels::{Acc, zeros};
+use crate::kernels::{Acc, sized, zeros};
 use crate::op::{NodeId, Op, Span};
 use crate::tape::{Graph, Var};
 use crate::{Float, Result, Shape, TensorError};
@@ -24,11 +24,9 @@ impl<'g, T: Float> Var<'g, T> {
         let span = self.g.push_ids("embedding", ids.iter().copied(), rows)?;
         let t = self.id;
         Ok(self.g.push(Op::Embedding { table: t, ids: span }, out, false, &[t], |v, out, _| {
-            let table = v.get(t);
-            out.clear();
-            for &i in v.ids(span) {
-                out.extend_from_slice(&table[i as usize * d..][..d]);
-            }
+            let ids = v.ids(span);
+            sized(out, ids.len() * d);
+            gather_rows(v.get(t), d, ids, out);
         }))
     }
 
@@ -63,6 +61,30 @@ impl<'a, T: Float> Graph<'a, T> {
     }
 }
 
+/// Row `ids[r]` of `table` (rows of `d`) into row `r` of `out`. Rows of up to 16 elements are
+/// copied as arrays of their length: a copy of a length known only at run time is a call to
+/// `memcpy` per row, which for the lecture MLP's rows of 10 cost more than the copy.
+fn gather_rows<T: Copy>(table: &[T], d: usize, ids: &[u32], out: &mut [T]) {
+    fn rows<T: Copy, const D: usize>(table: &[T], ids: &[u32], out: &mut [T]) {
+        for (o, &i) in out.as_chunks_mut::<D>().0.iter_mut().zip(ids) {
+            *o = table[i as usize * D..][..D].try_into().expect("D elements");
+        }
+    }
+    macro_rules! by_length {
+        ($($d:literal)*) => {
+            match d {
+                $($d => rows::<T, $d>(table, ids, out),)*
+                _ => {
+                    for (o, &i) in out.chunks_exact_mut(d.max(1)).zip(ids) {
+                        o.copy_from_slice(&table[i as usize * d..][..d]);
+                    }
+                }
+            }
+        };
+    }
+    by_length!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
 // Gradient rules.
 impl<T: Float> Ctx<'_, T> {
     /// `embedding`: each row of `g` added to the row of the table it was read from (a repeated
@@ -77,6 +99,27 @@ impl<T: Float> Ctx<'_, T> {
                 let row = &mut dst[i as usize * d..][..d];
                 row.iter_mut().zip(grow).for_each(|(r, &g)| *r += g);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gather_rows;
+
+    /// Every row length, those copied as arrays (1 to 16) and the others, against the copy
+    /// written out element by element; ids repeat and come in any order.
+    #[test]
+    fn gather_rows_copies_the_rows_of_every_length() {
+        let ids = [3u32, 0, 3, 1, 4, 2, 0];
+        for d in 0..=20 {
+            let table: Vec<f32> = (0..5 * d).map(|x| x as f32 * 0.5 - 7.0).collect();
+            let mut out = vec![f32::NAN; ids.len() * d];
+            gather_rows(&table, d, &ids, &mut out);
+            let want: Vec<f32> =
+                ids.iter().flat_map(|&i| (0..d).map(move |j| (i as usize * d + j) as f32)).collect();
+            let want: Vec<f32> = want.iter().map(|&x| x * 0.5 - 7.0).collect();
+            assert_eq!(out, want, "rows of {d}");
         }
     }
 }

@@ -57,10 +57,11 @@ pub struct Args {
     zoo: bool,
 }
 
-/// Blocks of 2,000 MLP steps per round, on each side; the best counts. A block takes 60 ms
-/// here and 0.6 s in PyTorch. With 3 (the best of 9 blocks over the default 3 rounds), one run on
-/// a 2-vCPU VM gave 32.9 µs, 6% over the row's bound; 20 minutes later the same build with 10
-/// rounds (the best of 30) gave 30.5 µs, under it (docs/performance.md, session 18).
+/// Blocks of 2,000 MLP steps per round, on each side; the best counts. On the 2-vCPU AMD EPYC
+/// (Zen 4), AVX-512 gemm path, a block takes 60 ms, and 0.6 s in PyTorch. With 3 (the best of 9
+/// blocks over the default 3 rounds), one run there gave 32.9 µs, 6% over the row's bound; 20
+/// minutes later the same build with 10 rounds (the best of 30) gave 30.5 µs, under it
+/// (docs/performance.md, session 18).
 const MLP_BLOCKS: usize = 10;
 
 /// One row of the table.

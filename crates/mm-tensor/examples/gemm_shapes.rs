@@ -12,7 +12,11 @@
 //! to 32 MB in all: out of L2, from L3 or memory, as a step's values come), the best of 20
 //! trials. The difference is what the memory costs that product in a training step.
 //!
-//! `cargo run --release -p mm-tensor --example gemm_shapes [--transformer | --cold] [path...]`
+//! With `--packs`, the MLP's two products with a transposed `B` (`G · Wᵀ`, which pack `Wᵀ` on
+//! every call), each beside the same product with `B` already row-major: the difference is what
+//! the pack costs (docs/performance.md, sessions 15 and 18).
+//!
+//! `cargo run --release -p mm-tensor --example gemm_shapes [--transformer | --cold | --packs] [path...]`
 //! (the paths: avx512, avx2, portable, portable-avx2; all that this CPU runs by default)
 
 use mm_tensor::GemmPath;
@@ -40,14 +44,25 @@ fn main() -> Result<(), mm_tensor::GemmPathError> {
         ("embT@dpre", (30, 32, 200), true, false),
         ("dpre@W1T", (32, 200, 30), false, true),
     ];
+    let packs = [
+        ("dlogits@W2T", (32, 27, 200), false, true),
+        ("dlogits@W2", (32, 27, 200), false, false),
+        ("dpre@W1T", (32, 200, 30), false, true),
+        ("dpre@W1", (32, 200, 30), false, false),
+    ];
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let big = args.iter().any(|a| a == "--transformer");
-    let cold = args.iter().any(|a| a == "--cold");
-    let (shapes, calls) = if big { (&transformer[..], 200) } else { (&mlp[..], 2000) };
-    if let Some(flag) =
-        args.iter().find(|a| a.starts_with("--") && !["--transformer", "--cold"].contains(&a.as_str()))
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let (big, cold, packed) = (flag("--transformer"), flag("--cold"), flag("--packs"));
+    let (shapes, calls) = match (big, packed) {
+        (true, _) => (&transformer[..], 200),
+        (false, true) => (&packs[..], 2000),
+        (false, false) => (&mlp[..], 2000),
+    };
+    if let Some(flag) = args
+        .iter()
+        .find(|a| a.starts_with("--") && !["--transformer", "--cold", "--packs"].contains(&a.as_str()))
     {
-        eprintln!("gemm_shapes: unknown option {flag} (the options: --transformer, --cold)");
+        eprintln!("gemm_shapes: unknown option {flag} (the options: --transformer, --cold, --packs)");
         std::process::exit(2);
     }
     let asked: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
@@ -96,6 +111,9 @@ fn main() -> Result<(), mm_tensor::GemmPathError> {
         }
         println!();
         macs += m * k * n;
+    }
+    if packed {
+        return Ok(()); // pairs of one product, not a step: no total
     }
     print!("{:14} {:>11}", "total", macs);
     for us in &totals {

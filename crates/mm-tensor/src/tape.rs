@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::op::{NodeId, Op, Span};
 use crate::{Float, ParamStore, Result, Shape, TensorError};
@@ -306,6 +306,22 @@ impl<'a, T: Float> Graph<'a, T> {
         n.shapes.push(shape);
         n.needs_grad.push(needs);
         Var { g: self, id: id as NodeId }
+    }
+
+    /// [`Graph::push_ids`] of the ids of `view` in order, read as one slice where the view is
+    /// contiguous (every batch's ids are): ndarray's iterator over a view of dynamic rank steps
+    /// an index per element, which for the lecture MLP's 96 context ids cost more than copying
+    /// them.
+    pub(crate) fn push_id_view(
+        &self,
+        op: &'static str,
+        view: &ArrayViewD<'_, u32>,
+        limit: usize,
+    ) -> Result<Span> {
+        match view.as_slice() {
+            Some(ids) => self.push_ids(op, ids.iter().copied(), limit),
+            None => self.push_ids(op, view.iter().copied(), limit),
+        }
     }
 
     /// Copies ids into the tape's id arena, checking each is below `limit`.

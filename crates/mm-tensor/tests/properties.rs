@@ -286,4 +286,23 @@ fn ids_come_as_slices_vecs_arrays_and_ndarrays() {
     let x = ndarray::array![[2u32], [0]];
     assert_eq!(table.embedding(&x).shape().dims(), &[2, 1, 2]);
     assert_eq!(table.embedding(&x.t()).shape().dims(), &[1, 2, 2]);
+    // A view that is not contiguous is read in its logical order (the ids are copied from a
+    // slice only where they are one), for the embedding and the cross-entropy alike.
+    let x = ndarray::array![[2u32, 1], [0, 2]];
+    let (xt, copy) = (x.t(), x.t().as_standard_layout().into_owned());
+    assert!(xt.as_slice().is_none());
+    let (by_view, by_copy) = (table.embedding(&xt), table.embedding(&copy));
+    assert_eq!(by_view.to_array(), by_copy.to_array());
+    assert_eq!(by_view.to_array().into_raw_vec_and_offset().0, vec![4.0, 5.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    let t = ndarray::array![[1u32, 0, 1], [0, 1, 0]].reversed_axes(); // [3, 2], not contiguous
+    let l = g.input(&[3, 2, 2], &[0.5, -1.0, 2.0, 0.0, 1.0, 1.5, -0.5, 0.25, 3.0, 1.0, 0.0, -2.0]);
+    assert!(t.as_slice().is_none());
+    let (by_view, by_copy) = (l.cross_entropy(&t), l.cross_entropy(&t.as_standard_layout().into_owned()));
+    assert_eq!(by_view.item().unwrap(), by_copy.item().unwrap());
+    let mut ignored = t.clone();
+    ignored[[1, 0]] = mm_tensor::IGNORE;
+    assert!(ignored.as_slice().is_none());
+    let (by_view, by_copy) =
+        (l.cross_entropy(&ignored), l.cross_entropy(&ignored.as_standard_layout().into_owned()));
+    assert_eq!(by_view.item().unwrap(), by_copy.item().unwrap());
 }

@@ -137,7 +137,7 @@ impl<'g, T: Float> Var<'g, T> {
             return Err(TensorError::Bias { weight: sw, bias: b.shape(), outputs: h });
         }
         let out = Shape::new(lead)?.push(h).ok_or(TensorError::RankTooLarge { rank: ids.ndim() })?;
-        let span = self.g.push_ids(op, ids.iter().copied(), v)?;
+        let span = self.g.push_id_view(op, &ids, v)?;
         let (d, rows) = (Dims { e, s, h, w_t }, lead.iter().product::<usize>());
         let (t, w, b) = (self.id, weight.id, bias.map(|b| b.id));
         let inputs = [t, w, b.unwrap_or(t)];

@@ -21,7 +21,7 @@ impl<'g, T: Float> Var<'g, T> {
         let ids = ids.as_ids();
         let out =
             Shape::new(ids.shape())?.push(d).ok_or(TensorError::RankTooLarge { rank: ids.ndim() + 1 })?;
-        let span = self.g.push_ids("embedding", ids.iter().copied(), rows)?;
+        let span = self.g.push_id_view("embedding", &ids, rows)?;
         let t = self.id;
         Ok(self.g.push(Op::Embedding { table: t, ids: span }, out, false, &[t], |v, out, _| {
             let ids = v.ids(span);

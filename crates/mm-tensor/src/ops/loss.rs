@@ -33,7 +33,11 @@ impl<'g, T: Float> Var<'g, T> {
         if targets.len() != rows {
             return Err(TensorError::Targets { logits: self.shape(), targets: targets.len() });
         }
-        if targets.iter().any(|&t| t == IGNORED) {
+        let ignores = match targets.as_slice() {
+            Some(ids) => ids.contains(&IGNORED),
+            None => targets.iter().any(|&t| t == IGNORED),
+        };
+        if ignores {
             if targets.iter().all(|&t| t == IGNORED) {
                 return Err(TensorError::AllIgnored {
                     targets: targets.len(),
@@ -43,10 +47,10 @@ impl<'g, T: Float> Var<'g, T> {
             if let Some(&bad) = targets.iter().find(|&&t| t != IGNORED && t as usize >= classes) {
                 return Err(TensorError::Index { op: "cross_entropy", index: bad as usize, len: classes });
             }
-            let span = self.g.push_ids("cross_entropy", targets.iter().copied(), usize::MAX)?;
+            let span = self.g.push_id_view("cross_entropy", &targets, usize::MAX)?;
             return Ok(self.record_cross_entropy(span, classes));
         }
-        let span = self.g.push_ids("cross_entropy", targets.iter().copied(), classes)?;
+        let span = self.g.push_id_view("cross_entropy", &targets, classes)?;
         Ok(self.record_cross_entropy(span, classes))
     }
 
@@ -164,8 +168,8 @@ impl<'g, T: Float> Var<'g, T> {
         if targets.len() != ids.len() {
             return Err(TensorError::IdsTargets { ids: ids.len(), targets: targets.len() });
         }
-        let id_span = self.g.push_ids("lookup_cross_entropy", ids.iter().copied(), rows)?;
-        let target_span = self.g.push_ids("lookup_cross_entropy", targets.iter().copied(), classes)?;
+        let id_span = self.g.push_id_view("lookup_cross_entropy", &ids, rows)?;
+        let target_span = self.g.push_id_view("lookup_cross_entropy", &targets, classes)?;
         let x = self.id;
         Ok(self.g.push(
             Op::LookupCrossEntropy { table: x, ids: id_span, targets: target_span },

@@ -305,4 +305,12 @@ fn ids_come_as_slices_vecs_arrays_and_ndarrays() {
     let (by_view, by_copy) =
         (l.cross_entropy(&ignored), l.cross_entropy(&ignored.as_standard_layout().into_owned()));
     assert_eq!(by_view.item().unwrap(), by_copy.item().unwrap());
+    // Signed targets (makemore's -1 after a word's end), likewise.
+    let signed = ndarray::array![[1i64, 0, -1], [0, 1, 0]].reversed_axes();
+    assert!(signed.as_slice().is_none());
+    let by_view = l.cross_entropy_ignore(&signed, -1).item().unwrap();
+    let by_copy = l.cross_entropy_ignore(&signed.as_standard_layout().into_owned(), -1).item().unwrap();
+    assert_eq!(by_view, by_copy);
+    let as_ids = signed.mapv(|t| if t < 0 { mm_tensor::IGNORE } else { t as u32 });
+    assert_eq!(by_view, l.cross_entropy(&as_ids).item().unwrap());
 }

@@ -33,11 +33,7 @@ impl<'g, T: Float> Var<'g, T> {
         if targets.len() != rows {
             return Err(TensorError::Targets { logits: self.shape(), targets: targets.len() });
         }
-        let ignores = match targets.as_slice() {
-            Some(ids) => ids.contains(&IGNORED),
-            None => targets.iter().any(|&t| t == IGNORED),
-        };
-        if ignores {
+        if targets.iter().any(|&t| t == IGNORED) {
             if targets.iter().all(|&t| t == IGNORED) {
                 return Err(TensorError::AllIgnored {
                     targets: targets.len(),
@@ -94,8 +90,12 @@ impl<'g, T: Float> Var<'g, T> {
             let index = usize::try_from(bad).unwrap_or(usize::MAX);
             return Err(TensorError::Index { op: "cross_entropy", index, len: classes });
         }
-        let ids = targets.iter().map(|&t| if t == ignore_index { IGNORED } else { t as u32 });
-        let span = self.g.push_ids("cross_entropy", ids, usize::MAX)?;
+        // From one slice where the targets are contiguous (see `Graph::push_id_view`).
+        let id = |&t: &i64| if t == ignore_index { IGNORED } else { t as u32 };
+        let span = match targets.as_slice() {
+            Some(targets) => self.g.push_ids("cross_entropy", targets.iter().map(id), usize::MAX)?,
+            None => self.g.push_ids("cross_entropy", targets.iter().map(id), usize::MAX)?,
+        };
         Ok(self.record_cross_entropy(span, classes))
     }
 

@@ -319,9 +319,21 @@ impl<'a, T: Float> Graph<'a, T> {
         view: &ArrayViewD<'_, u32>,
         limit: usize,
     ) -> Result<Span> {
+        self.push_view_as_ids(op, view, |i| i, limit)
+    }
+
+    /// [`Graph::push_id_view`] of values of another type, each made an id by `id` (signed
+    /// targets, mask bits).
+    pub(crate) fn push_view_as_ids<E: Copy>(
+        &self,
+        op: &'static str,
+        view: &ArrayViewD<'_, E>,
+        id: impl Fn(E) -> u32,
+        limit: usize,
+    ) -> Result<Span> {
         match view.as_slice() {
-            Some(ids) => self.push_ids(op, ids.iter().copied(), limit),
-            None => self.push_ids(op, view.iter().copied(), limit),
+            Some(values) => self.push_ids(op, values.iter().map(|&v| id(v)), limit),
+            None => self.push_ids(op, view.iter().map(|&v| id(v)), limit),
         }
     }
 

@@ -150,7 +150,7 @@ impl<'g, T: Float> Var<'g, T> {
         if ms.rank() > shape.rank() || shape.slice(shape.rank() - ms.rank(), shape.rank()) != ms {
             return Err(TensorError::Broadcast { op: "masked_fill", lhs: shape, rhs: ms });
         }
-        let span = self.g.push_ids("masked_fill", mask.iter().map(|&m| u32::from(m)), 2)?;
+        let span = self.g.push_view_as_ids("masked_fill", &mask.view().into_dyn(), u32::from, 2)?;
         let (x, fill) = (self.id, T::of(value));
         Ok(self.g.push(Op::MaskedFill { x, mask: span, value }, shape, false, &[x], |v, out, _| {
             let (xs, m) = (v.get(x), v.ids(span));

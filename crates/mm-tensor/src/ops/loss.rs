@@ -90,12 +90,8 @@ impl<'g, T: Float> Var<'g, T> {
             let index = usize::try_from(bad).unwrap_or(usize::MAX);
             return Err(TensorError::Index { op: "cross_entropy", index, len: classes });
         }
-        // From one slice where the targets are contiguous (see `Graph::push_id_view`).
-        let id = |&t: &i64| if t == ignore_index { IGNORED } else { t as u32 };
-        let span = match targets.as_slice() {
-            Some(targets) => self.g.push_ids("cross_entropy", targets.iter().map(id), usize::MAX)?,
-            None => self.g.push_ids("cross_entropy", targets.iter().map(id), usize::MAX)?,
-        };
+        let id = |t: i64| if t == ignore_index { IGNORED } else { t as u32 };
+        let span = self.g.push_view_as_ids("cross_entropy", &targets, id, usize::MAX)?;
         Ok(self.record_cross_entropy(span, classes))
     }
 

@@ -11,6 +11,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+mod common;
+
 use mm_tensor::{Grads, Optimizer, ParamStore, Sgd, Tape, init};
 use rand::SeedableRng;
 
@@ -18,16 +20,9 @@ const TRIALS: usize = 5000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2147483647);
-    let mut params = ParamStore::<f32>::new();
-    let c = params.add("C", init::randn(&[27, 10], &mut rng))?;
-    let w1 = params.add("W1", init::randn(&[30, 200], &mut rng))?;
-    let b1 = params.add("b1", init::randn(&[200], &mut rng))?;
-    let w2 = params.add("W2", init::randn(&[200, 27], &mut rng))?;
-    let b2 = params.add("b2", init::randn(&[27], &mut rng))?;
+    let mut mlp = common::LectureMlp::new(&mut rng)?;
     let mut inputs = ParamStore::<f32>::new();
     let pre = inputs.add("pre", init::randn(&[32, 200], &mut rng))?; // tanh's input
-    let xb = ndarray::Array2::from_shape_fn((32, 3), |(r, k)| ((r * 7 + k * 13) % 27) as u32);
-    let yb: Vec<u32> = (0..32).map(|i| (i * 5 % 27) as u32).collect();
     let mut other = vec![1.0f32; 64 * 1024];
     let mut push_out = || {
         other.iter_mut().for_each(|x| *x += 1.0);
@@ -54,22 +49,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("tanh over [32, 200]: hot {hot:.2} us, cold {cold:.2} us");
 
     // SGD: right after the backward wrote the gradients (hot), or after other traffic (cold).
-    let (mut grads, mut opt) = (Grads::new(&params), Sgd::new(0.0f32)); // lr 0: the same values each trial
+    let (mut grads, mut opt) = (Grads::new(&mlp.params), Sgd::new(0.0f32)); // lr 0: the same values each trial
     let (mut hot, mut cold) = (f64::INFINITY, f64::INFINITY);
     for trial in 0..2 * TRIALS {
         {
-            let g = tape.graph(&params);
-            let emb = g.param(c).embedding(&xb);
-            let h = emb.reshape(&[32, 30]).linear(g.param(w1), g.param(b1)).tanh();
-            let logits = h.linear(g.param(w2), g.param(b2));
-            g.backward_params(logits.cross_entropy(&yb[..]), &mut grads)?;
+            let g = tape.graph(&mlp.params);
+            g.backward_params(mlp.loss(&g), &mut grads)?;
         }
         let is_hot = trial % 2 == 0;
         if !is_hot {
             push_out();
         }
         let t = Instant::now();
-        opt.step(&mut params, &grads)?;
+        opt.step(&mut mlp.params, &grads)?;
         let us = t.elapsed().as_secs_f64() * 1e6;
         if is_hot { hot = hot.min(us) } else { cold = cold.min(us) }
     }

@@ -234,7 +234,7 @@ impl<'a, T: Float> Graph<'a, T> {
                 id: i as NodeId,
                 values: &values,
                 shapes: &n.shapes,
-                links: &n.links,
+                inputs: &n.inputs[n.input_spans[i].range()],
                 y: values.get(i as NodeId),
                 aux: &n.aux[i],
             };
@@ -273,7 +273,8 @@ pub(crate) struct Ctx<'c, T> {
     pub(crate) id: NodeId,
     pub(crate) values: &'c Values<'c, T>,
     pub(crate) shapes: &'c [Shape],
-    pub(crate) links: &'c [NodeId],
+    /// The node's inputs, in order.
+    pub(crate) inputs: &'c [NodeId],
     pub(crate) y: &'c [T],
     pub(crate) aux: &'c [T],
 }
@@ -323,7 +324,7 @@ impl<T: Float> Ctx<'_, T> {
             Op::Transpose(x) => self.transpose_grad(x, shape, g, sinks),
             Op::Permute { x, perm } => self.permute_grad(x, perm, shape, g, sinks),
             Op::Narrow { x, axis, start, len } => self.narrow_grad(x, (axis, start, len), g, sinks),
-            Op::Concat { inputs, axis } => self.concat_grad(inputs, axis, shape, g, sinks),
+            Op::Concat { axis } => self.concat_grad(axis, shape, g, sinks),
             // ops/matmul.rs, ops/attention.rs
             Op::MatMul(a, b) => self.matmul_grad((a, b), g, sinks, s),
             Op::Linear { x, w, b, w_t } => self.linear_grad((x, w, b, w_t), g, sinks, s),

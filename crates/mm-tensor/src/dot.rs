@@ -86,3 +86,26 @@ fn escape(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ParamStore, Tape};
+
+    /// A `concat` is drawn with an edge from each of its inputs, as every op is: its inputs are
+    /// the node's input list (they were once kept apart, and the drawing had no edges into it).
+    #[test]
+    fn concat_is_drawn_with_its_inputs() {
+        let mut params = ParamStore::<f64>::new();
+        let a = params.add("a", ndarray::arr1(&[1.0, 2.0]).into_dyn()).unwrap();
+        let mut tape = Tape::new();
+        let g = tape.graph(&params);
+        let x = g.param(a);
+        let joined = g.concat(&[x, x.tanh(), x], 0);
+        let dot = g.to_dot(None);
+        let id = joined.id;
+        for edge in [format!("n0 -> n{id};"), format!("n1 -> n{id};")] {
+            assert!(dot.contains(&edge), "no edge {edge} in\n{dot}");
+        }
+        assert_eq!(dot.matches(&format!("n0 -> n{id};")).count(), 2, "a repeated input is drawn twice");
+    }
+}

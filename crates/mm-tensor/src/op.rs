@@ -93,8 +93,8 @@ pub(crate) enum Op {
     Permute { x: NodeId, perm: [u8; MAX_RANK] },
     /// Elements `start..start + len` along `axis`.
     Narrow { x: NodeId, axis: u8, start: u32, len: u32 },
-    /// Inputs `links[span]` joined along `axis`.
-    Concat { inputs: Span, axis: u8 },
+    /// The node's inputs, in the order of its input list, joined along `axis`.
+    Concat { axis: u8 },
 
     // Products (`ops/matmul.rs`).
     /// Matrix product `a @ b`, batched over broadcast leading axes (`torch.matmul`).

@@ -35,10 +35,9 @@ pub(crate) struct Nodes<T> {
     /// The id arena: `embedding` ids, `cross_entropy` targets and `masked_fill` masks, copied in
     /// when recorded.
     pub(crate) ids: Vec<u32>,
-    /// The input lists of variadic ops (`concat`).
-    pub(crate) links: Vec<NodeId>,
-    /// Every node's inputs (those a gradient can flow through), for drawing the graph:
-    /// `inputs[input_spans[i]]` are node `i`'s.
+    /// Every node's inputs (those a gradient can flow through): `inputs[input_spans[i]]` are
+    /// node `i`'s. The backward pass counts each node's uses from them, and `concat` reads its
+    /// inputs (any number) from there.
     pub(crate) inputs: Vec<NodeId>,
     pub(crate) input_spans: Vec<Span>,
     /// Scratch space for kernels (a packed operand, attention's weights' gradient), reused.
@@ -61,7 +60,6 @@ impl<T> Nodes<T> {
         self.shapes.clear();
         self.needs_grad.clear();
         self.ids.clear();
-        self.links.clear();
         self.inputs.clear();
         self.input_spans.clear();
         self.grad_live.clear();
@@ -281,6 +279,19 @@ impl<'a, T: Float> Graph<'a, T> {
         inputs: &[NodeId],
         compute: impl FnOnce(&Values<'_, T>, &mut Vec<T>, &mut Vec<T>, &mut Scratch<T>),
     ) -> Var<'_, T> {
+        self.push_node(op, shape, leaf_grad, inputs.iter().copied(), compute)
+    }
+
+    /// [`Graph::push_with`] with the inputs as an iterator: `concat` passes its inputs' ids this
+    /// way, however many, without collecting them first (a warm step allocates nothing).
+    pub(crate) fn push_node(
+        &self,
+        op: Op,
+        shape: Shape,
+        leaf_grad: bool,
+        inputs: impl Iterator<Item = NodeId> + Clone,
+        compute: impl FnOnce(&Values<'_, T>, &mut Vec<T>, &mut Vec<T>, &mut Scratch<T>),
+    ) -> Var<'_, T> {
         let mut n = self.nodes.borrow_mut();
         let n = &mut *n;
         let id = n.ops.len();
@@ -298,11 +309,11 @@ impl<'a, T: Float> Graph<'a, T> {
         );
         n.values[id] = out;
         n.aux[id] = aux;
-        let needs = self.grad && (leaf_grad || inputs.iter().any(|&i| n.needs_grad[i as usize]));
+        let needs = self.grad && (leaf_grad || inputs.clone().any(|i| n.needs_grad[i as usize]));
         n.ops.push(op);
         let start = n.inputs.len() as u32;
-        n.inputs.extend_from_slice(inputs);
-        n.input_spans.push(Span { start, len: inputs.len() as u32 });
+        n.inputs.extend(inputs);
+        n.input_spans.push(Span { start, len: n.inputs.len() as u32 - start });
         n.shapes.push(shape);
         n.needs_grad.push(needs);
         Var { g: self, id: id as NodeId }

@@ -174,6 +174,22 @@ fn shape_ops() {
     check("concat-1", &[(&[4, 2], N), (&[4, 3], N), (&[4, 1], N)], |g, x| g.concat(&[x[0], x[1], x[2]], 1));
     check("concat-3d", &[(&[2, 3, 4], N), (&[2, 1, 4], N)], |g, x| g.concat(&[x[0], x[1]], 1));
     check("concat-reuse", &[(&[2, 3], N)], |g, x| g.concat(&[x[0], x[0].exp()], 1));
+    // A node read by a `concat` and, later, by an op that passes its gradient through unchanged
+    // (a full-shaped `add`, a `reshape`): the pass is for a node with no other consumer, so the
+    // backward pass must count the `concat` as one (it once did not, and the concat's part of
+    // the gradient was lost).
+    check("concat-then-add", &[(&[2, 3], N), (&[2, 3], N)], |g, x| {
+        let h = x[0].tanh();
+        g.concat(&[h, h], 1).sum() + (h + x[1]).sum()
+    });
+    check("concat-then-reshape", &[(&[2, 3], N)], |g, x| {
+        let h = x[0].tanh();
+        g.concat(&[h, x[0]], 0).tanh().sum() + h.reshape(&[6]).exp().sum()
+    });
+    check("stack-then-add", &[(&[2, 3], N), (&[2, 3], N)], |g, x| {
+        let h = x[0].tanh();
+        g.stack(&[h, x[1]], 0).exp().sum() + (h + x[1]).sum()
+    });
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use crate::backward::{Ctx, Sinks};
 use crate::kernels::{Acc, axis, sized, store};
-use crate::op::{NodeId, Op, Span};
+use crate::op::{NodeId, Op};
 use crate::tape::{Graph, Var};
 use crate::{Float, MAX_RANK, Result, Shape, TensorError};
 
@@ -182,17 +182,12 @@ impl<'a, T: Float> Graph<'a, T> {
     /// for each index of the axes before `axis`, each input's block in turn. `concat`, and
     /// `stack` (whose `out` has the new axis), are this.
     fn record_concat<'g>(&'g self, vars: &[Var<'g, T>], axis: usize, out: Shape) -> Var<'g, T> {
-        // The inputs go to the tape's link arena (no allocation once warm); the node needs a
-        // gradient if any of them does.
-        let (inputs, any_grad) = {
-            let mut n = self.nodes.borrow_mut();
-            let start = n.links.len() as u32;
-            n.links.extend(vars.iter().map(|v| v.id));
-            let any = vars.iter().any(|v| n.needs_grad[v.id as usize]);
-            (Span { start, len: vars.len() as u32 }, any)
-        };
+        // The inputs are the node's input list, as every op's are: the backward pass counts a
+        // node's uses there, and a node it undercounts could be handed another op's gradient
+        // buffer (`Sinks::pass`) and lose this one's contribution.
         let (outer, _, _) = out.around(axis);
-        self.push(Op::Concat { inputs, axis: axis as u8 }, out, any_grad, &[], |v, buf, _| {
+        let inputs = vars.iter().map(|v| v.id);
+        self.push_node(Op::Concat { axis: axis as u8 }, out, false, inputs, |v, buf, _, _| {
             buf.clear();
             for o in 0..outer {
                 for x in vars {
@@ -349,17 +344,10 @@ impl<T: Float> Ctx<'_, T> {
     }
 
     /// `concat`: each input's slice of `g`.
-    pub(crate) fn concat_grad(
-        &self,
-        inputs: Span,
-        axis: u8,
-        shape: Shape,
-        g: &[T],
-        sinks: &mut Sinks<'_, T>,
-    ) {
+    pub(crate) fn concat_grad(&self, axis: u8, shape: Shape, g: &[T], sinks: &mut Sinks<'_, T>) {
         let (outer, _, _) = shape.around(axis as usize);
         let mut offset = 0;
-        for &x in &self.links[inputs.range()] {
+        for &x in self.inputs {
             let chunk = self.shape(x).numel() / outer.max(1);
             if let Some((dst, acc)) = sinks.get(x) {
                 // The input's run of each block along the axis, copied or added whole (an

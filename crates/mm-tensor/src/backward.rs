@@ -30,6 +30,11 @@ pub(crate) struct Sinks<'s, T> {
     shapes: &'s [Shape],
     /// Per buffer: how many nodes not yet done share it besides its own ([`Sinks::pass`]).
     shares: &'s mut [u32],
+    /// The nodes the running rule may send gradients to: its node's inputs (the seed's own id
+    /// before the first rule). Checked in debug builds: a rule that wrote to a node missing from
+    /// its input list would find that node's uses undercounted, and [`Sinks::pass`] could then
+    /// hand the node another op's buffer and lose this contribution.
+    targets: &'s [NodeId],
 }
 
 impl<T: Float> Sinks<'_, T> {
@@ -40,6 +45,7 @@ impl<T: Float> Sinks<'_, T> {
         if !self.needs_grad[id] {
             return None;
         }
+        debug_assert!(self.targets.contains(&(id as NodeId)), "node {id} is not an input of the rule's node");
         debug_assert!(self.alias[id] == NO_ALIAS, "a node passed its gradient has no other consumer");
         if let Op::Param(p) = self.ops[id] {
             let acc = if self.params.live[p.index()] { Acc::Add } else { Acc::Write };
@@ -82,6 +88,7 @@ impl<T: Float> Sinks<'_, T> {
     /// holds its final value: `from` is done), and the backward pass reads it from there.
     /// Returns false where it cannot, and the caller writes or adds the gradient as usual.
     pub(crate) fn pass(&mut self, id: NodeId, from: NodeId) -> bool {
+        debug_assert!(self.targets.contains(&id), "node {id} is not an input of node {from}");
         let i = id as usize;
         let node = !matches!(self.ops[i], Op::Param(_) | Op::Buffer(_));
         if !(self.needs_grad[i] && node && self.uses[i] == 1 && !self.live[i]) {
@@ -212,6 +219,7 @@ impl<'a, T: Float> Graph<'a, T> {
             recycle,
             shapes: &n.shapes,
             shares: &mut n.grad_shares,
+            targets: std::slice::from_ref(&output.id),
         };
         if let Some((seed, acc)) = sinks.get(output.id) {
             match upstream.as_slice() {
@@ -238,6 +246,7 @@ impl<'a, T: Float> Graph<'a, T> {
                 y: values.get(i as NodeId),
                 aux: &n.aux[i],
             };
+            sinks.targets = ctx.inputs;
             ctx.rule(n.ops[i], n.shapes[i], &g, &mut sinks, &mut n.scratch);
             if slot != i {
                 sinks.shares[slot] -= 1;

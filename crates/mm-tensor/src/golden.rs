@@ -387,7 +387,8 @@ fn build<'g, T: Float>(case: &Case, x: &[Var<'g, T>]) -> Result<Var<'g, T>, Stri
             let (bs, ne) = (attr_usize(case, "block_size")?, attr_usize(case, "n_embd")?);
             let (c, w1, b1, w2, b2) = (x[0], x[1], x[2], x[3], x[4]);
             let emb = e(c.try_embedding(&xb))?;
-            let h = (e(emb.try_reshape(&[xb.shape()[0], bs * ne]))?.matmul(w1) + b1).tanh();
+            let rows = *xb.shape().first().ok_or("mlp: the contexts are a scalar, not [B, block_size]")?;
+            let h = (e(emb.try_reshape(&[rows, bs * ne]))?.matmul(w1) + b1).tanh();
             let logits = h.matmul(w2) + b2;
             e(logits.try_cross_entropy(&yb))?
         }

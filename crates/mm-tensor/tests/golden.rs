@@ -56,6 +56,16 @@ fn an_unknown_op_is_an_error() {
     assert!(matches!(golden::run::<f64>(&file.cases[0]), Outcome::Error(e) if e.contains("unknown op")));
 }
 
+/// A malformed case is an error, not a panic: the harness runs files it has never seen.
+#[test]
+fn an_mlp_case_whose_contexts_are_a_scalar_is_an_error() {
+    let mut file = golden::parse(OPS).unwrap();
+    let case = file.cases.iter_mut().find(|c| c.op == "mlp").unwrap();
+    case.indices[0].shape.clear();
+    case.indices[0].data.truncate(1);
+    assert!(matches!(golden::run::<f64>(case), Outcome::Error(e) if e.contains("scalar")));
+}
+
 /// Found on review: with the file's f32 tolerances in f64, a zero gradient passed where every
 /// expected value is below the absolute tolerance (`softmax-large`), and a tanh gradient 2e-5
 /// too large passed. In f64 the tolerances are f64's, scaled to each tensor's magnitude.

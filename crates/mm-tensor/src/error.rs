@@ -16,10 +16,24 @@ pub enum TensorError {
         /// The right operand's shape.
         rhs: Shape,
     },
-    /// A product (`matmul`, `linear`) of operands whose inner dimensions differ, whose batch
-    /// axes do not broadcast, or of rank below 2.
-    #[error("matmul: cannot multiply {lhs} by {rhs}")]
+    /// An operand that must broadcast to a given shape (a `masked_fill` mask to its input's) and
+    /// does not.
+    #[error("{op}: a mask of shape {from} does not broadcast to {to}")]
+    BroadcastTo {
+        /// The op.
+        op: &'static str,
+        /// The operand's shape.
+        from: Shape,
+        /// The shape it must broadcast to.
+        to: Shape,
+    },
+    /// A product (`matmul`, `linear`, `linear_t`) of operands whose inner dimensions differ,
+    /// whose batch axes do not broadcast, or of rank below 2. For `linear_t` the right operand is
+    /// the weight as stored, `[out, in]`.
+    #[error("{op}: cannot multiply {lhs} by {rhs}")]
     MatMul {
+        /// The op: `matmul`, `linear` or `linear_t`.
+        op: &'static str,
         /// The left operand's shape.
         lhs: Shape,
         /// The right operand's shape.
@@ -87,7 +101,8 @@ pub enum TensorError {
         /// The number of targets given.
         targets: usize,
     },
-    /// `concat` of tensors whose other dimensions differ, or of no tensors.
+    /// `concat` or `stack` of tensors whose other dimensions differ (no tensors at all is
+    /// [`TensorError::NothingToJoin`]).
     #[error("concat: cannot join {lhs} and {rhs} along axis {axis}")]
     Concat {
         /// The first operand's shape.

@@ -312,6 +312,12 @@ fn zoo_elementwise_ops() {
     check("masked_fill-softmax", &[(&[2, 4, 4], N)], |_, x| {
         x[0].masked_fill(&mask, f64::NEG_INFINITY).softmax(2)
     });
+    // Masks that broadcast as PyTorch's do: with leading axes of 1 (makemore's
+    // `bias[:, :, :T, :T]`), and with an axis of 1 inside (one mask row per batch element).
+    let lead = mask.clone().insert_axis(ndarray::Axis(0));
+    check("masked_fill-lead", &[(&[2, 4, 4], N)], |_, x| x[0].masked_fill(&lead, -3.0).tanh());
+    let rows = ndarray::Array3::from_shape_fn((2, 1, 4), |(b, _, j)| (b + j) % 3 == 0);
+    check("masked_fill-inner", &[(&[2, 4, 4], N)], |_, x| x[0].masked_fill(&rows, -3.0).tanh());
 }
 
 #[test]

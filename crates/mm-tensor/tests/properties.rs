@@ -127,7 +127,7 @@ fn errors_are_sticky_and_returned_by_backward_and_item() {
     let x = g.input(&[2, 5], &[1.0; 10]);
     // The first error (a bad matmul) is kept; later ops on the placeholder are skipped.
     let loss = (x.matmul(g.param(w)).tanh() + 1.0).reshape(&[99]).mean();
-    let first = TensorError::MatMul { lhs: x.shape(), rhs: g.param(w).shape() };
+    let first = TensorError::MatMul { op: "matmul", lhs: x.shape(), rhs: g.param(w).shape() };
     assert_eq!(loss.item(), Err(first.clone()));
     assert_eq!(g.backward(loss, &mut grads), Err(first.clone()));
     assert_eq!(g.check(), Err(first.clone()));

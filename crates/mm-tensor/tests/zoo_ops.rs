@@ -56,6 +56,13 @@ fn bad_input_gives_errors_that_name_the_shapes() {
     // Batched products: inner sizes and batch axes.
     let b = g.input(&[3, 4, 5], &[0.0; 60]);
     assert_eq!(msg(x.try_matmul(b).unwrap_err()), "matmul: cannot multiply [2, 3, 4] by [3, 4, 5]");
+    // The linear layers name themselves; `linear_t`'s weight is given as stored, [out, in].
+    let w53 = g.input(&[5, 3], &[0.0; 15]);
+    assert_eq!(
+        msg(x.try_linear(w53, g.input(&[3], &[0.0; 3])).unwrap_err()),
+        "linear: cannot multiply [2, 3, 4] by [5, 3]"
+    );
+    assert_eq!(msg(x.try_linear_t(w53, None).unwrap_err()), "linear_t: cannot multiply [2, 3, 4] by [5, 3]");
     assert!(x.try_matmul(g.input(&[1, 4, 5], &[0.0; 20])).is_ok());
     // Normalisation.
     let w = g.input(&[4], &[1.0; 4]);
@@ -70,10 +77,15 @@ fn bad_input_gives_errors_that_name_the_shapes() {
     assert!(matches!(x.try_batch_norm(w, w, &[0, 0], 0, 1e-5), Err(TensorError::Axes { .. })));
     assert!(matches!(x.try_batch_norm(w, w, &[0], 0, 1e-5), Err(TensorError::ShapeMismatch { .. })));
     assert!(x.try_batch_norm(w, w, &[0, 1], 1, 1e-5).is_ok());
-    assert!(matches!(
-        x.try_layer_norm(w, g.input(&[3], &[0.0; 3]), 1e-5),
-        Err(TensorError::Broadcast { .. })
-    ));
+    assert_eq!(
+        msg(x.try_layer_norm(w, g.input(&[3], &[0.0; 3]), 1e-5).unwrap_err()),
+        "layer_norm: expected shape [4], got [3]"
+    );
+    // A weight that would broadcast is still not `[C]`, as F.layer_norm's must be.
+    assert_eq!(
+        msg(x.try_layer_norm(g.input(&[1, 4], &[1.0; 4]), w, 1e-5).unwrap_err()),
+        "layer_norm: expected shape [4], got [1, 4]"
+    );
     assert!(matches!(x.try_var_axes(&[0, 5], 1, false), Err(TensorError::Axes { .. })));
     assert_eq!(
         msg(x.try_var_axes(&[0], 300, false).unwrap_err()),
@@ -102,7 +114,7 @@ fn bad_input_gives_errors_that_name_the_shapes() {
         "dropout: p = 1.5 is not a probability in [0, 1]"
     );
     let mask = ndarray::Array2::from_elem((3, 3), false);
-    assert!(matches!(x.try_masked_fill(&mask, 0.0), Err(TensorError::Broadcast { .. })));
+    assert!(matches!(x.try_masked_fill(&mask, 0.0), Err(TensorError::BroadcastTo { .. })));
     assert!(matches!(
         x.try_causal_attention(x, g.input(&[2, 3, 3], &[0.0; 18])),
         Err(TensorError::ShapeMismatch { .. })
@@ -411,6 +423,36 @@ fn batch_norm_stats_feed_running_buffers_that_are_never_trained() {
         * params.data(w)[0]
         + params.data(b)[0];
     assert!((y.to_array()[[0, 0]] - want).abs() < 1e-12);
+}
+
+/// `masked_fill` with masks that broadcast as PyTorch's do, in value and gradient, against the
+/// mask expanded to the input's shape by ndarray: trailing axes, leading axes of 1, axes of 1
+/// inside, a scalar mask, and a mask as large as the input.
+#[test]
+fn masked_fill_broadcasts_its_mask_as_pytorch_does() {
+    let shape = [2, 3, 4, 4];
+    let x0 = randn(&shape, 7);
+    let up = randn(&shape, 8);
+    let masks: [&[usize]; 7] =
+        [&[4, 4], &[1, 1, 4, 4], &[2, 1, 1, 4], &[3, 1, 4], &[1, 4], &[], &[2, 3, 4, 4]];
+    for dims in masks {
+        let n: usize = dims.iter().product();
+        let mask = ArrayD::from_shape_fn(IxDyn(dims), |i: IxDyn| {
+            (ndarray::Dimension::slice(&i).iter().sum::<usize>() * 7 + n).is_multiple_of(3)
+        });
+        let full = mask.broadcast(IxDyn(&shape)).unwrap();
+        let want = ndarray::Zip::from(&x0).and(&full).map_collect(|&x, &m| if m { -2.5 } else { x });
+        let want_grad = ndarray::Zip::from(&up).and(&full).map_collect(|&u, &m| if m { 0.0 } else { u });
+        let mut params = ParamStore::<f64>::new();
+        let id = params.add("x", x0.clone()).unwrap();
+        let mut tape = Tape::new();
+        let g = tape.graph(&params);
+        let y = g.param(id).masked_fill(&mask, -2.5);
+        assert_eq!(y.to_array(), want, "value with a mask of {dims:?}");
+        let mut grads = Grads::new(&params);
+        g.backward_from(y, up.view(), &mut grads).unwrap();
+        assert_eq!(grads.get(id).to_owned(), want_grad, "gradient with a mask of {dims:?}");
+    }
 }
 
 #[test]

@@ -137,8 +137,31 @@ impl<'g, T: Float> Var<'g, T> {
     }
 
     /// `self` with the positions where `mask` is true replaced by `value`
-    /// (`x.masked_fill(mask, value)`), or the error. `mask`'s shape must be the trailing axes of
-    /// `self`'s; the leading axes broadcast (a `[T, T]` causal mask over `[B, H, T, T]` scores).
+    /// (`x.masked_fill(mask, value)`), or the error. As PyTorch's, `mask` broadcasts to `self`'s
+    /// shape: a `[T, T]` causal mask over `[B, H, T, T]` scores, makemore's `bias[:, :, :T, :T]`
+    /// of `[1, 1, T, T]`, a `[B, 1, 1, T]` padding mask. A mask that is `self`'s trailing axes
+    /// once its leading axes of 1 are dropped (the first two) is kept as it is and applied to
+    /// each block of `self` in turn; any other is broadcast to `self`'s shape when recorded.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let params = ParamStore::<f64>::new();
+    /// let mut tape = Tape::new();
+    /// let g = tape.graph(&params);
+    /// let x = g.input(&[2, 1, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// // One mask row per batch element: [2, 1, 1] broadcasts over the last axis.
+    /// let mask = ndarray::arr3(&[[[true]], [[false]]]);
+    /// assert_eq!(x.masked_fill(&mask, 0.0).to_array().into_raw_vec_and_offset().0, [0.0, 0.0, 0.0, 4.0, 5.0, 6.0]);
+    /// // A [1, 1, 3] mask is the trailing axis with its leading axes of 1.
+    /// let last = ndarray::arr3(&[[[false, false, true]]]);
+    /// assert_eq!(x.masked_fill(&last, -1.0).to_array().into_raw_vec_and_offset().0, [1.0, 2.0, -1.0, 4.0, 5.0, -1.0]);
+    /// // A mask that does not broadcast to x's shape is an error that names both.
+    /// let wrong = ndarray::arr2(&[[true, false]]);
+    /// assert_eq!(
+    ///     x.try_masked_fill(&wrong, 0.0).unwrap_err().to_string(),
+    ///     "masked_fill: a mask of shape [1, 2] does not broadcast to [2, 1, 3]"
+    /// );
+    /// ```
     pub fn try_masked_fill<S: Data<Elem = bool>, D: Dimension>(
         self,
         mask: &ArrayBase<S, D>,
@@ -147,10 +170,19 @@ impl<'g, T: Float> Var<'g, T> {
         self.g.live(&[self.id])?;
         let shape = self.shape();
         let ms = Shape::new(mask.shape())?;
-        if ms.rank() > shape.rank() || shape.slice(shape.rank() - ms.rank(), shape.rank()) != ms {
-            return Err(TensorError::Broadcast { op: "masked_fill", lhs: shape, rhs: ms });
+        let err = TensorError::BroadcastTo { op: "masked_fill", from: ms, to: shape };
+        let ones = ms.dims().iter().take_while(|&&d| d == 1).count();
+        let rest = &ms.dims()[ones..];
+        if ms.rank() > shape.rank() {
+            return Err(err);
         }
-        let span = self.g.push_view_as_ids("masked_fill", &mask.view().into_dyn(), u32::from, 2)?;
+        let view = mask.view().into_dyn();
+        let span = if shape.dims().ends_with(rest) {
+            self.g.push_view_as_ids("masked_fill", &view, u32::from, 2)?
+        } else {
+            let whole = view.broadcast(shape.dims()).ok_or(err)?;
+            self.g.push_view_as_ids("masked_fill", &whole, u32::from, 2)?
+        };
         let (x, fill) = (self.id, T::of(value));
         Ok(self.g.push(Op::MaskedFill { x, mask: span, value }, shape, false, &[x], |v, out, _| {
             let (xs, m) = (v.get(x), v.ids(span));

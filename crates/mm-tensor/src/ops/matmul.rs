@@ -33,7 +33,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// The plan of `lhs @ rhs`, or the error naming both shapes.
     pub(crate) fn new(lhs: Shape, rhs: Shape) -> Result<Plan> {
-        let err = TensorError::MatMul { lhs, rhs };
+        let err = TensorError::MatMul { op: "matmul", lhs, rhs };
         let (ra, rb) = (lhs.rank(), rhs.rank());
         if ra < 2 || rb < 2 {
             return Err(err);
@@ -210,7 +210,8 @@ impl<'g, T: Float> Var<'g, T> {
             self.g.live(&[b.id])?;
         }
         let (sx, sw) = (self.shape(), w.shape());
-        let err = TensorError::MatMul { lhs: sx, rhs: sw };
+        let op = if w_t { "linear_t" } else { "linear" };
+        let err = TensorError::MatMul { op, lhs: sx, rhs: sw };
         let (&[kw, nw], Some(&k)) = (sw.dims(), sx.dims().last()) else { return Err(err) };
         let (k2, n) = if w_t { (nw, kw) } else { (kw, nw) };
         if sx.rank() < 2 || k != k2 {

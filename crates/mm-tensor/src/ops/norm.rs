@@ -7,7 +7,7 @@ use crate::backward::{Ctx, Sinks};
 use crate::kernels::{Acc, add_rows, norm, sized, store, zeros};
 use crate::op::{BatchStats, NodeId, Op};
 use crate::tape::{Graph, Var};
-use crate::{Float, Result, TensorError};
+use crate::{Float, Result, Shape, TensorError};
 
 /// The batch statistics of a training step's BatchNorm nodes, copied out of its graph
 /// ([`Graph::batch_stats`]) so that the running averages can be updated once the graph is gone
@@ -93,7 +93,11 @@ impl<'g, T: Float> Var<'g, T> {
         };
         for p in [weight, bias] {
             if p.shape().dims() != [c] {
-                return Err(TensorError::Broadcast { op: "layer_norm", lhs: shape, rhs: p.shape() });
+                return Err(TensorError::ShapeMismatch {
+                    op: "layer_norm",
+                    expected: Shape::new(&[c])?,
+                    got: p.shape(),
+                });
             }
         }
         let (x, w, b) = (self.id, weight.id, bias.id);

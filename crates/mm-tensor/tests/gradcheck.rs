@@ -3,7 +3,7 @@
 //! `(L(x + h) - L(x - h)) / 2h` element by element.
 
 use mm_tensor::{Grads, Graph, ParamStore, Tape, Var, init};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -565,12 +565,23 @@ fn permuted(d: &[usize], perm: &[usize]) -> Vec<usize> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Elementwise ops, softmax and log-softmax over any axis, and LayerNorm, on a permuted input
-    /// of rank 1 to 5.
+    /// Elementwise ops, softmax and log-softmax over any axis, LayerNorm, and `masked_fill` with
+    /// a mask that broadcasts (axes of 1 where `seed`'s bits say, leading ones or not), on a
+    /// permuted input of rank 1 to 5.
     #[test]
-    fn pointwise_and_row_ops_at_any_rank(d in dims(1), seed in 0u64..1000, op in 0usize..6) {
+    fn pointwise_and_row_ops_at_any_rank(d in dims(1), seed in 0u64..1000, op in 0usize..7) {
         let perm = permutation(d.len(), seed);
-        let c = permuted(&d, &perm)[d.len() - 1];
+        let seen = permuted(&d, &perm);
+        let c = seen[d.len() - 1];
+        let mask_dims: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .map(|(a, &n)| if seed & (1 << a) != 0 { 1 } else { n })
+            .skip(if seed & 64 != 0 { 0 } else { (seed as usize / 3) % d.len() })
+            .collect();
+        let mask = ndarray::ArrayD::from_shape_fn(IxDyn(&mask_dims), |i| {
+            (ndarray::Dimension::slice(&i).iter().sum::<usize>() + seed as usize).is_multiple_of(3)
+        });
         let axis = (seed as usize / 7) % d.len();
         let dist = if op == 2 { P } else { N };
         check_seeded("pointwise", seed, &[(&d, dist), (&[c], N), (&[c], N)], |_, x| {
@@ -581,7 +592,8 @@ proptest! {
                 2 => y.sqrt(),
                 3 => y.softmax(axis),
                 4 => y.log_softmax(axis),
-                _ => y.layer_norm(x[1], x[2], 1e-5),
+                5 => y.layer_norm(x[1], x[2], 1e-5),
+                _ => y.masked_fill(&mask, -1.5).tanh(),
             }
         });
     }
@@ -602,9 +614,10 @@ proptest! {
     }
 
     /// The shape ops at rank 1 to 5: permute, transpose of two axes, narrow, select, concat,
-    /// and reshape of a permuted (non-contiguous in PyTorch) input.
+    /// reshape of a permuted (non-contiguous in PyTorch) input, and stack of permuted inputs
+    /// (of rank 4 at most: the result has one axis more).
     #[test]
-    fn shape_ops_at_any_rank(d in dims(1), seed in 0u64..1000, at in 0usize..8, op in 0usize..5) {
+    fn shape_ops_at_any_rank(d in dims(1), seed in 0u64..1000, at in 0usize..8, op in 0usize..6) {
         let (rank, axis) = (d.len(), (seed as usize / 7) % d.len());
         let perm = permutation(rank, seed);
         let (start, len) = (at % d[axis], 1 + at / 3 % (d[axis] - at % d[axis]));
@@ -615,9 +628,13 @@ proptest! {
             1 => x[0].transpose(axis, rank - 1 - at % rank),
             2 => x[0].narrow(axis, start, len).exp(),
             3 => x[0].select(axis, start),
-            _ => {
+            4 => {
                 let joined = g.concat(&[x[0], x[1].tanh(), x[0]], axis);
                 joined.permute(&perm).reshape(&[joined.shape().numel()])
+            }
+            _ => {
+                let y = if rank == 5 { x[0].select(0, start.min(d[0] - 1)) } else { x[0].permute(&perm) };
+                g.stack(&[y, y.tanh(), y], at % (y.shape().rank() + 1)).exp()
             }
         });
     }
@@ -639,6 +656,27 @@ proptest! {
         check_seeded("bmm", seed, &[(&sa, N), (&sb, N), (&[n], N)], |_, x| {
             let (a, w) = (x[0].permute(&pa), x[1].permute(&pb));
             if form >= 3 { a.linear(w, x[2]) + a.linear_t(x[1], Some(x[2])) } else { a.matmul(w) }
+        });
+    }
+
+    /// BatchNorm over the leading axes of a permuted input of rank 2 to 5 (its weight, bias and
+    /// running statistics shaped like the other axes), in training mode with corrections 0 and 1
+    /// and in evaluation mode with running statistics, which get no gradient.
+    #[test]
+    fn batch_norm_at_any_rank(d in dims(2), seed in 0u64..1000, lead in 1usize..5, correction in 0usize..2) {
+        let perm = permutation(d.len(), seed);
+        let seen = permuted(&d, &perm);
+        let lead = 1 + (lead - 1) % (d.len() - 1);
+        let (axes, features): (Vec<usize>, Vec<usize>) = ((0..lead).collect(), seen[lead..].to_vec());
+        prop_assume!(seen[..lead].iter().product::<usize>() > correction);
+        let n: usize = features.iter().product();
+        check_seeded("batch_norm-rank", seed, &[(&d, N), (&features, N), (&features, N)], |g, x| {
+            let y = x[0].permute(&perm);
+            let mean: Vec<f64> = (0..n).map(|i| (i as f64 - 1.0) * 0.3).collect();
+            let var: Vec<f64> = (0..n).map(|i| 0.5 + i as f64 * 0.25).collect();
+            let stats = (g.input(&features, &mean), g.input(&features, &var));
+            y.batch_norm(x[1], x[2], &axes, correction, 1e-5).tanh()
+                + y.batch_norm_eval(x[1], x[2], &axes, stats, 1e-5)
         });
     }
 

@@ -28,17 +28,22 @@ fn count() {
     let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
 }
 
+// SAFETY: every call is passed to the system allocator unchanged, which upholds
+// `GlobalAlloc`'s contract; counting touches no allocation.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        // SAFETY: the caller's `layout`, as `GlobalAlloc::alloc` asks.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, that is the system's, with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        // SAFETY: as `dealloc`, and `new_size` as `GlobalAlloc::realloc` asks.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -171,7 +171,7 @@ unsafe fn weigh_rows<const N: usize>(
     ldo: usize,
     (width, add): (usize, bool),
 ) {
-    // SAFETY (all reads and writes): inside `w` and `out`, by the contract.
+    // SAFETY: (all reads and writes) inside `w` and `out`, by the contract.
     unsafe {
         let mut sum = [[_mm256_setzero_ps(); 2]; N];
         for j in 0..end {

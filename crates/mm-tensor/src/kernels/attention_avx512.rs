@@ -48,9 +48,13 @@ fn lanes(n: usize) -> __mmask16 {
 /// AVX-512F; `p` points at `t` rows of 16 floats, `stride` apart.
 #[target_feature(enable = "avx512f")]
 unsafe fn rows(p: *const f32, stride: usize, t: usize) -> [__m512; L] {
-    // SAFETY: by the contract, rows `r < t` are readable.
     std::array::from_fn(|r| {
-        if r < t { unsafe { _mm512_loadu_ps(p.add(r * stride)) } } else { _mm512_setzero_ps() }
+        if r < t {
+            // SAFETY: by the contract, rows `r < t` are readable.
+            unsafe { _mm512_loadu_ps(p.add(r * stride)) }
+        } else {
+            _mm512_setzero_ps()
+        }
     })
 }
 
@@ -147,7 +151,7 @@ unsafe fn weigh_rows<const N: usize>(
     ldo: usize,
     (mask, add): (__mmask16, bool),
 ) {
-    // SAFETY (all reads and writes): inside `w` and `out`, by the contract.
+    // SAFETY: (all reads and writes) inside `w` and `out`, by the contract.
     unsafe {
         let mut sum = [_mm512_setzero_ps(); N];
         for (j, &xj) in x.iter().enumerate().take(end) {

@@ -141,7 +141,7 @@ pub(crate) unsafe fn gemm(
     // The strip of `B` that starts at vector `v0`: where its first row starts, and its row stride.
     let strip = |v0: usize| {
         if strips {
-            // SAFETY (of the offset): inside `pack`, `strip_at`'s layout.
+            // SAFETY: (of the offset) inside `pack`, `strip_at`'s layout.
             (pack.as_ptr().wrapping_add(strip_at(k, nv, 0, v0 * LANES)), (nv - v0).min(2) * LANES)
         } else if packed {
             (pack.as_ptr().wrapping_add(v0 * LANES), nv * LANES)
@@ -180,7 +180,7 @@ pub(crate) unsafe fn gemm(
                 k,
                 a: if a.cs == 1 { a.data[i0 * a.rs..].as_ptr() } else { a.data[i0..].as_ptr() },
                 lda: if a.cs == 1 { a.rs } else { a.cs },
-                // SAFETY (of the offset): `v0 < nv`, so the column is inside `C` (and `bs` inside
+                // SAFETY: (of the offset) `v0 < nv`, so the column is inside `C` (and `bs` inside
                 // `B` or its pack).
                 b: bs,
                 ldb,
@@ -243,22 +243,22 @@ impl Block {
     /// `B`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool, masked: bool) {
-        // SAFETY (every arm below): `run` asks what `dispatch` does, the target features and a
-        // block inside its operands, for the block's sizes, which each arm passes as they are.
         macro_rules! go {
             ($(($w:literal: $($r:literal)*))*) => {
                 match (rows, width, a_rows, masked) {
                     $($(
-                        ($r, $w, true, false) => unsafe { self.run::<$r, $w, true, false>() },
-                        ($r, $w, true, true) => unsafe { self.run::<$r, $w, true, true>() },
-                        ($r, $w, false, false) => unsafe { self.run::<$r, $w, false, false>() },
-                        ($r, $w, false, true) => unsafe { self.run::<$r, $w, false, true>() },
+                        ($r, $w, true, false) => self.run::<$r, $w, true, false>(),
+                        ($r, $w, true, true) => self.run::<$r, $w, true, true>(),
+                        ($r, $w, false, false) => self.run::<$r, $w, false, false>(),
+                        ($r, $w, false, true) => self.run::<$r, $w, false, true>(),
                     )*)*
                     _ => unreachable!("blocks of 1 or 2 vectors have 8 or 6 rows at most"),
                 }
             };
         }
-        go!((1: 1 2 3 4 5 6 7 8) (2: 1 2 3 4 5 6))
+        // SAFETY: `run` asks what `dispatch` does, the target features and a block inside its
+        // operands, for the block's sizes, which each arm passes as they are.
+        unsafe { go!((1: 1 2 3 4 5 6 7 8) (2: 1 2 3 4 5 6)) }
     }
 
     /// The `R × V` block: `R·V` accumulators in registers, one multiply-add each per `k` step.
@@ -277,7 +277,7 @@ impl Block {
     unsafe fn run<const R: usize, const V: usize, const A_ROWS: bool, const MASKED: bool>(&self) {
         let Block { k, a, lda, b, ldb, c, ldc, mask, tail, whole, add, bias } = *self;
         let partial = |v: usize| MASKED && v == V - 1;
-        // SAFETY (all pointer reads and writes): inside the operands, by the caller's contract;
+        // SAFETY: (all pointer reads and writes) inside the operands, by the caller's contract;
         // a partial vector touches only the lanes of its mask, except in `B`'s first `whole`
         // rows, whose whole vectors end inside `B` (the caller's count).
         unsafe {

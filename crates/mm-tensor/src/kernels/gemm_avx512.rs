@@ -137,7 +137,7 @@ pub(crate) unsafe fn gemm(
                         a.data[k0 * a.cs + i0..].as_ptr()
                     },
                     lda: if a.cs == 1 { a.rs } else { a.cs },
-                    // SAFETY (of the offsets): `k0 < k` and `v0 < nv`, so the row and column
+                    // SAFETY: (of the offsets) `k0 < k` and `v0 < nv`, so the row and column
                     // are inside `B` and `C`.
                     b: bp.wrapping_add(k0 * ldb + v0 * LANES),
                     ldb,
@@ -202,18 +202,16 @@ impl Block {
     /// AVX-512F, and the block must lie inside its operands.
     #[target_feature(enable = "avx512f")]
     unsafe fn dispatch(&self, rows: usize, width: usize, a_rows: bool) {
-        // SAFETY (every arm below): `run` asks what `dispatch` does, the target features and a
-        // block inside its operands, for the block's sizes, which each arm passes as they are.
         macro_rules! go {
             ($($r:literal)*) => {
                 match (rows, width, a_rows) {
                     $(
-                        ($r, 1, true) => unsafe { self.run::<$r, 1, true>() },
-                        ($r, 2, true) => unsafe { self.run::<$r, 2, true>() },
-                        ($r, 3, true) => unsafe { self.run::<$r, 3, true>() },
-                        ($r, 1, false) => unsafe { self.run::<$r, 1, false>() },
-                        ($r, 2, false) => unsafe { self.run::<$r, 2, false>() },
-                        ($r, 3, false) => unsafe { self.run::<$r, 3, false>() },
+                        ($r, 1, true) => self.run::<$r, 1, true>(),
+                        ($r, 2, true) => self.run::<$r, 2, true>(),
+                        ($r, 3, true) => self.run::<$r, 3, true>(),
+                        ($r, 1, false) => self.run::<$r, 1, false>(),
+                        ($r, 2, false) => self.run::<$r, 2, false>(),
+                        ($r, 3, false) => self.run::<$r, 3, false>(),
                     )*
                     _ => unreachable!("blocks have 1 to {MR} rows and 1 to 3 vectors"),
                 }
@@ -223,14 +221,16 @@ impl Block {
             ($($r:literal)*) => {
                 match (rows, a_rows) {
                     $(
-                        ($r, true) => unsafe { self.run::<$r, 4, true>() },
-                        ($r, false) => unsafe { self.run::<$r, 4, false>() },
+                        ($r, true) => self.run::<$r, 4, true>(),
+                        ($r, false) => self.run::<$r, 4, false>(),
                     )*
                     _ => unreachable!("blocks of 4 vectors have 1 to {MR4} rows"),
                 }
             };
         }
-        if width == 4 { go4!(1 2 3 4 5 6) } else { go!(1 2 3 4 5 6 7 8) }
+        // SAFETY: `run` asks what `dispatch` does, the target features and a block inside its
+        // operands, for the block's sizes, which each arm passes as they are.
+        unsafe { if width == 4 { go4!(1 2 3 4 5 6) } else { go!(1 2 3 4 5 6 7 8) } }
     }
 
     /// The `R × V` block: `R·V` accumulators in registers, one multiply-add each per `k` step.
@@ -244,7 +244,7 @@ impl Block {
         let Block { k, a, lda, b, ldb, c, ldc, mask, add, bias } = *self;
         let full = lanes(LANES);
         let mask_of = |v: usize| if v == V - 1 { mask } else { full };
-        // SAFETY (all pointer reads and writes): inside the operands, by the caller's contract.
+        // SAFETY: (all pointer reads and writes) inside the operands, by the caller's contract.
         unsafe {
             let mut sum = [[_mm512_setzero_ps(); V]; R];
             if add {

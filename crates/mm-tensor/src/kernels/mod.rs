@@ -2,7 +2,10 @@
 //!
 //! Hot kernels are compiled for several instruction sets with `multiversion` and the best one for
 //! the running CPU is picked at run time, so that no build flag is needed for AVX2 or AVX-512.
-#![allow(unsafe_code)] // the `multiversion` attribute expands to guarded `unsafe` dispatch
+// The `multiversion` attribute expands to guarded `unsafe` dispatch, so the kernels allow
+// `unsafe`; each block written here still says why it is sound (`clippy::undocumented_unsafe_blocks`
+// is on for the workspace, and CI denies its warnings).
+#![allow(unsafe_code)]
 
 /// Whether the `multiversion` target being compiled has fused multiply-add: on x86_64 when it
 /// lists `fma`; on aarch64 always (scalar and NEON `fmla` are in the base ISA, and

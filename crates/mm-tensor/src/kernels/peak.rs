@@ -68,10 +68,13 @@ fn lanes(path: GemmPath) -> Option<usize> {
 fn chains(lanes: usize, rounds: u64) -> Option<f32> {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: each function runs only where `lanes` found its features on this CPU.
         match lanes {
-            16 if is_x86_feature_detected!("avx512f") => return Some(unsafe { chains_avx512(rounds) }),
+            16 if is_x86_feature_detected!("avx512f") => {
+                // SAFETY: this CPU has AVX-512F (checked in the arm's guard).
+                return Some(unsafe { chains_avx512(rounds) });
+            }
             8 if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") => {
+                // SAFETY: this CPU has AVX2 and FMA (checked in the arm's guard).
                 return Some(unsafe { chains_avx2(rounds) });
             }
             _ => {}

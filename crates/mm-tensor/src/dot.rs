@@ -94,7 +94,7 @@ mod tests {
     /// A `concat` is drawn with an edge from each of its inputs, as every op is: its inputs are
     /// the node's input list (they were once kept apart, and the drawing had no edges into it).
     #[test]
-    fn concat_is_drawn_with_its_inputs() {
+    fn concat_and_linear_are_drawn_with_their_inputs() {
         let mut params = ParamStore::<f64>::new();
         let a = params.add("a", ndarray::arr1(&[1.0, 2.0]).into_dyn()).unwrap();
         let mut tape = Tape::new();
@@ -107,5 +107,10 @@ mod tests {
             assert!(dot.contains(&edge), "no edge {edge} in\n{dot}");
         }
         assert_eq!(dot.matches(&format!("n0 -> n{id};")).count(), 2, "a repeated input is drawn twice");
+        // A linear layer without a bias has two inputs, not its input listed twice.
+        let w = g.input(&[2, 2], &[1.0, 0.0, 0.0, 1.0]);
+        let y = x.reshape(&[1, 2]).linear_t(w, None);
+        let dot = g.to_dot(None);
+        assert_eq!(dot.matches(&format!("-> n{};", y.id)).count(), 2, "linear_t without a bias:\n{dot}");
     }
 }

@@ -18,7 +18,7 @@ pub enum TensorError {
     },
     /// An operand that must broadcast to a given shape (a `masked_fill` mask to its input's) and
     /// does not.
-    #[error("{op}: a mask of shape {from} does not broadcast to {to}")]
+    #[error("{op}: shape {from} does not broadcast to {to}")]
     BroadcastTo {
         /// The op.
         op: &'static str,

@@ -661,7 +661,7 @@ proptest! {
 
     /// BatchNorm over the leading axes of a permuted input of rank 2 to 5 (its weight, bias and
     /// running statistics shaped like the other axes), in training mode with corrections 0 and 1
-    /// and in evaluation mode with running statistics, which get no gradient.
+    /// and in evaluation mode with running statistics (constants here).
     #[test]
     fn batch_norm_at_any_rank(d in dims(2), seed in 0u64..1000, lead in 1usize..5, correction in 0usize..2) {
         let perm = permutation(d.len(), seed);

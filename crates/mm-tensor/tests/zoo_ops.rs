@@ -427,7 +427,8 @@ fn batch_norm_stats_feed_running_buffers_that_are_never_trained() {
 
 /// `masked_fill` with masks that broadcast as PyTorch's do, in value and gradient, against the
 /// mask expanded to the input's shape by ndarray: trailing axes, leading axes of 1, axes of 1
-/// inside, a scalar mask, and a mask as large as the input.
+/// inside, a scalar mask (true: every element filled), and a mask as large as the input. Each
+/// mask but the scalar holds both values.
 #[test]
 fn masked_fill_broadcasts_its_mask_as_pytorch_does() {
     let shape = [2, 3, 4, 4];
@@ -438,8 +439,13 @@ fn masked_fill_broadcasts_its_mask_as_pytorch_does() {
     for dims in masks {
         let n: usize = dims.iter().product();
         let mask = ArrayD::from_shape_fn(IxDyn(dims), |i: IxDyn| {
-            (ndarray::Dimension::slice(&i).iter().sum::<usize>() * 7 + n).is_multiple_of(3)
+            (ndarray::Dimension::slice(&i).iter().sum::<usize>() * 7 + n + 2).is_multiple_of(3)
         });
+        if dims.is_empty() {
+            assert!(mask[IxDyn(&[])], "the scalar mask fills every element");
+        } else {
+            assert!(mask.iter().any(|&m| m) && mask.iter().any(|&m| !m), "{dims:?} holds both values");
+        }
         let full = mask.broadcast(IxDyn(&shape)).unwrap();
         let want = ndarray::Zip::from(&x0).and(&full).map_collect(|&x, &m| if m { -2.5 } else { x });
         let want_grad = ndarray::Zip::from(&up).and(&full).map_collect(|&u, &m| if m { 0.0 } else { u });

@@ -137,9 +137,11 @@ impl<'g, T: Float> Var<'g, T> {
     }
 
     /// `self` with the positions where `mask` is true replaced by `value`
-    /// (`x.masked_fill(mask, value)`), or the error. As PyTorch's, `mask` broadcasts to `self`'s
-    /// shape: a `[T, T]` causal mask over `[B, H, T, T]` scores, makemore's `bias[:, :, :T, :T]`
-    /// of `[1, 1, T, T]`, a `[B, 1, 1, T]` padding mask. A mask that is `self`'s trailing axes
+    /// (`x.masked_fill(mask, value)`), or the error. `mask` broadcasts to `self`'s shape, as in
+    /// PyTorch's `masked_fill_`: a `[T, T]` causal mask over `[B, H, T, T]` scores, makemore's
+    /// `bias[:, :, :T, :T]` of `[1, 1, T, T]`, a `[B, 1, 1, T]` padding mask. The result has
+    /// `self`'s shape: a mask that would broadcast `self` to a larger one (which PyTorch's
+    /// out-of-place `masked_fill` allows) is an error. A mask that is `self`'s trailing axes
     /// once its leading axes of 1 are dropped (the first two) is kept as it is and applied to
     /// each block of `self` in turn; any other is broadcast to `self`'s shape when recorded.
     ///
@@ -159,7 +161,7 @@ impl<'g, T: Float> Var<'g, T> {
     /// let wrong = ndarray::arr2(&[[true, false]]);
     /// assert_eq!(
     ///     x.try_masked_fill(&wrong, 0.0).unwrap_err().to_string(),
-    ///     "masked_fill: a mask of shape [1, 2] does not broadcast to [2, 1, 3]"
+    ///     "masked_fill: shape [1, 2] does not broadcast to [2, 1, 3]"
     /// );
     /// ```
     pub fn try_masked_fill<S: Data<Elem = bool>, D: Dimension>(

@@ -226,7 +226,8 @@ impl<'g, T: Float> Var<'g, T> {
         }
         let (x, wid, bid) = (self.id, w.id, b.map(|b| b.id));
         let inputs = [x, wid, bid.unwrap_or(x)];
-        Ok(self.g.push_with(Op::Linear { x, w: wid, b: bid, w_t }, out, false, &inputs, |v, out, _, s| {
+        let inputs = &inputs[..2 + usize::from(bid.is_some())];
+        Ok(self.g.push_with(Op::Linear { x, w: wid, b: bid, w_t }, out, false, inputs, |v, out, _, s| {
             sized(out, m * n);
             let wv = v.get(wid);
             let wm = if w_t { Strided::transposed(wv, k) } else { Strided::rows(wv, n) };

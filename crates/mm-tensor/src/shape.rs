@@ -98,13 +98,6 @@ impl Shape {
         s
     }
 
-    /// The shape of the dimensions `from..to`.
-    pub(crate) fn slice(&self, from: usize, to: usize) -> Shape {
-        let mut s = Shape { dims: [0; MAX_RANK], rank: (to - from) as u8 };
-        s.dims[..to - from].copy_from_slice(&self.dims[from..to]);
-        s
-    }
-
     /// Splits the shape around `axis` into `(outer, len, inner)` element counts: the layout of
     /// every reduction and softmax along one axis of a row-major tensor.
     pub(crate) fn around(&self, axis: usize) -> (usize, usize, usize) {

@@ -426,6 +426,16 @@ fn layer_norm_and_batch_norm() {
             x[0].batch_norm(x[1], x[2], &[0, 1], c, 1e-5).tanh()
         });
     }
+    // Over axes that do not lead: nn.BatchNorm1d's [N, C, L] over [0, 2], BatchNorm2d's
+    // [N, C, H, W] over [0, 2, 3].
+    for c in [0, 1] {
+        check("batch_norm-02", &[(&[3, 4, 2], N), (&[4], N), (&[4], N)], |_, x| {
+            x[0].batch_norm(x[1], x[2], &[0, 2], c, 1e-5).tanh()
+        });
+        check("batch_norm-023", &[(&[2, 3, 2, 2], N), (&[3], N), (&[3], N)], |_, x| {
+            x[0].batch_norm(x[1], x[2], &[0, 2, 3], c, 1e-5)
+        });
+    }
     // Evaluation with running statistics: constants, which get no gradient.
     check("batch_norm-eval", &[(&[6, 4], N), (&[4], N), (&[4], N)], |g, x| {
         let (mean, var) = (g.input(&[4], &[0.5, -1.0, 0.0, 2.0]), g.input(&[4], &[1.0, 0.5, 2.0, 0.1]));
@@ -659,16 +669,18 @@ proptest! {
         });
     }
 
-    /// BatchNorm over the leading axes of a permuted input of rank 2 to 5 (its weight, bias and
-    /// running statistics shaped like the other axes), in training mode with corrections 0 and 1
-    /// and in evaluation mode with running statistics (constants here).
+    /// BatchNorm over any set of axes but none or all (leading or not) of a permuted input of
+    /// rank 2 to 5 (its weight, bias and running statistics shaped like the other axes), in
+    /// training mode with corrections 0 and 1 and in evaluation mode with running statistics
+    /// (constants here).
     #[test]
-    fn batch_norm_at_any_rank(d in dims(2), seed in 0u64..1000, lead in 1usize..5, correction in 0usize..2) {
+    fn batch_norm_at_any_rank(d in dims(2), seed in 0u64..1000, set in 1u32..31, correction in 0usize..2) {
         let perm = permutation(d.len(), seed);
         let seen = permuted(&d, &perm);
-        let lead = 1 + (lead - 1) % (d.len() - 1);
-        let (axes, features): (Vec<usize>, Vec<usize>) = ((0..lead).collect(), seen[lead..].to_vec());
-        prop_assume!(seen[..lead].iter().product::<usize>() > correction);
+        let axes: Vec<usize> = (0..d.len()).filter(|&a| set & (1 << a) != 0).collect();
+        let features: Vec<usize> = (0..d.len()).filter(|a| !axes.contains(a)).map(|a| seen[a]).collect();
+        prop_assume!(!axes.is_empty() && !features.is_empty());
+        prop_assume!(axes.iter().map(|&a| seen[a]).product::<usize>() > correction);
         let n: usize = features.iter().product();
         check_seeded("batch_norm-rank", seed, &[(&d, N), (&features, N), (&features, N)], |g, x| {
             let y = x[0].permute(&perm);

@@ -73,7 +73,21 @@ fn bad_input_gives_errors_that_name_the_shapes() {
          use a larger batch or correction 0"
     );
     assert!(one.try_batch_norm(w, w, &[0], 0, 1e-5).is_ok());
-    assert!(matches!(x.try_batch_norm(w, w, &[1], 0, 1e-5), Err(TensorError::Axes { .. })));
+    // Axes that do not lead are taken (BatchNorm1d's [N, C, L] is [0, 2]); the weight is shaped
+    // like the other axes, and the errors name the input's shape, not a permuted one.
+    assert_eq!(
+        msg(x.try_batch_norm(w, w, &[1], 0, 1e-5).unwrap_err()),
+        "batch_norm: expected shape [2, 4], got [4]"
+    );
+    let ncl = g.input(&[1, 4, 1], &[0.0; 4]);
+    assert_eq!(
+        msg(ncl.try_batch_norm(w, w, &[0, 2], 1, 1e-5).unwrap_err()),
+        "batch_norm: 1 value(s) per statistic with correction 1 divides by zero (shape [1, 4, 1]); \
+         use a larger batch or correction 0"
+    );
+    for axes in [&[][..], &[0, 1, 2]] {
+        assert!(matches!(x.try_batch_norm(w, w, axes, 0, 1e-5), Err(TensorError::Axes { .. })));
+    }
     assert!(matches!(x.try_batch_norm(w, w, &[0, 0], 0, 1e-5), Err(TensorError::Axes { .. })));
     assert!(matches!(x.try_batch_norm(w, w, &[0], 0, 1e-5), Err(TensorError::ShapeMismatch { .. })));
     assert!(x.try_batch_norm(w, w, &[0, 1], 1, 1e-5).is_ok());
@@ -458,6 +472,45 @@ fn masked_fill_broadcasts_its_mask_as_pytorch_does() {
         let mut grads = Grads::new(&params);
         g.backward_from(y, up.view(), &mut grads).unwrap();
         assert_eq!(grads.get(id).to_owned(), want_grad, "gradient with a mask of {dims:?}");
+    }
+}
+
+/// BatchNorm over axes that do not lead (`nn.BatchNorm1d`'s `[N, C, L]` over `[0, 2]`, and
+/// `[N, H, C, W]` over `[0, 1, 3]`, given in any order) against its statistics computed by
+/// ndarray, in training mode (the values and `with_batch_stats`) and in evaluation mode.
+#[test]
+fn batch_norm_over_axes_that_do_not_lead() {
+    for (shape, axes, channel) in [([4, 3, 5, 1], &[0, 2, 3][..], 1), ([2, 3, 2, 4], &[3, 0, 1], 2)] {
+        let x0 = randn(&shape, 11);
+        let c = shape[channel];
+        let w0: Vec<f64> = (0..c).map(|i| 0.5 + i as f64).collect();
+        let b0: Vec<f64> = (0..c).map(|i| i as f64 - 1.0).collect();
+        let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+        let n = (x0.len() / c) as f64;
+        for (i, &v) in x0.indexed_iter() {
+            mean[i[channel]] += v / n;
+        }
+        for (i, &v) in x0.indexed_iter() {
+            var[i[channel]] += (v - mean[i[channel]]).powi(2) / (n - 1.0);
+        }
+        let params = ParamStore::<f64>::new();
+        let mut tape = Tape::new();
+        let g = tape.graph(&params);
+        let x = g.array(x0.view());
+        let wshape: Vec<usize> = (0..4).filter(|a| !axes.contains(a)).map(|a| shape[a]).collect();
+        assert_eq!(wshape, [c], "one channel axis left");
+        let (w, b) = (g.input(&[c], &w0), g.input(&[c], &b0));
+        let y = x.batch_norm(w, b, axes, 1, 1e-5);
+        let (running_mean, running_var) = (g.input(&[c], &mean), g.input(&[c], &var));
+        let z = x.batch_norm_eval(w, b, axes, (running_mean, running_var), 1e-5);
+        let want = ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+            let k = i[channel];
+            (x0[&i] - mean[k]) / (var[k] + 1e-5).sqrt() * w0[k] + b0[k]
+        });
+        assert!(close(&y.to_array(), &want), "training mode over {axes:?} of {shape:?}");
+        assert!(close(&z.to_array(), &want), "evaluation mode with the batch's statistics as running ones");
+        let (m, v) = y.with_batch_stats(|m, v| (m.to_vec(), v.to_vec())).expect("the statistics");
+        assert!(m.iter().zip(&mean).chain(v.iter().zip(&var)).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 }
 

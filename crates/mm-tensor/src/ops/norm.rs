@@ -1,13 +1,14 @@
-//! Normalisation: `layer_norm` over the last axis (`nn.LayerNorm`) and `batch_norm` over the
-//! leading axes (`nn.BatchNorm1d`, and the lectures' hand-written BatchNorm with Bessel's
-//! correction), each fused: one pass forward, one backward, the statistics kept in `aux`.
+//! Normalisation: `layer_norm` over the last axis (`nn.LayerNorm`) and `batch_norm` over a set
+//! of axes (`nn.BatchNorm1d` and `2d`, and the lectures' hand-written BatchNorm with Bessel's
+//! correction), each fused: one pass forward, one backward, the statistics kept in `aux`. The
+//! BatchNorm kernels reduce the leading axes; a set that does not lead is permuted to the front.
 
 use super::reduce::axis_bits;
 use crate::backward::{Ctx, Sinks};
 use crate::kernels::{Acc, add_rows, norm, sized, store, zeros};
 use crate::op::{BatchStats, NodeId, Op};
 use crate::tape::{Graph, Var};
-use crate::{Float, Result, Shape, TensorError};
+use crate::{Float, MAX_RANK, Result, Shape, TensorError};
 
 /// The batch statistics of a training step's BatchNorm nodes, copied out of its graph
 /// ([`Graph::batch_stats`]) so that the running averages can be updated once the graph is gone
@@ -120,11 +121,30 @@ impl<'g, T: Float> Var<'g, T> {
     }
 
     /// BatchNorm in training mode: `(x - mean) / sqrt(var + eps) * weight + bias` with the
-    /// batch's statistics over `axes`, which must be the leading axes (`[0]` for `[B, C]`,
-    /// `[0, 1]` for WaveNet's `[B, T, C]`); `weight` and `bias` are shaped like the remaining
-    /// axes. The variance divides by `n - correction`: 0 as `nn.BatchNorm1d` normalises, 1 as the
-    /// lectures' `x.var(0)` (and `x.std(0)` with `eps` 0). [`Var::with_batch_stats`] reads the
-    /// statistics used, to update running averages. Or the error.
+    /// batch's statistics over `axes`, some of the axes but not all: `[0]` for `[B, C]`, `[0, 1]`
+    /// for WaveNet's `[B, T, C]`, `[0, 2]` for `nn.BatchNorm1d`'s `[N, C, L]`, `[0, 2, 3]` for
+    /// `nn.BatchNorm2d`'s `[N, C, H, W]`. `weight` and `bias` are shaped like the other axes, in
+    /// their order. The variance divides by `n - correction`: 0 as `nn.BatchNorm1d` normalises,
+    /// 1 as the lectures' `x.var(0)` (and `x.std(0)` with `eps` 0). [`Var::with_batch_stats`]
+    /// reads the statistics used, to update running averages. Or the error.
+    ///
+    /// The kernels take the leading axes; other axes are brought to the front by a `permute` (a
+    /// copy) and the result is permuted back.
+    ///
+    /// ```
+    /// use mm_tensor::{ParamStore, Tape};
+    /// let params = ParamStore::<f64>::new();
+    /// let mut tape = Tape::new();
+    /// let g = tape.graph(&params);
+    /// // [N, C, L] = [2, 2, 2]: channel 0 holds 1, 2, 5, 6 and channel 1 holds 3, 4, 7, 8.
+    /// let x = g.input(&[2, 2, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    /// let (w, b) = (g.input(&[2], &[1.0, 1.0]), g.input(&[2], &[0.0, 10.0]));
+    /// let y = x.batch_norm(w, b, &[0, 2], 0, 0.0);
+    /// assert_eq!(y.with_batch_stats(|mean, var| (mean.to_vec(), var.to_vec())), Some((vec![3.5, 5.5], vec![4.25, 4.25])));
+    /// let z = 4.25f64.sqrt();
+    /// assert_eq!(y.to_array().as_slice().unwrap()[..2], [-2.5 / z, -1.5 / z]);
+    /// assert_eq!(y.to_array().as_slice().unwrap()[2..4], [10.0 - 2.5 / z, 10.0 - 1.5 / z]);
+    /// ```
     pub fn try_batch_norm(
         self,
         weight: Self,
@@ -133,14 +153,14 @@ impl<'g, T: Float> Var<'g, T> {
         correction: usize,
         eps: f64,
     ) -> Result<Self> {
-        let (lead, n) = self.batch_norm_check(weight, bias, axes)?;
+        let n = self.batch_norm_check(weight, bias, axes)?;
         let c = super::reduce::correction_u8("batch_norm", correction)?;
         if n <= correction {
             let shape = self.shape();
             return Err(TensorError::TooFewValues { op: "batch_norm", count: n, correction, shape });
         }
         let stats = BatchStats::Batch { correction: c };
-        Ok(self.record_batch_norm(weight, bias, lead, eps, stats))
+        self.with_leading_axes(axes, |x, lead| x.record_batch_norm(weight, bias, lead, eps, stats))
     }
 
     /// BatchNorm in training mode with the batch's statistics (see [`Var::try_batch_norm`]).
@@ -159,7 +179,7 @@ impl<'g, T: Float> Var<'g, T> {
         (running_mean, running_var): (Self, Self),
         eps: f64,
     ) -> Result<Self> {
-        let (lead, _) = self.batch_norm_check(weight, bias, axes)?;
+        self.batch_norm_check(weight, bias, axes)?;
         for s in [running_mean, running_var] {
             self.g.live(&[s.id])?;
             if s.shape() != weight.shape() {
@@ -168,7 +188,7 @@ impl<'g, T: Float> Var<'g, T> {
             }
         }
         let stats = BatchStats::Running { mean: running_mean.id, var: running_var.id };
-        Ok(self.record_batch_norm(weight, bias, lead, eps, stats))
+        self.with_leading_axes(axes, |x, lead| x.record_batch_norm(weight, bias, lead, eps, stats))
     }
 
     /// BatchNorm in evaluation mode (see [`Var::try_batch_norm_eval`]).
@@ -206,32 +226,60 @@ impl<'g, T: Float> Var<'g, T> {
     /// ```
     pub fn with_batch_stats<R>(&self, f: impl FnOnce(&[T], &[T]) -> R) -> Option<R> {
         let n = self.g.nodes.borrow();
-        let Op::BatchNorm { w, stats: BatchStats::Batch { .. }, .. } = n.ops[self.id as usize] else {
+        // Over axes that do not lead, the BatchNorm node is the input of the permute back.
+        let id = match n.ops[self.id as usize] {
+            Op::Permute { x, .. } if matches!(n.ops[x as usize], Op::BatchNorm { .. }) => x,
+            _ => self.id,
+        };
+        let Op::BatchNorm { w, stats: BatchStats::Batch { .. }, .. } = n.ops[id as usize] else {
             return None;
         };
         let c = n.shapes[w as usize].numel();
-        let aux = &n.aux[self.id as usize];
+        let aux = &n.aux[id as usize];
         Some(f(&aux[..c], &aux[c..2 * c]))
     }
 
-    /// `(lead, n)`: how many leading axes are reduced and how many values each statistic has.
-    fn batch_norm_check(self, weight: Self, bias: Self, axes: &[usize]) -> Result<(usize, usize)> {
+    /// `f(self, lead)` with `lead` = `axes.len()` where `axes` (checked: some but not all) lead;
+    /// otherwise `f` on `self` with `axes` permuted to the front (in increasing order, the other
+    /// axes after them in theirs), and its result permuted back.
+    fn with_leading_axes(self, axes: &[usize], f: impl FnOnce(Self, usize) -> Self) -> Result<Self> {
+        let (shape, lead) = (self.shape(), axes.len());
+        let (rank, bits) = (shape.rank(), axis_bits("batch_norm", axes, shape)?);
+        if bits == ((1u16 << lead) - 1) as u8 {
+            return Ok(f(self, lead));
+        }
+        // Arrays, not vectors: a training step over such axes allocates nothing once warm.
+        let (mut perm, mut inverse) = ([0; MAX_RANK], [0; MAX_RANK]);
+        let reduced = (0..rank).filter(|&a| bits & (1 << a) != 0);
+        for (i, a) in reduced.chain((0..rank).filter(|&a| bits & (1 << a) == 0)).enumerate() {
+            (perm[i], inverse[a]) = (a, i);
+        }
+        f(self.try_permute(&perm[..rank])?, lead).try_permute(&inverse[..rank])
+    }
+
+    /// How many values each statistic has, once `axes` (some of `self`'s, not all) and the
+    /// weight's and bias's shapes (the other axes, in order) are checked. Errors name `self`'s
+    /// shape, whichever axes are reduced.
+    fn batch_norm_check(self, weight: Self, bias: Self, axes: &[usize]) -> Result<usize> {
         self.g.live(&[self.id, weight.id, bias.id])?;
         let shape = self.shape();
         let bits = axis_bits("batch_norm", axes, shape)?;
-        let lead = axes.len();
-        if lead == 0 || bits != ((1u16 << lead) - 1) as u8 || lead == shape.rank() {
-            let hint = "reduce over the leading axes ([0], [0, 1], ...); the others are the channels";
+        if axes.is_empty() || axes.len() == shape.rank() {
+            let hint = "reduce over some of the axes, not none or all; the others are the channels";
             return Err(TensorError::Axes { op: "batch_norm", axes: axes.to_vec(), shape, hint });
         }
-        let channels = shape.slice(lead, shape.rank());
+        let (mut dims, mut len) = ([0; MAX_RANK], 0);
+        for a in (0..shape.rank()).filter(|&a| bits & (1 << a) == 0) {
+            (dims[len], len) = (shape.dim(a), len + 1);
+        }
+        let channels = Shape::new(&dims[..len])?;
         for p in [weight, bias] {
             if p.shape() != channels {
                 let op = "batch_norm";
                 return Err(TensorError::ShapeMismatch { op, expected: channels, got: p.shape() });
             }
         }
-        Ok((lead, shape.numel() / channels.numel().max(1)))
+        Ok(shape.numel() / channels.numel().max(1))
     }
 
     fn record_batch_norm(self, weight: Self, bias: Self, lead: usize, eps: f64, stats: BatchStats) -> Self {

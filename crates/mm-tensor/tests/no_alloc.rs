@@ -120,6 +120,8 @@ fn a_zoo_training_step_allocates_nothing_once_warm() {
     let proj_w = add("proj.weight", &[c, 4 * c], &mut params);
     let bn_w = add("bn.weight", &[c], &mut params);
     let bn_b = add("bn.bias", &[c], &mut params);
+    let bn2_w = add("bn2.weight", &[t], &mut params);
+    let bn2_b = add("bn2.bias", &[t], &mut params);
     let head = add("lm_head.weight", &[v, 2 * c], &mut params);
     let rm = params.add_buffer("bn.running_mean", ndarray::ArrayD::zeros(ndarray::IxDyn(&[c]))).unwrap();
     let rv = params.add_buffer("bn.running_var", ndarray::ArrayD::ones(ndarray::IxDyn(&[c]))).unwrap();
@@ -131,6 +133,8 @@ fn a_zoo_training_step_allocates_nothing_once_warm() {
             |(i, j)| if j > 4 + i % 3 { -1 } else { ((i + j * 7) % v) as i64 },
         );
     let mask = mm_tensor::causal_mask(t);
+    // A mask that broadcasts inside (one row per batch element), stored whole when recorded.
+    let pad = ndarray::Array3::from_shape_fn((b, 1, c), |(i, _, k)| (i + k) % 5 == 0);
     let (mut tape, mut grads) = (Tape::new(), Grads::new(&params));
     let mut opt = AdamW::new(3e-3f32).exempt_from_decay([wte, wpe, ln_w, ln_b, attn_b, bn_w, bn_b]);
     let (mut mean, mut var) = (Vec::with_capacity(c), Vec::with_capacity(c));
@@ -153,7 +157,10 @@ fn a_zoo_training_step_allocates_nothing_once_warm() {
             &[scores.matmul(n), g.stack(&[n, (x.pow(2.0) + 1.0).sqrt() * 0.1], 2).sum_axis(2, false)],
             2,
         );
+        // BatchNorm over axes that do not lead ([0, 2], the channels in the middle), permuted.
+        let bn2 = x.batch_norm(g.param(bn2_w), g.param(bn2_b), &[0, 2], 0, 1e-5).masked_fill(&pad, 0.0);
         let loss = mixed.var_axes(&[0, 1], 1, false).mean() * 1e-3
+            + bn2.pow(2.0).mean() * 1e-3
             + mixed.linear_t(g.param(head), None).cross_entropy_ignore(&targets, -1);
         bn.with_batch_stats(|m, v| {
             mean.clear();

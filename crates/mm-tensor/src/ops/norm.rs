@@ -205,7 +205,9 @@ impl<'g, T: Float> Var<'g, T> {
 
     /// Calls `f(mean, var)` with the statistics a training-mode [`Var::batch_norm`] node
     /// normalised with (the variance with its correction), e.g. to update running averages with
-    /// [`crate::ParamStore::blend_buffer`] once the step is done. `None` for any other node.
+    /// [`crate::ParamStore::blend_buffer`] once the step is done. Over axes that do not lead,
+    /// `batch_norm` returns a `permute` of that node, which this looks through (so does any
+    /// `permute` of a BatchNorm's output). `None` for any other node.
     ///
     /// The lectures' BatchNorm normalises and updates with the same (Bessel-corrected) variance.
     /// `nn.BatchNorm1d` normalises with the biased variance (correction 0) but updates

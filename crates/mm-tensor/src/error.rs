@@ -133,7 +133,7 @@ pub enum TensorError {
         shape: Shape,
     },
     /// A set of axes an op cannot reduce over: repeated, out of range, or (for `batch_norm`)
-    /// not the leading axes.
+    /// none or all of them.
     #[error("{op}: cannot reduce shape {shape} over axes {axes:?}: {hint}")]
     Axes {
         /// The op.

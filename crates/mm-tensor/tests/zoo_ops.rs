@@ -266,7 +266,8 @@ proptest! {
     }
 
     /// Mean and variance over any set of axes (corrections 0 and 1, keepdim or not), and
-    /// BatchNorm in training mode over `[0]` or `[0, 1]`.
+    /// BatchNorm in training mode over the same set when it is not all the axes (leading or not,
+    /// with one channel axis or several).
     #[test]
     fn moments_and_batch_norm_values(d in prop::collection::vec(1usize..4, 1..6), set in 1u32..32, correction in 0usize..2, seed in 0u64..1000) {
         let axes: Vec<usize> = (0..d.len()).filter(|&a| set & (1 << a) != 0).collect();
@@ -283,19 +284,17 @@ proptest! {
         prop_assert!(close(&x.var_axes(&axes, correction, true).to_array(), &var));
         let flat = |a: ArrayD<f64>| a.iter().copied().collect::<Vec<_>>();
         prop_assert_eq!(flat(x.var_axes(&axes, correction, false).to_array()), flat(x.var_axes(&axes, correction, true).to_array()));
-        // BatchNorm (over `[0]` of `[B, C]`, `[0, 1]` of `[B, T, C]`) normalises over every axis
-        // but the last, which holds the channels.
-        let rank = d.len();
-        let n: usize = d[..rank - 1].iter().product();
-        if (rank == 2 || rank == 3) && n > correction {
-            let bn: Vec<usize> = (0..rank - 1).collect();
-            let c = d[rank - 1];
-            let (w0, b0) = (randn(&[c], seed + 1), randn(&[c], seed + 2));
-            let mean = sum_keep(&x0, &bn) / n as f64;
-            let var = sum_keep(&(&x0 - &mean).mapv(|v| v * v), &bn) / (n - correction) as f64;
-            let want = (&x0 - &mean) / var.mapv(|v| (v + 1e-5).sqrt()) * &w0 + &b0;
+        // BatchNorm over the same axes normalises with those statistics; its weight and bias are
+        // shaped like the other axes (the channels, in order), and broadcast here as the
+        // keepdim statistics are: with length-1 axes where the reduced ones were.
+        if axes.len() < d.len() {
+            let channels: Vec<usize> = (0..d.len()).filter(|a| !axes.contains(a)).map(|a| d[a]).collect();
+            let kept: Vec<usize> = (0..d.len()).map(|a| if axes.contains(&a) { 1 } else { d[a] }).collect();
+            let (w0, b0) = (randn(&channels, seed + 1), randn(&channels, seed + 2));
+            let (wk, bk) = (w0.to_shape(kept.clone()).unwrap(), b0.to_shape(kept).unwrap());
+            let want = (&x0 - &mean) / var.mapv(|v| (v + 1e-5).sqrt()) * &wk + &bk;
             let (w, b) = (g.array(w0.view()), g.array(b0.view()));
-            prop_assert!(close(&x.batch_norm(w, b, &bn, correction, 1e-5).to_array(), &want));
+            prop_assert!(close(&x.batch_norm(w, b, &axes, correction, 1e-5).to_array(), &want));
         }
     }
 

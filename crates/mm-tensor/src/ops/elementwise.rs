@@ -173,11 +173,11 @@ impl<'g, T: Float> Var<'g, T> {
         let shape = self.shape();
         let ms = Shape::new(mask.shape())?;
         let err = TensorError::BroadcastTo { op: "masked_fill", from: ms, to: shape };
-        let ones = ms.dims().iter().take_while(|&&d| d == 1).count();
-        let rest = &ms.dims()[ones..];
         if ms.rank() > shape.rank() {
             return Err(err);
         }
+        let ones = ms.dims().iter().take_while(|&&d| d == 1).count();
+        let rest = &ms.dims()[ones..];
         let view = mask.view().into_dyn();
         let span = if shape.dims().ends_with(rest) {
             self.g.push_view_as_ids("masked_fill", &view, u32::from, 2)?

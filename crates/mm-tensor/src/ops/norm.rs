@@ -153,14 +153,14 @@ impl<'g, T: Float> Var<'g, T> {
         correction: usize,
         eps: f64,
     ) -> Result<Self> {
-        let n = self.batch_norm_check(weight, bias, axes)?;
+        let (bits, n) = self.batch_norm_check(weight, bias, axes)?;
         let c = super::reduce::correction_u8("batch_norm", correction)?;
         if n <= correction {
             let shape = self.shape();
             return Err(TensorError::TooFewValues { op: "batch_norm", count: n, correction, shape });
         }
         let stats = BatchStats::Batch { correction: c };
-        self.with_leading_axes(axes, |x, lead| x.record_batch_norm(weight, bias, lead, eps, stats))
+        self.with_leading_axes(bits, |x, lead| x.record_batch_norm(weight, bias, lead, eps, stats))
     }
 
     /// BatchNorm in training mode with the batch's statistics (see [`Var::try_batch_norm`]).
@@ -179,7 +179,7 @@ impl<'g, T: Float> Var<'g, T> {
         (running_mean, running_var): (Self, Self),
         eps: f64,
     ) -> Result<Self> {
-        self.batch_norm_check(weight, bias, axes)?;
+        let (bits, _) = self.batch_norm_check(weight, bias, axes)?;
         for s in [running_mean, running_var] {
             self.g.live(&[s.id])?;
             if s.shape() != weight.shape() {
@@ -188,7 +188,7 @@ impl<'g, T: Float> Var<'g, T> {
             }
         }
         let stats = BatchStats::Running { mean: running_mean.id, var: running_var.id };
-        self.with_leading_axes(axes, |x, lead| x.record_batch_norm(weight, bias, lead, eps, stats))
+        self.with_leading_axes(bits, |x, lead| x.record_batch_norm(weight, bias, lead, eps, stats))
     }
 
     /// BatchNorm in evaluation mode (see [`Var::try_batch_norm_eval`]).
@@ -241,12 +241,12 @@ impl<'g, T: Float> Var<'g, T> {
         Some(f(&aux[..c], &aux[c..2 * c]))
     }
 
-    /// `f(self, lead)` with `lead` = `axes.len()` where `axes` (checked: some but not all) lead;
-    /// otherwise `f` on `self` with `axes` permuted to the front (in increasing order, the other
-    /// axes after them in theirs), and its result permuted back.
-    fn with_leading_axes(self, axes: &[usize], f: impl FnOnce(Self, usize) -> Self) -> Result<Self> {
-        let (shape, lead) = (self.shape(), axes.len());
-        let (rank, bits) = (shape.rank(), axis_bits("batch_norm", axes, shape)?);
+    /// `f(self, lead)`, `lead` the number of reduced axes (`bits`, checked by
+    /// [`Var::batch_norm_check`]: some but not all), where they lead; otherwise `f` on `self`
+    /// with them permuted to the front (in increasing order, the other axes after them in
+    /// theirs), and its result permuted back.
+    fn with_leading_axes(self, bits: u8, f: impl FnOnce(Self, usize) -> Self) -> Result<Self> {
+        let (rank, lead) = (self.shape().rank(), bits.count_ones() as usize);
         if bits == ((1u16 << lead) - 1) as u8 {
             return Ok(f(self, lead));
         }
@@ -259,10 +259,10 @@ impl<'g, T: Float> Var<'g, T> {
         f(self.try_permute(&perm[..rank])?, lead).try_permute(&inverse[..rank])
     }
 
-    /// How many values each statistic has, once `axes` (some of `self`'s, not all) and the
-    /// weight's and bias's shapes (the other axes, in order) are checked. Errors name `self`'s
-    /// shape, whichever axes are reduced.
-    fn batch_norm_check(self, weight: Self, bias: Self, axes: &[usize]) -> Result<usize> {
+    /// `axes` as bits, and how many values each statistic has, once `axes` (some of `self`'s, not
+    /// all) and the weight's and bias's shapes (the other axes, in order) are checked. Errors
+    /// name `self`'s shape, whichever axes are reduced.
+    fn batch_norm_check(self, weight: Self, bias: Self, axes: &[usize]) -> Result<(u8, usize)> {
         self.g.live(&[self.id, weight.id, bias.id])?;
         let shape = self.shape();
         let bits = axis_bits("batch_norm", axes, shape)?;
@@ -281,7 +281,7 @@ impl<'g, T: Float> Var<'g, T> {
                 return Err(TensorError::ShapeMismatch { op, expected: channels, got: p.shape() });
             }
         }
-        Ok(shape.numel() / channels.numel().max(1))
+        Ok((bits, shape.numel() / channels.numel().max(1)))
     }
 
     fn record_batch_norm(self, weight: Self, bias: Self, lead: usize, eps: f64, stats: BatchStats) -> Self {

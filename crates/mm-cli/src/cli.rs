@@ -462,7 +462,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_positive)]
     pub temperature: f32,
 
-    /// Sample only among the k likeliest characters.
+    /// Sample only among the k likeliest characters (and any tied with the k-th, as makemore).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub top_k: Option<u64>,
 

@@ -21,7 +21,8 @@ pub struct SampleConfig {
     pub seed: u64,
     /// Divides the logits: below 1 is more conservative, above 1 more adventurous.
     pub temperature: f32,
-    /// Sample only among the `k` likeliest characters (`None` for all).
+    /// Sample only among the `k` likeliest characters (`None` for all), as makemore's `top_k`:
+    /// characters tied with the `k`-th likeliest are kept too.
     pub top_k: Option<usize>,
     /// Characters every sample starts with (each must be in the vocabulary).
     pub prefix: String,
@@ -216,17 +217,11 @@ fn next_probs(logits: &[f32], cfg: &SampleConfig, probs: &mut Vec<f64>) {
     probs.extend(logits.iter().map(|&l| f64::from(l) / t));
     if let Some(k) = cfg.top_k.filter(|&k| k < probs.len()) {
         let mut sorted = probs.clone();
-        sorted.sort_by(|a, b| b.total_cmp(a));
+        sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        // As makemore's `generate`: `logits[logits < v[:, [-1]]] = -inf`, so every character
+        // tied with the k-th is kept too (more than k may be), and none above it is ever dropped.
         let kth = sorted[k - 1];
-        let mut kept = 0;
-        for p in probs.iter_mut() {
-            // Ties at the k-th value: keep the first ones, up to k.
-            if *p >= kth && kept < k {
-                kept += 1;
-            } else {
-                *p = f64::NEG_INFINITY;
-            }
-        }
+        probs.iter_mut().filter(|p| **p < kth).for_each(|p| *p = f64::NEG_INFINITY);
     }
     let max = probs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     probs.iter_mut().for_each(|p| *p = (*p - max).exp());

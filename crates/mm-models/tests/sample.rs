@@ -53,6 +53,32 @@ fn temperature_and_top_k_are_checked_and_work() {
     assert_eq!(g, sample_counts(&m, 1.0, &SampleConfig { seed: 9, ..greedy }).unwrap());
 }
 
+/// makemore's `generate` keeps every logit at or above the k-th (`logits < v[:, [-1]]` go to
+/// -inf): a tie at the k-th value keeps all the tied characters, and never drops a likelier one
+/// that comes later in the vocabulary (an earlier version kept the first k in index order).
+#[test]
+fn top_k_keeps_every_character_tied_with_the_kth() {
+    let vocab = mm_data::Vocab::from_words(&["abcd"]); // . a b c d
+    let mut n = ndarray::Array2::<u32>::zeros((5, 5));
+    // After the start: a, b and c once each, d 100 times; every letter then ends the word.
+    n.row_mut(0).assign(&ndarray::arr1(&[0, 1, 1, 1, 100]));
+    n.column_mut(0).slice_mut(ndarray::s![1..]).fill(1);
+    let m = BigramCounts::from_counts(vocab, n).unwrap();
+    let count = |top_k| {
+        let cfg = SampleConfig { n: 2000, top_k, max_len: 1, ..SampleConfig::default() };
+        let s = sample_counts(&m, 0.0, &cfg).unwrap();
+        ["a", "b", "c", "d"].map(|c| s.iter().filter(|x| x.as_str() == c).count())
+    };
+    // top-2: d and the three tied at the second value, in the full distribution's proportions.
+    let [a, b, c, d] = count(Some(2));
+    assert_eq!(a + b + c + d, 2000);
+    assert!(a > 0 && b > 0 && c > 0, "a tie at the k-th keeps every tied character: {a} {b} {c}");
+    assert!(d > 1900, "the likeliest character is kept: {d} of 2000");
+    assert_eq!(count(Some(2)), count(None));
+    // top-1 is d alone.
+    assert_eq!(count(Some(1)), [0, 0, 0, 2000]);
+}
+
 #[test]
 fn the_length_guard_bounds_every_sample() {
     let data = names();

@@ -319,8 +319,12 @@ impl<T: Float> Ctx<'_, T> {
         }
     }
 
-    /// `x ^ e`: `e x^(e-1)`.
+    /// `x ^ e`: `e x^(e-1)`; zero for `e = 0` (`x^0` is the constant 1), where the formula gives
+    /// `0 * inf = NaN` at `x = 0` (PyTorch's `pow_backward` masks that case to 0 as well).
     pub(crate) fn pow_grad(&self, x: NodeId, e: f64, g: &[T], sinks: &mut Sinks<'_, T>) {
+        if e == 0.0 {
+            return self.unary(x, g, sinks, |_, _, _| T::zero());
+        }
         let (e, e1) = (T::of(e), T::of(e - 1.0));
         self.unary(x, g, sinks, |g, x, _| g * e * x.powf(e1));
     }

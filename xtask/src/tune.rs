@@ -368,6 +368,7 @@ fn run_trial(
         seed,
         dataset_sha256: String::new(),
         adamw: report.progress.adamw,
+        alpha: None,
     };
     mm_models::checkpoint::save(&ckpt, &model, &meta)?;
     let train_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;

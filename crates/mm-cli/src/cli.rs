@@ -474,9 +474,10 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_len: u64,
 
-    /// Bigram counts: the smoothing.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
-    pub alpha: f32,
+    /// Bigram counts: the smoothing [default: the one the run trained with, which its checkpoint
+    /// records; 1 for a checkpoint that does not say].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub alpha: Option<f32>,
     /// Load a checkpoint whose weights hold NaN or infinite values (a run that diverged); by
     /// default it is refused.
     #[arg(long)]
@@ -500,9 +501,10 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = SplitArg::All)]
     pub split: SplitArg,
 
-    /// Bigram counts: the smoothing.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_rate)]
-    pub alpha: f32,
+    /// Bigram counts: the smoothing [default: the one the run trained with, which its checkpoint
+    /// records; 1 for a checkpoint that does not say].
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub alpha: Option<f32>,
     /// Load a checkpoint whose weights hold NaN or infinite values (a run that diverged); by
     /// default it is refused.
     #[arg(long)]

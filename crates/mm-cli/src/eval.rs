@@ -9,7 +9,8 @@ use crate::cli::{EvalArgs, SplitArg};
 
 /// Runs `makemore eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let models = crate::sample::load_checkpoints(&args.checkpoint, args.allow_non_finite)?;
+    let (models, alpha) =
+        crate::sample::load_checkpoints(&args.checkpoint, args.allow_non_finite, args.alpha)?;
     let ensemble = match models.len() {
         1 => None,
         _ => Some(crate::sample::ensemble(&args.checkpoint, &models)?),
@@ -39,7 +40,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 let m = ms[0];
                 evaluate_ensemble(ms, &Examples::new(words, m.vocab(), m.layout(), m.block_size())?)?
             }
-            (None, ModelRef::Counts(m)) => m.nll(words, f64::from(args.alpha))?,
+            (None, ModelRef::Counts(m)) => m.nll(words, alpha)?,
             (None, ModelRef::Neural(m)) => {
                 evaluate(m, &Examples::new(words, m.vocab(), m.layout(), m.block_size())?)?
             }

@@ -22,9 +22,29 @@ pub fn load_checkpoint(path: &Path, allow_non_finite: bool) -> anyhow::Result<(A
 }
 
 /// The models of `sample`'s and `eval`'s `--checkpoint PATH...`, loaded as
-/// [`load_checkpoint`] loads one.
-pub fn load_checkpoints(paths: &[PathBuf], allow_non_finite: bool) -> anyhow::Result<Vec<AnyModel>> {
-    paths.iter().map(|p| load_checkpoint(p, allow_non_finite).map(|(model, _)| model)).collect()
+/// [`load_checkpoint`] loads one, and the smoothing of bigram counts: `--alpha` (`flag`) if
+/// given, else the one the checkpoint records (1 for one that does not). `--alpha` for neural
+/// models is an error, not a flag silently ignored.
+pub fn load_checkpoints(
+    paths: &[PathBuf],
+    allow_non_finite: bool,
+    flag: Option<f32>,
+) -> anyhow::Result<(Vec<AnyModel>, f64)> {
+    let loaded =
+        paths.iter().map(|p| load_checkpoint(p, allow_non_finite)).collect::<anyhow::Result<Vec<_>>>()?;
+    let alpha = match (&loaded[..], flag) {
+        ([(AnyModel::Counts(_), meta)], flag) => flag.map_or(meta.alpha.unwrap_or(1.0), f64::from),
+        (_, None) => 1.0,
+        ([(model, _)], Some(_)) => bail!(
+            "--alpha is the smoothing of bigram counts, and {} holds a {} model: drop --alpha",
+            paths[0].display(),
+            model.kind()
+        ),
+        (_, Some(_)) => {
+            bail!("--alpha is the smoothing of bigram counts, which cannot join an ensemble: drop --alpha")
+        }
+    };
+    Ok((loaded.into_iter().map(|(model, _)| model).collect(), alpha))
 }
 
 /// The neural models of an ensemble of checkpoints (`models` loaded from `paths`): bigram counts
@@ -55,7 +75,7 @@ pub fn ensemble<'a>(paths: &[PathBuf], models: &'a [AnyModel]) -> anyhow::Result
 
 /// Runs `makemore sample`.
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let models = load_checkpoints(&args.checkpoint, args.allow_non_finite)?;
+    let (models, alpha) = load_checkpoints(&args.checkpoint, args.allow_non_finite, args.alpha)?;
     let cfg = SampleConfig {
         n: args.n as usize,
         seed: args.seed,
@@ -66,7 +86,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     };
     let names = match models.as_slice() {
         [model] => match model.as_model() {
-            ModelRef::Counts(m) => sample_counts(m, f64::from(args.alpha), &cfg)?,
+            ModelRef::Counts(m) => sample_counts(m, alpha, &cfg)?,
             ModelRef::Neural(m) => sample(m, &cfg)?,
         },
         _ => sample_ensemble(&ensemble(&args.checkpoint, &models)?, &cfg)?,

@@ -813,6 +813,8 @@ impl RunFiles<'_> {
             seed: self.config.seed,
             dataset_sha256: self.sha.clone(),
             adamw,
+            // The counting model's smoothing, which `eval` and `sample` then use by default.
+            alpha: (self.config.model == "bigram").then(|| f64::from(self.config.alpha)),
         };
         // The parameters with the lowest dev loss seen (over the whole run, when it was resumed).
         let best_path = dir.file("best.safetensors");

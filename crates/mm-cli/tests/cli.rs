@@ -218,6 +218,71 @@ fn sampling_is_deterministic_per_seed_and_honours_the_prefix() {
     assert!(String::from_utf8_lossy(&run("7")).lines().all(|l| l.starts_with("ka")));
 }
 
+/// The counting model's `--alpha` is saved with it: `eval` gives the losses `train` printed, and
+/// `sample` the names it printed, without the flag; the flag still overrides it, and is refused
+/// for a neural model.
+#[test]
+fn bigram_counts_keep_their_alpha() {
+    let d = workdir();
+    let data = d.join("names.txt");
+    let run = makemore()
+        .args(["train", "--model", "bigram", "--alpha", "10", "--json", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(d.join("b"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let ckpt = d.join("b/model.safetensors");
+    let eval = |alpha: &[&str]| {
+        let e = makemore()
+            .arg("eval")
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .arg("--data")
+            .arg(&data)
+            .args(alpha)
+            .output();
+        let e = e.unwrap();
+        assert!(e.status.success(), "{}", stderr(&e));
+        String::from_utf8(e.stdout).unwrap()
+    };
+    let train_loss = format!("train loss {:.4}", summary["loss"]["train"].as_f64().unwrap());
+    assert!(eval(&[]).contains(&train_loss), "{} should show {train_loss}", eval(&[]));
+    assert_eq!(eval(&["--alpha", "10"]), eval(&[]));
+    assert_ne!(eval(&["--alpha", "1"]), eval(&[]));
+    let s = makemore().arg("sample").arg("--checkpoint").arg(&ckpt).output().unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&s.stdout).lines().map(String::from).collect();
+    let printed: Vec<String> = summary["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, printed, "sample draws what train drew, with the run's alpha");
+
+    let nn = d.join("nn");
+    let run = makemore()
+        .args(["train", "--model", "bigram-nn", "--steps", "5", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&nn)
+        .output();
+    assert!(run.unwrap().status.success());
+    let e = makemore()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(nn.join("model.safetensors"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--alpha", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(1));
+    assert!(stderr(&e).contains("--alpha is the smoothing of bigram counts"), "{}", stderr(&e));
+}
+
 /// Runs `makemore args` and checks it fails with `code` and a one-line `error:`.
 fn fails(args: &[&str], extra: &[&Path], code: i32, contains: &str) {
     let mut cmd = makemore();

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cm = counts.nll(data.words(), 1.0)?;
     println!("after {} steps: bigram-nn data NLL {nn:.6}, counting model (alpha 1) {cm:.6}", report.steps);
     let w = net.params().get(net.w()).mapv(|x| f64::from(x).exp());
-    let p = counts.probs(1.0);
+    let p = counts.probs(1.0)?;
     let mut max_diff = 0.0f64;
     for (row_w, row_p) in w.rows().into_iter().zip(p.rows()) {
         let sum = row_w.sum();

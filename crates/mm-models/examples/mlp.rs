@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         step: report.steps as u64,
         seed: cfg.seed,
         dataset_sha256: mm_data::download::NAMES_SHA256.into(),
-        adamw: None,
+        ..CheckpointMeta::default()
     };
     save(&path, &AnyModel::Mlp(model.clone()), &meta)?;
     println!("saved {}", path.canonicalize()?.display());

@@ -5,7 +5,7 @@
 use mm_data::Vocab;
 use ndarray::Array2;
 
-use crate::Result;
+use crate::{ModelError, Result};
 
 /// Bigram counts over a vocabulary: `N[a, b]` is how often `b` follows `a` in `.` + word + `.`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +56,12 @@ impl BigramCounts {
 
     /// `P = (N + alpha) / (N + alpha).sum(1, keepdim=True)`: row `a` is the distribution of the
     /// character after `a`. `alpha` is the smoothing (the lecture's "+1"); with `alpha = 0` an
-    /// unseen pair has probability 0. A row with no counts and `alpha = 0` is uniform.
-    pub fn probs(&self, alpha: f64) -> Array2<f64> {
+    /// unseen pair has probability 0. A row with no counts and `alpha = 0` is uniform. An `alpha`
+    /// that is negative or not finite is a [`ModelError::Config`].
+    pub fn probs(&self, alpha: f64) -> Result<Array2<f64>> {
+        if !(alpha.is_finite() && alpha >= 0.0) {
+            return Err(ModelError::Config(format!("alpha must be a finite number at least 0, got {alpha}")));
+        }
         let mut p = self.counts.mapv(|c| f64::from(c) + alpha);
         for mut row in p.rows_mut() {
             let sum: f64 = row.sum();
@@ -68,14 +72,14 @@ impl BigramCounts {
                 row.fill(uniform);
             }
         }
-        p
+        Ok(p)
     }
 
     /// The average negative log-likelihood of the bigrams of `words` under `probs(alpha)`, the
     /// lecture's quality measure. Infinite when a pair has probability 0 (`alpha = 0` and a pair
     /// never seen), which is the honest answer rather than an error.
     pub fn nll<S: AsRef<str>>(&self, words: &[S], alpha: f64) -> Result<f64> {
-        let p = self.probs(alpha);
+        let p = self.probs(alpha)?;
         let (xs, ys) = mm_data::Examples::bigrams(words, &self.vocab)?;
         let total: f64 = xs.iter().zip(&ys).map(|(&a, &b)| -p[[a as usize, b as usize]].ln()).sum();
         Ok(total / xs.len().max(1) as f64)

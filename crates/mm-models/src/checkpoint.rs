@@ -20,6 +20,10 @@ pub const FORMAT: &str = "makemore-rs/1";
 
 pub use crate::registry::{AnyModel, ModelRef};
 
+/// The largest bigram count a checkpoint holds: float32 (the tensor's type, which PyTorch reads)
+/// holds every whole number up to 2^24 exactly, and not every one above it.
+const MAX_COUNT: u32 = 1 << 24;
+
 /// What a checkpoint records besides the model.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CheckpointMeta {
@@ -32,6 +36,11 @@ pub struct CheckpointMeta {
     /// AdamW's moments at `step`, so that training can continue exactly (saved as the tensors
     /// `adamw.m.<name>` and `adamw.v.<name>` and the metadata `adamw_t`); `None` for SGD.
     pub adamw: Option<mm_tensor::AdamWState<f32>>,
+    /// Bigram counts: the smoothing `alpha` the run evaluated and sampled with (the metadata
+    /// `alpha`), so that `eval` and `sample` of the checkpoint use it too. Written for a counting
+    /// model only; `None` for neural models and for counts saved before it was recorded (the
+    /// lecture's smoothing, 1, is then the one to use).
+    pub alpha: Option<f64>,
 }
 
 /// What is wrong with a checkpoint.
@@ -52,6 +61,17 @@ pub enum CheckpointError {
         path: PathBuf,
         /// What the parser said.
         reason: String,
+    },
+    /// A bigram count that float32 cannot hold exactly (saving), or that is not a count
+    /// (loading: negative, fractional or above 2^24).
+    #[error(
+        "{path}: the bigram count {count} is not a whole number from 0 to 16777216 (2^24, the most a float32 holds exactly)"
+    )]
+    Count {
+        /// The file.
+        path: PathBuf,
+        /// The count.
+        count: f64,
     },
     /// A metadata entry is missing or malformed.
     #[error("{path}: metadata {key:?} is {problem}")]
@@ -147,7 +167,15 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
     info.insert("dataset_sha256".into(), meta.dataset_sha256.clone());
     let tensors: Vec<Named> = match model.as_model() {
         ModelRef::Counts(m) => {
+            if let Some(alpha) = meta.alpha {
+                // Rust prints the shortest text that parses back to the same f64.
+                info.insert("alpha".into(), alpha.to_string());
+            }
             let n = m.counts();
+            if let Some(&c) = n.iter().find(|&&c| c > MAX_COUNT) {
+                let path = path.to_path_buf();
+                return Err(ModelError::Checkpoint(CheckpointError::Count { path, count: f64::from(c) }));
+            }
             vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
         }
         ModelRef::Neural(m) => neural(m, meta, &mut info)?,
@@ -360,13 +388,24 @@ pub fn load_with(path: &Path, options: LoadOptions) -> Result<(AnyModel, Checkpo
         seed: ck.number("seed")?,
         dataset_sha256: ck.meta("dataset_sha256")?,
         adamw: None,
+        alpha: None,
     };
     let v = vocab.len();
     let kind = ck.meta("kind")?;
     let model = if kind == "bigram" {
         let n = ck.tensor("N", &[v, v])?;
+        // Counts are whole numbers that f32 holds exactly; anything else was not written by `save`.
+        if let Some(&c) = n.iter().find(|&&c| !(c >= 0.0 && c.fract() == 0.0 && c <= MAX_COUNT as f32)) {
+            let path = path.to_path_buf();
+            return Err(ModelError::Checkpoint(CheckpointError::Count { path, count: f64::from(c) }));
+        }
         let counts =
             Array2::from_shape_vec((v, v), n.iter().map(|&c| c as u32).collect()).expect("checked shape");
+        if let Some(text) = info.get("alpha") {
+            let alpha = text.parse::<f64>().ok().filter(|a| a.is_finite() && *a >= 0.0);
+            meta.alpha =
+                Some(alpha.ok_or_else(|| ck.bad("alpha", &format!("{text:?}, not a number at least 0")))?);
+        }
         AnyModel::Counts(BigramCounts::from_counts(vocab, counts)?)
     } else {
         // The kind and its settings, through the registry: one loader for every neural kind.

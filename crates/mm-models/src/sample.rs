@@ -147,7 +147,7 @@ fn windows(active: &[usize], out: &[Vec<u32>], block_size: usize) -> Array2<u32>
 
 /// Samples `cfg.n` items from the counting model, its probabilities smoothed by `alpha`.
 pub fn sample_counts(model: &BigramCounts, alpha: f64, cfg: &SampleConfig) -> Result<Vec<String>> {
-    let logp = model.probs(alpha).mapv(|p| p.ln() as f32);
+    let logp = model.probs(alpha)?.mapv(|p| p.ln() as f32);
     sample_with(model.vocab(), cfg, |_, active, out| {
         let prev = |r: usize| out[active[r]].last().copied().unwrap_or(0) as usize;
         Ok(Array2::from_shape_fn((active.len(), logp.ncols()), |(r, c)| logp[[prev(r), c]]))

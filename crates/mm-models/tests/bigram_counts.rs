@@ -30,7 +30,12 @@ fn an_unseen_pair_without_smoothing_is_infinite_nll_not_a_crash() {
     assert_eq!(m.counts()[[10, 17]], 0);
     assert_eq!(m.nll(&["andrejq"], 0.0).unwrap(), f64::INFINITY);
     assert!(m.nll(&["andrejq"], 1.0).unwrap().is_finite());
-    let p = m.probs(1.0);
+    let p = m.probs(1.0).unwrap();
+    // A smoothing that is not one is a typed error, not uniform or negative "probabilities".
+    for bad in [f64::NAN, -1.0, f64::INFINITY] {
+        assert!(matches!(m.probs(bad), Err(mm_models::ModelError::Config(_))), "alpha {bad}");
+        assert!(m.nll(&["emma"], bad).is_err(), "alpha {bad}");
+    }
     for row in p.rows() {
         assert!((row.sum() - 1.0).abs() < 1e-12);
     }

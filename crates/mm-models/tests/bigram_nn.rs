@@ -23,7 +23,7 @@ fn the_bigram_net_converges_to_the_counting_model() {
     assert!((nn - smoothed).abs() < 0.01, "bigram-nn {nn:.5} vs counts {smoothed:.5}");
     // softmax(W) row by row against P = (N + 1) normalised.
     let w = net.params().get(net.w()).mapv(|x| f64::from(x).exp());
-    let p = counts.probs(1.0);
+    let p = counts.probs(1.0).unwrap();
     for (row_w, row_p) in w.rows().into_iter().zip(p.rows()) {
         let sum = row_w.sum();
         for (a, b) in row_w.iter().zip(row_p) {

@@ -23,7 +23,7 @@ fn vocab() -> Vocab {
 }
 
 fn meta() -> CheckpointMeta {
-    CheckpointMeta { step: 1234, seed: 42, dataset_sha256: "0a30b555".into(), adamw: None }
+    CheckpointMeta { step: 1234, seed: 42, dataset_sha256: "0a30b555".into(), ..CheckpointMeta::default() }
 }
 
 /// The logits of `model` for a fixed batch, as raw bits.
@@ -63,8 +63,72 @@ fn a_bigram_net_and_counts_round_trip() {
         BigramCounts::fit(&["emma", "olivia", "ava"], &Vocab::from_words(&["emma", "olivia", "ava"]))
             .unwrap();
     save(&d.join("n.safetensors"), &AnyModel::Counts(counts.clone()), &meta()).unwrap();
-    let AnyModel::Counts(l) = load(&d.join("n.safetensors")).unwrap().0 else { panic!("counts") };
-    assert_eq!(l, counts);
+    let (AnyModel::Counts(l), m) = load(&d.join("n.safetensors")).unwrap() else { panic!("counts") };
+    assert_eq!((l, m.alpha), (counts.clone(), None), "a checkpoint that records no alpha");
+}
+
+/// The counting model's smoothing travels with it, so that `eval` and `sample` use the one the
+/// run trained with; counts that are not counts, and an alpha that is not one, are refused.
+#[test]
+fn counts_keep_their_alpha_and_refuse_what_is_not_a_count() {
+    let d = dir();
+    let v = Vocab::from_words(&["ab"]);
+    let counts = BigramCounts::fit(&["ab", "ba", "a"], &v).unwrap();
+    for alpha in [0.0, 0.1, 10.0, 1.0 / 3.0] {
+        let with = CheckpointMeta { alpha: Some(alpha), ..meta() };
+        save(&d.join("n.safetensors"), &AnyModel::Counts(counts.clone()), &with).unwrap();
+        let (AnyModel::Counts(_), m) = load(&d.join("n.safetensors")).unwrap() else { panic!("counts") };
+        assert_eq!(m.alpha, Some(alpha), "to the bit");
+    }
+    // A neural model has no alpha: none is written.
+    let net = BigramNet::new(&vocab(), 0.01, &mut rand::rngs::StdRng::seed_from_u64(4)).unwrap();
+    let with = CheckpointMeta { alpha: Some(2.0), ..meta() };
+    save(&d.join("nn.safetensors"), &AnyModel::BigramNet(net), &with).unwrap();
+    assert_eq!(load(&d.join("nn.safetensors")).unwrap().1.alpha, None);
+
+    // A count above 2^24 would not survive float32: refused when saved, nothing written.
+    let mut big = Array2::<u32>::zeros((3, 3));
+    big[[0, 1]] = (1 << 24) + 1;
+    let big = BigramCounts::from_counts(v.clone(), big).unwrap();
+    let err = save(&d.join("big.safetensors"), &AnyModel::Counts(big), &meta()).unwrap_err();
+    assert!(
+        matches!(err, ModelError::Checkpoint(CheckpointError::Count { count, .. }) if count == 16_777_217.0)
+    );
+    assert!(!d.join("big.safetensors").exists());
+
+    // Negative and fractional counts in a file: refused when loaded.
+    save(&d.join("n.safetensors"), &AnyModel::Counts(counts), &meta()).unwrap();
+    let file = std::fs::read(d.join("n.safetensors")).unwrap();
+    for bad in [-1.0f32, 0.5, f32::MAX] {
+        let mut edited = file.clone();
+        let at = edited.len() - 9 * 4; // N, [3, 3], is the file's only tensor, at its end
+        edited[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+        std::fs::write(d.join("edited.safetensors"), &edited).unwrap();
+        let err = checkpoint_err(&d.join("edited.safetensors"));
+        assert!(
+            matches!(err, CheckpointError::Count { count, .. } if count == f64::from(bad)),
+            "{bad}: {err}"
+        );
+    }
+    // An alpha that is not a smoothing.
+    let info = |alpha| {
+        [
+            ("format", "makemore-rs/1"),
+            ("kind", "bigram"),
+            ("vocab", ".ab"),
+            ("step", "0"),
+            ("seed", "1"),
+            ("dataset_sha256", ""),
+            ("alpha", alpha),
+        ]
+    };
+    write(&d.join("a.safetensors"), &[("N", vec![3, 3])], &info("0.5"));
+    assert_eq!(load(&d.join("a.safetensors")).unwrap().1.alpha, Some(0.5));
+    for bad in ["-1", "NaN", "inf", "one"] {
+        write(&d.join("a.safetensors"), &[("N", vec![3, 3])], &info(bad));
+        let err = checkpoint_err(&d.join("a.safetensors"));
+        assert!(matches!(&err, CheckpointError::Meta { key, .. } if key == "alpha"), "{bad}: {err}");
+    }
 }
 
 /// Writes a safetensors file with the given f32 tensors and metadata.

@@ -1,7 +1,8 @@
 //! `makemore eval`: a checkpoint's loss on the lectures' splits of a dataset, or an ensemble's
 //! (several checkpoints: the mixture of their distributions).
 
-use mm_data::{Examples, Split, SplitSpec};
+use anyhow::bail;
+use mm_data::{Examples, Layout, Split, SplitSpec};
 use mm_models::checkpoint::ModelRef;
 use mm_models::{evaluate, evaluate_ensemble, perplexity};
 
@@ -16,6 +17,20 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         _ => Some(crate::sample::ensemble(&args.checkpoint, &models)?),
     };
     let data = crate::data::load(&args.data.data)?;
+    if let Some(m) = models[0].neural()
+        && m.layout() == Layout::Words
+        && m.block_size() <= data.stats().max_len
+    {
+        // Said before any split's loss is printed, for the whole dataset.
+        bail!(
+            "the longest line of {} has {} characters, and {} reads lines of at most {} (its block_size is {}): evaluate it on data whose lines fit",
+            args.data.data.display(),
+            data.stats().max_len,
+            args.checkpoint[0].display(),
+            m.block_size() - 1,
+            m.block_size()
+        );
+    }
     let split = Split::new(data.words(), SplitSpec::default())?;
     let wanted: &[(&str, &Vec<String>)] =
         &[("train", &split.train), ("dev", &split.dev), ("test", &split.test)];

@@ -554,6 +554,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
     }
     let spec = config.checked_spec(vocab.len())?;
     let (block_size, layout) = (spec.block_size(), spec.layout());
+    if layout == Layout::Words && block_size <= stats.max_len {
+        // Said here with the flag to pass, for the whole dataset (each split's examples would
+        // name the longest word of that split only).
+        bail!(
+            "the longest line of {} has {} characters, and a {} with block_size {block_size} reads lines of at most {}: \
+             pass --block-size {} or more (or leave it out: it defaults to that)",
+            data_path.display(),
+            stats.max_len,
+            config.model,
+            block_size - 1,
+            stats.max_len + 1
+        );
+    }
     let sets = [&split.train, &split.dev, &split.test].map(|w| Examples::new(w, &vocab, layout, block_size));
     let [tr, dev, test] = sets;
     let (tr, dev, test) = (tr?, dev?, test?);

@@ -338,7 +338,38 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
         1,
         "choose smaller sizes",
     );
+    // A block_size too short for the longest line ("charlotte", 9): the flag and the size that
+    // holds every line, not the first line that does not fit.
+    fails(
+        &["train", "--model", "bow", "--block-size", "5", "--out"],
+        &[&out, Path::new("--data"), &d.join("names.txt")],
+        1,
+        "pass --block-size 10 or more",
+    );
     assert!(!out.exists(), "no run directory after a failure");
+    // And a checkpoint evaluated on data with longer lines than it reads, before any loss.
+    let short = d.join("short.txt");
+    std::fs::write(&short, "emma\nava\nmia\nzoe\nada\nevie\nliv\nnora").unwrap();
+    let bow = d.join("bow");
+    let run = makemore()
+        .args(["train", "--model", "bow", "--n-embd", "8", "--n-embd2", "8", "--steps", "2", "--data"])
+        .arg(&short)
+        .arg("--out")
+        .arg(&bow)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let e = makemore()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(bow.join("model.safetensors"))
+        .arg("--data")
+        .arg(d.join("names.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(1), "{}", stderr(&e));
+    assert!(e.stdout.is_empty(), "no split's loss before the error");
+    assert!(stderr(&e).contains("reads lines of at most 4 (its block_size is 5)"), "{}", stderr(&e));
     // A missing, a corrupt and a truncated checkpoint.
     fails(&["sample", "--checkpoint"], &[&d.join("none.safetensors")], 1, "none.safetensors");
     std::fs::write(d.join("junk.safetensors"), b"junk").unwrap();

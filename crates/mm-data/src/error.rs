@@ -84,8 +84,9 @@ pub enum DataError {
     #[error("block_size must be at least 1")]
     ZeroBlockSize,
     /// A word too long for the sequences of [`crate::Examples::words`]: `[0, w...]` must fit in
-    /// `block_size` positions.
-    #[error("the word {word:?} has {len} characters: sequences of block_size {block_size} hold at most {max} (pass a block_size of at least {need})", max = block_size - 1, need = len + 1)]
+    /// `block_size` positions. It names the longest word, so that the block_size it asks for
+    /// holds them all.
+    #[error("the word {word:?} has {len} characters: sequences of block_size {block_size} hold at most {max} (a block_size of at least {need} holds every word)", max = block_size - 1, need = len + 1)]
     WordTooLong {
         /// The word.
         word: String,

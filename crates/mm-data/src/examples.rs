@@ -115,8 +115,12 @@ impl Examples {
         for (i, w) in words.iter().enumerate() {
             let ids = vocab.encode(w.as_ref())?;
             if ids.len() >= block_size {
-                let word = w.as_ref().to_string();
-                return Err(DataError::WordTooLong { word, len: ids.len(), block_size });
+                // The longest word, not this first one, so that the block_size the error asks
+                // for holds every word (`.rev()`: the first of equally long ones).
+                let len = |w: &S| w.as_ref().chars().count();
+                let longest = words[i..].iter().rev().max_by_key(|w| len(w)).unwrap_or(w);
+                let word = longest.as_ref().to_string();
+                return Err(DataError::WordTooLong { len: len(longest), word, block_size });
             }
             for (t, &id) in ids.iter().enumerate() {
                 x[[i, t + 1]] = id;

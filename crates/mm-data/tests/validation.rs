@@ -209,5 +209,12 @@ fn words_are_makemores_char_dataset() {
     let err = Examples::words(&["emma"], &v, 4).unwrap_err();
     assert!(matches!(err, DataError::WordTooLong { len: 4, block_size: 4, .. }), "{err}");
     assert!(err.to_string().contains("block_size of at least 5"), "{err}");
+    // The longest word is named, not the first that does not fit: the block_size asked for then
+    // holds every word, where one word at a time would lead up a staircase of errors.
+    let words = ["emma", "olivia", "isabella", "charlotte", "sophia", "charlotta"];
+    let v = Vocab::from_words(&words);
+    let err = Examples::words(&words, &v, 5).unwrap_err();
+    assert!(matches!(&err, DataError::WordTooLong { word, len: 9, .. } if word == "charlotte"), "{err}");
+    assert!(Examples::words(&words, &v, 10).is_ok());
     assert!(matches!(Examples::words(&["emma"], &v, 0), Err(DataError::ZeroBlockSize)));
 }

@@ -175,8 +175,8 @@ pub struct TrainArgs {
 
     /// Continue the run in --out from its checkpoint, with the optimizer's state, as if it had
     /// never stopped (e.g. after Ctrl-C): the same model, data, seed and training flags (from its
-    /// summary.json). --steps may raise the number of steps; the other training flags cannot be
-    /// given.
+    /// summary.json). --steps may raise the number of steps (the decay keeps its end, so a run
+    /// decayed to a rate of 0 cannot go on); the other training flags cannot be given.
     #[arg(long, conflicts_with_all = [
         "force", "seed", "block_size", "n_embd", "n_hidden", "init", "n_layer", "n_head", "n_embd2", "momentum",
         "batch_size", "lr", "decay_step", "lr_decayed", "optimizer", "beta2", "weight_decay", "reg",

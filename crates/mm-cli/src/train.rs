@@ -348,9 +348,28 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
         config.steps = steps as usize;
     }
     if step >= config.steps {
+        match args.steps {
+            Some(steps) => bail!(
+                "the run in {} has done {step} steps already, and --steps {steps} asks for no more: pass --steps above {step} to train longer",
+                out.display()
+            ),
+            None => bail!(
+                "the run in {} has done {step} of its {} steps: pass --steps with more to train longer",
+                out.display(),
+                config.steps
+            ),
+        }
+    }
+    // Past the end of its decay the rate stays where the decay left it; at 0, more steps would
+    // run and change nothing.
+    if step >= config.decay_step && config.train_config().schedule.lr(step) == 0.0 {
         bail!(
-            "the run in {} has done {step} of its {} steps: pass --steps with more to train longer",
+            "the run in {} ended its learning-rate decay at step {} with a rate of 0, so its steps {} to {} would change nothing: \
+             train a new run with --steps {} (its decay then spans them)",
             out.display(),
+            config.decay_step,
+            step + 1,
+            config.steps,
             config.steps
         );
     }

@@ -99,7 +99,48 @@ fn what_cannot_be_resumed_says_why() {
     train(&d, "done", &["--steps", "20", "--eval-every", "10"]);
     let before = std::fs::read(d.join("done/model.safetensors")).unwrap();
     fails(&d, "done", &["--resume"], 1, "has done 20 of its 20 steps: pass --steps");
-    fails(&d, "done", &["--resume", "--steps", "10"], 1, "has done 20 of its 10 steps");
+    fails(
+        &d,
+        "done",
+        &["--resume", "--steps", "10"],
+        1,
+        "has done 20 steps already, and --steps 10 asks for no more",
+    );
+    // A cosine decay ended at rate 0: more steps would change nothing, and say so.
+    let small = [
+        "--model",
+        "transformer",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "8",
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+    ];
+    train(&d, "cosine", &[&small[..], &["--lr-decay", "cosine"]].concat());
+    fails(
+        &d,
+        "cosine",
+        &["--resume", "--steps", "40"],
+        1,
+        "ended its learning-rate decay at step 20 with a rate of 0",
+    );
+    // One with a floor (--min-lr) continues at it.
+    train(&d, "floor", &[&small[..], &["--lr-decay", "cosine", "--min-lr", "0.0001"]].concat());
+    train(&d, "floor", &["--resume", "--steps", "30"]);
+    // So does the lectures' step decay to a rate of 0.
+    train(&d, "step", &["--steps", "20", "--decay-step", "10", "--lr-decayed", "0"]);
+    fails(
+        &d,
+        "step",
+        &["--resume", "--steps", "40"],
+        1,
+        "ended its learning-rate decay at step 10 with a rate of 0",
+    );
     // Training flags come from the run: changing them is a usage error.
     fails(&d, "done", &["--resume", "--steps", "40", "--lr", "0.5"], 2, "--lr");
     fails(&d, "done", &["--resume", "--force"], 2, "--force");

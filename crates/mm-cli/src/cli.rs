@@ -189,7 +189,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Characters of context (mlp, bn-mlp, wavenet: a power of two), or the longest sequence
+    /// Characters of context (wavenet: a power of two), or the longest sequence
     /// (makemore's models) [default: 3 for mlp and bn-mlp, 8 for wavenet; the longest item + 1
     /// for makemore's models].
     #[arg(long, value_parser = clap::value_parser!(u64).range(limits::BLOCK_SIZE))]
@@ -324,8 +324,9 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
     pub alpha: Option<f32>,
 
-    /// Evaluate on the dev split every this many steps (0: only at the end) [default: 10000;
-    /// 1000 for makemore's models].
+    /// Evaluate on the dev split every this many steps, and at the last (0: never during
+    /// training, so no best.safetensors; the losses at the end are still printed) [default:
+    /// 10000; 1000 for makemore's models].
     #[arg(long)]
     pub eval_every: Option<u64>,
 

@@ -17,6 +17,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         _ => Some(crate::sample::ensemble(&args.checkpoint, &models)?),
     };
     let data = crate::data::load(&args.data.data)?;
+    let vocab = models[0].vocab();
+    if let Some(&ch) = data.vocab().itos().iter().find(|&&c| vocab.id(c).is_err()) {
+        bail!(
+            "{} has the character {:?}, which the vocabulary of {} ({}) does not: evaluate it on data of its characters, such as the data it was trained on",
+            args.data.data.display(),
+            ch,
+            args.checkpoint[0].display(),
+            crate::data::shown(&vocab.to_string())
+        );
+    }
     if let Some(m) = models[0].neural()
         && m.layout() == Layout::Words
         && m.block_size() <= data.stats().max_len

@@ -224,8 +224,20 @@ impl RunConfig {
     }
 
     /// The spec for a vocabulary of `vocab_size`, checked to make at most [`MAX_PARAMS`]
-    /// parameters before anything is allocated (a typo in a size flag would exhaust memory).
+    /// parameters before anything is allocated (a typo in a size flag would exhaust memory), and
+    /// the training flags the loop would refuse in the library's words, refused in the flags'.
     fn checked_spec(&self, vocab_size: usize) -> anyhow::Result<Spec> {
+        if self.decay_matrices_only && self.optimizer != "adamw" {
+            bail!(
+                "--decay-matrices-only needs --optimizer adamw (SGD's L2 decay applies to every parameter)"
+            );
+        }
+        if self.model == "bn-mlp" && self.batch_size == Some(1) {
+            bail!(
+                "bn-mlp normalises over its batch with the lecture's unbiased variance, which a batch of one \
+                 divides by zero: pass --batch-size 2 or more"
+            );
+        }
         let spec = self.spec()?;
         // makemore.py's block size may come from the data (its longest item + 1).
         spec.check_limits().with_context(|| format!("a {} of these sizes cannot be trained", self.model))?;
@@ -735,7 +747,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
         })
         .collect();
     for (n, origin) in &samples {
-        say(format!("  {n:20} {origin}"));
+        // Escaped as `sample` prints them: a vocabulary may hold characters a terminal acts on.
+        say(format!("  {:20} {origin}", crate::data::shown(n)));
     }
 
     // The run directory.

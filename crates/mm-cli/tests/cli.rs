@@ -349,7 +349,8 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
     assert!(!out.exists(), "no run directory after a failure");
     // And a checkpoint evaluated on data with longer lines than it reads, before any loss.
     let short = d.join("short.txt");
-    std::fs::write(&short, "emma\nava\nmia\nzoe\nada\nevie\nliv\nnora").unwrap();
+    // Every character of names.txt, in lines of at most 4.
+    std::fs::write(&short, "emma\nava\nmia\nbob\nphil\ncher\ntony\nsly").unwrap();
     let bow = d.join("bow");
     let run = makemore()
         .args(["train", "--model", "bow", "--n-embd", "8", "--n-embd2", "8", "--steps", "2", "--data"])
@@ -370,6 +371,14 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
     assert_eq!(e.status.code(), Some(1), "{}", stderr(&e));
     assert!(e.stdout.is_empty(), "no split's loss before the error");
     assert!(stderr(&e).contains("reads lines of at most 4 (its block_size is 5)"), "{}", stderr(&e));
+    // And on data with a character it has never seen, naming the checkpoint.
+    std::fs::write(d.join("zoe.txt"), "zoe\nava\nmia").unwrap();
+    fails(
+        &["eval", "--checkpoint"],
+        &[&bow.join("model.safetensors"), Path::new("--data"), &d.join("zoe.txt")],
+        1,
+        "has the character 'z', which the vocabulary of",
+    );
     // A missing, a corrupt and a truncated checkpoint.
     fails(&["sample", "--checkpoint"], &[&d.join("none.safetensors")], 1, "none.safetensors");
     std::fs::write(d.join("junk.safetensors"), b"junk").unwrap();

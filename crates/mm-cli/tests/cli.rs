@@ -346,6 +346,19 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
         1,
         "pass --block-size 10 or more",
     );
+    // Settings the training loop refuses, refused in the flags' words.
+    fails(
+        &["train", "--model", "bn-mlp", "--batch-size", "1", "--out"],
+        &[&out, Path::new("--data"), &d.join("names.txt")],
+        1,
+        "pass --batch-size 2 or more",
+    );
+    fails(
+        &["train", "--model", "transformer", "--optimizer", "sgd", "--decay-matrices-only", "--out"],
+        &[&out, Path::new("--data"), &d.join("names.txt")],
+        1,
+        "--decay-matrices-only needs --optimizer adamw",
+    );
     assert!(!out.exists(), "no run directory after a failure");
     // And a checkpoint evaluated on data with longer lines than it reads, before any loss.
     let short = d.join("short.txt");

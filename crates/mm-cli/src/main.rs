@@ -10,6 +10,7 @@ mod data;
 mod eval;
 mod graph;
 mod info;
+mod memory;
 mod models;
 mod sample;
 mod train;

@@ -654,6 +654,21 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
             // The threads are this session's: they never change the result.
             let cfg =
                 TrainConfig { threads: args.threads.map_or(0, |t| t as usize), ..config.train_config() };
+            // A step too large for this machine would abort in an allocation: refused here,
+            // with the flag to change (the estimate comes from steps of 16 and 32 rows).
+            let rows = cfg.batch_size.unwrap_or(tr.len());
+            let need = mm_models::step_bytes(&*net, &tr, rows)?;
+            if let Some(free) = crate::memory::available()
+                && need > u128::from(free)
+            {
+                bail!(
+                    "a training step of this {} on {rows} rows needs about {} of memory, and {} is available: \
+                     choose a smaller --batch-size (or smaller sizes)",
+                    config.model,
+                    crate::memory::shown(need),
+                    crate::memory::shown(u128::from(free))
+                );
+            }
             if cfg.shards > 1 {
                 let threads = match cfg.threads {
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -346,6 +346,14 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
         1,
         "pass --block-size 10 or more",
     );
+    // A batch whose step would not fit in memory (a Transformer's step on a million rows keeps
+    // about 420 GiB): refused before it is allocated, where the allocation would abort.
+    fails(
+        &["train", "--model", "transformer", "--batch-size", "1000000", "--out"],
+        &[&out, Path::new("--data"), &d.join("names.txt")],
+        1,
+        "of memory, and",
+    );
     // Settings the training loop refuses, refused in the flags' words.
     fails(
         &["train", "--model", "bn-mlp", "--batch-size", "1", "--out"],

@@ -55,6 +55,6 @@ pub use registry::{AnyModel, LrDecay, ModelRef, Spec, SpecError};
 pub use sample::{Novelty, Origin, SampleConfig, sample, sample_counts};
 pub use train::{
     Best, OptimizerKind, Progress, SavePoint, Schedule, StepMetrics, TrainConfig, TrainReport, evaluate,
-    perplexity, train, train_from, train_saving,
+    perplexity, step_bytes, train, train_from, train_saving,
 };
 pub use wavenet::{WaveNet, WaveNetConfig};

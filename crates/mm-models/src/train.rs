@@ -612,6 +612,41 @@ pub(crate) fn check_examples<M: Model + ?Sized>(model: &M, examples: &Examples) 
     Ok(())
 }
 
+/// About how many bytes a training step of `batch_size` rows of `examples` keeps on its tape
+/// (values, gradients, the kernels' scratch), extrapolated from the steps of 2 and of 4 rows that
+/// it runs ([`Tape::bytes`]; a step's tape grows with its rows, its parameters aside): so that a
+/// caller can refuse a batch that would not fit in memory before allocating it, since Rust
+/// aborts the process when an allocation fails. The model is not changed.
+///
+/// ```
+/// # fn demo(model: &mm_models::Mlp, train: &mm_data::Examples) -> mm_models::Result<()> {
+/// let need = mm_models::step_bytes(model, train, 32)?;
+/// assert!(need > 0);
+/// # Ok(()) }
+/// ```
+pub fn step_bytes<M: Model + ?Sized>(model: &M, examples: &Examples, batch_size: usize) -> Result<u128> {
+    check_examples(model, examples)?;
+    if examples.is_empty() {
+        return Err(ModelError::Config("no examples to measure a step on".into()));
+    }
+    let measure = |rows: usize| -> Result<u128> {
+        let idx: Vec<usize> = (0..rows).map(|i| i % examples.len()).collect();
+        let x = examples.x.select(ndarray::Axis(0), &idx);
+        let y = examples.y.select(ndarray::Axis(0), &idx);
+        let mut tape = Tape::new();
+        let mut grads = Grads::new(model.params());
+        {
+            let g = tape.graph(model.params());
+            let loss = model.loss(&g, x.view(), y.as_slice().expect("a selection is contiguous"));
+            g.backward_params(loss, &mut grads).map_err(ModelError::from)?;
+        }
+        Ok(tape.bytes() as u128)
+    };
+    let (small, large) = (measure(16)?, measure(32)?);
+    let per_row = large.saturating_sub(small).div_ceil(16);
+    Ok(small + per_row * (batch_size as u128).saturating_sub(16))
+}
+
 /// The perplexity of a mean cross-entropy: `exp(loss)`, the effective number of equally likely
 /// next characters (27 for a uniform guess over `names.txt`'s vocabulary).
 pub fn perplexity(loss: f64) -> f64 {

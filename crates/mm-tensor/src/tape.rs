@@ -130,6 +130,22 @@ impl<T: Float> Tape<T> {
         Tape { nodes: RefCell::new(Nodes::default()) }
     }
 
+    /// The bytes the tape's buffers hold (node values, gradients, the kernels' auxiliary and
+    /// scratch space, the id arena): after a step, what a step of that size keeps allocated.
+    /// A caller can run a small step and extrapolate, to refuse a batch that would not fit in
+    /// memory before allocating it (Rust aborts when an allocation fails).
+    pub fn bytes(&self) -> usize {
+        let n = self.nodes.borrow();
+        let floats = |bufs: &[Vec<T>]| bufs.iter().map(Vec::capacity).sum::<usize>();
+        let all = floats(&n.values)
+            + floats(&n.aux)
+            + floats(&n.grads)
+            + floats(&n.pool)
+            + n.scratch.pack.capacity()
+            + n.scratch.tmp.capacity();
+        all * std::mem::size_of::<T>() + (n.ids.capacity() + n.inputs.capacity()) * 4
+    }
+
     /// Starts recording a graph over `params`, with gradients. Any previous graph is cleared;
     /// its buffers are reused.
     pub fn graph<'a>(&'a mut self, params: &'a ParamStore<T>) -> Graph<'a, T> {

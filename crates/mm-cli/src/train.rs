@@ -136,6 +136,23 @@ impl RunConfig {
             None => (at as u128 * steps as u128 / base.steps as u128) as usize,
         };
         let size = |key: &str| spec.setting(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        // Flags that would change nothing with the others given: said, not silently ignored.
+        let cosine = spec.setting("lr_decay").as_deref() == Some("cosine");
+        if args.min_lr.is_some() && !cosine {
+            bail!("--min-lr is where --lr-decay cosine ends: add --lr-decay cosine, or drop --min-lr");
+        }
+        if cosine && args.lr_decayed.is_some() {
+            bail!(
+                "--lr-decayed is the step decay's rate, and --lr-decay cosine decays to --min-lr: drop --lr-decayed"
+            );
+        }
+        let adamw = match args.optimizer {
+            Some(o) => o == OptimizerArg::Adamw,
+            None => base.optimizer == OptimizerKind::AdamW,
+        };
+        if args.beta2.is_some() && !adamw {
+            bail!("--beta2 is AdamW's: add --optimizer adamw, or drop --beta2");
+        }
         Ok(RunConfig {
             model: kind.into(),
             seed: args.seed,

@@ -367,6 +367,17 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
         1,
         "--decay-matrices-only needs --optimizer adamw",
     );
+    // Flags that would change nothing with the others given.
+    for (flags, says) in [
+        (&["--min-lr", "0.001"][..], "--min-lr is where --lr-decay cosine ends"),
+        (&["--lr-decay", "cosine", "--lr-decayed", "0.001"], "drop --lr-decayed"),
+        (&["--optimizer", "sgd", "--beta2", "0.95"], "--beta2 is AdamW's"),
+    ] {
+        let mut args = vec!["train", "--model", "transformer"];
+        args.extend_from_slice(flags);
+        args.push("--out");
+        fails(&args, &[&out, Path::new("--data"), &d.join("names.txt")], 1, says);
+    }
     assert!(!out.exists(), "no run directory after a failure");
     // And a checkpoint evaluated on data with longer lines than it reads, before any loss.
     let short = d.join("short.txt");

@@ -471,9 +471,10 @@ pub struct SampleArgs {
     #[arg(long, default_value = "")]
     pub prefix: String,
 
-    /// The longest name to produce.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub max_len: u64,
+    /// The longest name to produce [default: for makemore's models, the longest their
+    /// block_size holds (block_size - 1), as makemore's print_samples; else 64].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_len: Option<u64>,
 
     /// Bigram counts: the smoothing [default: the one the run trained with, which its checkpoint
     /// records; 1 for a checkpoint that does not say].

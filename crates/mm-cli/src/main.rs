@@ -111,14 +111,15 @@ fn main() -> ExitCode {
     }
     // A prefix longer than the names may be would be cut or returned as it is: refused.
     if let cli::Command::Sample(args) = &cli.command
-        && args.prefix.chars().count() as u64 > args.max_len
+        && let Some(max_len) = args.max_len
+        && args.prefix.chars().count() as u64 > max_len
     {
         use clap::CommandFactory;
         let msg = format!(
             "--prefix {:?} has {} characters, more than --max-len {}: raise --max-len or shorten the prefix",
             args.prefix,
             args.prefix.chars().count(),
-            args.max_len
+            max_len
         );
         cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
     }

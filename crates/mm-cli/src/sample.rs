@@ -73,16 +73,35 @@ pub fn ensemble<'a>(paths: &[PathBuf], models: &'a [AnyModel]) -> anyhow::Result
     Ok(neural)
 }
 
+/// The longest name `model` samples unless told: for a model that reads whole words (makemore's),
+/// the longest its block_size holds, `block_size - 1` characters, as makemore's `print_samples`
+/// generates; else [`SampleConfig`]'s guard of 64.
+pub fn default_max_len(model: &AnyModel) -> usize {
+    match model.neural() {
+        Some(m) if m.layout() == mm_data::Layout::Words => m.block_size().saturating_sub(1).max(1),
+        _ => SampleConfig::default().max_len,
+    }
+}
+
 /// Runs `makemore sample`.
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let (models, alpha) = load_checkpoints(&args.checkpoint, args.allow_non_finite, args.alpha)?;
+    let max_len = args.max_len.map_or(default_max_len(&models[0]), |n| n as usize);
+    if args.prefix.chars().count() > max_len {
+        bail!(
+            "--prefix {:?} has {} characters, and names from {} have at most {max_len} unless --max-len says more: shorten the prefix or pass --max-len",
+            args.prefix,
+            args.prefix.chars().count(),
+            args.checkpoint[0].display()
+        );
+    }
     let cfg = SampleConfig {
         n: args.n as usize,
         seed: args.seed,
         temperature: args.temperature,
         top_k: args.top_k.map(|k| k as usize),
         prefix: args.prefix.clone(),
-        max_len: args.max_len as usize,
+        max_len,
     };
     let names = match models.as_slice() {
         [model] => match model.as_model() {

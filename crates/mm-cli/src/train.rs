@@ -755,7 +755,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
             let net = &*net;
             let loss = |e: &Examples| (!e.is_empty()).then(|| evaluate(net, e)).transpose();
             let losses = [loss(&tr)?, loss(&dev)?, loss(&test)?];
-            let names = sample(net, &SampleConfig { seed: config.seed, ..SampleConfig::default() })?;
+            let max_len = crate::sample::default_max_len(&template);
+            let names = sample(net, &SampleConfig { seed: config.seed, max_len, ..SampleConfig::default() })?;
             let best = report.best.map(|b| (b.step + 1, b.dev_loss, b.params));
             (model, report.steps, report.stopped, losses, names, report.progress.adamw, best)
         }

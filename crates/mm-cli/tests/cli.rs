@@ -403,6 +403,27 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
     assert_eq!(e.status.code(), Some(1), "{}", stderr(&e));
     assert!(e.stdout.is_empty(), "no split's loss before the error");
     assert!(stderr(&e).contains("reads lines of at most 4 (its block_size is 5)"), "{}", stderr(&e));
+    // Its names are at most block_size - 1 long unless --max-len says more, as makemore's
+    // print_samples (a model of a hundred steps rarely ends a name by itself).
+    let names = |extra: &[&str]| {
+        let s = makemore()
+            .arg("sample")
+            .arg("--checkpoint")
+            .arg(bow.join("model.safetensors"))
+            .args(extra)
+            .output();
+        let s = s.unwrap();
+        assert!(s.status.success(), "{}", stderr(&s));
+        String::from_utf8(s.stdout).unwrap().lines().map(|l| l.chars().count()).max().unwrap()
+    };
+    assert_eq!(names(&["-n", "2000"]), 4);
+    assert!(names(&["-n", "2000", "--max-len", "30"]) > 4);
+    fails(
+        &["sample", "--prefix", "abcde", "--checkpoint"],
+        &[&bow.join("model.safetensors")],
+        1,
+        "have at most 4 unless --max-len says more",
+    );
     // And on data with a character it has never seen, naming the checkpoint.
     std::fs::write(d.join("zoe.txt"), "zoe\nava\nmia").unwrap();
     fails(

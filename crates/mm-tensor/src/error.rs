@@ -288,6 +288,17 @@ pub enum TensorError {
         /// The shape it got.
         got: Shape,
     },
+    /// A running statistic of BatchNorm in evaluation mode that depends on parameters: the op
+    /// gives running statistics no gradient, so it would be lost without a word.
+    #[error(
+        "{op}: the running {what} depends on parameters, and running statistics get no gradient: pass a buffer or a constant (as PyTorch's running_mean and running_var)"
+    )]
+    RunningStatGrad {
+        /// The op.
+        op: &'static str,
+        /// `mean` or `variance`.
+        what: &'static str,
+    },
     /// Gradients or optimizer state made for another parameter store.
     #[error("{op}: made for {expected} parameters, the store has {got}")]
     ParamCount {

@@ -436,6 +436,17 @@ fn batch_norm_stats_feed_running_buffers_that_are_never_trained() {
         * params.data(w)[0]
         + params.data(b)[0];
     assert!((y.to_array()[[0, 0]] - want).abs() < 1e-12);
+    // A running statistic that depends on parameters would get no gradient: refused, by name.
+    let g = tape.graph(&params);
+    let x = g.array(x0.view());
+    let (wv, bv) = (g.param(w), g.param(b));
+    let err = x.try_batch_norm_eval(wv, bv, &[0], (wv * 0.5, g.buffer(rv)), 1e-5).unwrap_err();
+    assert!(matches!(err, TensorError::RunningStatGrad { what: "mean", .. }), "{err}");
+    let err = x.try_batch_norm_eval(wv, bv, &[0], (g.buffer(rm), bv.exp()), 1e-5).unwrap_err();
+    assert!(matches!(err, TensorError::RunningStatGrad { what: "variance", .. }), "{err}");
+    // Constants and buffers are what it takes, in a graph with gradients too.
+    let var = g.input(&[params.buffer_data(rv).len()], params.buffer_data(rv));
+    assert!(x.try_batch_norm_eval(wv, bv, &[0], (g.buffer(rm), var), 1e-5).is_ok());
 }
 
 /// `masked_fill` with masks that broadcast as PyTorch's do, in value and gradient, against the

@@ -169,8 +169,8 @@ impl<'g, T: Float> Var<'g, T> {
     }
 
     /// BatchNorm in evaluation mode: normalised with fixed `running_mean` and `running_var`
-    /// (usually [`crate::Graph::buffer`]s, shaped like `weight`), which get no gradient. Or the
-    /// error.
+    /// (usually [`crate::Graph::buffer`]s, shaped like `weight`), which get no gradient: one that
+    /// depends on parameters is [`TensorError::RunningStatGrad`]. Or the error.
     pub fn try_batch_norm_eval(
         self,
         weight: Self,
@@ -180,11 +180,15 @@ impl<'g, T: Float> Var<'g, T> {
         eps: f64,
     ) -> Result<Self> {
         let (bits, _) = self.batch_norm_check(weight, bias, axes)?;
-        for s in [running_mean, running_var] {
+        for (s, what) in [(running_mean, "mean"), (running_var, "variance")] {
             self.g.live(&[s.id])?;
             if s.shape() != weight.shape() {
                 let op = "batch_norm";
                 return Err(TensorError::ShapeMismatch { op, expected: weight.shape(), got: s.shape() });
+            }
+            // Not an input of the node (it gets no gradient): one that needs a gradient is refused.
+            if self.g.nodes.borrow().needs_grad[s.id as usize] {
+                return Err(TensorError::RunningStatGrad { op: "batch_norm", what });
             }
         }
         let stats = BatchStats::Running { mean: running_mean.id, var: running_var.id };

@@ -17,8 +17,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         _ => Some(crate::sample::ensemble(&args.checkpoint, &models)?),
     };
     let data = crate::data::load(&args.data.data)?;
+    let split = Split::new(data.words(), SplitSpec::default())?;
+    let wanted: Vec<(&str, &Vec<String>)> =
+        [("train", &split.train), ("dev", &split.dev), ("test", &split.test)]
+            .into_iter()
+            .filter(|(name, _)| match args.split {
+                SplitArg::All => true,
+                SplitArg::Train => *name == "train",
+                SplitArg::Dev => *name == "dev",
+                SplitArg::Test => *name == "test",
+            })
+            .collect();
+    // The words to evaluate checked before any split's loss is printed: every character in the
+    // checkpoint's vocabulary, every word within its block.
     let vocab = models[0].vocab();
-    if let Some(&ch) = data.vocab().itos().iter().find(|&&c| vocab.id(c).is_err()) {
+    let words = || wanted.iter().flat_map(|(_, w)| w.iter());
+    if let Some(ch) = words().flat_map(|w| w.chars()).find(|&c| vocab.id(c).is_err()) {
         bail!(
             "{} has the character {:?}, which the vocabulary of {} ({}) does not: evaluate it on data of its characters, such as the data it was trained on",
             args.data.data.display(),
@@ -27,33 +41,20 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             crate::data::shown(&vocab.to_string())
         );
     }
+    let longest = words().map(|w| w.chars().count()).max().unwrap_or(0);
     if let Some(m) = models[0].neural()
         && m.layout() == Layout::Words
-        && m.block_size() <= data.stats().max_len
+        && m.block_size() <= longest
     {
-        // Said before any split's loss is printed, for the whole dataset.
         bail!(
-            "the longest line of {} has {} characters, and {} reads lines of at most {} (its block_size is {}): evaluate it on data whose lines fit",
+            "the longest line to evaluate in {} has {longest} characters, and {} reads lines of at most {} (its block_size is {}): evaluate it on data whose lines fit",
             args.data.data.display(),
-            data.stats().max_len,
             args.checkpoint[0].display(),
             m.block_size() - 1,
             m.block_size()
         );
     }
-    let split = Split::new(data.words(), SplitSpec::default())?;
-    let wanted: &[(&str, &Vec<String>)] =
-        &[("train", &split.train), ("dev", &split.dev), ("test", &split.test)];
     for (name, words) in wanted {
-        let take = match args.split {
-            SplitArg::All => true,
-            SplitArg::Train => *name == "train",
-            SplitArg::Dev => *name == "dev",
-            SplitArg::Test => *name == "test",
-        };
-        if !take {
-            continue;
-        }
         if words.is_empty() {
             // A small dataset may leave a split empty: no loss, said as such.
             let (a, b, c) = (split.train.len(), split.dev.len(), split.test.len());

@@ -33,8 +33,21 @@ pub fn load_checkpoints(
     let loaded =
         paths.iter().map(|p| load_checkpoint(p, allow_non_finite)).collect::<anyhow::Result<Vec<_>>>()?;
     let alpha = match (&loaded[..], flag) {
-        ([(AnyModel::Counts(_), meta)], flag) => flag.map_or(meta.alpha.unwrap_or(1.0), f64::from),
+        ([(AnyModel::Counts(_), meta)], flag) => match (flag, meta.alpha) {
+            (Some(a), _) => f64::from(a),
+            (None, Some(a)) => a,
+            (None, None) => {
+                // A checkpoint saved before counts recorded their smoothing.
+                eprintln!(
+                    "note: {} does not record the smoothing it was trained with: using alpha 1 (pass --alpha to choose)",
+                    paths[0].display()
+                );
+                1.0
+            }
+        },
         (_, None) => 1.0,
+        // Counts in an ensemble: the ensemble's own error says so.
+        (many, Some(_)) if many.iter().any(|(m, _)| matches!(m, AnyModel::Counts(_))) => 1.0,
         ([(model, _)], Some(_)) => bail!(
             "--alpha is the smoothing of bigram counts, and {} holds a {} model: drop --alpha",
             paths[0].display(),

@@ -153,6 +153,19 @@ impl RunConfig {
         if args.beta2.is_some() && !adamw {
             bail!("--beta2 is AdamW's: add --optimizer adamw, or drop --beta2");
         }
+        let warmup = size("warmup") > 0;
+        if warmup && !cosine && (args.decay_step.is_some() || args.lr_decayed.is_some()) {
+            bail!(
+                "--warmup without --lr-decay cosine holds the rate after the warmup, so --decay-step and --lr-decayed \
+                 do nothing: add --lr-decay cosine (which ends at --decay-step), or drop them"
+            );
+        }
+        if args.decay_step.is_some() && args.lr_decayed.is_none() && !cosine && !warmup && then == lr0 {
+            bail!(
+                "--decay-step does nothing for {kind}, whose rate does not decay unless told: add --lr-decayed RATE \
+                 (the rate after it), or --lr-decay cosine"
+            );
+        }
         Ok(RunConfig {
             model: kind.into(),
             seed: args.seed,
@@ -246,13 +259,14 @@ impl RunConfig {
     fn checked_spec(&self, vocab_size: usize) -> anyhow::Result<Spec> {
         if self.decay_matrices_only && self.optimizer != "adamw" {
             bail!(
-                "--decay-matrices-only needs --optimizer adamw (SGD's L2 decay applies to every parameter)"
+                "--decay-matrices-only (decay_matrices_only in a spec) needs --optimizer adamw (SGD's L2 decay applies to every parameter)"
             );
         }
-        if self.model == "bn-mlp" && self.batch_size == Some(1) {
+        if matches!(self.model.as_str(), "bn-mlp" | "wavenet") && self.batch_size == Some(1) {
             bail!(
-                "bn-mlp normalises over its batch with the lecture's unbiased variance, which a batch of one \
-                 divides by zero: pass --batch-size 2 or more"
+                "{} normalises over its batch with the lecture's unbiased variance, which a batch of one \
+                 divides by zero: pass --batch-size 2 or more",
+                self.model
             );
         }
         let spec = self.spec()?;
@@ -373,6 +387,7 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
     }
     // More steps, after the check above: the spec of a Transformer holds its steps (where its
     // cosine decay ends), and the run's own are summary.json's until now.
+    let planned = config.steps;
     if let Some(steps) = args.steps {
         config.steps = steps as usize;
     }
@@ -389,15 +404,20 @@ fn open_run(out: &Path, args: &TrainArgs) -> anyhow::Result<(RunConfig, Resumed,
             ),
         }
     }
-    // Past the end of its decay the rate stays where the decay left it; at 0, more steps would
-    // run and change nothing.
-    if step >= config.decay_step && config.train_config().schedule.lr(step) == 0.0 {
+    // Past the end of its decay the rate stays where the decay left it. Steps added to a run by
+    // --steps at a rate of 0 would train nothing: refused (a run stopped before its own end
+    // still resumes to it, as if never stopped).
+    let first_added = step.max(planned);
+    if config.steps > planned
+        && first_added >= config.decay_step
+        && config.train_config().schedule.lr(first_added) == 0.0
+    {
         bail!(
-            "the run in {} ended its learning-rate decay at step {} with a rate of 0, so its steps {} to {} would change nothing: \
-             train a new run with --steps {} (its decay then spans them)",
+            "the run in {} ended its learning-rate decay at step {} with a rate of 0, so steps {} to {} would train at a rate of 0: \
+             train a new run with --steps {} instead (with its decay over them: a later --decay-step, or a floor, --min-lr or --lr-decayed)",
             out.display(),
             config.decay_step,
-            step + 1,
+            first_added + 1,
             config.steps,
             config.steps
         );
@@ -603,16 +623,21 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
     let spec = config.checked_spec(vocab.len())?;
     let (block_size, layout) = (spec.block_size(), spec.layout());
     if layout == Layout::Words && block_size <= stats.max_len {
-        // Said here with the flag to pass, for the whole dataset (each split's examples would
-        // name the longest word of that split only).
+        // Said here with the flag or setting to change, for the whole dataset (each split's
+        // examples would name the longest word of that split only).
+        let fix = match &args.spec {
+            Some(path) => format!("set block_size to {} or more in {}", stats.max_len + 1, path.display()),
+            None => format!(
+                "pass --block-size {} or more (or leave it out: it defaults to that)",
+                stats.max_len + 1
+            ),
+        };
         bail!(
-            "the longest line of {} has {} characters, and a {} with block_size {block_size} reads lines of at most {}: \
-             pass --block-size {} or more (or leave it out: it defaults to that)",
+            "the longest line of {} has {} characters, and a {} with block_size {block_size} reads lines of at most {}: {fix}",
             data_path.display(),
             stats.max_len,
             config.model,
             block_size - 1,
-            stats.max_len + 1
         );
     }
     let sets = [&split.train, &split.dev, &split.test].map(|w| Examples::new(w, &vocab, layout, block_size));
@@ -645,7 +670,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
         "bigram" => {
             let counts = BigramCounts::fit(&split.train, &vocab)?;
             say(format!("{} parameters (the counts N)", vocab.len() * vocab.len()));
-            let alpha = f64::from(config.alpha);
+            let alpha = alpha_f64(config.alpha);
             let nll = |w: &[String]| (!w.is_empty()).then(|| counts.nll(w, alpha)).transpose();
             let losses = [nll(&split.train)?, nll(&split.dev)?, nll(&split.test)?];
             let cfg = SampleConfig { seed: config.seed, ..SampleConfig::default() };
@@ -672,15 +697,21 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
             let cfg =
                 TrainConfig { threads: args.threads.map_or(0, |t| t as usize), ..config.train_config() };
             // A step too large for this machine would abort in an allocation: refused here,
-            // with the flag to change (the estimate comes from steps of 16 and 32 rows).
+            // with the flag to change. The step's tape (estimated from steps of 16 and 32 rows),
+            // and the parameters' copies: the weights, their gradients, AdamW's two moments and
+            // each shard's gradients.
             let rows = cfg.batch_size.unwrap_or(tr.len());
-            let need = mm_models::step_bytes(&*net, &tr, rows)?;
+            let copies = 2 + 2 * u128::from(cfg.optimizer == OptimizerKind::AdamW) + cfg.shards as u128;
+            let need = mm_models::step_bytes(&*net, &tr, rows)? + copies * 4 * net.num_params() as u128;
             if let Some(free) = crate::memory::available()
                 && need > u128::from(free)
             {
+                let fix = match cfg.batch_size {
+                    Some(_) => "choose a smaller --batch-size (or smaller sizes)",
+                    None => "it steps on the whole training split at once: train on a smaller dataset",
+                };
                 bail!(
-                    "a training step of this {} on {rows} rows needs about {} of memory, and {} is available: \
-                     choose a smaller --batch-size (or smaller sizes)",
+                    "a training step of this {} on {rows} rows needs about {} of memory, and {} is available: {fix}",
                     config.model,
                     crate::memory::shown(need),
                     crate::memory::shown(u128::from(free))
@@ -870,6 +901,12 @@ struct RunFiles<'a> {
     csv_rows: usize,
 }
 
+/// `--alpha` as the f64 written as the flag was (0.1, not 0.10000000149011612, the f32's exact
+/// value): the smoothing the counts use and the checkpoint records, as the user typed it.
+fn alpha_f64(alpha: f32) -> f64 {
+    alpha.to_string().parse().unwrap_or(f64::from(alpha))
+}
+
 impl RunFiles<'_> {
     /// Saves `at` with the log `metrics` (and, at the end of a run, its losses, samples and time),
     /// and returns the summary.
@@ -892,7 +929,7 @@ impl RunFiles<'_> {
             dataset_sha256: self.sha.clone(),
             adamw,
             // The counting model's smoothing, which `eval` and `sample` then use by default.
-            alpha: (self.config.model == "bigram").then(|| f64::from(self.config.alpha)),
+            alpha: (self.config.model == "bigram").then(|| alpha_f64(self.config.alpha)),
         };
         // The parameters with the lowest dev loss seen (over the whole run, when it was resumed).
         let best_path = dir.file("best.safetensors");

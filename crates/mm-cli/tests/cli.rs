@@ -365,11 +365,19 @@ fn failures_exit_1_with_one_line_and_leave_no_files() {
         &["train", "--model", "transformer", "--optimizer", "sgd", "--decay-matrices-only", "--out"],
         &[&out, Path::new("--data"), &d.join("names.txt")],
         1,
-        "--decay-matrices-only needs --optimizer adamw",
+        "--decay-matrices-only (decay_matrices_only in a spec) needs --optimizer adamw",
+    );
+    fails(
+        &["train", "--model", "wavenet", "--batch-size", "1", "--out"],
+        &[&out, Path::new("--data"), &d.join("names.txt")],
+        1,
+        "pass --batch-size 2 or more",
     );
     // Flags that would change nothing with the others given.
     for (flags, says) in [
-        (&["--min-lr", "0.001"][..], "--min-lr is where --lr-decay cosine ends"),
+        (&["--warmup", "5", "--decay-step", "10"][..], "--warmup without --lr-decay cosine"),
+        (&["--decay-step", "10"], "--decay-step does nothing for transformer"),
+        (&["--min-lr", "0.001"], "--min-lr is where --lr-decay cosine ends"),
         (&["--lr-decay", "cosine", "--lr-decayed", "0.001"], "drop --lr-decayed"),
         (&["--optimizer", "sgd", "--beta2", "0.95"], "--beta2 is AdamW's"),
     ] {
@@ -545,6 +553,20 @@ fn a_spec_file_chooses_the_model_and_its_sizes() {
         Some(want.num_params(summary["dataset"]["vocab"].as_str().unwrap().chars().count()))
     );
     assert_eq!(summary["config"]["block_size"], 12);
+    // A block too short for the data names the file's setting, not a flag --spec refuses.
+    let short = d.join("short.json");
+    std::fs::write(
+        &short,
+        r#"{"kind": "transformer", "block_size": 5, "n_layer": 1, "n_head": 2, "n_embd": 16}"#,
+    )
+    .unwrap();
+    let out = d.join("short");
+    fails(
+        &["train", "--spec"],
+        &[&short, Path::new("--data"), &data, Path::new("--out"), &out],
+        1,
+        "set block_size to 10 or more in",
+    );
     // A spec that is not one names the file; a spec with --model is a usage error.
     std::fs::write(&spec, r#"{"kind": "transformer", "n_layers": 1}"#).unwrap();
     fails(

@@ -202,6 +202,23 @@ fn a_run_stopped_by_ctrl_c_resumes_where_it_stopped() {
     train(&d, "whole", &whole_flags);
     assert!(checkpoint_bits(&d.join("stopped")) == checkpoint_bits(&d.join("whole")), "stopped at {k}");
     assert_eq!(log(&d.join("stopped")), log(&d.join("whole")));
+
+    // A run stopped after its decay reached a rate of 0 still resumes within its own steps: only
+    // steps added past them are refused (what_cannot_be_resumed_says_why).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_makemore"))
+        .args(["train", "--steps", "5000000", "--decay-step", "10", "--lr-decayed", "0", "--data"])
+        .arg(d.join("names.txt"))
+        .arg("--out")
+        .arg(d.join("zero"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    signal_once_training(&mut child, "-INT");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let k = summary(&d.join("zero"))["steps"].as_u64().unwrap();
+    assert!(k > 10, "stopped at {k}, before the decay");
+    train(&d, "zero", &["--resume", "--steps", &(k + 20).to_string()]);
 }
 
 /// Stopped off the evaluation grid (issue #18, item 5): a run finished at step 25 of a run

@@ -54,7 +54,7 @@ fn runs_saved_before_the_typed_files_resume_bit_for_bit() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("resuming"), "{kind}");
         let whole = d.join(format!("{kind}-whole"));
         ok(makemore()
-            .args(["train", "--model", kind, "--steps", "60", "--decay-step", "50", "--eval-every", "10"])
+            .args(["train", "--model", kind, "--steps", "60", "--eval-every", "10"])
             .arg("--data")
             .arg(d.join("names.txt"))
             .arg("--out")

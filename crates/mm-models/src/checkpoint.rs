@@ -62,15 +62,23 @@ pub enum CheckpointError {
         /// What the parser said.
         reason: String,
     },
-    /// A bigram count that float32 cannot hold exactly (saving), or that is not a count
-    /// (loading: negative, fractional or above 2^24).
+    /// A bigram count that a float32 tensor cannot hold exactly, refused when saved.
     #[error(
-        "{path}: the bigram count {count} is not a whole number from 0 to 16777216 (2^24, the most a float32 holds exactly)"
+        "{path}: the bigram count {count} is above 16777216 (2^24), past which a float32 tensor does not hold every count: count a smaller dataset"
     )]
-    Count {
+    CountTooLarge {
         /// The file.
         path: PathBuf,
         /// The count.
+        count: u32,
+    },
+    /// A value of a bigram counts tensor that is not a count (negative, fractional, not finite
+    /// or above `u32::MAX`), refused when loaded.
+    #[error("{path}: tensor \"N\" holds {count}, which is not a bigram count (a whole number from 0)")]
+    Count {
+        /// The file.
+        path: PathBuf,
+        /// The value.
         count: f64,
     },
     /// A metadata entry is missing or malformed.
@@ -168,13 +176,17 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
     let tensors: Vec<Named> = match model.as_model() {
         ModelRef::Counts(m) => {
             if let Some(alpha) = meta.alpha {
+                if !(alpha.is_finite() && alpha >= 0.0) {
+                    let msg = format!("alpha must be a finite number at least 0, got {alpha}");
+                    return Err(ModelError::Config(msg));
+                }
                 // Rust prints the shortest text that parses back to the same f64.
                 info.insert("alpha".into(), alpha.to_string());
             }
             let n = m.counts();
-            if let Some(&c) = n.iter().find(|&&c| c > MAX_COUNT) {
+            if let Some(&count) = n.iter().find(|&&c| c > MAX_COUNT) {
                 let path = path.to_path_buf();
-                return Err(ModelError::Checkpoint(CheckpointError::Count { path, count: f64::from(c) }));
+                return Err(ModelError::Checkpoint(CheckpointError::CountTooLarge { path, count }));
             }
             vec![("N".into(), n.shape().to_vec(), n.iter().flat_map(|&c| (c as f32).to_le_bytes()).collect())]
         }
@@ -394,8 +406,11 @@ pub fn load_with(path: &Path, options: LoadOptions) -> Result<(AnyModel, Checkpo
     let kind = ck.meta("kind")?;
     let model = if kind == "bigram" {
         let n = ck.tensor("N", &[v, v])?;
-        // Counts are whole numbers that f32 holds exactly; anything else was not written by `save`.
-        if let Some(&c) = n.iter().find(|&&c| !(c >= 0.0 && c.fract() == 0.0 && c <= MAX_COUNT as f32)) {
+        // Counts are whole numbers (an earlier version saved counts above 2^24 rounded: still
+        // whole numbers, read as they are); anything else was not written by `save`.
+        if let Some(&c) =
+            n.iter().find(|&&c| !(c >= 0.0 && c.fract() == 0.0 && f64::from(c) <= f64::from(u32::MAX)))
+        {
             let path = path.to_path_buf();
             return Err(ModelError::Checkpoint(CheckpointError::Count { path, count: f64::from(c) }));
         }

@@ -613,8 +613,8 @@ pub(crate) fn check_examples<M: Model + ?Sized>(model: &M, examples: &Examples) 
 }
 
 /// About how many bytes a training step of `batch_size` rows of `examples` keeps on its tape
-/// (values, gradients, the kernels' scratch), extrapolated from the steps of 2 and of 4 rows that
-/// it runs ([`Tape::bytes`]; a step's tape grows with its rows, its parameters aside): so that a
+/// (values, gradients, the kernels' scratch), extrapolated from the steps of 16 and of 32 rows
+/// that it runs ([`Tape::bytes`]; a step's tape grows with its rows, its parameters aside): so that a
 /// caller can refuse a batch that would not fit in memory before allocating it, since Rust
 /// aborts the process when an allocation fails. The model is not changed.
 ///

@@ -91,12 +91,16 @@ fn counts_keep_their_alpha_and_refuse_what_is_not_a_count() {
     big[[0, 1]] = (1 << 24) + 1;
     let big = BigramCounts::from_counts(v.clone(), big).unwrap();
     let err = save(&d.join("big.safetensors"), &AnyModel::Counts(big), &meta()).unwrap_err();
-    assert!(
-        matches!(err, ModelError::Checkpoint(CheckpointError::Count { count, .. }) if count == 16_777_217.0)
-    );
+    assert!(matches!(err, ModelError::Checkpoint(CheckpointError::CountTooLarge { count: 16_777_217, .. })));
     assert!(!d.join("big.safetensors").exists());
+    // An alpha that is not a smoothing is not saved either.
+    for alpha in [f64::NAN, -1.0] {
+        let with = CheckpointMeta { alpha: Some(alpha), ..meta() };
+        let err = save(&d.join("bad.safetensors"), &AnyModel::Counts(counts.clone()), &with).unwrap_err();
+        assert!(matches!(err, ModelError::Config(_)), "{alpha}: {err}");
+    }
 
-    // Negative and fractional counts in a file: refused when loaded.
+    // Negative, fractional and huge counts in a file: refused when loaded (NaN: as NonFinite).
     save(&d.join("n.safetensors"), &AnyModel::Counts(counts), &meta()).unwrap();
     let file = std::fs::read(d.join("n.safetensors")).unwrap();
     for bad in [-1.0f32, 0.5, f32::MAX] {
@@ -110,6 +114,13 @@ fn counts_keep_their_alpha_and_refuse_what_is_not_a_count() {
             "{bad}: {err}"
         );
     }
+    // A count an earlier version saved above 2^24, rounded to a float32 (a whole number): read.
+    let mut edited = file.clone();
+    let at = edited.len() - 9 * 4;
+    edited[at..at + 4].copy_from_slice(&(3.0e7f32).to_le_bytes());
+    std::fs::write(d.join("edited.safetensors"), &edited).unwrap();
+    let (AnyModel::Counts(c), _) = load(&d.join("edited.safetensors")).unwrap() else { panic!("counts") };
+    assert_eq!(c.counts()[[0, 0]], 30_000_000);
     // An alpha that is not a smoothing.
     let info = |alpha| {
         [

@@ -1,5 +1,5 @@
-//! `step_bytes`: what a training step of a batch keeps on its tape, estimated from steps of 2
-//! and 4 rows before the batch is allocated, against the tape of a real step of that batch.
+//! `step_bytes`: what a training step of a batch keeps on its tape, estimated from steps of 16
+//! and 32 rows before the batch is allocated, against the tape of a real step of that batch.
 
 mod common;
 

@@ -2,20 +2,14 @@
 //! analytic gradient of `L = sum(f(x) * u)` for a random upstream `u` must match
 //! `(L(x + h) - L(x - h)) / 2h` element by element.
 
+mod common;
+
+use common::{Dist, check_seeded};
 use mm_tensor::{Grads, Graph, ParamStore, Tape, Var, init};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::IxDyn;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-/// How inputs are drawn.
-#[derive(Clone, Copy)]
-enum Dist {
-    /// Standard normal.
-    Normal,
-    /// Positive, away from zero (for `log`, fractional `pow`, divisors).
-    Positive,
-}
 
 /// Checks the gradient of `f` with respect to inputs of the given shapes.
 fn check(
@@ -24,81 +18,6 @@ fn check(
     f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>,
 ) {
     check_seeded(name, name.len() as u64 * 7919 + shapes.len() as u64, shapes, f)
-}
-
-/// [`check`] with the inputs and the upstream drawn from `seed`.
-fn check_seeded(
-    name: &str,
-    seed: u64,
-    shapes: &[(&[usize], Dist)],
-    f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>,
-) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut params = ParamStore::<f64>::new();
-    for (i, (shape, dist)) in shapes.iter().enumerate() {
-        let mut x = init::randn::<f64, _>(shape, &mut rng);
-        if let Dist::Positive = dist {
-            x.mapv_inplace(|v| v.abs() + 0.5);
-        }
-        params.add(&format!("x{i}"), x).unwrap();
-    }
-    let ids: Vec<_> = params.ids().collect();
-    let mut tape = Tape::new();
-
-    // Analytic gradients of sum(f(x) * u).
-    let mut grads = Grads::new(&params);
-    let upstream = {
-        let g = tape.graph(&params);
-        let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
-        let out = f(&g, &x);
-        g.check().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let u: ArrayD<f64> = init::randn(out.shape().dims(), &mut rng);
-        g.backward_from(out, u.view(), &mut grads).unwrap();
-        u
-    };
-    // The training step's backward pass (`backward_params`: node gradients dropped once used,
-    // their buffers recycled) on `sum(f(x) * u)` gives the same gradients to the bit.
-    {
-        let mut recycled = Grads::new(&params);
-        for _ in 0..2 {
-            // Twice on one tape: the second pass runs on buffers the first left in its pool.
-            let g = tape.graph(&params);
-            let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
-            let loss = (f(&g, &x) * g.array(upstream.view())).sum();
-            g.backward_params(loss, &mut recycled).unwrap();
-        }
-        for &id in &ids {
-            assert_eq!(recycled.data(id), grads.data(id), "{name}: backward_params's d/d{}", params.name(id));
-        }
-    }
-    let loss = |params: &ParamStore<f64>, tape: &mut Tape<f64>| {
-        let g = tape.no_grad(params);
-        let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
-        let out = f(&g, &x).to_array();
-        (out * &upstream).sum()
-    };
-
-    // Central differences, element by element.
-    let h = 1e-6;
-    for &id in &ids {
-        let numel = params.data(id).len();
-        for k in 0..numel {
-            let x0 = params.data(id)[k];
-            params.data_mut(id)[k] = x0 + h;
-            let up = loss(&params, &mut tape);
-            params.data_mut(id)[k] = x0 - h;
-            let down = loss(&params, &mut tape);
-            params.data_mut(id)[k] = x0;
-            let numeric = (up - down) / (2.0 * h);
-            let analytic = grads.data(id)[k];
-            let tol = 1e-6 + 1e-5 * numeric.abs();
-            assert!(
-                (analytic - numeric).abs() <= tol,
-                "{name}: d/d{}[{k}]: analytic {analytic} vs numeric {numeric}",
-                params.name(id)
-            );
-        }
-    }
 }
 
 const N: Dist = Dist::Normal;

@@ -11,85 +11,24 @@
 //! 20); that review found one more defect, `pow(0)`'s NaN gradient at 0, now fixed and checked at
 //! the end of this file.
 
+mod common;
+
+use common::Dist;
 use mm_tensor::{Float, Grads, Graph, ParamStore, Tape, Var, init};
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// Central differences in f64 + `backward` vs `backward_params` (bitwise) + a `backward` pass
-/// on a tape that just ran `backward_params` (bitwise).
+/// [`common::check_seeded`] with inputs drawn from the standard normal.
 fn check_seeded(
     name: &str,
     seed: u64,
     shapes: &[&[usize]],
     f: impl for<'g> Fn(&'g Graph<'g, f64>, &[Var<'g, f64>]) -> Var<'g, f64>,
 ) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut params = ParamStore::<f64>::new();
-    for (i, shape) in shapes.iter().enumerate() {
-        let x = init::randn::<f64, _>(shape, &mut rng);
-        params.add(&format!("x{i}"), x).unwrap();
-    }
-    let ids: Vec<_> = params.ids().collect();
-    let mut tape = Tape::new();
-
-    let mut grads = Grads::new(&params);
-    let upstream = {
-        let g = tape.graph(&params);
-        let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
-        let out = f(&g, &x);
-        g.check().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let u: ArrayD<f64> = init::randn(out.shape().dims(), &mut rng);
-        g.backward_from(out, u.view(), &mut grads).unwrap();
-        u
-    };
-    {
-        let mut recycled = Grads::new(&params);
-        for round in 0..3 {
-            let g = tape.graph(&params);
-            let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
-            let loss = (f(&g, &x) * g.array(upstream.view())).sum();
-            if round < 2 {
-                g.backward_params(loss, &mut recycled).unwrap();
-            } else {
-                // `backward` on buffers the recycling passes left (stale contents, right length).
-                g.backward(loss, &mut recycled).unwrap();
-            }
-            for &id in &ids {
-                assert_eq!(recycled.data(id), grads.data(id), "{name}: round {round} d/d{}", params.name(id));
-            }
-        }
-    }
-    let loss = |params: &ParamStore<f64>, tape: &mut Tape<f64>| {
-        // A training graph (not `no_grad`), so that dropout draws the same mask as above.
-        let g = tape.graph(params);
-        let x: Vec<_> = ids.iter().map(|&id| g.param(id)).collect();
-        let out = f(&g, &x).to_array();
-        (out * &upstream).sum()
-    };
-    let h = 1e-6;
-    let mut worst = (0.0f64, String::new());
-    for &id in &ids {
-        let numel = params.data(id).len();
-        for k in 0..numel {
-            let x0 = params.data(id)[k];
-            params.data_mut(id)[k] = x0 + h;
-            let up = loss(&params, &mut tape);
-            params.data_mut(id)[k] = x0 - h;
-            let down = loss(&params, &mut tape);
-            params.data_mut(id)[k] = x0;
-            let numeric = (up - down) / (2.0 * h);
-            let analytic = grads.data(id)[k];
-            let tol = 1e-6 + 1e-5 * numeric.abs();
-            let err = (analytic - numeric).abs() / tol;
-            if err > worst.0 {
-                worst =
-                    (err, format!("d/d{}[{k}]: analytic {analytic} vs numeric {numeric}", params.name(id)));
-            }
-        }
-    }
-    assert!(worst.0 <= 1.0, "{name}: {}", worst.1);
+    let shapes: Vec<(&[usize], Dist)> = shapes.iter().map(|&s| (s, Dist::Normal)).collect();
+    common::check_seeded(name, seed, &shapes, f)
 }
 
 /// A constant of shape `dims` (deterministic values).

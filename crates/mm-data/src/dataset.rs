@@ -118,6 +118,11 @@ impl Dataset {
 
     /// A dataset from a list of items, validated like a file's lines (empty items are dropped).
     pub fn from_words<S: AsRef<str>>(words: &[S], options: LoadOptions) -> Result<Dataset> {
+        // An item with a line break would become two items: refused as the control character it is.
+        if let Some((i, w)) = words.iter().enumerate().find(|(_, w)| w.as_ref().contains('\n')) {
+            let (line, text) = (i + 1, w.as_ref().to_string());
+            return Err(DataError::ControlChar { path: "<words>".into(), line, text, ch: '\n' });
+        }
         let text = words.iter().map(|w| w.as_ref()).collect::<Vec<_>>().join("\n");
         Self::parse(text.as_bytes(), Path::new("<words>"), options)
     }

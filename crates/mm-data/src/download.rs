@@ -170,7 +170,8 @@ fn open_source(req: &Request) -> Result<(Box<dyn Read>, Option<u64>), DownloadEr
         let path = PathBuf::from(&req.source);
         let file =
             File::open(&path).map_err(|source| DownloadError::Source { path: path.clone(), source })?;
-        let total = file.metadata().ok().map(|m| m.len());
+        // A pipe's or a device's length reads as 0: only a regular file announces its length.
+        let total = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         Ok((Box::new(file), total))
     }
 }

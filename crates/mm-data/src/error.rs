@@ -40,8 +40,13 @@ pub enum DataError {
     /// A line contains a control character (a tab, a NUL, an ESC, ...), a line separator
     /// (U+2028) or a bidirectional control (U+202E, ...).
     #[error(
-        "{path}: line {line} ({text:?}) contains the control character U+{:04X}: remove it from the file",
-        u32::from(*ch)
+        "{path}: line {line} ({text:?}) contains the control character U+{:04X}: {}",
+        u32::from(*ch),
+        if *ch == '\r' {
+            "lines that end in CR alone (an old Mac's) are one line here: convert them to LF line endings"
+        } else {
+            "remove it from the file"
+        }
     )]
     ControlChar {
         /// The file.
@@ -83,6 +88,17 @@ pub enum DataError {
     /// A context length of 0.
     #[error("block_size must be at least 1")]
     ZeroBlockSize,
+    /// Examples that memory cannot hold: `rows` rows of `block_size` ids (an allocation that
+    /// fails would abort the process).
+    #[error(
+        "{rows} examples of block_size {block_size} are more ids than memory holds: choose a smaller block_size"
+    )]
+    ExamplesTooLarge {
+        /// The examples.
+        rows: usize,
+        /// The context length asked for.
+        block_size: usize,
+    },
     /// A word too long for the sequences of [`crate::Examples::words`]: `[0, w...]` must fit in
     /// `block_size` positions. It names the longest word, so that the block_size it asks for
     /// holds them all.

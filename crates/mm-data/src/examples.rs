@@ -34,6 +34,24 @@ pub struct Examples {
     pub y: Array2<u32>,
 }
 
+/// An empty vector with room for `rows × block_size` ids, or [`DataError::ExamplesTooLarge`]
+/// where memory cannot hold them (a failed allocation would abort the process, not return an
+/// error).
+fn reserved(rows: usize, block_size: usize) -> Result<Vec<u32>> {
+    let too_large = || DataError::ExamplesTooLarge { rows, block_size };
+    let len = rows.checked_mul(block_size).ok_or_else(too_large)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_large())?;
+    Ok(v)
+}
+
+/// `rows × block_size` copies of `fill` ([`reserved`] first).
+fn ids(rows: usize, block_size: usize, fill: u32) -> Result<Vec<u32>> {
+    let mut v = reserved(rows, block_size)?;
+    v.resize(rows * block_size, fill);
+    Ok(v)
+}
+
 impl Examples {
     /// The target of a position that has none: a word's positions after its end token
     /// (makemore's -1, which its loss ignores). mm-tensor's `cross_entropy` ignores it too
@@ -71,9 +89,9 @@ impl Examples {
             return Err(DataError::ZeroBlockSize);
         }
         let n: usize = words.iter().map(|w| w.as_ref().chars().count() + 1).sum();
-        let mut x = Vec::with_capacity(n * block_size);
+        let mut x = reserved(n, block_size)?;
         let mut y = Vec::with_capacity(n);
-        let mut context = vec![0u32; block_size];
+        let mut context = ids(1, block_size, 0)?;
         for w in words {
             context.iter_mut().for_each(|c| *c = 0);
             for ix in vocab.encode(w.as_ref())?.into_iter().chain([0]) {
@@ -110,8 +128,11 @@ impl Examples {
         if block_size == 0 {
             return Err(DataError::ZeroBlockSize);
         }
-        let mut x = Array2::zeros((words.len(), block_size));
-        let mut y = Array2::from_elem((words.len(), block_size), Self::NO_TARGET);
+        let rows = words.len();
+        let x = ids(rows, block_size, 0)?;
+        let mut x = Array2::from_shape_vec((rows, block_size), x).expect("rows × block_size ids");
+        let y = ids(rows, block_size, Self::NO_TARGET)?;
+        let mut y = Array2::from_shape_vec((rows, block_size), y).expect("rows × block_size ids");
         for (i, w) in words.iter().enumerate() {
             let ids = vocab.encode(w.as_ref())?;
             if ids.len() >= block_size {

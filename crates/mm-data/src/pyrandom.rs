@@ -100,13 +100,17 @@ impl PyRandom {
         (f64::from(a) * 67_108_864.0 + f64::from(b)) * (1.0 / 9_007_199_254_740_992.0)
     }
 
-    /// `random.getrandbits(k)` for `k <= 32`.
+    /// `random.getrandbits(k)` for `k <= 32` (a larger `k` gives 32 bits: the result is a `u32`).
     pub fn getrandbits(&mut self, k: u32) -> u32 {
         if k == 0 { 0 } else { self.next_u32() >> (32 - k.min(32)) }
     }
 
     /// `random._randbelow(n)`: uniform in `[0, n)`, by rejection on `n.bit_length()` bits.
+    /// `n = 0` returns 0 at once (Python's `_randbelow(0)` never returns).
     pub fn randbelow(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
         let k = 32 - n.leading_zeros();
         let mut r = self.getrandbits(k);
         while r >= n {

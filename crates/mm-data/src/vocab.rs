@@ -56,7 +56,7 @@ impl Vocab {
         self.itos.len()
     }
 
-    /// Whether the vocabulary holds only `.` (never: it always has at least `.`).
+    /// Always false: a vocabulary holds `.` at least (the companion of [`Vocab::len`]).
     pub fn is_empty(&self) -> bool {
         self.itos.is_empty()
     }

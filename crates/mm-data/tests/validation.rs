@@ -218,3 +218,24 @@ fn words_are_makemores_char_dataset() {
     assert!(Examples::words(&words, &v, 10).is_ok());
     assert!(matches!(Examples::words(&["emma"], &v, 0), Err(DataError::ZeroBlockSize)));
 }
+
+/// Sizes memory cannot hold are typed errors, not a capacity overflow or an aborted allocation;
+/// an item with a line break is refused, not split in two; CR-only line endings are named.
+#[test]
+fn sizes_line_breaks_and_old_mac_endings_are_errors_that_say_so() {
+    let v = Vocab::from_words(&["emma"]);
+    for bs in [usize::MAX, 1 << 62, 1 << 40] {
+        let e = Examples::windows(&["emma"], &v, bs).unwrap_err();
+        assert!(matches!(e, DataError::ExamplesTooLarge { .. }), "{e}");
+        let e = Examples::words(&["emma"], &v, bs).unwrap_err();
+        assert!(matches!(e, DataError::ExamplesTooLarge { .. }), "{e}");
+    }
+    assert!(matches!(
+        Examples::windows::<&str>(&[], &v, usize::MAX),
+        Err(DataError::ExamplesTooLarge { .. })
+    ));
+    let e = mm_data::Dataset::from_words(&["emma", "a\nb"], mm_data::LoadOptions::default()).unwrap_err();
+    assert!(matches!(e, DataError::ControlChar { line: 2, ch: '\n', .. }), "{e}");
+    let e = mm_data::Dataset::from_text("emma\rava\rzoe\r").unwrap_err();
+    assert!(e.to_string().contains("convert them to LF line endings"), "{e}");
+}

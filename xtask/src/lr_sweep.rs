@@ -53,7 +53,7 @@ pub struct Args {
     repeats: u64,
 
     /// The factor beta of the exponential moving average that smooths each curve (0: none).
-    #[arg(long, default_value_t = 0.98)]
+    #[arg(long, default_value_t = 0.98, allow_negative_numbers = true)]
     smoothing: f32,
 
     /// The seed of the first repeat's model and batches.
@@ -150,7 +150,7 @@ impl Args {
 
 /// Runs the sweep (or the grid), writes its files and prints the suggestion.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let data = Dataset::load(&args.data).map_err(|e| {
+    let data = Dataset::load(crate::dataset(&args.data)).map_err(|e| {
         anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
     })?;
     let vocab = data.vocab();
@@ -160,6 +160,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("the {} is counted, not trained: it has no learning rate", spec.kind());
     }
     let (layout, block_size) = (spec.layout(), spec.block_size());
+    // The sweep trains on the training split; the grid compares rates by their dev loss.
+    if split.train.is_empty() || (args.grid && split.dev.is_empty()) {
+        let (a, b, c) = (split.train.len(), split.dev.len(), split.test.len());
+        let needs = if args.grid { "the training and dev splits" } else { "the training split" };
+        bail!(
+            "{}: {} words split {a} / {b} / {c} (80/10/10), and this needs words in {needs}: use a larger dataset",
+            args.data.display(),
+            a + b + c
+        );
+    }
     let train = Examples::new(&split.train, &vocab, layout, block_size)?;
     let dev = Examples::new(&split.dev, &vocab, layout, block_size)?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/lr-sweep-{}", spec.kind())));

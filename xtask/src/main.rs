@@ -40,6 +40,17 @@ enum Task {
     Tune(tune::Args),
 }
 
+/// The dataset at `path`. The default, `data/names.txt`, is read from the workspace (where
+/// `cargo xtask download` writes it) when the working directory has none, so the tasks find it
+/// from any directory, as `download` writes it from any.
+pub(crate) fn dataset(path: &std::path::Path) -> std::path::PathBuf {
+    if path == std::path::Path::new(mm_data::DEFAULT_DATASET) && !path.exists() {
+        let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        return mm_data::default_dataset_path(&workspace);
+    }
+    path.to_path_buf()
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {

@@ -278,14 +278,18 @@ fn draw(base: &Spec, space: &[(String, Dim)], t: Trials, seed: u64) -> anyhow::R
                 fields.insert(key.clone(), v);
             }
             let spec = training(fields)?;
-            // Sizes checked on a tiny vocabulary: building allocates the model, small at these sizes.
-            let sized = spec.num_params(vocab.len()) < 1 << 28
-                && spec.build(&vocab, &mut StdRng::seed_from_u64(0)).is_ok();
-            if sized {
-                break spec;
-            }
+            // The flags' ranges first (what `makemore train --spec` checks), then the sizes on a
+            // tiny vocabulary: building allocates the model, small at these sizes.
+            let why = match (spec.check_limits(), spec.train_config().check_limits()) {
+                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+                _ if spec.num_params(vocab.len()) >= 1 << 28 => Some("more than 2^28 parameters".into()),
+                _ => spec.build(&vocab, &mut StdRng::seed_from_u64(0)).err().map(|e| e.to_string()),
+            };
+            let Some(why) = why else { break spec };
             if tries >= 100 {
-                bail!("100 draws from the search space made no valid model: {spec:?}");
+                bail!(
+                    "100 draws from the search space made no valid model, the last because {why}: {spec:?}"
+                );
             }
         };
         out.push(spec);
@@ -399,7 +403,7 @@ fn promoted(rows: &BTreeMap<(usize, usize), Row>, rung: usize, trials: usize, et
 
 /// Runs the search.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let dataset = Dataset::load(&args.data).map_err(|e| {
+    let dataset = Dataset::load(crate::dataset(&args.data)).map_err(|e| {
         anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
     })?;
     let vocab = dataset.vocab();
@@ -408,12 +412,36 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a model spec", path.display()))?
+            let spec: Spec = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a model spec", path.display()))?;
+            // The ranges of `makemore train`'s flags, before anything is sized by them.
+            let checked = spec.check_limits().and_then(|()| spec.train_config().check_limits());
+            checked.map_err(|e| {
+                anyhow::anyhow!("{}: {e} (the range of its flag): correct the file", path.display())
+            })?;
+            spec
         }
-        None => Spec::default_of("transformer")
-            .context("the registry has a transformer")?
-            .with_block_size(dataset.stats().max_len + 1),
+        None => {
+            let spec = Spec::default_of("transformer").context("the registry has a transformer")?;
+            let spec = spec.with_block_size(dataset.stats().max_len + 1);
+            spec.check_limits().map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}: the block_size of the default base is the longest line of {} + 1",
+                    args.data.display()
+                )
+            })?;
+            spec
+        }
     };
+    // A trial is compared by its dev loss, and trains on the training split.
+    if split.train.is_empty() || split.dev.is_empty() {
+        let (a, b, c) = (split.train.len(), split.dev.len(), split.test.len());
+        bail!(
+            "{}: {} words split {a} / {b} / {c} (80/10/10), and tune needs words in the training and dev splits: use a larger dataset",
+            args.data.display(),
+            a + b + c
+        );
+    }
     let space_text = match &args.space {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
@@ -424,6 +452,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (trials, eta, rungs) = (args.trials as usize, args.eta as usize, args.rungs as usize);
     let budget = |r: usize| (args.min_steps as usize).saturating_mul(eta.saturating_pow(r as u32));
     let horizon = budget(rungs - 1);
+    mm_models::limits::check_size("steps", horizon as u64, &mm_models::limits::STEPS).map_err(|e| {
+        anyhow::anyhow!(
+            "the last rung's budget, --min-steps × --eta^(--rungs - 1): {e}; choose fewer or smaller"
+        )
+    })?;
     let shards = args.shards.map(|s| s as usize);
     let plan = Trials { n: trials, steps: horizon, shards, include_base: args.include_base };
     let specs = draw(&base, &space, plan, args.seed)?;

@@ -447,8 +447,18 @@ impl Spec {
                 _ => serde_json::Value::String(text.clone()),
             };
         }
-        serde_json::from_value(serde_json::Value::Object(fields))
-            .map_err(|e| SpecError::Setting { key: name.to_string(), problem: e.to_string() })
+        // A value serde refuses (an unknown variant `xyz`) is named by its setting (`init`), the
+        // one whose text the message quotes; else by the kind.
+        let texts: Vec<(String, String)> = fields
+            .iter()
+            .filter(|(k, _)| *k != "kind")
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+            let problem = e.to_string();
+            let key = texts.iter().find(|(_, t)| problem.contains(&format!("`{t}`"))).map(|(k, _)| k.clone());
+            SpecError::Setting { key: key.unwrap_or_else(|| name.to_string()), problem }
+        })
     }
 
     /// How the kind reads words: context windows (the lectures') or whole words (makemore.py's).

@@ -56,3 +56,10 @@ fn settings_are_parsed_by_name_with_errors_that_name_them() {
         .is_err()
     );
 }
+
+/// A setting whose text the spec refuses is named by its key, not by the model's kind.
+#[test]
+fn a_refused_setting_is_named_by_its_key() {
+    let err = mm_models::Spec::parse("mlp", |k| (k == "init").then(|| "xyz".into()), false).unwrap_err();
+    assert!(matches!(&err, mm_models::SpecError::Setting { key, .. } if key == "init"), "{err}");
+}

@@ -45,7 +45,7 @@ pub enum DownloadError {
     },
     /// The data does not have the expected checksum.
     #[error(
-        "checksum mismatch for {source_name}: expected sha256 {expected}, got {actual}; the file was not saved"
+        "checksum mismatch for {source_name}: expected sha256 {expected}, got {actual}; the file was not saved (another file than names.txt? give its sha256)"
     )]
     Checksum {
         /// The source.
@@ -186,7 +186,14 @@ fn copy_checked(
     progress: &mut impl FnMut(Progress),
 ) -> Result<u64, DownloadError> {
     let target_err = |source| DownloadError::Target { path: tmp.to_path_buf(), source };
-    let mut out = BufWriter::new(File::create(tmp).map_err(target_err)?);
+    // The temporary file sits beside the target: a missing folder is named as the target's.
+    let create = File::create(tmp).map_err(|source| match tmp.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
+            DownloadError::Target { path: req.target.clone(), source }
+        }
+        _ => target_err(source),
+    });
+    let mut out = BufWriter::new(create?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut bytes = 0u64;

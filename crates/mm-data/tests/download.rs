@@ -187,8 +187,10 @@ fn no_server_is_a_network_error() {
 fn an_unwritable_target_is_an_error() {
     let (base, _) = serve();
     let d = dir();
-    let err = fetch(&request(format!("{base}/ok"), &d.join("no/such/dir/names.txt")), |_| {}).unwrap_err();
-    assert!(matches!(err, DownloadError::Target { .. }), "{err:?}");
+    let target = d.join("no/such/dir/names.txt");
+    let err = fetch(&request(format!("{base}/ok"), &target), |_| {}).unwrap_err();
+    // The target is named, not the temporary file beside it.
+    assert!(matches!(&err, DownloadError::Target { path, .. } if *path == target), "{err:?}");
     assert!(files(&d).is_empty());
 }
 
@@ -197,4 +199,26 @@ fn a_malformed_sha256_is_refused() {
     let d = dir();
     let req = Request { sha256: "xyz".into(), ..request("/dev/null".into(), &d.join("n")) };
     assert!(matches!(fetch(&req, |_| {}), Err(DownloadError::BadSha256(_))));
+}
+
+/// A pipe as the source (`--from /dev/stdin`): its length reads as 0, which is not announced.
+#[cfg(unix)]
+#[test]
+fn a_pipe_is_a_source() {
+    let d = dir();
+    let fifo = d.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("no mkfifo here: the pipe case did not run");
+        return;
+    }
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, BODY).unwrap())
+    };
+    let target = d.join("names.txt");
+    let got = fetch(&request(fifo.to_string_lossy().into_owned(), &target), |_| {});
+    writer.join().unwrap();
+    assert!(matches!(got, Ok(Fetched::Downloaded { bytes: 16 })), "{got:?}");
+    assert_eq!(std::fs::read(&target).unwrap(), BODY);
 }

@@ -200,6 +200,10 @@ fn parse_space(text: &str) -> anyhow::Result<Vec<(String, Dim)>> {
     space
         .into_iter()
         .map(|(key, v)| {
+            if key == "steps" {
+                // Every trial's steps are the last rung's budget: a space cannot set them.
+                bail!("space: steps are the last rung's budget (--min-steps × --eta^(--rungs - 1)), not a setting to search");
+            }
             let dim = match &v {
                 Value::Array(c) if !c.is_empty() => Dim::Choices(c.clone()),
                 Value::Object(o) if o.len() == 1 && o.contains_key("log_uniform") => {
@@ -744,6 +748,8 @@ mod tests {
         }
         assert!(parse_space(r#"{"lr": {"log_uniform": [0, 1]}}"#).is_err());
         assert!(parse_space(r#"{"lr": []}"#).is_err());
+        let steps = parse_space(r#"{"steps": [100, 200]}"#).err().map(|e| e.to_string());
+        assert!(steps.is_some_and(|e| e.contains("last rung's budget")));
         let one = Trials { n: 1, steps: 10, shards: None, include_base: false };
         assert!(draw(&base, &parse_space(r#"{"n_hidden": [3]}"#).unwrap(), one, 1).is_err());
         // The base as trial 0, the others drawn as without it; every trial at the shards.

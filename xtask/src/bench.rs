@@ -100,9 +100,7 @@ impl Row {
 
 /// Runs the benchmark and prints the table.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let data = Dataset::load(crate::dataset(&args.data)).map_err(|e| {
-        anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
-    })?;
+    let (data, data_path) = crate::dataset(&args.data)?;
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     // A run on another kernel than the one asked for would be mislabelled: refuse it.
     if let Some(problem) = mm_tensor::gemm_path_problem() {
@@ -116,7 +114,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let py = Python {
         python: &args.python,
         script: workspace.join("bench/pytorch_bench.py"),
-        data: &crate::dataset(&args.data),
+        data: &data_path,
         extra: Vec::new(),
     };
     let rounds = args.rounds as usize;
@@ -323,7 +321,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "measuring the full training run (makemore train{})...",
             if torch { ", then PyTorch's" } else { "" }
         );
-        let (secs, rss) = full_run(&workspace, &crate::dataset(&args.data))?;
+        let (secs, rss) = full_run(&workspace, &data_path)?;
         let theirs = if torch { Some(py.full_run()?) } else { None };
         rows.push(Row {
             name: "full 200,000-step run (makemore train)",

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use mm_data::{Dataset, Examples, Layout, Split, SplitSpec};
+use mm_data::{Examples, Layout, Split, SplitSpec};
 use mm_models::{Model, Spec, SweepConfig, TrainConfig, lr_grid, lr_sweep};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -150,9 +150,7 @@ impl Args {
 
 /// Runs the sweep (or the grid), writes its files and prints the suggestion.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let data = Dataset::load(crate::dataset(&args.data)).map_err(|e| {
-        anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
-    })?;
+    let (data, data_path) = crate::dataset(&args.data)?;
     let vocab = data.vocab();
     let split = Split::new(data.words(), SplitSpec::default())?;
     let spec = args.spec(data.stats().max_len, vocab.len())?;
@@ -166,7 +164,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let needs = if args.grid { "the training and dev splits" } else { "the training split" };
         bail!(
             "{}: {} words split {a} / {b} / {c} (80/10/10), and this needs words in {needs}: use a larger dataset",
-            args.data.display(),
+            data_path.display(),
             a + b + c
         );
     }

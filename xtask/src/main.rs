@@ -40,15 +40,21 @@ enum Task {
     Tune(tune::Args),
 }
 
-/// The dataset at `path`. The default, `data/names.txt`, is read from the workspace (where
-/// `cargo xtask download` writes it) when the working directory has none, so the tasks find it
-/// from any directory, as `download` writes it from any.
-pub(crate) fn dataset(path: &std::path::Path) -> std::path::PathBuf {
-    if path == std::path::Path::new(mm_data::DEFAULT_DATASET) && !path.exists() {
-        let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        return mm_data::default_dataset_path(&workspace);
-    }
-    path.to_path_buf()
+/// The dataset at `path` (`--data`), loaded, and the path it was read from. The default,
+/// `data/names.txt`, is read from the workspace (where `cargo xtask download` writes it) when the
+/// working directory has none, so the tasks find it from any directory, as `download` writes it
+/// from any.
+pub(crate) fn dataset(path: &std::path::Path) -> anyhow::Result<(mm_data::Dataset, std::path::PathBuf)> {
+    let path = match path == std::path::Path::new(mm_data::DEFAULT_DATASET) && !path.exists() {
+        true => {
+            mm_data::default_dataset_path(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        }
+        false => path.to_path_buf(),
+    };
+    let data = mm_data::Dataset::load(&path).map_err(|e| {
+        anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
+    })?;
+    Ok((data, path))
 }
 
 fn main() -> std::process::ExitCode {

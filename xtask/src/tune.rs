@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use mm_data::{Dataset, Examples, Split, SplitSpec};
+use mm_data::{Examples, Split, SplitSpec};
 use mm_models::checkpoint::CheckpointMeta;
 use mm_models::{Progress, Spec, TrainConfig, evaluate, train_from};
 use plotters::prelude::*;
@@ -407,9 +407,7 @@ fn promoted(rows: &BTreeMap<(usize, usize), Row>, rung: usize, trials: usize, et
 
 /// Runs the search.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let dataset = Dataset::load(crate::dataset(&args.data)).map_err(|e| {
-        anyhow::anyhow!("{:#} (run `cargo xtask download`, or pass --data)", anyhow::Error::from(e))
-    })?;
+    let (dataset, data_path) = crate::dataset(&args.data)?;
     let vocab = dataset.vocab();
     let split = Split::new(dataset.words(), SplitSpec::default())?;
     let base = match &args.base {
@@ -431,7 +429,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             spec.check_limits().map_err(|e| {
                 anyhow::anyhow!(
                     "{e}: the block_size of the default base is the longest line of {} + 1",
-                    args.data.display()
+                    data_path.display()
                 )
             })?;
             spec
@@ -442,7 +440,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let (a, b, c) = (split.train.len(), split.dev.len(), split.test.len());
         bail!(
             "{}: {} words split {a} / {b} / {c} (80/10/10), and tune needs words in the training and dev splits: use a larger dataset",
-            args.data.display(),
+            data_path.display(),
             a + b + c
         );
     }

@@ -262,13 +262,6 @@ impl RunConfig {
                 "--decay-matrices-only (decay_matrices_only in a spec) needs --optimizer adamw (SGD's L2 decay applies to every parameter)"
             );
         }
-        if matches!(self.model.as_str(), "bn-mlp" | "wavenet") && self.batch_size == Some(1) {
-            bail!(
-                "{} normalises over its batch with the lecture's unbiased variance, which a batch of one \
-                 divides by zero: pass --batch-size 2 or more",
-                self.model
-            );
-        }
         let spec = self.spec()?;
         // makemore.py's block size may come from the data (its longest item + 1).
         spec.check_limits().with_context(|| format!("a {} of these sizes cannot be trained", self.model))?;
@@ -701,6 +694,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Ended> {
             // and the parameters' copies: the weights, their gradients, AdamW's two moments and
             // each shard's gradients.
             let rows = cfg.batch_size.unwrap_or(tr.len());
+            // The model says whether it normalises over its batch (bn-mlp, wavenet).
+            if net.batch_statistics() && rows < 2 {
+                bail!(
+                    "{} normalises over its batch with the lecture's unbiased variance, which a batch of one \
+                     divides by zero: pass --batch-size 2 or more",
+                    config.model
+                );
+            }
             let copies = 2 + 2 * u128::from(cfg.optimizer == OptimizerKind::AdamW) + cfg.shards as u128;
             let need = mm_models::step_bytes(&*net, &tr, rows)? + copies * 4 * net.num_params() as u128;
             if let Some(free) = crate::memory::available()

@@ -7,6 +7,14 @@ use ndarray::Array2;
 
 use crate::{ModelError, Result};
 
+/// Checks a smoothing `alpha`: a finite number at least 0, else a [`ModelError::Config`].
+pub(crate) fn check_alpha(alpha: f64) -> Result<()> {
+    if alpha.is_finite() && alpha >= 0.0 {
+        return Ok(());
+    }
+    Err(ModelError::Config(format!("alpha must be a finite number at least 0, got {alpha}")))
+}
+
 /// Bigram counts over a vocabulary: `N[a, b]` is how often `b` follows `a` in `.` + word + `.`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BigramCounts {
@@ -59,9 +67,7 @@ impl BigramCounts {
     /// unseen pair has probability 0. A row with no counts and `alpha = 0` is uniform. An `alpha`
     /// that is negative or not finite is a [`ModelError::Config`].
     pub fn probs(&self, alpha: f64) -> Result<Array2<f64>> {
-        if !(alpha.is_finite() && alpha >= 0.0) {
-            return Err(ModelError::Config(format!("alpha must be a finite number at least 0, got {alpha}")));
-        }
+        check_alpha(alpha)?;
         let mut p = self.counts.mapv(|c| f64::from(c) + alpha);
         for mut row in p.rows_mut() {
             let sum: f64 = row.sum();

@@ -176,10 +176,7 @@ pub fn to_bytes(path: &Path, model: &AnyModel, meta: &CheckpointMeta) -> Result<
     let tensors: Vec<Named> = match model.as_model() {
         ModelRef::Counts(m) => {
             if let Some(alpha) = meta.alpha {
-                if !(alpha.is_finite() && alpha >= 0.0) {
-                    let msg = format!("alpha must be a finite number at least 0, got {alpha}");
-                    return Err(ModelError::Config(msg));
-                }
+                crate::bigram::check_alpha(alpha)?;
                 // Rust prints the shortest text that parses back to the same f64.
                 info.insert("alpha".into(), alpha.to_string());
             }
@@ -417,7 +414,7 @@ pub fn load_with(path: &Path, options: LoadOptions) -> Result<(AnyModel, Checkpo
         let counts =
             Array2::from_shape_vec((v, v), n.iter().map(|&c| c as u32).collect()).expect("checked shape");
         if let Some(text) = info.get("alpha") {
-            let alpha = text.parse::<f64>().ok().filter(|a| a.is_finite() && *a >= 0.0);
+            let alpha = text.parse::<f64>().ok().filter(|&a| crate::bigram::check_alpha(a).is_ok());
             meta.alpha =
                 Some(alpha.ok_or_else(|| ck.bad("alpha", &format!("{text:?}, not a number at least 0")))?);
         }
